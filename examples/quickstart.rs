@@ -1,0 +1,89 @@
+//! Quickstart: declare state once, then read and write it with compiler-checked keys and values.
+//!
+//! Runs on the in-memory backend with nothing set up:
+//!
+//!     cargo run --example quickstart
+//!
+//! and against Redis when `REDIS_URL` is set:
+//!
+//!     REDIS_URL=redis://127.0.0.1:6379 cargo run --example quickstart
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use state_store::{Backend, MemoryBackend, RedisBackend, Result, StateKey, Store};
+
+/// A shopping session, kept for 30 minutes after each write.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, StateKey)]
+#[state(prefix = "session", id = u64, ttl = "30m")]
+pub struct Session {
+    pub cart: Vec<String>,
+    pub updated_at: i64,
+}
+
+/// A job's status under a composite id, kept until removed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, StateKey)]
+#[state(prefix = "job", id = (String, u32))]
+pub struct Job {
+    pub status: String,
+}
+
+/// Handler code is written once, generic over the backend.
+async fn add_to_cart<B: Backend>(store: &Store<B>, user: u64, item: &str) -> Result<Session> {
+    let mut session = store.get::<Session>(user).await?.unwrap_or(Session {
+        cart: Vec::new(),
+        updated_at: 0,
+    });
+    session.cart.push(item.to_string());
+    session.updated_at += 1;
+    store.set::<Session>(user, &session).await?;
+    Ok(session)
+}
+
+async fn demo<B: Backend>(store: Store<B>) -> Result<()> {
+    let session = add_to_cart(&store, 42, "book").await?;
+    let session_key = store.full_key::<Session>(42)?;
+    println!("{session_key} = {session:?}");
+    let left = store.ttl::<Session>(42).await?.unwrap_or_default();
+    println!("{session_key} expires in {}s", left.as_secs());
+
+    let job_id = ("nightly:report".to_string(), 7);
+    store
+        .set::<Job>(&job_id, &Job { status: "queued".into() })
+        .await?;
+    println!(
+        "{} = {:?}",
+        store.full_key::<Job>(&job_id)?,
+        store.get::<Job>(&job_id).await?
+    );
+
+    store
+        .set_with_ttl::<Session>(7, &session, Duration::from_millis(200))
+        .await?;
+    println!("short session stored: {}", store.exists::<Session>(7).await?);
+
+    println!("removed session 42: {}", store.remove::<Session>(42).await?);
+    println!("removed job: {}", store.remove::<Job>(&job_id).await?);
+    store.remove::<Session>(7).await?;
+
+    // Writes and deletes are opt-in: a store without enable_set() refuses to write.
+    let read_only = Store::new(MemoryBackend::new());
+    let refused = read_only.set::<Session>(1, &session).await.unwrap_err();
+    println!("read-only store: {refused}");
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    match std::env::var("REDIS_URL") {
+        Ok(url) => {
+            println!("backend: redis");
+            let backend = RedisBackend::connect(&url).await?;
+            demo(Store::new(backend).namespace("quickstart").enable_set().enable_remove()).await
+        }
+        Err(_) => {
+            println!("backend: memory (set REDIS_URL to use Redis)");
+            demo(Store::new(MemoryBackend::new()).namespace("quickstart").enable_set().enable_remove()).await
+        }
+    }
+}

@@ -1,0 +1,102 @@
+//! The one error type of this crate.
+
+use std::time::Duration;
+
+/// A boxed error from a backend or its driver.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in a [`Store`](crate::Store) call.
+///
+/// Every variant that concerns one key names the full key, namespace included, so a log line
+/// says where to look.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The operation is off for this store: writes and deletes are opt-in
+    /// ([`Store::enable_set`](crate::Store::enable_set),
+    /// [`Store::enable_remove`](crate::Store::enable_remove)). Nothing was written.
+    #[error("`{operation}` is disabled on this store; turn it on with `Store::{enable}()`")]
+    Disabled {
+        /// The operation that was refused, such as `set`.
+        operation: &'static str,
+        /// The builder method that turns it on.
+        enable: &'static str,
+    },
+
+    /// The value stored under `key` is not valid JSON for the state type: corrupt, written by
+    /// something else, or from an older shape of the type. The stored value is left as it is.
+    #[error("cannot decode the value under `{key}`: {source}")]
+    Decode {
+        /// The full key.
+        key: String,
+        /// What serde_json found wrong.
+        source: serde_json::Error,
+    },
+
+    /// The value could not be serialized to JSON (for example a map with non-string keys).
+    /// Nothing was written.
+    #[error("cannot encode the value for `{key}`: {source}")]
+    Encode {
+        /// The full key.
+        key: String,
+        /// What serde_json found wrong.
+        source: serde_json::Error,
+    },
+
+    /// The store's namespace is not a valid key segment. Checked by
+    /// [`Store::namespace`](crate::Store::namespace) and reported by every operation of that
+    /// store, before any key is read or written.
+    #[error("invalid namespace `{namespace}`: {reason}")]
+    InvalidNamespace {
+        /// The namespace as given.
+        namespace: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// A key could not be used as given: it holds a value of another Redis type
+    /// (`WRONGTYPE`), or, when listing ids, a key under the prefix does not parse as an id.
+    #[error("invalid key `{key}`: {reason}")]
+    InvalidKey {
+        /// The full key.
+        key: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// A duration cannot be used as an expiry: zero, or more milliseconds than Redis accepts.
+    #[error("invalid ttl {ttl:?} for `{key}`: {reason}")]
+    InvalidTtl {
+        /// The full key.
+        key: String,
+        /// The duration given.
+        ttl: Duration,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+
+    /// Could not connect to the backend, or the connection settings are invalid.
+    #[error("cannot connect to {target}: {source}")]
+    Connect {
+        /// Where the connection was going (never with a password).
+        target: String,
+        /// The driver's error.
+        source: BoxError,
+    },
+
+    /// The backend failed to carry out an operation: the connection broke, the server answered
+    /// with an error, or no answer came within the response timeout. Whether a write took effect
+    /// is unknown when the connection broke after it was sent.
+    #[error("{operation} `{key}` failed: {source}")]
+    Backend {
+        /// The operation, such as `get`.
+        operation: &'static str,
+        /// The full key (or the first of several).
+        key: String,
+        /// The driver's error.
+        source: BoxError,
+    },
+}

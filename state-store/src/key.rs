@@ -1,0 +1,128 @@
+//! The [`StateKey`] trait that ties a value type to its key, and typed keys.
+
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::marker::PhantomData;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::id::StateId;
+
+/// A type stored as state: its key prefix, id type and expiry.
+///
+/// Derive it rather than implementing it by hand; the derive checks the prefix and the ttl at
+/// compile time:
+///
+/// ```
+/// use serde::{Deserialize, Serialize};
+/// use state_store::StateKey;
+///
+/// #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, StateKey)]
+/// #[state(prefix = "session", id = u64, ttl = "30m")]
+/// pub struct Session {
+///     pub cart: Vec<String>,
+/// }
+///
+/// assert_eq!(Session::key(&42).to_string(), "session:42");
+/// assert_eq!(<Session as StateKey>::TTL, Some(std::time::Duration::from_secs(30 * 60)));
+/// ```
+///
+/// `#[state(...)]` takes:
+/// - `prefix = "..."` (required): ASCII letters, digits, `_`, `-` and `.`;
+/// - `id = Type` (required): a [`StateId`], such as an integer, `String` or a tuple of ids;
+/// - `ttl = "1h30m"` (optional): the expiry every write gives the key, in `d`, `h`, `m`, `s`
+///   units or as an integer number of seconds; without it keys do not expire;
+/// - `counter` (optional): on a tuple struct with one integer field, allows `Store::incr`.
+pub trait StateKey: Serialize + DeserializeOwned + Send + Sync + 'static {
+    /// The id that tells values of this type apart.
+    type Id: StateId;
+
+    /// The key prefix, unique per state type within a namespace.
+    const PREFIX: &'static str;
+
+    /// The expiry each write gives the key; `None` stores without expiry.
+    const TTL: Option<Duration>;
+}
+
+/// A [`StateKey`] whose value is a Redis integer counter, declared with `#[state(counter)]`.
+///
+/// Only counters can be incremented with `Store::incr`.
+pub trait Counter: StateKey {}
+
+/// The key of one `S` value: `{prefix}:{id}`, without the store's namespace.
+///
+/// ```
+/// # use serde::{Deserialize, Serialize};
+/// # use state_store::StateKey;
+/// #[derive(Serialize, Deserialize, StateKey)]
+/// #[state(prefix = "job", id = (String, u32))]
+/// struct Job { status: String }
+///
+/// assert_eq!(Job::key(&("a:b".into(), 7)).to_string(), "job:a%3Ab:7");
+/// ```
+pub struct Key<S> {
+    key: String,
+    state: PhantomData<fn() -> S>,
+}
+
+impl<S: StateKey> Key<S> {
+    /// The key of the value with this id.
+    pub fn new(id: &S::Id) -> Self {
+        let mut key = String::with_capacity(S::PREFIX.len() + 1 + 16);
+        key.push_str(S::PREFIX);
+        key.push(':');
+        id.write_key(&mut key);
+        Key {
+            key,
+            state: PhantomData,
+        }
+    }
+
+    /// The key as a string.
+    pub fn as_str(&self) -> &str {
+        &self.key
+    }
+}
+
+impl<S> fmt::Display for Key<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.key)
+    }
+}
+
+impl<S> fmt::Debug for Key<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Key").field(&self.key).finish()
+    }
+}
+
+impl<S> Clone for Key<S> {
+    fn clone(&self) -> Self {
+        Key {
+            key: self.key.clone(),
+            state: PhantomData,
+        }
+    }
+}
+
+impl<S> PartialEq for Key<S> {
+    fn eq(&self, other: &Self) -> bool {
+        self.key == other.key
+    }
+}
+
+impl<S> Eq for Key<S> {}
+
+impl<S> Hash for Key<S> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.key.hash(state)
+    }
+}
+
+impl<S> AsRef<str> for Key<S> {
+    fn as_ref(&self) -> &str {
+        &self.key
+    }
+}

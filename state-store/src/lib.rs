@@ -1,0 +1,77 @@
+//! Typed service state in Redis: declare a state type once, and the compiler checks every key and
+//! value your handlers read and write.
+//!
+//! ```
+//! use serde::{Deserialize, Serialize};
+//! use state_store::{MemoryBackend, StateKey, Store};
+//!
+//! #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, StateKey)]
+//! #[state(prefix = "session", id = u64, ttl = "30m")]
+//! pub struct Session {
+//!     pub cart: Vec<String>,
+//!     pub updated_at: i64,
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> state_store::Result<()> {
+//! // The in-memory backend here; `RedisBackend::connect(url).await?` in production.
+//! let store = Store::new(MemoryBackend::new())
+//!     .namespace("user-service")
+//!     .enable_set()
+//!     .enable_remove();
+//!
+//! let session = Session { cart: vec!["book".into()], updated_at: 1 };
+//! store.set::<Session>(42, &session).await?; // stored at `user-service:session:42`, 30 min ttl
+//! assert_eq!(store.get::<Session>(42).await?, Some(session));
+//! assert!(store.ttl::<Session>(42).await?.is_some());
+//! assert!(store.remove::<Session>(42).await?);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! `store.get::<Session>("42")` or `store.set::<Session>(42, &other_type)` does not compile: the
+//! id type and the value type come from the `#[state]` declaration.
+//!
+//! # Pieces
+//! - [`StateKey`] (trait and derive): a type's prefix, id type and ttl.
+//! - [`Store`]: the typed API. Reads are on; writes ([`Store::enable_set`]) and deletes
+//!   ([`Store::enable_remove`]) are opt-in. An optional namespace prefixes every key.
+//! - [`Backend`]: where bytes live. [`MemoryBackend`] (embedded, same semantics, tokio's clock)
+//!   and [`RedisBackend`] (JSON values, expiry in the same `SET` command as the value, one
+//!   reconnecting multiplexed connection, timeouts in seconds).
+//! - [`Error`]: one error type; decode errors carry the key and serde's message.
+//!
+//! # Keys
+//! A value is stored at `{namespace}:{prefix}:{id}`, or `{prefix}:{id}` without namespace.
+//! Integers are written in decimal, tuple parts are joined by `:`, and in strings `%`, `:`, `*`,
+//! `?`, `[`, `]`, `\`, `{`, `}`, space and ASCII control characters are percent-encoded
+//! (`%3A`), so ids never collide and never act as glob patterns. See [`StateId`].
+#![warn(missing_docs)]
+
+mod backend;
+mod error;
+mod id;
+mod key;
+mod memory;
+mod redis_backend;
+mod store;
+
+pub use backend::Backend;
+pub use error::{BoxError, Error, Result};
+pub use id::{IdError, KeyParts, StateId, id_from_key, id_to_key};
+pub use key::{Counter, Key, StateKey};
+pub use memory::MemoryBackend;
+pub use redis_backend::{RedisBackend, RedisOptions};
+pub use state_store_derive::StateKey;
+pub use store::Store;
+
+/// Re-exported so that `RedisBackend::from_client` callers use the same `redis` version.
+pub use redis;
+
+/// Paths for the code `#[derive(StateKey)]` generates. Not public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::key::{Counter, Key, StateKey};
+    pub use core::option::Option::{None, Some};
+    pub use core::time::Duration;
+}

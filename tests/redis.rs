@@ -1,0 +1,176 @@
+//! The Redis backend against real `redis-server` processes that the tests start themselves.
+
+mod conformance;
+mod support;
+
+use std::time::{Duration, Instant};
+
+use conformance::{Job, Session, session};
+use redis::Commands;
+use state_store::{Error, RedisBackend, RedisOptions, Store};
+use support::RedisServer;
+
+async fn fresh() -> (RedisServer, RedisBackend) {
+    let server = RedisServer::start();
+    let backend = RedisBackend::connect(&server.url()).await.unwrap();
+    (server, backend)
+}
+
+conformance_tests!(tokio::test(flavor = "multi_thread", worker_threads = 2), crate::fresh());
+
+#[tokio::test]
+async fn stores_the_documented_key_and_json_with_expiry_in_one_command() {
+    let (server, backend) = fresh().await;
+    let store = Store::new(backend).namespace("user-service").enable_set();
+    let mut raw = server.raw();
+    let _: () = redis::cmd("CONFIG").arg("RESETSTAT").query(&mut raw).unwrap();
+
+    store.set::<Session>(42, &session(3)).await.unwrap();
+
+    let stored: String = raw.get("user-service:session:42").unwrap();
+    assert_eq!(stored, serde_json::to_string(&session(3)).unwrap());
+    let pttl: i64 = raw.pttl("user-service:session:42").unwrap();
+    assert!(pttl > 29 * 60 * 1000 && pttl <= 30 * 60 * 1000, "{pttl}");
+
+    // The expiry travelled with the value: one SET, no EXPIRE/PEXPIRE after it.
+    let stats: String = redis::cmd("INFO").arg("commandstats").query(&mut raw).unwrap();
+    assert!(stats.contains("cmdstat_set:calls=1,"), "{stats}");
+    for second_command in ["cmdstat_expire:", "cmdstat_pexpire:", "cmdstat_setex:", "cmdstat_multi:"] {
+        assert!(!stats.contains(second_command), "{stats}");
+    }
+
+    let job_id = ("a:b".to_string(), 7);
+    store.set::<Job>(&job_id, &Job { status: "queued".into() }).await.unwrap();
+    let stored: String = raw.get("user-service:job:a%3Ab:7").unwrap();
+    assert_eq!(stored, r#"{"status":"queued"}"#);
+    assert_eq!(raw.pttl::<_, i64>("user-service:job:a%3Ab:7").unwrap(), -1);
+}
+
+#[tokio::test]
+async fn reads_values_written_by_other_clients() {
+    let (server, backend) = fresh().await;
+    let mut raw = server.raw();
+    let _: () = raw
+        .set("session:9", r#"{"cart":["x"],"updated_at":5}"#)
+        .unwrap();
+    let store = Store::new(backend);
+    assert_eq!(
+        store.get::<Session>(9).await.unwrap(),
+        Some(Session { cart: vec!["x".into()], updated_at: 5 })
+    );
+}
+
+#[tokio::test]
+async fn a_key_of_another_redis_type_is_an_error_naming_it() {
+    let (server, backend) = fresh().await;
+    let mut raw = server.raw();
+    let _: () = raw.hset("session:1", "field", "value").unwrap();
+    let store = Store::new(backend).enable_set();
+    let err = store.get::<Session>(1).await.unwrap_err();
+    assert!(matches!(err, Error::InvalidKey { ref key, .. } if key == "session:1"), "{err:?}");
+    // The store keeps working.
+    store.set::<Session>(2, &session(2)).await.unwrap();
+    assert_eq!(store.get::<Session>(2).await.unwrap(), Some(session(2)));
+}
+
+#[tokio::test]
+async fn connects_with_user_password_and_db_and_never_shows_the_password() {
+    let server = RedisServer::start();
+    let mut raw = server.raw();
+    let _: () = redis::cmd("ACL")
+        .arg(&["SETUSER", "svc", "on", ">s3cr3t-pw", "~*", "+@all"][..])
+        .query(&mut raw)
+        .unwrap();
+    let url = format!("redis://svc:s3cr3t-pw@127.0.0.1:{}/3", server.port());
+    let backend = RedisBackend::connect(&url).await.unwrap();
+    assert!(!format!("{backend:?}").contains("s3cr3t-pw"), "{backend:?}");
+    let store = Store::new(backend).enable_set();
+    assert!(!format!("{store:?}").contains("s3cr3t-pw"));
+    store.set::<Session>(1, &session(1)).await.unwrap();
+
+    let _: () = redis::cmd("SELECT").arg(3).query(&mut raw).unwrap();
+    assert!(raw.exists::<_, bool>("session:1").unwrap(), "written to db 3");
+    let _: () = redis::cmd("SELECT").arg(0).query(&mut raw).unwrap();
+    assert!(!raw.exists::<_, bool>("session:1").unwrap());
+
+    let wrong = format!("redis://svc:wr0ng-pw@127.0.0.1:{}/3", server.port());
+    let err = RedisBackend::connect_with(&wrong, RedisOptions::default().reconnect_retries(0))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Connect { .. }), "{err:?}");
+    let shown = format!("{err} {err:?}");
+    assert!(!shown.contains("wr0ng-pw"), "{shown}");
+    assert!(shown.contains(&server.port().to_string()), "{shown}");
+}
+
+#[tokio::test]
+async fn builds_from_a_redis_client() {
+    let server = RedisServer::start();
+    let backend = RedisBackend::from_client(server.client()).await.unwrap();
+    let store = Store::new(backend).enable_set();
+    store.set::<Session>(1, &session(1)).await.unwrap();
+    assert_eq!(store.get::<Session>(1).await.unwrap(), Some(session(1)));
+}
+
+#[tokio::test]
+async fn an_unreachable_server_fails_fast_with_a_clear_error() {
+    let port = support::free_port(); // nothing listens there
+    let started = Instant::now();
+    let err = RedisBackend::connect(&format!("redis://127.0.0.1:{port}"))
+        .await
+        .unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+    assert!(matches!(err, Error::Connect { .. }), "{err:?}");
+    assert!(err.to_string().contains(&format!("127.0.0.1:{port}")), "{err}");
+}
+
+#[tokio::test]
+async fn a_server_that_never_answers_times_out_instead_of_hanging() {
+    // Accepts connections and reads, but never replies.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().flatten() {
+            held.push(stream);
+        }
+    });
+    let started = Instant::now();
+    let result = RedisBackend::connect(&format!("redis://127.0.0.1:{port}")).await;
+    let elapsed = started.elapsed();
+    let err = result.unwrap_err();
+    assert!(elapsed < Duration::from_secs(12), "{elapsed:?}");
+    assert!(matches!(err, Error::Connect { .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn a_server_that_stops_answering_mid_session_times_out() {
+    let (server, backend) = fresh().await;
+    let store = Store::new(backend).enable_set();
+    store.set::<Session>(1, &session(1)).await.unwrap();
+
+    server.signal("STOP");
+    let started = Instant::now();
+    let err = store.get::<Session>(1).await.unwrap_err();
+    let elapsed = started.elapsed();
+    server.signal("CONT");
+    assert!(elapsed < Duration::from_secs(10), "{elapsed:?}");
+    assert!(matches!(err, Error::Backend { operation: "get", .. }), "{err:?}");
+    assert!(err.to_string().contains("session:1"), "{err}");
+
+    // Once it answers again, the same store works.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match store.get::<Session>(1).await {
+            Ok(value) => {
+                assert_eq!(value, Some(session(1)));
+                break;
+            }
+            Err(e) if Instant::now() < deadline => {
+                let _ = e;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("store did not recover: {e}"),
+        }
+    }
+}
