@@ -1,0 +1,93 @@
+//! The generated impls.
+
+use proc_macro2::{Literal, Span, TokenStream};
+use quote::{quote, quote_spanned};
+use syn::spanned::Spanned;
+use syn::{DeriveInput, Type};
+
+use crate::ast::{Data, Input};
+use crate::errors::Errors;
+
+pub(crate) fn derive(node: &DeriveInput) -> syn::Result<TokenStream> {
+    let mut errors = Errors::default();
+    let input = Input::from_syn(node, &mut errors);
+    input.validate(&mut errors);
+    let result = errors.finish();
+    let Some(id) = &input.attrs.id else {
+        // A missing or unparsable id is always among the errors, so this returns one.
+        return Err(result.err().unwrap_or_else(|| {
+            syn::Error::new(Span::call_site(), "missing `id` in `#[state(...)]`")
+        }));
+    };
+    match result {
+        Ok(()) => {
+            let prefix = input.attrs.prefix.as_ref().map(syn::LitStr::value);
+            Ok(impls(
+                &input,
+                id,
+                &prefix.unwrap_or_default(),
+                input.attrs.ttl,
+            ))
+        }
+        Err(errors) if fallback_compiles(&input) => {
+            // Still implementing the trait keeps the user's uses of it from adding "trait not
+            // implemented" errors that would bury ours. The values never run: the crate fails
+            // to compile on our errors.
+            let errors = errors.into_compile_error();
+            let impls = impls(&input, id, "", None);
+            Ok(quote!(#errors #impls))
+        }
+        Err(errors) => Err(errors),
+    }
+}
+
+/// Whether the impls could compile at all, so that emitting them would not add errors of
+/// their own: a generic type has parameters we cannot name, and a union cannot be serialized.
+fn fallback_compiles(input: &Input) -> bool {
+    input.generics.params.is_empty() && !matches!(input.data, Data::Union(_))
+}
+
+fn impls(input: &Input, id: &Type, prefix: &str, ttl: Option<u64>) -> TokenStream {
+    let ident = input.ident;
+    let vis = input.vis;
+    // At the id's span, so that an id which is not a `StateId` is reported at the user's type.
+    let id_type = quote_spanned!(id.span()=> type Id = #id;);
+    let ttl = match ttl {
+        Some(secs) => {
+            let secs = Literal::u64_unsuffixed(secs);
+            quote! {
+                ::state_store::__private::Some(::state_store::__private::Duration::from_secs(#secs))
+            }
+        }
+        None => quote!(::state_store::__private::None),
+    };
+    let doc = format!(
+        "The key of the `{ident}` with this id (`{prefix}:{{id}}` before the store's namespace)."
+    );
+    let counter = input.attrs.counter.as_ref().map(|counter| {
+        quote_spanned! {counter.span()=>
+            #[automatically_derived]
+            impl ::state_store::__private::Counter for #ident {}
+        }
+    });
+    quote! {
+        #[automatically_derived]
+        impl ::state_store::__private::StateKey for #ident {
+            #id_type
+            const PREFIX: &'static str = #prefix;
+            const TTL: ::state_store::__private::Option<::state_store::__private::Duration> = #ttl;
+        }
+
+        impl #ident {
+            #[doc = #doc]
+            #[must_use]
+            // Unused when a private type's keys are only built by the store.
+            #[allow(dead_code)]
+            #vis fn key(id: &#id) -> ::state_store::__private::Key<#ident> {
+                ::state_store::__private::Key::new(id)
+            }
+        }
+
+        #counter
+    }
+}

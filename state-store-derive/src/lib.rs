@@ -1,0 +1,54 @@
+//! The `#[derive(StateKey)]` macro of [`state-store`](https://docs.rs/state-store).
+//!
+//! Depend on `state-store` rather than on this crate: it re-exports the derive next to the
+//! trait, and the generated code refers to `::state_store`.
+#![warn(missing_docs)]
+
+extern crate proc_macro;
+
+mod ast;
+mod attr;
+mod errors;
+mod expand;
+mod ttl;
+mod valid;
+
+use proc_macro::TokenStream;
+use syn::{DeriveInput, parse_macro_input};
+
+/// Implements `StateKey` for a struct or enum, and adds a `key(&id)` function returning its
+/// typed `Key`.
+///
+/// ```ignore
+/// use serde::{Deserialize, Serialize};
+/// use state_store::StateKey;
+///
+/// #[derive(Serialize, Deserialize, StateKey)]
+/// #[state(prefix = "session", id = u64, ttl = "30m")]
+/// pub struct Session {
+///     pub cart: Vec<String>,
+/// }
+///
+/// #[derive(Serialize, Deserialize, StateKey)]
+/// #[state(prefix = "ratelimit", id = String, ttl = "1m", counter)]
+/// pub struct ApiCalls(pub i64);
+///
+/// assert_eq!(Session::key(&42).to_string(), "session:42");
+/// ```
+///
+/// `#[state(...)]` takes, in any order and across any number of `#[state]` attributes:
+/// - `prefix = "..."` (required): ASCII letters, digits, `_`, `-` and `.`;
+/// - `id = Type` (required): a `StateId`, such as an integer, `String` or a tuple of ids;
+/// - `ttl = "1h30m"` (optional): the expiry of every write, as `<number><unit>` pairs with units
+///   `d`, `h`, `m`, `s` from largest to smallest, or as an integer number of seconds
+///   (`ttl = 90`); without it keys never expire;
+/// - `counter` (optional): marks a tuple struct with one integer field as a `Counter`.
+///
+/// The type must not be generic. Mistakes are compile errors at the offending token.
+#[proc_macro_derive(StateKey, attributes(state))]
+pub fn derive_state_key(input: TokenStream) -> TokenStream {
+    let input = parse_macro_input!(input as DeriveInput);
+    expand::derive(&input)
+        .unwrap_or_else(syn::Error::into_compile_error)
+        .into()
+}

@@ -1,0 +1,8 @@
+use serde::{Deserialize, Serialize};
+use state_store::StateKey;
+
+#[derive(Serialize, Deserialize, StateKey)]
+#[state(prefix = "ratelimit", id = String, counter = true)]
+struct ApiCalls(i64);
+
+fn main() {}

@@ -1,0 +1,7 @@
+use serde::{Deserialize, Serialize};
+use state_store::StateKey;
+
+#[derive(Serialize, Deserialize, StateKey)]
+struct Session;
+
+fn main() {}

@@ -1,0 +1,11 @@
+use serde::{Deserialize, Serialize};
+use state_store::StateKey;
+
+#[derive(Serialize, Deserialize, StateKey)]
+#[state(prefix = "session", id = u64)]
+struct Session {
+    #[state(ttl = "30m")]
+    cart: Vec<String>,
+}
+
+fn main() {}

@@ -1,0 +1,8 @@
+use serde::{Deserialize, Serialize};
+use state_store::StateKey;
+
+#[derive(Serialize, Deserialize, StateKey)]
+#[state(prefix = "session", id = u64, ttl = "30m1h")]
+struct Session;
+
+fn main() {}
