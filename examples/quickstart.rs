@@ -49,7 +49,12 @@ async fn demo<B: Backend>(store: Store<B>) -> Result<()> {
 
     let job_id = ("nightly:report".to_string(), 7);
     store
-        .set::<Job>(&job_id, &Job { status: "queued".into() })
+        .set::<Job>(
+            &job_id,
+            &Job {
+                status: "queued".into(),
+            },
+        )
         .await?;
     println!(
         "{} = {:?}",
@@ -60,7 +65,10 @@ async fn demo<B: Backend>(store: Store<B>) -> Result<()> {
     store
         .set_with_ttl::<Session>(7, &session, Duration::from_millis(200))
         .await?;
-    println!("short session stored: {}", store.exists::<Session>(7).await?);
+    println!(
+        "short session stored: {}",
+        store.exists::<Session>(7).await?
+    );
 
     println!("removed session 42: {}", store.remove::<Session>(42).await?);
     println!("removed job: {}", store.remove::<Job>(&job_id).await?);
@@ -79,11 +87,23 @@ async fn main() -> Result<()> {
         Ok(url) => {
             println!("backend: redis");
             let backend = RedisBackend::connect(&url).await?;
-            demo(Store::new(backend).namespace("quickstart").enable_set().enable_remove()).await
+            demo(
+                Store::new(backend)
+                    .namespace("quickstart")
+                    .enable_set()
+                    .enable_remove(),
+            )
+            .await
         }
         Err(_) => {
             println!("backend: memory (set REDIS_URL to use Redis)");
-            demo(Store::new(MemoryBackend::new()).namespace("quickstart").enable_set().enable_remove()).await
+            demo(
+                Store::new(MemoryBackend::new())
+                    .namespace("quickstart")
+                    .enable_set()
+                    .enable_remove(),
+            )
+            .await
         }
     }
 }

@@ -8,10 +8,9 @@ use conformance::{Session, session};
 use state_store::{MemoryBackend, Store};
 
 // Paused time: the suite's sleeps advance the clock at once and deterministically.
-conformance_tests!(
-    tokio::test(start_paused = true),
-    async { ((), state_store::MemoryBackend::new()) }
-);
+conformance_tests!(tokio::test(start_paused = true), async {
+    ((), state_store::MemoryBackend::new())
+});
 
 #[tokio::test(start_paused = true)]
 async fn expiry_follows_tokios_clock() {
@@ -43,7 +42,11 @@ async fn expired_entries_are_purged_not_hidden() {
                 .await
                 .unwrap();
         }
-        assert!(backend.len() <= 1_000, "round {round}: {} held", backend.len());
+        assert!(
+            backend.len() <= 1_000,
+            "round {round}: {} held",
+            backend.len()
+        );
         tokio::time::advance(Duration::from_millis(10)).await;
     }
     assert_eq!(backend.len(), 0);

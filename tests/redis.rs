@@ -16,14 +16,20 @@ async fn fresh() -> (RedisServer, RedisBackend) {
     (server, backend)
 }
 
-conformance_tests!(tokio::test(flavor = "multi_thread", worker_threads = 2), crate::fresh());
+conformance_tests!(
+    tokio::test(flavor = "multi_thread", worker_threads = 2),
+    crate::fresh()
+);
 
 #[tokio::test]
 async fn stores_the_documented_key_and_json_with_expiry_in_one_command() {
     let (server, backend) = fresh().await;
     let store = Store::new(backend).namespace("user-service").enable_set();
     let mut raw = server.raw();
-    let _: () = redis::cmd("CONFIG").arg("RESETSTAT").query(&mut raw).unwrap();
+    let _: () = redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .query(&mut raw)
+        .unwrap();
 
     store.set::<Session>(42, &session(3)).await.unwrap();
 
@@ -33,14 +39,30 @@ async fn stores_the_documented_key_and_json_with_expiry_in_one_command() {
     assert!(pttl > 29 * 60 * 1000 && pttl <= 30 * 60 * 1000, "{pttl}");
 
     // The expiry travelled with the value: one SET, no EXPIRE/PEXPIRE after it.
-    let stats: String = redis::cmd("INFO").arg("commandstats").query(&mut raw).unwrap();
+    let stats: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query(&mut raw)
+        .unwrap();
     assert!(stats.contains("cmdstat_set:calls=1,"), "{stats}");
-    for second_command in ["cmdstat_expire:", "cmdstat_pexpire:", "cmdstat_setex:", "cmdstat_multi:"] {
+    for second_command in [
+        "cmdstat_expire:",
+        "cmdstat_pexpire:",
+        "cmdstat_setex:",
+        "cmdstat_multi:",
+    ] {
         assert!(!stats.contains(second_command), "{stats}");
     }
 
     let job_id = ("a:b".to_string(), 7);
-    store.set::<Job>(&job_id, &Job { status: "queued".into() }).await.unwrap();
+    store
+        .set::<Job>(
+            &job_id,
+            &Job {
+                status: "queued".into(),
+            },
+        )
+        .await
+        .unwrap();
     let stored: String = raw.get("user-service:job:a%3Ab:7").unwrap();
     assert_eq!(stored, r#"{"status":"queued"}"#);
     assert_eq!(raw.pttl::<_, i64>("user-service:job:a%3Ab:7").unwrap(), -1);
@@ -56,7 +78,10 @@ async fn reads_values_written_by_other_clients() {
     let store = Store::new(backend);
     assert_eq!(
         store.get::<Session>(9).await.unwrap(),
-        Some(Session { cart: vec!["x".into()], updated_at: 5 })
+        Some(Session {
+            cart: vec!["x".into()],
+            updated_at: 5
+        })
     );
 }
 
@@ -67,7 +92,10 @@ async fn a_key_of_another_redis_type_is_an_error_naming_it() {
     let _: () = raw.hset("session:1", "field", "value").unwrap();
     let store = Store::new(backend).enable_set();
     let err = store.get::<Session>(1).await.unwrap_err();
-    assert!(matches!(err, Error::InvalidKey { ref key, .. } if key == "session:1"), "{err:?}");
+    assert!(
+        matches!(err, Error::InvalidKey { ref key, .. } if key == "session:1"),
+        "{err:?}"
+    );
     // The store keeps working.
     store.set::<Session>(2, &session(2)).await.unwrap();
     assert_eq!(store.get::<Session>(2).await.unwrap(), Some(session(2)));
@@ -89,7 +117,10 @@ async fn connects_with_user_password_and_db_and_never_shows_the_password() {
     store.set::<Session>(1, &session(1)).await.unwrap();
 
     let _: () = redis::cmd("SELECT").arg(3).query(&mut raw).unwrap();
-    assert!(raw.exists::<_, bool>("session:1").unwrap(), "written to db 3");
+    assert!(
+        raw.exists::<_, bool>("session:1").unwrap(),
+        "written to db 3"
+    );
     let _: () = redis::cmd("SELECT").arg(0).query(&mut raw).unwrap();
     assert!(!raw.exists::<_, bool>("session:1").unwrap());
 
@@ -119,9 +150,16 @@ async fn an_unreachable_server_fails_fast_with_a_clear_error() {
     let err = RedisBackend::connect(&format!("redis://127.0.0.1:{port}"))
         .await
         .unwrap_err();
-    assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
     assert!(matches!(err, Error::Connect { .. }), "{err:?}");
-    assert!(err.to_string().contains(&format!("127.0.0.1:{port}")), "{err}");
+    assert!(
+        err.to_string().contains(&format!("127.0.0.1:{port}")),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -155,7 +193,16 @@ async fn a_server_that_stops_answering_mid_session_times_out() {
     let elapsed = started.elapsed();
     server.signal("CONT");
     assert!(elapsed < Duration::from_secs(10), "{elapsed:?}");
-    assert!(matches!(err, Error::Backend { operation: "get", .. }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            Error::Backend {
+                operation: "get",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     assert!(err.to_string().contains("session:1"), "{err}");
 
     // Once it answers again, the same store works.

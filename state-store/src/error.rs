@@ -78,6 +78,16 @@ pub enum Error {
         reason: &'static str,
     },
 
+    /// [`Store::update`](crate::Store::update) lost the race against other writers of `key` on
+    /// every attempt. The value is as the last winner left it; nothing of this call was written.
+    #[error("update of `{key}` gave up after {attempts} attempts lost to concurrent writers")]
+    Conflict {
+        /// The full key.
+        key: String,
+        /// How many times the update was tried.
+        attempts: u32,
+    },
+
     /// Could not connect to the backend, or the connection settings are invalid.
     #[error("cannot connect to {target}: {source}")]
     Connect {

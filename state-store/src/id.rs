@@ -201,7 +201,8 @@ impl StateId for String {
                 i += 1;
             }
         }
-        String::from_utf8(out).map_err(|_| IdError::new(format!("`{part}` decodes to invalid UTF-8")))
+        String::from_utf8(out)
+            .map_err(|_| IdError::new(format!("`{part}` decodes to invalid UTF-8")))
     }
 }
 
@@ -237,7 +238,10 @@ mod tests {
     #[test]
     fn strings_escape_separators_and_globs() {
         assert_eq!(id_to_key(&("a:b".to_string(), 7u32)), "a%3Ab:7");
-        assert_eq!(id_to_key(&"*?[]\\{} %".to_string()), "%2A%3F%5B%5D%5C%7B%7D%20%25");
+        assert_eq!(
+            id_to_key(&"*?[]\\{} %".to_string()),
+            "%2A%3F%5B%5D%5C%7B%7D%20%25"
+        );
         assert_eq!(id_to_key(&"\n\u{7f}é".to_string()), "%0A%7Fé");
         assert_eq!(id_to_key(&String::new()), "");
         assert_eq!(id_to_key(&-12i64), "-12");

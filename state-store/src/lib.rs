@@ -53,6 +53,7 @@ mod error;
 mod id;
 mod key;
 mod memory;
+mod rate_limit;
 mod redis_backend;
 mod store;
 
@@ -61,9 +62,10 @@ pub use error::{BoxError, Error, Result};
 pub use id::{IdError, KeyParts, StateId, id_from_key, id_to_key};
 pub use key::{Counter, Key, StateKey};
 pub use memory::MemoryBackend;
+pub use rate_limit::{Decision, Policy, Quota, RateLimit};
 pub use redis_backend::{RedisBackend, RedisOptions};
 pub use state_store_derive::StateKey;
-pub use store::Store;
+pub use store::{Item, Store};
 
 /// Re-exported so that `RedisBackend::from_client` callers use the same `redis` version.
 pub use redis;
@@ -72,6 +74,6 @@ pub use redis;
 #[doc(hidden)]
 pub mod __private {
     pub use crate::key::{Counter, Key, StateKey};
-    pub use core::option::Option::{None, Some};
+    pub use core::option::Option::{self, None, Some};
     pub use core::time::Duration;
 }

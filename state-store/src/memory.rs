@@ -4,10 +4,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use futures_core::Stream;
 use tokio::time::Instant;
 
-use crate::Result;
 use crate::backend::Backend;
+use crate::rate_limit::Decision;
+use crate::{Error, Result};
 
 /// State kept in this process, with the same observable behaviour as
 /// [`RedisBackend`](crate::RedisBackend): for tests, development and single-process services.
@@ -18,13 +20,14 @@ use crate::backend::Backend;
 /// keys are written.
 ///
 /// Clones share the same data.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct MemoryBackend {
     inner: Arc<Mutex<Inner>>,
 }
 
-#[derive(Default)]
 struct Inner {
+    /// Origin of the smooth rate limiter's clock readings.
+    epoch: Instant,
     entries: HashMap<Arc<str>, Entry>,
     /// Expiry queue ordered by deadline; the sequence number keeps deadlines unique so each
     /// entry owns exactly one queue slot, which an overwrite removes.
@@ -40,7 +43,14 @@ struct Entry {
 impl MemoryBackend {
     /// An empty store.
     pub fn new() -> Self {
-        Self::default()
+        MemoryBackend {
+            inner: Arc::new(Mutex::new(Inner {
+                epoch: Instant::now(),
+                entries: HashMap::new(),
+                expiries: BTreeMap::new(),
+                next_seq: 0,
+            })),
+        }
     }
 
     /// How many live (unexpired) keys it holds.
@@ -91,6 +101,31 @@ impl Inner {
         }
     }
 
+    /// The remaining time of `key`'s expiry, if it has one.
+    fn ttl(&self, key: &str) -> Option<Duration> {
+        let (deadline, _) = self.entries.get(key)?.expiry?;
+        Some(deadline.saturating_duration_since(Instant::now()))
+    }
+
+    /// Replaces the value of an existing entry, keeping its expiry.
+    fn replace_value(&mut self, key: &str, value: Vec<u8>) -> bool {
+        match self.entries.get_mut(key) {
+            Some(entry) => {
+                entry.value = value;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The integer under `key`, parsed as strictly as Redis does.
+    fn integer(&self, key: &str) -> Result<Option<i64>> {
+        self.entries
+            .get(key)
+            .map(|entry| parse_integer(key, &entry.value))
+            .transpose()
+    }
+
     fn forget_expiry(&mut self, expiry: Option<(Instant, u64)>) {
         if let Some(slot) = expiry {
             self.expiries.remove(&slot);
@@ -108,6 +143,29 @@ impl Inner {
     }
 }
 
+/// Redis's integer rule: the exact decimal form of an `i64`, no sign, space or leading zero.
+fn parse_integer(key: &str, value: &[u8]) -> Result<i64> {
+    std::str::from_utf8(value)
+        .ok()
+        .and_then(|text| text.parse::<i64>().ok().filter(|n| n.to_string() == text))
+        .ok_or_else(|| not_a_counter(key, "value is not an integer or out of range"))
+}
+
+pub(crate) fn not_a_counter(key: &str, reason: &str) -> Error {
+    Error::InvalidKey {
+        key: key.to_owned(),
+        reason: reason.to_owned(),
+    }
+}
+
+fn duration_to_micros(d: Duration) -> i64 {
+    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
+}
+
+fn micros(us: i64) -> Duration {
+    Duration::from_micros(u64::try_from(us).unwrap_or(0))
+}
+
 /// `now + ttl`, saturating far in the future instead of overflowing the clock.
 fn deadline(ttl: Duration) -> Instant {
     let now = Instant::now();
@@ -120,6 +178,12 @@ impl std::fmt::Debug for MemoryBackend {
         f.debug_struct("MemoryBackend")
             .field("keys", &self.len())
             .finish()
+    }
+}
+
+impl Default for MemoryBackend {
+    fn default() -> Self {
+        Self::new()
     }
 }
 
@@ -149,5 +213,153 @@ impl Backend for MemoryBackend {
         // Redis reports whole milliseconds; so do we, for identical behaviour.
         let left = deadline.saturating_duration_since(Instant::now());
         Ok(Some(Duration::from_millis(left.as_millis() as u64)))
+    }
+
+    async fn set_if_absent(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        ttl: Option<Duration>,
+    ) -> Result<bool> {
+        let mut inner = self.lock();
+        if inner.entries.contains_key(key) {
+            return Ok(false);
+        }
+        inner.insert(key, value, ttl);
+        Ok(true)
+    }
+
+    async fn compare_and_set(
+        &self,
+        key: &str,
+        expected: Option<&[u8]>,
+        new: Vec<u8>,
+        ttl_if_created: Option<Duration>,
+    ) -> Result<bool> {
+        let mut inner = self.lock();
+        let current = inner.entries.get(key).map(|e| e.value.as_slice());
+        if current != expected {
+            return Ok(false);
+        }
+        if expected.is_some() {
+            inner.replace_value(key, new);
+        } else {
+            inner.insert(key, new, ttl_if_created);
+        }
+        Ok(true)
+    }
+
+    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>> {
+        let inner = self.lock();
+        Ok(keys
+            .iter()
+            .map(|key| inner.entries.get(key.as_str()).map(|e| e.value.clone()))
+            .collect())
+    }
+
+    async fn set_many(&self, items: Vec<(String, Vec<u8>)>, ttl: Option<Duration>) -> Result<()> {
+        let mut inner = self.lock();
+        for (key, value) in items {
+            inner.insert(&key, value, ttl);
+        }
+        Ok(())
+    }
+
+    async fn remove_many(&self, keys: &[String]) -> Result<u64> {
+        let mut inner = self.lock();
+        Ok(keys.iter().filter(|key| inner.remove(key)).count() as u64)
+    }
+
+    async fn incr(&self, key: &str, by: i64, ttl_if_created: Option<Duration>) -> Result<i64> {
+        let mut inner = self.lock();
+        let current = inner.integer(key)?;
+        let next = current
+            .unwrap_or(0)
+            .checked_add(by)
+            .ok_or_else(|| not_a_counter(key, "increment or decrement would overflow"))?;
+        let value = next.to_string().into_bytes();
+        if current.is_some() {
+            inner.replace_value(key, value);
+        } else {
+            inner.insert(key, value, ttl_if_created);
+        }
+        Ok(next)
+    }
+
+    async fn fixed_window(&self, key: &str, limit: u64, window: Duration) -> Result<Decision> {
+        let mut inner = self.lock();
+        let count = inner.integer(key)?;
+        let left = match count {
+            Some(_) => match inner.ttl(key) {
+                Some(left) => left,
+                None => {
+                    // A counter without expiry would refuse forever once full: give it a window.
+                    let value = inner.entries[key].value.clone();
+                    inner.insert(key, value, Some(window));
+                    window
+                }
+            },
+            None => window,
+        };
+        let count = u64::try_from(count.unwrap_or(0)).unwrap_or(0);
+        if count >= limit {
+            return Ok(Decision {
+                allowed: false,
+                remaining: 0,
+                retry_after: left,
+                reset_after: left,
+            });
+        }
+        let value = (count + 1).to_string().into_bytes();
+        if count > 0 || inner.entries.contains_key(key) {
+            inner.replace_value(key, value);
+        } else {
+            inner.insert(key, value, Some(window));
+        }
+        Ok(Decision {
+            allowed: true,
+            remaining: limit - count - 1,
+            retry_after: Duration::ZERO,
+            reset_after: left,
+        })
+    }
+
+    async fn gcra(&self, key: &str, interval: Duration, burst: u32) -> Result<Decision> {
+        let mut inner = self.lock();
+        let now = duration_to_micros(Instant::now().saturating_duration_since(inner.epoch));
+        let interval = duration_to_micros(interval);
+        let tat = inner.integer(key)?.unwrap_or(now).max(now);
+        let new_tat = tat.saturating_add(interval);
+        let allow_at = new_tat.saturating_sub(interval.saturating_mul(i64::from(burst)));
+        if now < allow_at {
+            return Ok(Decision {
+                allowed: false,
+                remaining: 0,
+                retry_after: micros(allow_at - now),
+                reset_after: micros(tat - now),
+            });
+        }
+        inner.insert(
+            key,
+            new_tat.to_string().into_bytes(),
+            Some(micros(new_tat - now)),
+        );
+        Ok(Decision {
+            allowed: true,
+            remaining: u64::try_from((now - allow_at) / interval).unwrap_or(0),
+            retry_after: Duration::ZERO,
+            reset_after: micros(new_tat - now),
+        })
+    }
+
+    fn scan_prefix(&self, prefix: &str) -> impl Stream<Item = Result<String>> + Send + use<> {
+        let keys: Vec<Result<String>> = self
+            .lock()
+            .entries
+            .keys()
+            .filter(|key| key.starts_with(prefix))
+            .map(|key| Ok(key.to_string()))
+            .collect();
+        futures_util::stream::iter(keys)
     }
 }

@@ -3,13 +3,22 @@
 use std::borrow::Borrow;
 use std::fmt;
 use std::future::Future;
+use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_core::Stream;
+use futures_util::StreamExt;
+use futures_util::future::Either;
+
 use crate::backend::Backend;
-use crate::id::StateId;
-use crate::key::StateKey;
+use crate::id::{StateId, id_from_key};
+use crate::key::{Counter, StateKey};
+use crate::rate_limit::{Decision, Policy, RateLimit};
 use crate::{Error, Result};
+
+/// How often [`Store::update`] tries before giving up with [`Error::Conflict`], by default.
+const UPDATE_ATTEMPTS: u32 = 64;
 
 /// Typed state over a [`Backend`]: every key and value is checked against its [`StateKey`] type.
 ///
@@ -49,6 +58,7 @@ pub struct Store<B> {
     namespace: Result<Arc<str>, Arc<NamespaceError>>,
     set_enabled: bool,
     remove_enabled: bool,
+    update_attempts: u32,
 }
 
 #[derive(Debug)]
@@ -65,6 +75,7 @@ impl<B: Backend> Store<B> {
             namespace: Ok(Arc::from("")),
             set_enabled: false,
             remove_enabled: false,
+            update_attempts: UPDATE_ATTEMPTS,
         }
     }
 
@@ -91,15 +102,24 @@ impl<B: Backend> Store<B> {
         Ok(store)
     }
 
-    /// Allows [`set`](Self::set) and [`set_with_ttl`](Self::set_with_ttl).
+    /// Allows every write: [`set`](Self::set), [`set_with_ttl`](Self::set_with_ttl),
+    /// [`set_if_absent`](Self::set_if_absent), [`set_many`](Self::set_many),
+    /// [`update`](Self::update), [`incr`](Self::incr) and [`check`](Self::check).
     pub fn enable_set(mut self) -> Self {
         self.set_enabled = true;
         self
     }
 
-    /// Allows [`remove`](Self::remove).
+    /// Allows [`remove`](Self::remove) and [`remove_many`](Self::remove_many).
     pub fn enable_remove(mut self) -> Self {
         self.remove_enabled = true;
+        self
+    }
+
+    /// How many times [`update`](Self::update) tries before [`Error::Conflict`] (default 64,
+    /// at least 1).
+    pub fn update_attempts(mut self, attempts: u32) -> Self {
+        self.update_attempts = attempts.max(1);
         self
     }
 
@@ -129,12 +149,27 @@ impl<B: Backend> Store<B> {
         }
     }
 
-    fn check_enabled(&self, enabled: bool, operation: &'static str, enable: &'static str) -> Result<()> {
+    fn check_enabled(
+        &self,
+        enabled: bool,
+        operation: &'static str,
+        enable: &'static str,
+    ) -> Result<()> {
         if enabled {
             Ok(())
         } else {
             Err(Error::Disabled { operation, enable })
         }
+    }
+
+    /// The full key of a write, or why the write is refused.
+    fn write_key<S: StateKey>(
+        &self,
+        operation: &'static str,
+        id: impl Borrow<S::Id>,
+    ) -> Result<String> {
+        self.check_enabled(self.set_enabled, operation, "enable_set")?;
+        self.full_key::<S>(id)
     }
 
     /// The `S` with `id`, or `None` when there is none (or it expired).
@@ -185,14 +220,11 @@ impl<B: Backend> Store<B> {
         value: &S,
         ttl: Option<Duration>,
     ) -> impl Future<Output = Result<()>> + Send + '_ {
-        let prepared = self
-            .check_enabled(self.set_enabled, "set", "enable_set")
-            .and_then(|()| self.full_key::<S>(id))
-            .and_then(|key| {
-                let ttl = ttl.map(|ttl| check_ttl(&key, ttl)).transpose()?;
-                let value = encode(&key, value)?;
-                Ok((key, value, ttl))
-            });
+        let prepared = self.write_key::<S>("set", id).and_then(|key| {
+            let ttl = ttl.map(|ttl| check_ttl(&key, ttl)).transpose()?;
+            let value = encode(&key, value)?;
+            Ok((key, value, ttl))
+        });
         async move {
             let (key, value, ttl) = prepared?;
             self.backend.set(&key, value, ttl).await
@@ -228,6 +260,274 @@ impl<B: Backend> Store<B> {
     ) -> impl Future<Output = Result<Option<Duration>>> + Send + '_ {
         let key = self.full_key::<S>(id);
         async move { self.backend.ttl(&key?).await }
+    }
+
+    /// Stores `value` under `id` with the type's `ttl`, only if there is no value there yet:
+    /// `true` when it was written. One `SET NX PX` command. Needs
+    /// [`enable_set`](Self::enable_set).
+    pub fn set_if_absent<S: StateKey>(
+        &self,
+        id: impl Borrow<S::Id>,
+        value: &S,
+    ) -> impl Future<Output = Result<bool>> + Send + '_ {
+        let prepared = self
+            .write_key::<S>("set_if_absent", id)
+            .and_then(|key| Ok((encode(&key, value)?, key)));
+        async move {
+            let (value, key) = prepared?;
+            self.backend.set_if_absent(&key, value, S::TTL).await
+        }
+    }
+
+    /// Changes the `S` with `id` atomically: `change` sees the current value (`None` when there
+    /// is none) and returns the new one, or `None` to leave it as it is. Returns the value stored
+    /// after the call.
+    ///
+    /// ```
+    /// # use serde::{Deserialize, Serialize};
+    /// # use state_store::{MemoryBackend, StateKey, Store};
+    /// #[derive(Debug, PartialEq, Serialize, Deserialize, StateKey)]
+    /// #[state(prefix = "job", id = u64)]
+    /// struct Job { status: String }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> state_store::Result<()> {
+    /// # let store = Store::new(MemoryBackend::new()).enable_set();
+    /// # store.set::<Job>(7, &Job { status: "queued".into() }).await?;
+    /// // Claim the job only if it is still queued.
+    /// let now = store
+    ///     .update::<Job>(7, |current| match current {
+    ///         Some(mut job) if job.status == "queued" => {
+    ///             job.status = "running".into();
+    ///             Some(job)
+    ///         }
+    ///         _ => None,
+    ///     })
+    ///     .await?;
+    /// assert_eq!(now, Some(Job { status: "running".into() }));
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// The write only lands if the value is still the one `change` saw (a compare-and-set in one
+    /// server-side step, not `WATCH`, which is unsafe on a shared connection). When another writer
+    /// got there first, `change` runs again on the newer value, so keep it free of side effects.
+    /// After [`update_attempts`](Self::update_attempts) lost races the call fails with
+    /// [`Error::Conflict`] and has written nothing.
+    ///
+    /// An updated key keeps its remaining expiry; a key it creates gets the type's `ttl`. Each
+    /// attempt costs two round trips (read, then compare-and-set). Needs
+    /// [`enable_set`](Self::enable_set).
+    pub fn update<'a, S: StateKey>(
+        &'a self,
+        id: impl Borrow<S::Id>,
+        mut change: impl FnMut(Option<S>) -> Option<S> + Send + 'a,
+    ) -> impl Future<Output = Result<Option<S>>> + Send + 'a {
+        let key = self.write_key::<S>("update", id);
+        async move {
+            let key = key?;
+            let jitter = std::collections::hash_map::RandomState::new();
+            for attempt in 0..self.update_attempts {
+                let raw = self.backend.get(&key).await?;
+                let current = raw
+                    .as_deref()
+                    .map(|bytes| decode::<S>(&key, bytes))
+                    .transpose()?;
+                let Some(new) = change(current) else {
+                    // The closure consumed the value it saw; decoding again spares `S: Clone`.
+                    return raw.as_deref().map(|bytes| decode(&key, bytes)).transpose();
+                };
+                let bytes = encode(&key, &new)?;
+                if self
+                    .backend
+                    .compare_and_set(&key, raw.as_deref(), bytes, S::TTL)
+                    .await?
+                {
+                    return Ok(Some(new));
+                }
+                // Lost a race: back off a random few hundred microseconds (more each time, at
+                // most 10 ms) so that contenders stop colliding in lockstep.
+                let ceiling = 200u64.saturating_mul(1 << attempt.min(6)).min(10_000);
+                let wait = jitter.hash_one(attempt) % ceiling;
+                tokio::time::sleep(Duration::from_micros(wait)).await;
+            }
+            Err(Error::Conflict {
+                key,
+                attempts: self.update_attempts,
+            })
+        }
+    }
+
+    /// Adds `by` to the counter with `id` and returns its new value, atomically and in one round
+    /// trip. A missing counter starts at 0 and gets the type's `ttl` (the window); later
+    /// increments do not extend it, whatever the value.
+    ///
+    /// Needs [`enable_set`](Self::enable_set). A value under the key that is not an integer, or a
+    /// result out of the `i64` range, gives [`Error::InvalidKey`] and changes nothing.
+    pub fn incr<S: Counter>(
+        &self,
+        id: impl Borrow<S::Id>,
+        by: i64,
+    ) -> impl Future<Output = Result<i64>> + Send + '_ {
+        let key = self.write_key::<S>("incr", id);
+        async move { self.backend.incr(&key?, by, S::TTL).await }
+    }
+
+    /// Checks one call against the rate limit `S` for `id`, counting it if it is allowed.
+    /// Atomic and one round trip, so concurrent callers never get more than the quota.
+    ///
+    /// ```
+    /// # use serde::{Deserialize, Serialize};
+    /// # use state_store::{MemoryBackend, Policy, Quota, RateLimit, StateKey, Store};
+    /// #[derive(Serialize, Deserialize, StateKey)]
+    /// #[state(prefix = "login-attempts", id = String, counter)]
+    /// struct LoginAttempts(i64);
+    ///
+    /// impl RateLimit for LoginAttempts {
+    ///     const QUOTA: Quota = Quota::per_minute(3);
+    ///     const POLICY: Policy = Policy::FixedWindow;
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> state_store::Result<()> {
+    /// let store = Store::new(MemoryBackend::new()).enable_set();
+    /// for _ in 0..3 {
+    ///     assert!(store.check::<LoginAttempts>("alice".to_string()).await?.allowed);
+    /// }
+    /// let refused = store.check::<LoginAttempts>("alice".to_string()).await?;
+    /// assert!(!refused.allowed);
+    /// assert!(refused.retry_after <= std::time::Duration::from_secs(60));
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// Needs [`enable_set`](Self::enable_set), since a check writes.
+    pub fn check<S: RateLimit>(
+        &self,
+        id: impl Borrow<S::Id>,
+    ) -> impl Future<Output = Result<Decision>> + Send + '_ {
+        let key = self.write_key::<S>("check", id);
+        async move {
+            let key = key?;
+            match S::POLICY {
+                Policy::FixedWindow => {
+                    self.backend
+                        .fixed_window(&key, u64::from(S::QUOTA.count()), S::QUOTA.period())
+                        .await
+                }
+                Policy::Smooth => {
+                    self.backend
+                        .gcra(&key, S::QUOTA.emission_interval(), S::QUOTA.burst())
+                        .await
+                }
+            }
+        }
+    }
+
+    /// The values with `ids`, in the order asked (`None` where there is none), in one round
+    /// trip (`MGET`). A value that does not decode gives [`Error::Decode`] naming its key.
+    pub fn get_many<S: StateKey>(
+        &self,
+        ids: impl IntoIterator<Item = impl Borrow<S::Id>>,
+    ) -> impl Future<Output = Result<Vec<Option<S>>>> + Send + '_ {
+        let keys = self.full_keys::<S>(ids);
+        async move {
+            let keys = keys?;
+            let values = self.backend.get_many(&keys).await?;
+            keys.iter()
+                .zip(values)
+                .map(|(key, value)| value.map(|bytes| decode(key, &bytes)).transpose())
+                .collect()
+        }
+    }
+
+    /// Stores every `(id, value)` with the type's `ttl`, atomically and in one round trip.
+    /// `items` may yield pairs or references to pairs, so `&vec_of_pairs` works. Needs
+    /// [`enable_set`](Self::enable_set); nothing is written if any value fails to encode.
+    pub fn set_many<S: StateKey>(
+        &self,
+        items: impl IntoIterator<Item = impl Item<S>>,
+    ) -> impl Future<Output = Result<()>> + Send + '_ {
+        let prepared = self
+            .check_enabled(self.set_enabled, "set_many", "enable_set")
+            .and_then(|()| {
+                items
+                    .into_iter()
+                    .map(|item| {
+                        let key = self.full_key::<S>(item.id())?;
+                        let value = encode(&key, item.value())?;
+                        Ok((key, value))
+                    })
+                    .collect::<Result<Vec<_>>>()
+            });
+        async move { self.backend.set_many(prepared?, S::TTL).await }
+    }
+
+    /// Removes the values with `ids` in one round trip; how many there were. Needs
+    /// [`enable_remove`](Self::enable_remove).
+    pub fn remove_many<S: StateKey>(
+        &self,
+        ids: impl IntoIterator<Item = impl Borrow<S::Id>>,
+    ) -> impl Future<Output = Result<u64>> + Send + '_ {
+        let keys = self
+            .check_enabled(self.remove_enabled, "remove_many", "enable_remove")
+            .and_then(|()| self.full_keys::<S>(ids));
+        async move { self.backend.remove_many(&keys?).await }
+    }
+
+    /// The ids of every `S` in this store's namespace, each once, in no particular order.
+    ///
+    /// On Redis this walks the key space with `SCAN MATCH` (never `KEYS`, which blocks the
+    /// server), a batch at a time. A key under the prefix that does not parse as an `S::Id` (a
+    /// key written by something else) yields an [`Error::InvalidKey`] item naming it, and the
+    /// stream goes on.
+    pub fn ids<S: StateKey>(&self) -> impl Stream<Item = Result<S::Id>> + Send + use<S, B> {
+        let prefix = match self.namespace_prefix() {
+            Ok(namespace) => format!("{namespace}{}:", S::PREFIX),
+            Err(e) => return Either::Left(futures_util::stream::iter([Err(e)])),
+        };
+        let keys = self.backend.scan_prefix(&prefix);
+        Either::Right(keys.map(move |key| {
+            let key = key?;
+            id_from_key::<S::Id>(&key[prefix.len()..]).map_err(|e| Error::InvalidKey {
+                reason: format!("not a `{}` id: {e}", std::any::type_name::<S::Id>()),
+                key,
+            })
+        }))
+    }
+
+    fn full_keys<S: StateKey>(
+        &self,
+        ids: impl IntoIterator<Item = impl Borrow<S::Id>>,
+    ) -> Result<Vec<String>> {
+        ids.into_iter().map(|id| self.full_key::<S>(id)).collect()
+    }
+}
+
+/// One `(id, value)` pair for [`Store::set_many`]: a pair of anything that borrows as the id
+/// and the value, or a reference to such a pair.
+pub trait Item<S: StateKey> {
+    /// The id.
+    fn id(&self) -> &S::Id;
+    /// The value.
+    fn value(&self) -> &S;
+}
+
+impl<S: StateKey, I: Borrow<S::Id>, V: Borrow<S>> Item<S> for (I, V) {
+    fn id(&self) -> &S::Id {
+        self.0.borrow()
+    }
+    fn value(&self) -> &S {
+        self.1.borrow()
+    }
+}
+
+impl<S: StateKey, I: Borrow<S::Id>, V: Borrow<S>> Item<S> for &(I, V) {
+    fn id(&self) -> &S::Id {
+        self.0.borrow()
+    }
+    fn value(&self) -> &S {
+        self.1.borrow()
     }
 }
 
@@ -288,6 +588,7 @@ impl<B> Clone for Store<B> {
             namespace: self.namespace.clone(),
             set_enabled: self.set_enabled,
             remove_enabled: self.remove_enabled,
+            update_attempts: self.update_attempts,
         }
     }
 }
@@ -321,8 +622,14 @@ mod tests {
 
     #[test]
     fn ttls_round_up_to_milliseconds() {
-        assert_eq!(check_ttl("k", Duration::from_micros(1500)).unwrap(), Duration::from_millis(2));
-        assert_eq!(check_ttl("k", Duration::from_secs(5)).unwrap(), Duration::from_secs(5));
+        assert_eq!(
+            check_ttl("k", Duration::from_micros(1500)).unwrap(),
+            Duration::from_millis(2)
+        );
+        assert_eq!(
+            check_ttl("k", Duration::from_secs(5)).unwrap(),
+            Duration::from_secs(5)
+        );
         assert!(check_ttl("k", Duration::ZERO).is_err());
         assert!(check_ttl("k", Duration::MAX).is_err());
     }

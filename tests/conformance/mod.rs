@@ -2,11 +2,12 @@
 //! object_store's `integration.rs`). A check takes a fresh, empty backend.
 #![allow(dead_code)] // each test binary calls the checks it runs
 
-use std::collections::HashMap;
-use std::time::Duration;
+use std::collections::{BTreeSet, HashMap};
+use std::time::{Duration, Instant};
 
+use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
-use state_store::{Backend, Error, StateKey, Store};
+use state_store::{Backend, Error, Policy, Quota, RateLimit, StateKey, Store};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, StateKey)]
 #[state(prefix = "session", id = u64, ttl = "30m")]
@@ -33,6 +34,58 @@ pub struct Unencodable {
     pub by_pair: HashMap<(u8, u8), u8>,
 }
 
+/// A counter whose window is its ttl.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, StateKey)]
+#[state(prefix = "ratelimit", id = String, ttl = "1m", counter)]
+pub struct ApiCalls(pub i64);
+
+/// A counter without expiry.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, StateKey)]
+#[state(prefix = "total", id = u8, counter)]
+pub struct Total(pub i64);
+
+/// Rate limits whose windows outlast a test: exact counts under concurrency.
+#[derive(Debug, Serialize, Deserialize, StateKey)]
+#[state(prefix = "hourly-fixed", id = String, counter)]
+pub struct HourlyFixed(pub i64);
+impl RateLimit for HourlyFixed {
+    const QUOTA: Quota = Quota::per_hour(100);
+    const POLICY: Policy = Policy::FixedWindow;
+}
+
+#[derive(Debug, Serialize, Deserialize, StateKey)]
+#[state(prefix = "hourly-smooth", id = String, counter)]
+pub struct HourlySmooth(pub i64);
+impl RateLimit for HourlySmooth {
+    const QUOTA: Quota = Quota::per_hour(100);
+    const POLICY: Policy = Policy::Smooth;
+}
+
+/// Ten a second, both ways: for windows and edges.
+#[derive(Debug, Serialize, Deserialize, StateKey)]
+#[state(prefix = "fast-fixed", id = u32, counter)]
+pub struct FastFixed(pub i64);
+impl RateLimit for FastFixed {
+    const QUOTA: Quota = Quota::per_second(10);
+    const POLICY: Policy = Policy::FixedWindow;
+}
+
+#[derive(Debug, Serialize, Deserialize, StateKey)]
+#[state(prefix = "fast-smooth", id = u32, counter)]
+pub struct FastSmooth(pub i64);
+impl RateLimit for FastSmooth {
+    const QUOTA: Quota = Quota::per_second(10);
+    const POLICY: Policy = Policy::Smooth;
+}
+
+/// A job record for compare-and-set.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, StateKey)]
+#[state(prefix = "task", id = u64, ttl = "1h")]
+pub struct Task {
+    pub status: String,
+    pub runs: u64,
+}
+
 pub fn session(n: i64) -> Session {
     Session {
         cart: vec![format!("item-{n}"), "book".into()],
@@ -54,13 +107,24 @@ pub async fn round_trip<B: Backend + Clone>(backend: B) {
     store.set::<Session>(42, &session(1)).await.unwrap();
     assert_eq!(store.get::<Session>(&42).await.unwrap(), Some(session(1)));
     assert!(store.exists::<Session>(42).await.unwrap());
-    assert_eq!(store.get::<Marker>(42).await.unwrap(), None, "prefixes are separate");
+    assert_eq!(
+        store.get::<Marker>(42).await.unwrap(),
+        None,
+        "prefixes are separate"
+    );
 
     store.set::<Session>(42, &session(2)).await.unwrap();
-    assert_eq!(store.get::<Session>(42).await.unwrap(), Some(session(2)), "set overwrites");
+    assert_eq!(
+        store.get::<Session>(42).await.unwrap(),
+        Some(session(2)),
+        "set overwrites"
+    );
 
     assert!(store.remove::<Session>(42).await.unwrap());
-    assert!(!store.remove::<Session>(42).await.unwrap(), "second remove finds nothing");
+    assert!(
+        !store.remove::<Session>(42).await.unwrap(),
+        "second remove finds nothing"
+    );
     assert_eq!(store.get::<Session>(42).await.unwrap(), None);
     assert!(!store.exists::<Session>(42).await.unwrap());
 }
@@ -69,7 +133,13 @@ pub async fn writes_and_removes_are_opt_in<B: Backend + Clone>(backend: B) {
     let read_only = Store::new(backend.clone());
     let err = read_only.set::<Session>(1, &session(1)).await.unwrap_err();
     assert!(
-        matches!(err, Error::Disabled { operation: "set", .. }),
+        matches!(
+            err,
+            Error::Disabled {
+                operation: "set",
+                ..
+            }
+        ),
         "{err:?}"
     );
     assert!(err.to_string().contains("enable_set"), "{err}");
@@ -77,14 +147,32 @@ pub async fn writes_and_removes_are_opt_in<B: Backend + Clone>(backend: B) {
         .set_with_ttl::<Session>(1, &session(1), Duration::from_secs(5))
         .await
         .unwrap_err();
-    assert!(matches!(err, Error::Disabled { operation: "set", .. }), "{err:?}");
-    assert!(!read_only.exists::<Session>(1).await.unwrap(), "nothing written");
+    assert!(
+        matches!(
+            err,
+            Error::Disabled {
+                operation: "set",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(
+        !read_only.exists::<Session>(1).await.unwrap(),
+        "nothing written"
+    );
 
     let writer = Store::new(backend.clone()).enable_set();
     writer.set::<Session>(1, &session(1)).await.unwrap();
     let err = writer.remove::<Session>(1).await.unwrap_err();
     assert!(
-        matches!(err, Error::Disabled { operation: "remove", .. }),
+        matches!(
+            err,
+            Error::Disabled {
+                operation: "remove",
+                ..
+            }
+        ),
         "{err:?}"
     );
     assert!(err.to_string().contains("enable_remove"), "{err}");
@@ -98,29 +186,58 @@ pub async fn writes_and_removes_are_opt_in<B: Backend + Clone>(backend: B) {
 pub async fn set_applies_the_type_ttl<B: Backend + Clone>(backend: B) {
     let store = writable(&backend);
     store.set::<Session>(7, &session(7)).await.unwrap();
-    let left = store.ttl::<Session>(7).await.unwrap().expect("a session expires");
+    let left = store
+        .ttl::<Session>(7)
+        .await
+        .unwrap()
+        .expect("a session expires");
     assert!(
         left <= THIRTY_MINUTES && left > THIRTY_MINUTES - Duration::from_secs(5),
         "{left:?}"
     );
 
     let job_id = ("build".to_string(), 1);
-    store.set::<Job>(&job_id, &Job { status: "queued".into() }).await.unwrap();
-    assert_eq!(store.ttl::<Job>(&job_id).await.unwrap(), None, "no ttl: no expiry");
-    assert_eq!(store.ttl::<Session>(999).await.unwrap(), None, "missing key");
+    store
+        .set::<Job>(
+            &job_id,
+            &Job {
+                status: "queued".into(),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store.ttl::<Job>(&job_id).await.unwrap(),
+        None,
+        "no ttl: no expiry"
+    );
+    assert_eq!(
+        store.ttl::<Session>(999).await.unwrap(),
+        None,
+        "missing key"
+    );
 }
 
 pub async fn set_resets_the_expiry_to_the_types<B: Backend + Clone>(backend: B) {
     let store = writable(&backend);
     // A type without ttl: a plain set clears an expiry set earlier.
     let job_id = ("deploy".to_string(), 2);
-    let job = Job { status: "queued".into() };
+    let job = Job {
+        status: "queued".into(),
+    };
     store
         .set_with_ttl::<Job>(&job_id, &job, Duration::from_secs(60))
         .await
         .unwrap();
-    let left = store.ttl::<Job>(&job_id).await.unwrap().expect("expiry set");
-    assert!(left <= Duration::from_secs(60) && left > Duration::from_secs(55), "{left:?}");
+    let left = store
+        .ttl::<Job>(&job_id)
+        .await
+        .unwrap()
+        .expect("expiry set");
+    assert!(
+        left <= Duration::from_secs(60) && left > Duration::from_secs(55),
+        "{left:?}"
+    );
     store.set::<Job>(&job_id, &job).await.unwrap();
     assert_eq!(store.ttl::<Job>(&job_id).await.unwrap(), None);
 
@@ -150,8 +267,15 @@ pub async fn values_expire<B: Backend + Clone>(backend: B) {
     assert_eq!(store.get::<Session>(5).await.unwrap(), None);
     assert!(!store.exists::<Session>(5).await.unwrap());
     assert_eq!(store.ttl::<Session>(5).await.unwrap(), None);
-    assert!(!store.remove::<Session>(5).await.unwrap(), "an expired key is gone");
-    assert_eq!(store.get::<Session>(6).await.unwrap(), Some(session(6)), "others stay");
+    assert!(
+        !store.remove::<Session>(5).await.unwrap(),
+        "an expired key is gone"
+    );
+    assert_eq!(
+        store.get::<Session>(6).await.unwrap(),
+        Some(session(6)),
+        "others stay"
+    );
 }
 
 pub async fn invalid_ttls_are_rejected<B: Backend + Clone>(backend: B) {
@@ -164,7 +288,10 @@ pub async fn invalid_ttls_are_rejected<B: Backend + Clone>(backend: B) {
         assert!(matches!(err, Error::InvalidTtl { .. }), "{ttl:?}: {err:?}");
         assert!(err.to_string().contains("session:3"), "{err}");
     }
-    assert!(!store.exists::<Session>(3).await.unwrap(), "nothing written");
+    assert!(
+        !store.exists::<Session>(3).await.unwrap(),
+        "nothing written"
+    );
     // A fraction of a millisecond rounds up instead of becoming "no expiry" or an error.
     store
         .set_with_ttl::<Session>(3, &session(3), Duration::from_micros(10))
@@ -184,7 +311,10 @@ pub async fn namespaces_separate_services<B: Backend + Clone>(backend: B) {
     assert_eq!(plain.get::<Session>(1).await.unwrap(), Some(session(10)));
     assert_eq!(users.get::<Session>(1).await.unwrap(), Some(session(11)));
     assert_eq!(billing.get::<Session>(1).await.unwrap(), Some(session(12)));
-    assert_eq!(users.full_key::<Session>(1).unwrap(), "user-service:session:1");
+    assert_eq!(
+        users.full_key::<Session>(1).unwrap(),
+        "user-service:session:1"
+    );
     assert_eq!(plain.full_key::<Session>(1).unwrap(), "session:1");
     assert!(users.remove::<Session>(1).await.unwrap());
     assert_eq!(billing.get::<Session>(1).await.unwrap(), Some(session(12)));
@@ -194,7 +324,10 @@ pub async fn invalid_namespaces_touch_nothing<B: Backend + Clone>(backend: B) {
     for bad in ["", "a:b", "svc*", "{svc}", "my svc", "sérvice"] {
         let store = writable(&backend).namespace(bad);
         let err = store.set::<Session>(1, &session(1)).await.unwrap_err();
-        assert!(matches!(err, Error::InvalidNamespace { .. }), "{bad:?}: {err:?}");
+        assert!(
+            matches!(err, Error::InvalidNamespace { .. }),
+            "{bad:?}: {err:?}"
+        );
         assert!(err.to_string().contains("invalid namespace"), "{err}");
         assert!(matches!(
             store.get::<Session>(1).await.unwrap_err(),
@@ -224,7 +357,9 @@ pub async fn ids_are_escaped_and_never_collide<B: Backend + Clone>(backend: B) {
         ("a".to_string(), 8),
     ];
     for (n, id) in ids.iter().enumerate() {
-        let job = Job { status: format!("job-{n}") };
+        let job = Job {
+            status: format!("job-{n}"),
+        };
         store.set::<Job>(id, &job).await.unwrap();
     }
     for (n, id) in ids.iter().enumerate() {
@@ -255,7 +390,11 @@ pub async fn corrupt_values_are_decode_errors<B: Backend + Clone>(backend: B) {
         };
         assert_eq!(reported, &format!("svc:session:{n}"));
         assert!(err.to_string().contains(&key), "{err}");
-        assert_eq!(backend.get(&key).await.unwrap().as_deref(), Some(raw), "value kept");
+        assert_eq!(
+            backend.get(&key).await.unwrap().as_deref(),
+            Some(raw),
+            "value kept"
+        );
     }
     // The store keeps working.
     store.set::<Session>(0, &session(0)).await.unwrap();
@@ -300,6 +439,717 @@ pub async fn concurrent_tasks_share_a_store<B: Backend + Clone>(backend: B) {
     }
 }
 
+// ---- counters -------------------------------------------------------------------------------
+
+pub async fn incr_counts_and_starts_the_window_once<B: Backend + Clone>(backend: B) {
+    let store = writable(&backend);
+    let user = "alice".to_string();
+    assert_eq!(store.incr::<ApiCalls>(&user, 1).await.unwrap(), 1);
+    let first = store
+        .ttl::<ApiCalls>(&user)
+        .await
+        .unwrap()
+        .expect("window started");
+    assert!(
+        first <= Duration::from_secs(60) && first > Duration::from_secs(59),
+        "{first:?}"
+    );
+    assert_eq!(
+        store.get::<ApiCalls>(&user).await.unwrap(),
+        Some(ApiCalls(1))
+    );
+
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(store.incr::<ApiCalls>(&user, 4).await.unwrap(), 5);
+    assert_eq!(store.incr::<ApiCalls>(&user, -5).await.unwrap(), 0);
+    // Back at zero is not a new window: the expiry keeps running down.
+    assert_eq!(store.incr::<ApiCalls>(&user, 1).await.unwrap(), 1);
+    let later = store.ttl::<ApiCalls>(&user).await.unwrap().unwrap();
+    assert!(
+        later <= first - Duration::from_millis(40),
+        "{first:?} then {later:?}"
+    );
+    assert_eq!(
+        store.get::<ApiCalls>(&user).await.unwrap(),
+        Some(ApiCalls(1))
+    );
+
+    // A counter type without ttl never expires.
+    assert_eq!(store.incr::<Total>(1, 7).await.unwrap(), 7);
+    assert_eq!(store.ttl::<Total>(1).await.unwrap(), None);
+}
+
+pub async fn incr_is_a_write<B: Backend + Clone>(backend: B) {
+    let err = Store::new(backend.clone())
+        .incr::<Total>(1, 1)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Disabled {
+                operation: "incr",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(!backend.exists("total:1").await.unwrap());
+}
+
+pub async fn incr_refuses_non_integers_and_overflow<B: Backend + Clone>(backend: B) {
+    let store = writable(&backend);
+    for (raw, by) in [
+        (&b"{\"a\":1}"[..], 1),
+        (b"1.5", 1),
+        (b" 7", 1),
+        (b"007", 1),
+        (b"9223372036854775807", 1),
+        (b"-9223372036854775808", -1),
+    ] {
+        backend.set("total:2", raw.to_vec(), None).await.unwrap();
+        let err = store.incr::<Total>(2, by).await.unwrap_err();
+        let Error::InvalidKey { key, .. } = &err else {
+            panic!("{raw:?}: expected InvalidKey, got {err:?}");
+        };
+        assert_eq!(key, "total:2");
+        assert_eq!(
+            backend.get("total:2").await.unwrap().as_deref(),
+            Some(raw),
+            "unchanged"
+        );
+    }
+}
+
+pub async fn concurrent_increments_are_exact<B: Backend + Clone>(backend: B) {
+    let store = writable(&backend);
+    let tasks: Vec<_> = (0..64)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                for _ in 0..50 {
+                    store.incr::<Total>(3, 1).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    assert_eq!(store.get::<Total>(3).await.unwrap(), Some(Total(64 * 50)));
+}
+
+// ---- rate limits ----------------------------------------------------------------------------
+
+async fn allowed_of_concurrent_checks<B: Backend + Clone, S: RateLimit<Id = String>>(
+    store: &Store<B>,
+) -> usize {
+    let tasks: Vec<_> = (0..64)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut allowed = 0;
+                for _ in 0..5 {
+                    if store
+                        .check::<S>("client".to_string())
+                        .await
+                        .unwrap()
+                        .allowed
+                    {
+                        allowed += 1;
+                    }
+                }
+                allowed
+            })
+        })
+        .collect();
+    let mut allowed = 0;
+    for task in tasks {
+        allowed += task.await.unwrap();
+    }
+    allowed
+}
+
+pub async fn rate_limits_allow_exactly_the_quota_under_concurrency<B: Backend + Clone>(backend: B) {
+    let store = writable(&backend);
+    assert_eq!(
+        allowed_of_concurrent_checks::<B, HourlyFixed>(&store).await,
+        100
+    );
+    assert_eq!(
+        allowed_of_concurrent_checks::<B, HourlySmooth>(&store).await,
+        100
+    );
+
+    let refused = store
+        .check::<HourlyFixed>("client".to_string())
+        .await
+        .unwrap();
+    assert!(!refused.allowed);
+    assert_eq!(refused.remaining, 0);
+    assert!(
+        refused.retry_after > Duration::from_secs(3500),
+        "{refused:?}"
+    );
+    let refused = store
+        .check::<HourlySmooth>("client".to_string())
+        .await
+        .unwrap();
+    assert!(!refused.allowed);
+    // One call is replenished every 36 s.
+    assert!(
+        refused.retry_after > Duration::from_secs(30)
+            && refused.retry_after <= Duration::from_secs(36),
+        "{refused:?}"
+    );
+    // Another client has its own quota.
+    let other = store
+        .check::<HourlyFixed>("other".to_string())
+        .await
+        .unwrap();
+    assert!(other.allowed);
+    assert_eq!(other.remaining, 99);
+}
+
+pub async fn rate_limit_checks_report_what_is_left<B: Backend + Clone>(backend: B) {
+    let store = writable(&backend);
+    for expected in (0..10).rev() {
+        let fixed = store.check::<FastFixed>(1).await.unwrap();
+        assert!(fixed.allowed);
+        assert_eq!(fixed.remaining, expected);
+        assert_eq!(fixed.retry_after, Duration::ZERO);
+        assert!(fixed.reset_after <= Duration::from_secs(1));
+        let smooth = store.check::<FastSmooth>(1).await.unwrap();
+        assert!(smooth.allowed);
+        assert_eq!(smooth.remaining, expected);
+    }
+    let fixed = store.check::<FastFixed>(1).await.unwrap();
+    assert!(!fixed.allowed && fixed.retry_after > Duration::ZERO);
+    let smooth = store.check::<FastSmooth>(1).await.unwrap();
+    assert!(!smooth.allowed);
+    assert!(
+        smooth.retry_after > Duration::ZERO && smooth.retry_after <= Duration::from_millis(100),
+        "{smooth:?}"
+    );
+
+    // Refused calls are not counted, and the limit's state expires with its window.
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    assert!(!store.exists::<FastFixed>(1).await.unwrap(), "window over");
+    assert!(
+        !store.exists::<FastSmooth>(1).await.unwrap(),
+        "fully replenished"
+    );
+    assert_eq!(store.check::<FastFixed>(1).await.unwrap().remaining, 9);
+    assert_eq!(store.check::<FastSmooth>(1).await.unwrap().remaining, 9);
+
+    let err = Store::new(backend.clone())
+        .check::<FastFixed>(2)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Disabled {
+                operation: "check",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+}
+
+/// The fixed window lets a client spend one window's quota at its end and the next window's at
+/// the start of the next; the smooth policy does not.
+pub async fn smooth_rate_limits_have_no_window_edge<B: Backend + Clone>(backend: B) {
+    let store = writable(&backend);
+    async fn burst<B: Backend, S: RateLimit<Id = u32>>(store: &Store<B>, calls: usize) -> usize {
+        let mut allowed = 0;
+        for _ in 0..calls {
+            allowed += usize::from(store.check::<S>(7).await.unwrap().allowed);
+        }
+        allowed
+    }
+    // One call opens the fixed window; the rest of its quota goes just before it ends, the next
+    // window's just after.
+    assert_eq!(burst::<B, FastFixed>(&store, 1).await, 1);
+    assert_eq!(burst::<B, FastSmooth>(&store, 1).await, 1);
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    let edge_started = Instant::now();
+    let fixed_before = burst::<B, FastFixed>(&store, 20).await;
+    let smooth_before = burst::<B, FastSmooth>(&store, 20).await;
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let fixed_after = burst::<B, FastFixed>(&store, 20).await;
+    let smooth_after = burst::<B, FastSmooth>(&store, 20).await;
+    let edge = edge_started.elapsed();
+
+    assert_eq!(fixed_before, 9);
+    assert_eq!(fixed_after, 10);
+    // GCRA allows at most its burst plus one call per 100 ms of the span.
+    let bound = 10 + (edge.as_millis() / 100) as usize + 1;
+    assert!(
+        smooth_before + smooth_after <= bound,
+        "smooth allowed {smooth_before} + {smooth_after} in {edge:?}"
+    );
+    assert!(fixed_before + fixed_after > smooth_before + smooth_after);
+}
+
+// ---- compare-and-set ------------------------------------------------------------------------
+
+pub async fn update_changes_only_what_the_closure_accepts<B: Backend + Clone>(backend: B) {
+    let store = writable(&backend);
+    let claim = |current: Option<Task>| match current {
+        Some(mut task) if task.status == "queued" => {
+            task.status = "running".into();
+            task.runs += 1;
+            Some(task)
+        }
+        _ => None,
+    };
+    assert_eq!(
+        store.update::<Task>(1, claim).await.unwrap(),
+        None,
+        "nothing to claim"
+    );
+    assert!(
+        !store.exists::<Task>(1).await.unwrap(),
+        "None creates nothing"
+    );
+
+    let queued = Task {
+        status: "queued".into(),
+        runs: 0,
+    };
+    assert!(store.set_if_absent::<Task>(1, &queued).await.unwrap());
+    let running = Task {
+        status: "running".into(),
+        runs: 1,
+    };
+    assert_eq!(
+        store.update::<Task>(1, claim).await.unwrap(),
+        Some(running.clone())
+    );
+    // A second claim sees it running, leaves it, and returns what is stored.
+    assert_eq!(
+        store.update::<Task>(1, claim).await.unwrap(),
+        Some(running.clone())
+    );
+    assert_eq!(store.get::<Task>(1).await.unwrap(), Some(running));
+
+    // Creating through update gives the type's ttl.
+    let created = store
+        .update::<Task>(2, |current| {
+            assert!(current.is_none());
+            Some(Task {
+                status: "new".into(),
+                runs: 0,
+            })
+        })
+        .await
+        .unwrap();
+    assert_eq!(created.unwrap().status, "new");
+    let left = store.ttl::<Task>(2).await.unwrap().unwrap();
+    assert!(left > Duration::from_secs(3590), "{left:?}");
+
+    let err = Store::new(backend.clone())
+        .update::<Task>(3, |_| {
+            Some(Task {
+                status: "x".into(),
+                runs: 0,
+            })
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Disabled {
+                operation: "update",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(!store.exists::<Task>(3).await.unwrap());
+}
+
+pub async fn update_keeps_the_remaining_expiry<B: Backend + Clone>(backend: B) {
+    let store = writable(&backend);
+    let task = Task {
+        status: "queued".into(),
+        runs: 0,
+    };
+    store
+        .set_with_ttl::<Task>(1, &task, Duration::from_secs(10))
+        .await
+        .unwrap();
+    store
+        .update::<Task>(1, |t| {
+            t.map(|t| Task {
+                runs: t.runs + 1,
+                ..t
+            })
+        })
+        .await
+        .unwrap();
+    let left = store.ttl::<Task>(1).await.unwrap().expect("still expires");
+    assert!(
+        left <= Duration::from_secs(10),
+        "update reset the ttl: {left:?}"
+    );
+    assert_eq!(store.get::<Task>(1).await.unwrap().unwrap().runs, 1);
+
+    // A key without expiry stays without.
+    store
+        .set::<Job>(("j".to_string(), 1), &Job { status: "a".into() })
+        .await
+        .unwrap();
+    store
+        .update::<Job>(("j".to_string(), 1), |_| Some(Job { status: "b".into() }))
+        .await
+        .unwrap();
+    assert_eq!(store.ttl::<Job>(("j".to_string(), 1)).await.unwrap(), None);
+}
+
+pub async fn update_of_a_corrupt_value_is_a_decode_error<B: Backend + Clone>(backend: B) {
+    let store = writable(&backend);
+    backend
+        .set("task:9", b"{oops".to_vec(), None)
+        .await
+        .unwrap();
+    let mut called = false;
+    let err = store
+        .update::<Task>(9, |_| {
+            called = true;
+            None
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Decode { ref key, .. } if key == "task:9"),
+        "{err:?}"
+    );
+    assert!(
+        !called,
+        "the closure never sees a value that did not decode"
+    );
+    assert_eq!(
+        backend.get("task:9").await.unwrap().as_deref(),
+        Some(&b"{oops"[..])
+    );
+}
+
+/// 64 tasks each add 1 through `update` 50 times: the final count equals the successful
+/// updates, so no update was lost.
+pub async fn concurrent_updates_lose_nothing<B: Backend + Clone>(backend: B) {
+    let store = writable(&backend);
+    store
+        .set::<Task>(
+            5,
+            &Task {
+                status: "count".into(),
+                runs: 0,
+            },
+        )
+        .await
+        .unwrap();
+    let tasks: Vec<_> = (0..64)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let (mut ok, mut conflicts) = (0u64, 0u64);
+                for _ in 0..50 {
+                    match store
+                        .update::<Task>(5, |t| {
+                            t.map(|t| Task {
+                                runs: t.runs + 1,
+                                ..t
+                            })
+                        })
+                        .await
+                    {
+                        Ok(_) => ok += 1,
+                        Err(Error::Conflict { .. }) => conflicts += 1,
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+                (ok, conflicts)
+            })
+        })
+        .collect();
+    let (mut ok, mut conflicts) = (0, 0);
+    for task in tasks {
+        let (o, c) = task.await.unwrap();
+        ok += o;
+        conflicts += c;
+    }
+    let runs = store.get::<Task>(5).await.unwrap().unwrap().runs;
+    assert_eq!(runs, ok, "{conflicts} conflicts");
+    assert_eq!(ok + conflicts, 64 * 50);
+    assert!(ok > 0);
+}
+
+pub async fn set_if_absent_never_overwrites<B: Backend + Clone>(backend: B) {
+    let store = writable(&backend);
+    assert!(
+        store
+            .set_if_absent::<Session>(1, &session(1))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .set_if_absent::<Session>(1, &session(2))
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.get::<Session>(1).await.unwrap(), Some(session(1)));
+    let left = store.ttl::<Session>(1).await.unwrap().unwrap();
+    assert!(left > Duration::from_secs(29 * 60), "{left:?}");
+    let err = Store::new(backend.clone())
+        .set_if_absent::<Session>(2, &session(2))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Disabled { .. }), "{err:?}");
+
+    // Exactly one of many concurrent creators wins.
+    let tasks: Vec<_> = (0..64)
+        .map(|n| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .set_if_absent::<Session>(3, &session(n))
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut winners = 0;
+    for task in tasks {
+        winners += usize::from(task.await.unwrap());
+    }
+    assert_eq!(winners, 1);
+}
+
+// ---- bulk -----------------------------------------------------------------------------------
+
+pub async fn bulk_reads_and_writes<B: Backend + Clone>(backend: B) {
+    let store = writable(&backend).namespace("bulk");
+    let items: Vec<(u64, Session)> = (0..10).map(|n| (n, session(n as i64))).collect();
+    store.set_many::<Session>(&items).await.unwrap();
+    store
+        .set_many::<Session>(vec![(100u64, session(100))])
+        .await
+        .unwrap();
+    store
+        .set_many::<Session>(Vec::<(u64, Session)>::new())
+        .await
+        .unwrap();
+
+    let ids = vec![9u64, 50, 0, 100, 9];
+    let got = store.get_many::<Session>(&ids).await.unwrap();
+    assert_eq!(
+        got,
+        vec![
+            Some(session(9)),
+            None,
+            Some(session(0)),
+            Some(session(100)),
+            Some(session(9))
+        ]
+    );
+    assert!(
+        store
+            .get_many::<Session>(Vec::<u64>::new())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let left = store.ttl::<Session>(3).await.unwrap().unwrap();
+    assert!(
+        left > Duration::from_secs(29 * 60),
+        "each key has the type's ttl: {left:?}"
+    );
+
+    assert_eq!(
+        store
+            .remove_many::<Session>([0u64, 1, 2, 50])
+            .await
+            .unwrap(),
+        3
+    );
+    assert_eq!(
+        store
+            .remove_many::<Session>(Vec::<u64>::new())
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        store.get_many::<Session>([0u64, 3]).await.unwrap(),
+        vec![None, Some(session(3))]
+    );
+
+    let read_only = Store::new(backend.clone()).namespace("bulk");
+    assert!(matches!(
+        read_only.set_many::<Session>(&items).await.unwrap_err(),
+        Error::Disabled {
+            operation: "set_many",
+            ..
+        }
+    ));
+    assert!(matches!(
+        read_only.remove_many::<Session>([3u64]).await.unwrap_err(),
+        Error::Disabled {
+            operation: "remove_many",
+            ..
+        }
+    ));
+    assert!(read_only.exists::<Session>(3).await.unwrap());
+}
+
+pub async fn bulk_errors_name_the_key<B: Backend + Clone>(backend: B) {
+    let store = writable(&backend);
+    store.set::<Session>(1, &session(1)).await.unwrap();
+    backend
+        .set("session:2", b"not json".to_vec(), None)
+        .await
+        .unwrap();
+    let err = store.get_many::<Session>([1u64, 2]).await.unwrap_err();
+    assert!(
+        matches!(err, Error::Decode { ref key, .. } if key == "session:2"),
+        "{err:?}"
+    );
+
+    // One value that cannot be encoded: nothing is written.
+    let items = vec![
+        (
+            1u8,
+            Unencodable {
+                by_pair: HashMap::new(),
+            },
+        ),
+        (
+            2u8,
+            Unencodable {
+                by_pair: HashMap::from([((1, 1), 1)]),
+            },
+        ),
+    ];
+    let err = store.set_many::<Unencodable>(&items).await.unwrap_err();
+    assert!(
+        matches!(err, Error::Encode { ref key, .. } if key == "unencodable:2"),
+        "{err:?}"
+    );
+    assert!(!store.exists::<Unencodable>(1).await.unwrap());
+}
+
+// ---- listing ids ----------------------------------------------------------------------------
+
+async fn collect_ids<B: Backend, S: StateKey>(store: &Store<B>) -> (Vec<S::Id>, Vec<Error>)
+where
+    S::Id: Ord,
+{
+    let mut ids = Vec::new();
+    let mut errors = Vec::new();
+    let mut stream = std::pin::pin!(store.ids::<S>());
+    while let Some(item) = stream.next().await {
+        match item {
+            Ok(id) => ids.push(id),
+            Err(e) => errors.push(e),
+        }
+    }
+    ids.sort();
+    (ids, errors)
+}
+
+pub async fn ids_lists_the_type_in_its_namespace<B: Backend + Clone>(backend: B) {
+    let store = writable(&backend).namespace("svc");
+    for n in [3u64, 1, 2, 1_000_000] {
+        store.set::<Session>(n, &session(0)).await.unwrap();
+    }
+    store.set::<Marker>(9, &Marker(9)).await.unwrap();
+    writable(&backend)
+        .set::<Session>(8, &session(0))
+        .await
+        .unwrap();
+    writable(&backend)
+        .namespace("other")
+        .set::<Session>(7, &session(0))
+        .await
+        .unwrap();
+
+    let (ids, errors) = collect_ids::<B, Session>(&store).await;
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(ids, vec![1, 2, 3, 1_000_000]);
+
+    let nasty: BTreeSet<(String, u32)> = [
+        ("a:b", 1),
+        ("*", 2),
+        ("[x]?", 3),
+        ("{tag}", 4),
+        ("", 5),
+        ("100%", 6),
+        ("back\\slash", 7),
+        ("ünï 🦀", 8),
+    ]
+    .into_iter()
+    .map(|(s, n)| (s.to_string(), n))
+    .collect();
+    for id in &nasty {
+        store
+            .set::<Job>(id, &Job { status: "x".into() })
+            .await
+            .unwrap();
+    }
+    let (ids, errors) = collect_ids::<B, Job>(&store).await;
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(ids, nasty.into_iter().collect::<Vec<_>>());
+}
+
+pub async fn ids_report_foreign_keys_and_go_on<B: Backend + Clone>(backend: B) {
+    let store = writable(&backend);
+    store.set::<Session>(1, &session(0)).await.unwrap();
+    store.set::<Session>(2, &session(0)).await.unwrap();
+    for foreign in ["session:abc", "session:1:2", "session:007", "session:"] {
+        backend.set(foreign, b"{}".to_vec(), None).await.unwrap();
+    }
+    let (ids, errors) = collect_ids::<B, Session>(&store).await;
+    assert_eq!(ids, vec![1, 2]);
+    let mut bad: Vec<String> = errors
+        .into_iter()
+        .map(|e| match e {
+            Error::InvalidKey { key, .. } => key,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    bad.sort();
+    assert_eq!(
+        bad,
+        vec!["session:", "session:007", "session:1:2", "session:abc"]
+    );
+
+    let invalid = writable(&backend).namespace("bad ns");
+    let (ids, errors) = collect_ids::<B, Session>(&invalid).await;
+    assert!(ids.is_empty());
+    assert!(
+        matches!(errors.as_slice(), [Error::InvalidNamespace { .. }]),
+        "{errors:?}"
+    );
+}
+
+pub async fn ids_walk_large_key_spaces<B: Backend + Clone>(backend: B) {
+    let store = writable(&backend);
+    let items: Vec<(u64, Marker)> = (0..2_500).map(|n| (n, Marker(n))).collect();
+    store.set_many::<Marker>(&items).await.unwrap();
+    store
+        .set_many::<Session>((0..500u64).map(|n| (n, session(0))))
+        .await
+        .unwrap();
+    let (ids, errors) = collect_ids::<B, Marker>(&store).await;
+    assert!(errors.is_empty());
+    assert_eq!(ids, (0..2_500).collect::<Vec<u64>>());
+}
+
 /// Runs every check above on fresh backends from `new_backend`.
 #[macro_export]
 macro_rules! conformance_tests {
@@ -317,6 +1167,23 @@ macro_rules! conformance_tests {
             corrupt_values_are_decode_errors,
             unencodable_values_write_nothing,
             concurrent_tasks_share_a_store,
+            incr_counts_and_starts_the_window_once,
+            incr_is_a_write,
+            incr_refuses_non_integers_and_overflow,
+            concurrent_increments_are_exact,
+            rate_limits_allow_exactly_the_quota_under_concurrency,
+            rate_limit_checks_report_what_is_left,
+            smooth_rate_limits_have_no_window_edge,
+            update_changes_only_what_the_closure_accepts,
+            update_keeps_the_remaining_expiry,
+            update_of_a_corrupt_value_is_a_decode_error,
+            concurrent_updates_lose_nothing,
+            set_if_absent_never_overwrites,
+            bulk_reads_and_writes,
+            bulk_errors_name_the_key,
+            ids_lists_the_type_in_its_namespace,
+            ids_report_foreign_keys_and_go_on,
+            ids_walk_large_key_spaces,
         );
     };
     (@each $flavor:meta, $new_backend:expr, $($check:ident),* $(,)?) => {
