@@ -70,3 +70,20 @@ async fn clones_share_data() {
     a.set::<Session>(1, &session(1)).await.unwrap();
     assert_eq!(b.get::<Session>(1).await.unwrap(), Some(session(1)));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_million_short_lived_writes_leave_nothing_behind() {
+    let backend = MemoryBackend::new();
+    let store = Store::new(backend.clone()).enable_set();
+    let ttl = Duration::from_secs(1);
+    for n in 0..1_000_000u64 {
+        store
+            .set_with_ttl::<conformance::Marker>(n, &conformance::Marker(n), ttl)
+            .await
+            .unwrap();
+    }
+    assert_eq!(backend.len(), 1_000_000, "all live before the clock moves");
+    tokio::time::advance(Duration::from_millis(1_001)).await;
+    assert_eq!(backend.len(), 0, "every expired entry was purged");
+    assert_eq!(backend.expiry_queue_len(), 0, "and its expiry with it");
+}

@@ -68,6 +68,74 @@ async fn stores_the_documented_key_and_json_with_expiry_in_one_command() {
     assert_eq!(raw.pttl::<_, i64>("user-service:job:a%3Ab:7").unwrap(), -1);
 }
 
+/// Each call is one command, or one pipeline, on the wire; scripts' inner calls run inside the
+/// server. `update` is the exception by design: it reads, then compares-and-sets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_call_is_one_round_trip() {
+    use conformance::{HourlyFixed, HourlySmooth, Task, Total};
+    let (server, backend) = fresh().await;
+    let store = Store::new(backend).enable_set().enable_remove();
+    // Load the scripts, so that no SCRIPT LOAD shows up below.
+    store.incr::<Total>(0, 1).await.unwrap();
+    store.check::<HourlyFixed>("w".to_string()).await.unwrap();
+    store.check::<HourlySmooth>("w".to_string()).await.unwrap();
+    store
+        .update::<Task>(0, |_| {
+            Some(Task {
+                status: "w".into(),
+                runs: 0,
+            })
+        })
+        .await
+        .unwrap();
+
+    let monitor = support::Monitor::start(server.port());
+    let items: Vec<(u64, Session)> = (0..100).map(|n| (n, session(n as i64))).collect();
+    let ids: Vec<u64> = (0..100).collect();
+    let expect = |what: &str, commands: Vec<&str>| {
+        assert_eq!(monitor.take_client_commands(), commands, "{what}");
+    };
+
+    store.set::<Session>(1, &session(1)).await.unwrap();
+    expect("set", vec!["set"]);
+    store.get::<Session>(1).await.unwrap();
+    expect("get", vec!["get"]);
+    store.set_many::<Session>(&items).await.unwrap();
+    let mut pipeline = vec!["multi"];
+    pipeline.extend(std::iter::repeat_n("set", 100));
+    pipeline.push("exec");
+    expect("set_many", pipeline);
+    store.get_many::<Session>(&ids).await.unwrap();
+    expect("get_many", vec!["mget"]);
+    store.remove_many::<Session>(&ids).await.unwrap();
+    expect("remove_many", vec!["del"]);
+    store.incr::<Total>(1, 1).await.unwrap();
+    expect("incr", vec!["evalsha"]);
+    store.check::<HourlyFixed>("c".to_string()).await.unwrap();
+    expect("fixed-window check", vec!["evalsha"]);
+    store.check::<HourlySmooth>("c".to_string()).await.unwrap();
+    expect("smooth check", vec!["evalsha"]);
+    store
+        .set_if_absent::<Session>(5, &session(5))
+        .await
+        .unwrap();
+    expect("set_if_absent", vec!["set"]);
+    store.update::<Task>(0, |_| None).await.unwrap();
+    expect("update that changes nothing", vec!["get"]);
+    store
+        .update::<Task>(0, |t| {
+            t.map(|t| Task {
+                runs: t.runs + 1,
+                ..t
+            })
+        })
+        .await
+        .unwrap();
+    expect("update", vec!["get", "evalsha"]);
+    store.ttl::<Session>(1).await.unwrap();
+    expect("ttl", vec!["pttl"]);
+}
+
 #[tokio::test]
 async fn reads_values_written_by_other_clients() {
     let (server, backend) = fresh().await;
@@ -97,6 +165,34 @@ async fn a_key_of_another_redis_type_is_an_error_naming_it() {
         "{err:?}"
     );
     // The store keeps working.
+    store.set::<Session>(2, &session(2)).await.unwrap();
+    assert_eq!(store.get::<Session>(2).await.unwrap(), Some(session(2)));
+}
+
+#[tokio::test]
+async fn lists_and_hashes_under_state_keys_are_errors_naming_the_key() {
+    let (server, backend) = fresh().await;
+    let mut raw = server.raw();
+    let _: () = raw.rpush("session:1", "a").unwrap();
+    let _: () = raw.hset("total:1", "f", "v").unwrap();
+    let store = Store::new(backend).enable_set();
+    let err = store.get::<Session>(1).await.unwrap_err();
+    assert!(
+        matches!(err, Error::InvalidKey { ref key, .. } if key == "session:1"),
+        "{err:?}"
+    );
+    let err = store.incr::<conformance::Total>(1, 1).await.unwrap_err();
+    assert!(
+        matches!(err, Error::InvalidKey { ref key, .. } if key == "total:1"),
+        "{err:?}"
+    );
+    let err = store.update::<Session>(1, |s| s).await.unwrap_err();
+    assert!(
+        matches!(err, Error::InvalidKey { ref key, .. } if key == "session:1"),
+        "{err:?}"
+    );
+    // Nothing was changed, and the store keeps working.
+    assert_eq!(raw.llen::<_, u64>("session:1").unwrap(), 1);
     store.set::<Session>(2, &session(2)).await.unwrap();
     assert_eq!(store.get::<Session>(2).await.unwrap(), Some(session(2)));
 }

@@ -58,6 +58,12 @@ impl MemoryBackend {
         self.lock().entries.len()
     }
 
+    /// How many expiry deadlines it tracks: never more than the live keys with an expiry.
+    #[doc(hidden)]
+    pub fn expiry_queue_len(&self) -> usize {
+        self.lock().expiries.len()
+    }
+
     /// Whether it holds no live keys.
     pub fn is_empty(&self) -> bool {
         self.len() == 0

@@ -1150,6 +1150,32 @@ pub async fn ids_walk_large_key_spaces<B: Backend + Clone>(backend: B) {
     assert_eq!(ids, (0..2_500).collect::<Vec<u64>>());
 }
 
+// ---- size limits ----------------------------------------------------------------------------
+
+pub async fn large_values_and_ids_round_trip<B: Backend + Clone>(backend: B) {
+    let store = writable(&backend);
+    let big = Session {
+        cart: vec!["x".repeat(10 * 1024 * 1024)],
+        updated_at: 1,
+    };
+    store.set::<Session>(1, &big).await.unwrap();
+    assert_eq!(store.get::<Session>(1).await.unwrap(), Some(big));
+
+    // A 10 KB id full of characters that must be escaped.
+    let long_id = (
+        format!("{}:{}", "a".repeat(5_000), "*{} ".repeat(1_250)),
+        7u32,
+    );
+    let job = Job {
+        status: "long".into(),
+    };
+    store.set::<Job>(&long_id, &job).await.unwrap();
+    assert_eq!(store.get::<Job>(&long_id).await.unwrap(), Some(job));
+    let (ids, errors) = collect_ids::<B, Job>(&store).await;
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(ids, vec![long_id]);
+}
+
 /// Runs every check above on fresh backends from `new_backend`.
 #[macro_export]
 macro_rules! conformance_tests {
@@ -1184,6 +1210,7 @@ macro_rules! conformance_tests {
             ids_lists_the_type_in_its_namespace,
             ids_report_foreign_keys_and_go_on,
             ids_walk_large_key_spaces,
+            large_values_and_ids_round_trip,
         );
     };
     (@each $flavor:meta, $new_backend:expr, $($check:ident),* $(,)?) => {

@@ -2,6 +2,8 @@
 //! temporary directory, stopped when dropped. Never the machine's own Redis on 6379.
 #![allow(dead_code)] // each test binary uses its own part of the support code
 
+pub mod proxy;
+
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -161,6 +163,50 @@ impl RedisServer {
             .status()
             .expect("run kill");
         assert!(status.success(), "kill -{signal} failed");
+    }
+}
+
+/// Records the commands clients send to a server (its `MONITOR` feed), leaving out those that
+/// scripts run inside the server.
+pub struct Monitor {
+    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Monitor {
+    pub fn start(port: u16) -> Monitor {
+        let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("monitor connection");
+        stream.write_all(b"MONITOR\r\n").expect("send MONITOR");
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stream).lines() {
+                let Ok(line) = line else { break };
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let monitor = Monitor { lines };
+        // The first reply is +OK; wait for it so no command is missed.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while monitor.lines.lock().unwrap().is_empty() {
+            assert!(Instant::now() < deadline, "MONITOR did not start");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        monitor.lines.lock().unwrap().clear();
+        monitor
+    }
+
+    /// The command names (lowercase) that clients sent since the last call, in order.
+    pub fn take_client_commands(&self) -> Vec<String> {
+        // MONITOR lines arrive asynchronously: give them a moment.
+        std::thread::sleep(Duration::from_millis(100));
+        let lines = std::mem::take(&mut *self.lines.lock().unwrap());
+        lines
+            .iter()
+            .filter(|line| !line.contains(" lua]"))
+            .filter_map(|line| line.split_once("] \"").map(|(_, rest)| rest))
+            .map(|rest| rest.split('"').next().unwrap_or_default().to_lowercase())
+            .collect()
     }
 }
 
