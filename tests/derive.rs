@@ -45,7 +45,7 @@ enum Order {
 #[derive(Serialize, Deserialize, StateKey)]
 #[state(prefix = "visits_per-day", id = (u16, u8, u8))]
 #[state(counter)]
-pub(crate) struct Visits(core::primitive::u64);
+pub(crate) struct Visits(core::primitive::i64);
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct UserId(u64);
