@@ -231,6 +231,20 @@ async fn connects_with_user_password_and_db_and_never_shows_the_password() {
 }
 
 #[tokio::test]
+async fn a_malformed_url_is_a_connect_error_without_the_password() {
+    for url in [
+        "redis://svc:s3cr3t-pw@127.0.0.1:notaport/0",
+        "redis://svc:s3cr3t-pw@127.0.0.1:1/notadb",
+        "http://svc:s3cr3t-pw@127.0.0.1:1",
+    ] {
+        let err = RedisBackend::connect(url).await.unwrap_err();
+        assert!(matches!(err, Error::Connect { .. }), "{url}: {err:?}");
+        let shown = format!("{err} {err:?}");
+        assert!(!shown.contains("s3cr3t-pw"), "{shown}");
+    }
+}
+
+#[tokio::test]
 async fn builds_from_a_redis_client() {
     let server = RedisServer::start();
     let backend = RedisBackend::from_client(server.client()).await.unwrap();

@@ -115,6 +115,18 @@ impl<S> PartialEq for Key<S> {
 
 impl<S> Eq for Key<S> {}
 
+impl<S> PartialOrd for Key<S> {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl<S> Ord for Key<S> {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.key.cmp(&other.key)
+    }
+}
+
 impl<S> Hash for Key<S> {
     fn hash<H: Hasher>(&self, state: &mut H) {
         self.key.hash(state)

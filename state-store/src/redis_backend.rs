@@ -259,14 +259,20 @@ impl RedisBackend {
     ) -> Result<T> {
         let mut conn = self.conn.clone();
         match cmd.query_async(&mut conn).await {
-            // The manager has started reconnecting; the retry waits for the new connection.
-            Err(e) if e.is_unrecoverable_error() || e.is_connection_dropped() => cmd
+            Err(e) if worth_one_retry(&e) => cmd
                 .query_async(&mut conn)
                 .await
                 .map_err(|e| backend_error(operation, key, e)),
             result => result.map_err(|e| backend_error(operation, key, e)),
         }
     }
+}
+
+/// Whether the connection broke under a command, so that the manager is reconnecting and one
+/// more try (which waits for the new connection) may succeed. Only for idempotent commands: the
+/// server may have carried out the first one.
+fn worth_one_retry(e: &RedisError) -> bool {
+    e.is_unrecoverable_error() || e.is_connection_dropped()
 }
 
 /// `host:port/db` of the client, which is all an error or `Debug` may show of the URL.
@@ -438,7 +444,7 @@ impl Backend for RedisBackend {
         let mut conn = self.conn.clone();
         let result: redis::RedisResult<()> = pipe.query_async(&mut conn).await;
         match result {
-            Err(e) if e.is_unrecoverable_error() || e.is_connection_dropped() => pipe
+            Err(e) if worth_one_retry(&e) => pipe
                 .query_async(&mut conn)
                 .await
                 .map_err(|e| backend_error("set_many", &first, e)),

@@ -489,10 +489,12 @@ impl<B: Backend> Store<B> {
         let keys = self.backend.scan_prefix(&prefix);
         Either::Right(keys.map(move |key| {
             let key = key?;
-            id_from_key::<S::Id>(&key[prefix.len()..]).map_err(|e| Error::InvalidKey {
-                reason: format!("not a `{}` id: {e}", std::any::type_name::<S::Id>()),
-                key,
-            })
+            let parsed = match key.strip_prefix(prefix.as_str()) {
+                Some(id) => id_from_key::<S::Id>(id)
+                    .map_err(|e| format!("not a `{}` id: {e}", std::any::type_name::<S::Id>())),
+                None => Err(format!("not under `{prefix}`")),
+            };
+            parsed.map_err(|reason| Error::InvalidKey { key, reason })
         }))
     }
 
