@@ -136,6 +136,14 @@ async fn every_call_is_one_round_trip() {
     expect("ttl", vec!["pttl"]);
 }
 
+#[test]
+fn stores_are_cheap_to_share_across_tasks() {
+    fn shareable<T: Clone + Send + Sync + 'static>() {}
+    shareable::<Store<RedisBackend>>();
+    shareable::<Store<state_store::MemoryBackend>>();
+    shareable::<RedisBackend>();
+}
+
 #[tokio::test]
 async fn reads_values_written_by_other_clients() {
     let (server, backend) = fresh().await;
@@ -289,6 +297,7 @@ async fn a_server_that_never_answers_times_out_instead_of_hanging() {
     let err = result.unwrap_err();
     assert!(elapsed < Duration::from_secs(12), "{elapsed:?}");
     assert!(matches!(err, Error::Connect { .. }), "{err:?}");
+    assert!(err.is_timeout(), "{err}");
 }
 
 #[tokio::test]

@@ -110,3 +110,30 @@ pub enum Error {
         source: BoxError,
     },
 }
+
+impl Error {
+    /// Whether the backend did not answer in time (the response or connect timeout of
+    /// [`RedisOptions`](crate::RedisOptions)): the server may be overloaded, stopped or
+    /// unreachable. A write that timed out may still have been carried out.
+    pub fn is_timeout(&self) -> bool {
+        let source = match self {
+            Error::Backend { source, .. } | Error::Connect { source, .. } => source,
+            _ => return false,
+        };
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(source.as_ref());
+        while let Some(error) = cause {
+            if let Some(redis) = error.downcast_ref::<redis::RedisError>() {
+                if redis.is_timeout() {
+                    return true;
+                }
+            }
+            if let Some(io) = error.downcast_ref::<std::io::Error>() {
+                if io.kind() == std::io::ErrorKind::TimedOut {
+                    return true;
+                }
+            }
+            cause = error.source();
+        }
+        false
+    }
+}
