@@ -122,15 +122,14 @@ impl Error {
         };
         let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(source.as_ref());
         while let Some(error) = cause {
-            if let Some(redis) = error.downcast_ref::<redis::RedisError>() {
-                if redis.is_timeout() {
-                    return true;
-                }
-            }
-            if let Some(io) = error.downcast_ref::<std::io::Error>() {
-                if io.kind() == std::io::ErrorKind::TimedOut {
-                    return true;
-                }
+            let redis_timeout = error
+                .downcast_ref::<redis::RedisError>()
+                .is_some_and(redis::RedisError::is_timeout);
+            let io_timeout = error
+                .downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut);
+            if redis_timeout || io_timeout {
+                return true;
             }
             cause = error.source();
         }
