@@ -139,13 +139,33 @@ async fn idempotent_calls_retry_once_after_a_lost_reply_and_others_never_run_twi
     assert_eq!(proxy.replies_lost(), 2);
     assert_eq!(store.get::<Session>(2).await.unwrap(), Some(session(2)));
     proxy.lose_next_reply();
-    store.remove::<Session>(2).await.unwrap();
-    assert_eq!(proxy.replies_lost(), 3);
-    assert!(!store.exists::<Session>(2).await.unwrap());
-    proxy.lose_next_reply();
     let got = store.get_many::<Session>([1u64, 2]).await.unwrap();
-    assert_eq!(got, vec![Some(session(1)), None]);
+    assert_eq!(got, vec![Some(session(1)), Some(session(2))]);
+    assert_eq!(proxy.replies_lost(), 3);
+
+    // A remove whose answer was lost removed the key; a retry would answer "did not exist", so
+    // it is not retried and says it failed instead.
+    proxy.lose_next_reply();
+    let err = store.remove::<Session>(2).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Backend {
+                operation: "remove",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     assert_eq!(proxy.replies_lost(), 4);
+    assert!(
+        !store.exists::<Session>(2).await.unwrap(),
+        "removed once, by the lost call"
+    );
+    assert!(
+        store.remove::<Session>(1).await.unwrap(),
+        "an answered remove is exact"
+    );
 
     // Increments, rate-limit checks, updates and set_if_absent ran once; the caller gets an
     // error instead of a second run.

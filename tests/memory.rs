@@ -25,7 +25,10 @@ async fn expiry_follows_tokios_clock() {
         store.ttl::<Session>(1).await.unwrap(),
         Some(Duration::from_millis(1))
     );
+    // As in Redis, a key lives through its deadline and is gone just after it.
     tokio::time::advance(Duration::from_millis(1)).await;
+    assert!(store.exists::<Session>(1).await.unwrap());
+    tokio::time::advance(Duration::from_micros(1)).await;
     assert!(!store.exists::<Session>(1).await.unwrap());
 }
 
@@ -33,8 +36,8 @@ async fn expiry_follows_tokios_clock() {
 async fn expired_entries_are_purged_not_hidden() {
     let backend = MemoryBackend::new();
     let store = Store::new(backend.clone()).enable_set();
-    // Heavy short-lived writes: each round's keys have expired by the next round, so what is held
-    // stays at one round's worth however many are written.
+    // Heavy short-lived writes: each round's keys have expired by the next round, and the writes
+    // themselves purge them, so what is held stays at one round's worth.
     for round in 0..50u64 {
         for n in 0..1_000u64 {
             store
@@ -42,14 +45,18 @@ async fn expired_entries_are_purged_not_hidden() {
                 .await
                 .unwrap();
         }
+        let (entries, expiries) = backend.held();
         assert!(
-            backend.len() <= 1_000,
-            "round {round}: {} held",
-            backend.len()
+            entries <= 1_000 && expiries <= 1_000,
+            "round {round}: {entries} held"
         );
-        tokio::time::advance(Duration::from_millis(10)).await;
+        tokio::time::advance(Duration::from_millis(11)).await;
     }
-    assert_eq!(backend.len(), 0);
+    // Expired but not yet purged: nothing has run since the clock moved.
+    assert_eq!(backend.held(), (1_000, 1_000));
+    // Any operation purges them.
+    assert!(!store.exists::<Session>(0).await.unwrap());
+    assert_eq!(backend.held(), (0, 0));
 
     // Overwriting a key many times leaves one entry and one expiry, which goes when it expires.
     for n in 0..1_000 {
@@ -58,17 +65,22 @@ async fn expired_entries_are_purged_not_hidden() {
             .await
             .unwrap();
     }
-    assert_eq!(backend.len(), 1);
-    tokio::time::advance(Duration::from_secs(1)).await;
-    assert!(backend.is_empty());
-}
-
-#[tokio::test]
-async fn clones_share_data() {
-    let a = Store::new(MemoryBackend::new()).enable_set();
-    let b = a.clone();
-    a.set::<Session>(1, &session(1)).await.unwrap();
-    assert_eq!(b.get::<Session>(1).await.unwrap(), Some(session(1)));
+    assert_eq!(backend.held(), (1, 1));
+    store.set::<Session>(1, &session(0)).await.unwrap();
+    assert_eq!(
+        backend.held(),
+        (1, 1),
+        "the type's ttl replaced the custom one"
+    );
+    store
+        .set::<conformance::Marker>(1, &conformance::Marker(1))
+        .await
+        .unwrap();
+    assert_eq!(
+        backend.held(),
+        (2, 1),
+        "a key without expiry has no deadline"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -82,8 +94,20 @@ async fn a_million_short_lived_writes_leave_nothing_behind() {
             .await
             .unwrap();
     }
-    assert_eq!(backend.len(), 1_000_000, "all live before the clock moves");
+    assert_eq!(backend.held(), (1_000_000, 1_000_000));
     tokio::time::advance(Duration::from_millis(1_001)).await;
-    assert_eq!(backend.len(), 0, "every expired entry was purged");
-    assert_eq!(backend.expiry_queue_len(), 0, "and its expiry with it");
+    assert!(!store.exists::<conformance::Marker>(0).await.unwrap());
+    assert_eq!(
+        backend.held(),
+        (0, 0),
+        "every expired entry and deadline was purged"
+    );
+}
+
+#[tokio::test]
+async fn clones_share_data() {
+    let a = Store::new(MemoryBackend::new()).enable_set();
+    let b = a.clone();
+    a.set::<Session>(1, &session(1)).await.unwrap();
+    assert_eq!(b.get::<Session>(1).await.unwrap(), Some(session(1)));
 }

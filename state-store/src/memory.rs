@@ -58,10 +58,12 @@ impl MemoryBackend {
         self.lock().entries.len()
     }
 
-    /// How many expiry deadlines it tracks: never more than the live keys with an expiry.
+    /// How many entries and expiry deadlines it holds right now, expired or not, without
+    /// purging first: for tests that check expired entries do not linger.
     #[doc(hidden)]
-    pub fn expiry_queue_len(&self) -> usize {
-        self.lock().expiries.len()
+    pub fn held(&self) -> (usize, usize) {
+        let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        (inner.entries.len(), inner.expiries.len())
     }
 
     /// Whether it holds no live keys.
@@ -82,7 +84,8 @@ impl MemoryBackend {
 impl Inner {
     fn purge(&mut self, now: Instant) {
         while let Some(entry) = self.expiries.first_entry() {
-            if entry.key().0 > now {
+            // As in Redis, a key is gone once its deadline has passed, not at the deadline.
+            if entry.key().0 >= now {
                 break;
             }
             let key = entry.remove();
@@ -164,6 +167,11 @@ pub(crate) fn not_a_counter(key: &str, reason: &str) -> Error {
     }
 }
 
+/// `d` truncated to whole milliseconds, as Redis reports time left.
+fn whole_millis(d: Duration) -> Duration {
+    Duration::from_millis(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
 fn duration_to_micros(d: Duration) -> i64 {
     i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
 }
@@ -217,8 +225,9 @@ impl Backend for MemoryBackend {
             return Ok(None);
         };
         // Redis reports whole milliseconds; so do we, for identical behaviour.
-        let left = deadline.saturating_duration_since(Instant::now());
-        Ok(Some(Duration::from_millis(left.as_millis() as u64)))
+        Ok(Some(whole_millis(
+            deadline.saturating_duration_since(Instant::now()),
+        )))
     }
 
     async fn set_if_absent(
@@ -296,7 +305,8 @@ impl Backend for MemoryBackend {
         let mut inner = self.lock();
         let count = inner.integer(key)?;
         let left = match count {
-            Some(_) => match inner.ttl(key) {
+            // Redis reports whole milliseconds.
+            Some(_) => match inner.ttl(key).map(whole_millis) {
                 Some(left) => left,
                 None => {
                     // A counter without expiry would refuse forever once full: give it a window.
@@ -333,7 +343,7 @@ impl Backend for MemoryBackend {
     async fn gcra(&self, key: &str, interval: Duration, burst: u32) -> Result<Decision> {
         let mut inner = self.lock();
         let now = duration_to_micros(Instant::now().saturating_duration_since(inner.epoch));
-        let interval = duration_to_micros(interval);
+        let interval = duration_to_micros(interval).max(1);
         let tat = inner.integer(key)?.unwrap_or(now).max(now);
         let new_tat = tat.saturating_add(interval);
         let allow_at = new_tat.saturating_sub(interval.saturating_mul(i64::from(burst)));
@@ -345,11 +355,10 @@ impl Backend for MemoryBackend {
                 reset_after: micros(tat - now),
             });
         }
-        inner.insert(
-            key,
-            new_tat.to_string().into_bytes(),
-            Some(micros(new_tat - now)),
-        );
+        // Redis keeps the state for whole milliseconds, rounded up; so do we.
+        let keep = micros(new_tat - now).as_nanos().div_ceil(1_000_000);
+        let keep = Duration::from_millis(u64::try_from(keep).unwrap_or(u64::MAX));
+        inner.insert(key, new_tat.to_string().into_bytes(), Some(keep));
         Ok(Decision {
             allowed: true,
             remaining: u64::try_from((now - allow_at) / interval).unwrap_or(0),

@@ -14,7 +14,8 @@ use crate::rate_limit::Decision;
 use crate::{Error, Result};
 
 /// Scripts run atomically on the server in one round trip (`EVALSHA`). Each reports a value that
-/// is not an integer counter as a `NOTCOUNTER` error instead of changing anything.
+/// is not an integer counter (by Redis's own rule, checked with `INCRBY key 0`) as a
+/// `NOTCOUNTER` error instead of changing anything.
 ///
 /// `INCRBY` that starts the key's expiry only when it creates the key.
 static INCR: LazyLock<Script> = LazyLock::new(|| {
@@ -66,10 +67,11 @@ static FIXED_WINDOW: LazyLock<Script> = LazyLock::new(|| {
         local count = 0
         local left = window
         if raw then
-            if not string.match(raw, '^-?%d+$') then
-                return redis.error_reply('NOTCOUNTER value is not an integer or out of range')
+            -- INCRBY 0 applies Redis's own integer rule, exactly as `incr` would.
+            count = redis.pcall('INCRBY', KEYS[1], 0)
+            if type(count) == 'table' then
+                return redis.error_reply('NOTCOUNTER ' .. count.err)
             end
-            count = tonumber(raw)
             left = redis.call('PTTL', KEYS[1])
             if left < 0 then
                 -- A counter without expiry would refuse forever once full: give it a window.
@@ -102,10 +104,12 @@ static GCRA: LazyLock<Script> = LazyLock::new(|| {
         local tat = now
         local raw = redis.call('GET', KEYS[1])
         if raw then
-            if not string.match(raw, '^-?%d+$') then
-                return redis.error_reply('NOTCOUNTER value is not an integer or out of range')
+            -- INCRBY 0 applies Redis's own integer rule, exactly as `incr` would.
+            local stored = redis.pcall('INCRBY', KEYS[1], 0)
+            if type(stored) == 'table' then
+                return redis.error_reply('NOTCOUNTER ' .. stored.err)
             end
-            tat = math.max(tonumber(raw), now)
+            tat = math.max(stored, now)
         end
         local new_tat = tat + interval
         local allow_at = new_tat - interval * burst
@@ -250,7 +254,7 @@ impl RedisBackend {
     }
 
     /// Sends `cmd`, once more if the connection broke: only for commands that may run twice
-    /// without changing the outcome (reads, `SET`, `DEL`).
+    /// without changing the outcome or the answer (reads, `SET`).
     async fn query_idempotent<T: FromRedisValue>(
         &self,
         operation: &'static str,
@@ -306,7 +310,10 @@ fn backend_error(operation: &'static str, key: &str, e: RedisError) -> Error {
 
 /// Milliseconds for `PX`; the store has already rejected durations Redis cannot take.
 fn millis(ttl: Duration) -> u64 {
-    u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX)
+    // Rounded up, so a key never expires before it was asked to, and never at once.
+    u64::try_from(ttl.as_nanos().div_ceil(1_000_000))
+        .unwrap_or(u64::MAX)
+        .max(1)
 }
 
 /// A script argument for an optional expiry: milliseconds, or empty for none.
@@ -363,8 +370,10 @@ impl Backend for RedisBackend {
     }
 
     async fn remove(&self, key: &str) -> Result<bool> {
+        // Not retried: a DEL whose reply was lost has removed the key, and a second one would
+        // answer `false`.
         let removed: u64 = self
-            .query_idempotent("remove", key, redis::cmd("DEL").arg(key))
+            .query("remove", key, redis::cmd("DEL").arg(key))
             .await?;
         Ok(removed > 0)
     }
@@ -456,7 +465,7 @@ impl Backend for RedisBackend {
         let Some(first) = keys.first() else {
             return Ok(0);
         };
-        self.query_idempotent("remove_many", first, redis::cmd("DEL").arg(keys))
+        self.query("remove_many", first, redis::cmd("DEL").arg(keys))
             .await
     }
 

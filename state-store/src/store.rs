@@ -233,6 +233,10 @@ impl<B: Backend> Store<B> {
 
     /// Removes the `S` with `id`; `true` when there was one. Needs
     /// [`enable_remove`](Self::enable_remove).
+    ///
+    /// Not retried when the connection breaks under it: the server may have removed the key
+    /// without the answer arriving, and a second try would then report `false`. The error says
+    /// so; calling again is safe.
     pub fn remove<S: StateKey>(
         &self,
         id: impl Borrow<S::Id>,
@@ -272,10 +276,10 @@ impl<B: Backend> Store<B> {
     ) -> impl Future<Output = Result<bool>> + Send + '_ {
         let prepared = self
             .write_key::<S>("set_if_absent", id)
-            .and_then(|key| Ok((encode(&key, value)?, key)));
+            .and_then(|key| Ok((encode(&key, value)?, type_ttl::<S>(&key)?, key)));
         async move {
-            let (value, key) = prepared?;
-            self.backend.set_if_absent(&key, value, S::TTL).await
+            let (value, ttl, key) = prepared?;
+            self.backend.set_if_absent(&key, value, ttl).await
         }
     }
 
@@ -326,6 +330,7 @@ impl<B: Backend> Store<B> {
         let key = self.write_key::<S>("update", id);
         async move {
             let key = key?;
+            let ttl = type_ttl::<S>(&key)?;
             let jitter = std::collections::hash_map::RandomState::new();
             for attempt in 0..self.update_attempts {
                 let raw = self.backend.get(&key).await?;
@@ -340,7 +345,7 @@ impl<B: Backend> Store<B> {
                 let bytes = encode(&key, &new)?;
                 if self
                     .backend
-                    .compare_and_set(&key, raw.as_deref(), bytes, S::TTL)
+                    .compare_and_set(&key, raw.as_deref(), bytes, ttl)
                     .await?
                 {
                     return Ok(Some(new));
@@ -370,7 +375,11 @@ impl<B: Backend> Store<B> {
         by: i64,
     ) -> impl Future<Output = Result<i64>> + Send + '_ {
         let key = self.write_key::<S>("incr", id);
-        async move { self.backend.incr(&key?, by, S::TTL).await }
+        async move {
+            let key = key?;
+            let ttl = type_ttl::<S>(&key)?;
+            self.backend.incr(&key, by, ttl).await
+        }
     }
 
     /// Checks one call against the rate limit `S` for `id`, counting it if it is allowed.
@@ -411,8 +420,9 @@ impl<B: Backend> Store<B> {
             let key = key?;
             match S::POLICY {
                 Policy::FixedWindow => {
+                    let window = check_ttl(&key, S::QUOTA.period())?;
                     self.backend
-                        .fixed_window(&key, u64::from(S::QUOTA.count()), S::QUOTA.period())
+                        .fixed_window(&key, u64::from(S::QUOTA.count()), window)
                         .await
                 }
                 Policy::Smooth => {
@@ -460,7 +470,14 @@ impl<B: Backend> Store<B> {
                     })
                     .collect::<Result<Vec<_>>>()
             });
-        async move { self.backend.set_many(prepared?, S::TTL).await }
+        async move {
+            let items = prepared?;
+            let ttl = match items.first() {
+                Some((key, _)) => type_ttl::<S>(key)?,
+                None => return Ok(()),
+            };
+            self.backend.set_many(items, ttl).await
+        }
     }
 
     /// Removes the values with `ids` in one round trip; how many there were. Needs
@@ -551,6 +568,11 @@ fn check_segment(segment: &str) -> Result<(), String> {
 
 /// The largest expiry Redis accepts without overflowing its clock, with room to spare.
 const MAX_TTL_MS: u128 = (i64::MAX / 4) as u128;
+
+/// The type's expiry, checked like any other: a hand-written `StateKey` may hold any duration.
+fn type_ttl<S: StateKey>(key: &str) -> Result<Option<Duration>> {
+    S::TTL.map(|ttl| check_ttl(key, ttl)).transpose()
+}
 
 /// Rounds `ttl` up to whole milliseconds and checks that Redis accepts it.
 fn check_ttl(key: &str, ttl: Duration) -> Result<Duration> {
