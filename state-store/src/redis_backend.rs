@@ -310,10 +310,7 @@ fn backend_error(operation: &'static str, key: &str, e: RedisError) -> Error {
 
 /// Milliseconds for `PX`; the store has already rejected durations Redis cannot take.
 fn millis(ttl: Duration) -> u64 {
-    // Rounded up, so a key never expires before it was asked to, and never at once.
-    u64::try_from(ttl.as_nanos().div_ceil(1_000_000))
-        .unwrap_or(u64::MAX)
-        .max(1)
+    crate::store::ceil_millis(ttl).max(1)
 }
 
 /// A script argument for an optional expiry: milliseconds, or empty for none.

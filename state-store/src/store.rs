@@ -567,7 +567,15 @@ fn check_segment(segment: &str) -> Result<(), String> {
 }
 
 /// The largest expiry Redis accepts without overflowing its clock, with room to spare.
-const MAX_TTL_MS: u128 = (i64::MAX / 4) as u128;
+const MAX_TTL_MS: u64 = (i64::MAX / 4) as u64;
+
+/// `d` in whole milliseconds, rounded up, saturating. In `u64` arithmetic: it runs on every
+/// write, and `as_nanos` would divide in `u128`.
+pub(crate) fn ceil_millis(d: Duration) -> u64 {
+    d.as_secs()
+        .saturating_mul(1_000)
+        .saturating_add(u64::from(d.subsec_nanos().div_ceil(1_000_000)))
+}
 
 /// The type's expiry, checked like any other: a hand-written `StateKey` may hold any duration.
 fn type_ttl<S: StateKey>(key: &str) -> Result<Option<Duration>> {
@@ -576,13 +584,13 @@ fn type_ttl<S: StateKey>(key: &str) -> Result<Option<Duration>> {
 
 /// Rounds `ttl` up to whole milliseconds and checks that Redis accepts it.
 fn check_ttl(key: &str, ttl: Duration) -> Result<Duration> {
-    let ms = ttl.as_nanos().div_ceil(1_000_000);
+    let ms = ceil_millis(ttl);
     let reason = if ms == 0 {
         "an expiry must be at least one millisecond"
     } else if ms > MAX_TTL_MS {
         "the expiry is too far in the future for Redis"
     } else {
-        return Ok(Duration::from_millis(ms as u64));
+        return Ok(Duration::from_millis(ms));
     };
     Err(Error::InvalidTtl {
         key: key.to_owned(),
@@ -656,5 +664,8 @@ mod tests {
         );
         assert!(check_ttl("k", Duration::ZERO).is_err());
         assert!(check_ttl("k", Duration::MAX).is_err());
+        assert_eq!(ceil_millis(Duration::from_nanos(1)), 1);
+        assert_eq!(ceil_millis(Duration::new(2, 1_000_000)), 2_001);
+        assert_eq!(ceil_millis(Duration::MAX), u64::MAX);
     }
 }
