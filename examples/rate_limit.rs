@@ -79,28 +79,22 @@ async fn demo<B: Backend>(store: Store<B>) -> Result<()> {
 
 #[tokio::main]
 async fn main() -> Result<()> {
+    // The same handler code on either backend.
     match std::env::var("REDIS_URL") {
         Ok(url) => {
             println!("backend: redis");
-            let backend = RedisBackend::connect(&url).await?;
-            demo(
-                Store::new(backend)
-                    .namespace("example")
-                    .enable_set()
-                    .enable_remove(),
-            )
-            .await
+            demo(writable(RedisBackend::connect(&url).await?)).await
         }
         Err(_) => {
             println!("backend: memory (set REDIS_URL to use Redis)");
-            let backend = MemoryBackend::new();
-            demo(
-                Store::new(backend)
-                    .namespace("example")
-                    .enable_set()
-                    .enable_remove(),
-            )
-            .await
+            demo(writable(MemoryBackend::new())).await
         }
     }
+}
+
+fn writable<B: Backend>(backend: B) -> Store<B> {
+    Store::new(backend)
+        .namespace("example")
+        .enable_set()
+        .enable_remove()
 }
