@@ -17,9 +17,9 @@ use proc_macro::TokenStream;
 use syn::{DeriveInput, parse_macro_input};
 
 /// Implements `StateKey` for a struct or enum, and adds a `key(&id)` function returning its
-/// typed `Key`.
+/// typed `Key`. (The same example runs as a doctest on `state_store::StateKey`.)
 ///
-/// ```ignore
+/// ```text
 /// use serde::{Deserialize, Serialize};
 /// use state_store::StateKey;
 ///
