@@ -110,20 +110,21 @@ impl Inner {
         }
     }
 
-    /// The remaining time of `key`'s expiry, if it has one.
+    /// The remaining time of `key`'s expiry, if it has one, in whole milliseconds as Redis
+    /// reports it.
     fn ttl(&self, key: &str) -> Option<Duration> {
         let (deadline, _) = self.entries.get(key)?.expiry?;
-        Some(deadline.saturating_duration_since(Instant::now()))
+        Some(whole_millis(
+            deadline.saturating_duration_since(Instant::now()),
+        ))
     }
 
-    /// Replaces the value of an existing entry, keeping its expiry.
-    fn replace_value(&mut self, key: &str, value: Vec<u8>) -> bool {
+    /// Writes `value`, keeping an existing entry's expiry; a new entry gets `ttl_if_created`
+    /// (Redis's `KEEPTTL`, or an expiry set only on creation).
+    fn write_keeping_ttl(&mut self, key: &str, value: Vec<u8>, ttl_if_created: Option<Duration>) {
         match self.entries.get_mut(key) {
-            Some(entry) => {
-                entry.value = value;
-                true
-            }
-            None => false,
+            Some(entry) => entry.value = value,
+            None => self.insert(key, value, ttl_if_created),
         }
     }
 
@@ -220,14 +221,7 @@ impl Backend for MemoryBackend {
     }
 
     async fn ttl(&self, key: &str) -> Result<Option<Duration>> {
-        let inner = self.lock();
-        let Some((deadline, _)) = inner.entries.get(key).and_then(|e| e.expiry) else {
-            return Ok(None);
-        };
-        // Redis reports whole milliseconds; so do we, for identical behaviour.
-        Ok(Some(whole_millis(
-            deadline.saturating_duration_since(Instant::now()),
-        )))
+        Ok(self.lock().ttl(key))
     }
 
     async fn set_if_absent(
@@ -256,11 +250,7 @@ impl Backend for MemoryBackend {
         if current != expected {
             return Ok(false);
         }
-        if expected.is_some() {
-            inner.replace_value(key, new);
-        } else {
-            inner.insert(key, new, ttl_if_created);
-        }
+        inner.write_keeping_ttl(key, new, ttl_if_created);
         Ok(true)
     }
 
@@ -292,12 +282,7 @@ impl Backend for MemoryBackend {
             .unwrap_or(0)
             .checked_add(by)
             .ok_or_else(|| not_a_counter(key, "increment or decrement would overflow"))?;
-        let value = next.to_string().into_bytes();
-        if current.is_some() {
-            inner.replace_value(key, value);
-        } else {
-            inner.insert(key, value, ttl_if_created);
-        }
+        inner.write_keeping_ttl(key, next.to_string().into_bytes(), ttl_if_created);
         Ok(next)
     }
 
@@ -305,8 +290,7 @@ impl Backend for MemoryBackend {
         let mut inner = self.lock();
         let count = inner.integer(key)?;
         let left = match count {
-            // Redis reports whole milliseconds.
-            Some(_) => match inner.ttl(key).map(whole_millis) {
+            Some(_) => match inner.ttl(key) {
                 Some(left) => left,
                 None => {
                     // A counter without expiry would refuse forever once full: give it a window.
@@ -326,12 +310,7 @@ impl Backend for MemoryBackend {
                 reset_after: left,
             });
         }
-        let value = (count + 1).to_string().into_bytes();
-        if count > 0 || inner.entries.contains_key(key) {
-            inner.replace_value(key, value);
-        } else {
-            inner.insert(key, value, Some(window));
-        }
+        inner.write_keeping_ttl(key, (count + 1).to_string().into_bytes(), Some(window));
         Ok(Decision {
             allowed: true,
             remaining: limit - count - 1,
