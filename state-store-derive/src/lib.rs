@@ -10,6 +10,7 @@ mod ast;
 mod attr;
 mod errors;
 mod expand;
+mod rules;
 mod ttl;
 mod valid;
 
@@ -51,4 +52,14 @@ pub fn derive_state_key(input: TokenStream) -> TokenStream {
     expand::derive(&input)
         .unwrap_or_else(syn::Error::into_compile_error)
         .into()
+}
+
+/// The rules shared with `state_store` (prefix characters, the ttl ceiling), as items: the
+/// runtime expands this once, so both crates compile the same source. Not public API.
+#[doc(hidden)]
+#[proc_macro]
+pub fn __rules(_input: TokenStream) -> TokenStream {
+    include_str!("rules.rs")
+        .parse()
+        .unwrap_or_else(|_| panic!("rules.rs is valid Rust"))
 }

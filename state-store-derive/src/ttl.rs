@@ -2,9 +2,8 @@
 //!
 //! Kept apart from the attribute parsing so that it can be tested on plain strings.
 
-/// The longest ttl, in seconds. Redis takes expiries in milliseconds as a signed 64-bit integer,
-/// so anything longer would overflow when the store converts it.
-pub(crate) const MAX_SECS: u64 = i64::MAX.unsigned_abs() / 1000;
+/// The longest ttl, in seconds: the runtime's ceiling, from the one definition in `rules.rs`.
+pub(crate) const MAX_SECS: u64 = crate::rules::MAX_TTL_SECS;
 
 /// The units, largest first: a ttl must list them in this order, each at most once, so that
 /// every duration has one spelling and `"30m1h"` is not mistaken for something intended.
@@ -106,8 +105,8 @@ fn zero() -> String {
 
 fn too_long(text: &str) -> String {
     format!(
-        "ttl `{text}` is too long: Redis takes expiries in milliseconds as a 64-bit integer, \
-         so a ttl may be at most {MAX_SECS} seconds"
+        "ttl `{text}` is too long: Redis takes expiries in milliseconds and rejects deadlines \
+         near the end of its 64-bit clock, so a ttl may be at most {MAX_SECS} seconds"
     )
 }
 
@@ -127,7 +126,8 @@ mod tests {
             ("1d2h3m4s", 86_400 + 2 * 3600 + 3 * 60 + 4),
             ("0h30m", 1800),
             ("007s", 7),
-            ("9223372036854775s", MAX_SECS),
+            ("2305843009213693s", MAX_SECS),
+            ("26687997791d", 26_687_997_791 * 86_400),
         ] {
             assert_eq!(parse_duration(text), Ok(secs), "{text}");
         }
@@ -154,6 +154,8 @@ mod tests {
             ("30m1h", "out of order"),
             ("1s1d", "out of order"),
             ("30m5m", "unit `m` appears twice"),
+            ("2305843009213694s", "too long"),
+            ("26687997792d", "too long"),
             ("9223372036854776s", "too long"),
             ("106751991167301d", "too long"),
             ("99999999999999999999999s", "too long"),
@@ -169,11 +171,11 @@ mod tests {
     #[test]
     fn seconds() {
         assert_eq!(parse_seconds("90"), Ok(90));
-        assert_eq!(parse_seconds("9223372036854775"), Ok(MAX_SECS));
+        assert_eq!(parse_seconds("2305843009213693"), Ok(MAX_SECS));
         for (digits, message) in [
             ("0", "greater than zero"),
             ("-5", "greater than zero"),
-            ("9223372036854776", "too long"),
+            ("2305843009213694", "too long"),
             ("340282366920938463463374607431768211456", "too long"),
         ] {
             let e = parse_seconds(digits).unwrap_err();

@@ -62,13 +62,8 @@ impl Input<'_> {
             ));
             return;
         }
-        // Keys are `{prefix}:{id}`, and callers scan them with globs and may run on Redis
-        // Cluster, so the prefix must not hold the separator, glob or hash-tag characters.
-        // Allowing only a small safe set also keeps keys readable in redis-cli.
-        let Some(bad) = value
-            .chars()
-            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')))
-        else {
+        // The same rule as the store's namespace check (rules.rs says why).
+        let Some(bad) = value.chars().find(|&c| !crate::rules::is_segment_char(c)) else {
             return;
         };
         let why = match bad {
@@ -84,9 +79,9 @@ impl Input<'_> {
         errors.push(Error::new(
             prefix.span(),
             format_args!(
-                "invalid character {bad} in prefix `{}`{why}; a prefix may hold ASCII letters, \
-                 digits, `_`, `-` and `.`",
+                "invalid character {bad} in prefix `{}`{why}; a prefix may hold {}",
                 value.escape_debug(),
+                crate::rules::SEGMENT_CHARS,
             ),
         ));
     }
