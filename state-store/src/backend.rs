@@ -1,108 +1,569 @@
-//! The small trait every storage backend implements.
+//! The contract every storage engine implements: a small core, and provided methods built on it.
+//!
+//! # The core
+//! Five methods that any key-value engine with expiry and a conditional write can provide:
+//!
+//! | method | does |
+//! |---|---|
+//! | [`get_versioned`](Backend::get_versioned) | the value under a key with an opaque [`Version`] |
+//! | [`put`](Backend::put) | a write with a [`PutMode`] condition and an [`Expiry`] choice |
+//! | [`remove`](Backend::remove) | deletes a key |
+//! | [`ttl`](Backend::ttl) | time left before a key expires |
+//! | [`list`](Backend::list) | every key under a prefix |
+//!
+//! Everything else ([`get_many`](Backend::get_many), [`set_many`](Backend::set_many),
+//! [`incr`](Backend::incr), both rate-limit policies, the [`update`](Backend::update) retry loop,
+//! ...) is a provided method written once on top of the core, with the semantics the
+//! [conformance suite](crate::conformance) fixes. An engine overrides one when it can do better:
+//! the Redis backend keeps `MGET`, a `MULTI` pipeline and its Lua scripts; the memory backend
+//! does each under one lock.
+//!
+//! # Versions
+//! [`get_versioned`](Backend::get_versioned) returns a [`Version`] that a later
+//! [`PutMode::Update`] compares against: the write lands only if the key still holds what was
+//! read. What a version is depends on the engine:
+//! - [`MemoryBackend`](crate::MemoryBackend): a number from a counter that every write advances,
+//!   so a value written back unchanged still gets a new version.
+//! - [`RedisBackend`](crate::RedisBackend): the SHA-1 of the value (hex), which the
+//!   compare-and-set script checks with `redis.sha1hex`, so an update attempt sends the new
+//!   value and 40 bytes, not the old value. Two equal values have the same version: writing back
+//!   what was read does not make a concurrent update fail (it would change nothing it saw).
+//! - An engine with revisions (NATS JetStream KV, etcd) uses its revision number.
+//!
+//! # Room to grow
+//! New capabilities (a change feed, per-slot splitting, caching) arrive as provided methods whose
+//! default either builds on the core or returns [`Error::Unsupported`] naming the operation and
+//! [`Backend::name`]; [`PutMode`] and [`Expiry`] are `#[non_exhaustive]`, and an engine answers a
+//! variant it does not know with `Error::Unsupported` too. A backend written against this
+//! version keeps compiling.
+//!
+//! # Writing a backend
+//! Implement the five core methods; the provided ones do the rest. This complete backend (a
+//! `HashMap` behind a mutex) passes the whole [conformance suite](crate::conformance), as the
+//! repository's `tests/writing_a_backend.rs` checks:
+//!
+//! ```
+#![doc = include_str!("../docs/writing_a_backend.rs")]
+//! # use state_store::{StateKey, Store};
+//! # #[derive(serde::Serialize, serde::Deserialize, StateKey)]
+//! # #[state(prefix = "visits", id = String, counter)]
+//! # struct Visits(i64);
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> state_store::Result<()> {
+//! let store = Store::new(MapBackend::default()).enable_set();
+//! assert_eq!(store.incr::<Visits>("/home".to_string(), 1).await?, 1);
+//! assert_eq!(store.incr::<Visits>("/home".to_string(), 1).await?, 2);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Rules the suite holds every backend to, beyond what each method's documentation says:
+//! - Expiry follows tokio's clock (`tokio::time::Instant`) if the backend keeps time itself, so
+//!   that tests with a paused clock see keys expire; an engine whose server keeps time runs the
+//!   suite in real time.
+//! - Errors name the full key (`Error::Backend { key, .. }`); a value of a kind the engine cannot
+//!   return as bytes is [`Error::InvalidKey`].
+//! - Each method is one atomic step; the provided methods combine them safely (conditional
+//!   writes, retried on a lost race).
 
+use std::fmt;
 use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
 
 use futures_core::Stream;
 
-use crate::Result;
-use crate::rate_limit::Decision;
+use crate::rate_limit::{self, Decision};
+use crate::{Error, Result};
+
+/// A boxed future of a [`Backend`] method: `Send`, borrowing the backend and the arguments.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A boxed stream of a [`Backend`] method, such as the keys of [`Backend::list`].
+pub type BoxStream<'a, T> = Pin<Box<dyn Stream<Item = T> + Send + 'a>>;
+
+/// How many times the provided counter and rate-limit methods retry a lost conditional write
+/// before [`Error::Conflict`]. Each try is two round trips on the contended key, and the backoff
+/// between tries grows to 10 ms, so this bounds a call to well under a few seconds.
+const COUNTER_ATTEMPTS: u32 = 256;
+
+/// Which write [`Backend::put`] makes.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum PutMode {
+    /// Write whatever the key holds.
+    Overwrite,
+    /// Write only if the key holds nothing (a missing or expired key).
+    Create,
+    /// Write only if the key still holds the value that [`Backend::get_versioned`] returned
+    /// with this version.
+    Update(Version),
+}
+
+/// What expiry a key has after a [`Backend::put`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Expiry {
+    /// None: the key stays until it is removed (an earlier expiry is cleared).
+    Never,
+    /// Expires this long after the write. The [`Store`](crate::Store) passes whole
+    /// milliseconds, at least one.
+    After(Duration),
+    /// An existing key keeps its remaining expiry (or its lack of one); a key the write creates
+    /// gets none.
+    Keep,
+}
+
+impl Expiry {
+    /// `After(ttl)`, or `Never` for `None`.
+    pub fn from_ttl(ttl: Option<Duration>) -> Expiry {
+        ttl.map_or(Expiry::Never, Expiry::After)
+    }
+}
+
+/// An opaque token for the state of one key, returned by [`Backend::get_versioned`] and
+/// compared by [`PutMode::Update`]. See [the module docs](self#versions) for what it is on each
+/// engine.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Version(VersionRepr);
+
+#[derive(Clone, PartialEq, Eq, Hash)]
+enum VersionRepr {
+    Number(u64),
+    Text(Box<str>),
+}
+
+impl Version {
+    /// A version that is a number, such as a revision or a write counter.
+    pub fn from_number(number: u64) -> Version {
+        Version(VersionRepr::Number(number))
+    }
+
+    /// A version that is text, such as a digest or an entity tag.
+    pub fn from_text(text: impl Into<Box<str>>) -> Version {
+        Version(VersionRepr::Text(text.into()))
+    }
+
+    /// The number, if it is one.
+    pub fn as_number(&self) -> Option<u64> {
+        match self.0 {
+            VersionRepr::Number(n) => Some(n),
+            VersionRepr::Text(_) => None,
+        }
+    }
+
+    /// The text, if it is text.
+    pub fn as_text(&self) -> Option<&str> {
+        match &self.0 {
+            VersionRepr::Number(_) => None,
+            VersionRepr::Text(text) => Some(text),
+        }
+    }
+}
+
+impl fmt::Debug for Version {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Version({self})")
+    }
+}
+
+impl fmt::Display for Version {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            VersionRepr::Number(n) => write!(f, "{n}"),
+            VersionRepr::Text(text) => f.write_str(text),
+        }
+    }
+}
+
+/// A value with its [`Version`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Versioned {
+    /// The bytes stored.
+    pub value: Vec<u8>,
+    /// Their version, for a later [`PutMode::Update`].
+    pub version: Version,
+}
+
+impl Versioned {
+    /// A value and its version.
+    pub fn new(value: Vec<u8>, version: Version) -> Versioned {
+        Versioned { value, version }
+    }
+}
+
+/// The change [`Backend::update`] applies: given the current bytes (`None`: no value), the new
+/// bytes to write, `None` to leave the key as it is, or an error that ends the update.
+pub type UpdateFn<'a> = dyn FnMut(Option<&[u8]>) -> Result<Option<Vec<u8>>> + Send + 'a;
 
 /// Storage under a [`Store`](crate::Store): bytes under full string keys, with expiry.
 ///
-/// The typed API lives in `Store`, so a backend only moves bytes. Each method is one atomic
-/// operation on the server (one command or script, one round trip); the conformance suite in this
-/// repository's `tests/` holds every backend to the same observable behaviour.
+/// The typed API lives in `Store`, so a backend only moves bytes. It is used as a trait object
+/// too ([`AnyBackend`](crate::AnyBackend)), so methods return boxed futures: write
+/// `Box::pin(async move { ... })`. See [the module docs](self) for the contract as a whole and a
+/// complete example.
 ///
-/// Errors name the key they concern (see [`Error`](crate::Error)).
-pub trait Backend: Send + Sync + 'static {
-    /// The value under `key`, or `None` when there is none or it has expired.
-    fn get(&self, key: &str) -> impl Future<Output = Result<Option<Vec<u8>>>> + Send;
+/// Errors name the key they concern (see [`Error`]).
+pub trait Backend: fmt::Debug + Send + Sync + 'static {
+    // ---- the core ------------------------------------------------------------------------
 
-    /// Stores `value` under `key`, replacing any value, with the given expiry; `None` removes any
-    /// earlier expiry. Value and expiry are written by one atomic operation.
-    fn set(
-        &self,
-        key: &str,
+    /// The value under `key` and its version, or `None` when there is none or it has expired.
+    fn get_versioned<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Versioned>>>;
+
+    /// Writes `value` under `key` if `mode` allows, with the given expiry, in one atomic step;
+    /// `true` when it was written, `false` when the condition did not hold (nothing changed).
+    fn put<'a>(
+        &'a self,
+        key: &'a str,
         value: Vec<u8>,
-        ttl: Option<Duration>,
-    ) -> impl Future<Output = Result<()>> + Send;
+        mode: PutMode,
+        expiry: Expiry,
+    ) -> BoxFuture<'a, Result<bool>>;
 
     /// Removes `key`; `true` when it existed.
-    fn remove(&self, key: &str) -> impl Future<Output = Result<bool>> + Send;
+    fn remove<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool>>;
+
+    /// Time left before `key` expires, in whole milliseconds; `None` when it is missing or has no
+    /// expiry.
+    fn ttl<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Duration>>>;
+
+    /// Every key that starts with `prefix`, each once, in no particular order. Keys written
+    /// while the stream runs may or may not appear. The stream owns what it needs (it outlives
+    /// the call).
+    fn list(&self, prefix: &str) -> BoxStream<'static, Result<String>>;
+
+    // ---- provided ------------------------------------------------------------------------
+
+    /// A short name for errors such as [`Error::Unsupported`]: the type's name by default.
+    fn name(&self) -> &'static str {
+        let full = std::any::type_name::<Self>();
+        full.rsplit("::").next().unwrap_or(full)
+    }
+
+    /// The value under `key`, without its version (which some engines compute).
+    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Vec<u8>>>> {
+        Box::pin(async move { Ok(self.get_versioned(key).await?.map(|v| v.value)) })
+    }
 
     /// Whether `key` holds a value.
-    fn exists(&self, key: &str) -> impl Future<Output = Result<bool>> + Send;
+    fn exists<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(async move { Ok(self.get(key).await?.is_some()) })
+    }
 
-    /// Time left before `key` expires; `None` when it is missing or has no expiry.
-    fn ttl(&self, key: &str) -> impl Future<Output = Result<Option<Duration>>> + Send;
-
-    /// Stores `value` under `key` with the given expiry only if `key` holds nothing; `true`
-    /// when it was written.
-    fn set_if_absent(
-        &self,
-        key: &str,
+    /// Stores `value` under `key`, replacing any value, with the given expiry (`None` clears any
+    /// earlier one): a `put` with [`PutMode::Overwrite`].
+    fn set<'a>(
+        &'a self,
+        key: &'a str,
         value: Vec<u8>,
         ttl: Option<Duration>,
-    ) -> impl Future<Output = Result<bool>> + Send;
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            self.put(key, value, PutMode::Overwrite, Expiry::from_ttl(ttl))
+                .await
+                .map(drop)
+        })
+    }
 
-    /// Replaces the value under `key` with `new` only if it is still `expected` (`None`: only if
-    /// `key` holds nothing); `true` when it was written. A replaced value keeps the key's
-    /// remaining expiry; a created one gets `ttl_if_created`.
-    fn compare_and_set(
-        &self,
-        key: &str,
-        expected: Option<&[u8]>,
-        new: Vec<u8>,
-        ttl_if_created: Option<Duration>,
-    ) -> impl Future<Output = Result<bool>> + Send;
+    /// Stores `value` under `key` with the given expiry only if `key` holds nothing; `true`
+    /// when it was written: a `put` with [`PutMode::Create`].
+    fn set_if_absent<'a>(
+        &'a self,
+        key: &'a str,
+        value: Vec<u8>,
+        ttl: Option<Duration>,
+    ) -> BoxFuture<'a, Result<bool>> {
+        self.put(key, value, PutMode::Create, Expiry::from_ttl(ttl))
+    }
 
-    /// The values under `keys`, in the same order, in one round trip.
-    fn get_many(
-        &self,
-        keys: &[String],
-    ) -> impl Future<Output = Result<Vec<Option<Vec<u8>>>>> + Send;
+    /// The values under `keys`, in the same order. By default one `get` per key, all in flight
+    /// at once.
+    fn get_many<'a>(&'a self, keys: &'a [String]) -> BoxFuture<'a, Result<Vec<Option<Vec<u8>>>>> {
+        Box::pin(futures_util::future::try_join_all(
+            keys.iter().map(|key| self.get(key)),
+        ))
+    }
 
-    /// Stores every `(key, value)` with the same expiry, atomically and in one round trip.
-    fn set_many(
-        &self,
+    /// Stores every `(key, value)` with the same expiry. By default one `set` per key, in order,
+    /// stopping at the first error; the built-in backends override it to write all or nothing.
+    fn set_many<'a>(
+        &'a self,
         items: Vec<(String, Vec<u8>)>,
         ttl: Option<Duration>,
-    ) -> impl Future<Output = Result<()>> + Send;
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            for (key, value) in items {
+                self.set(&key, value, ttl).await?;
+            }
+            Ok(())
+        })
+    }
 
-    /// Removes `keys` in one round trip; how many existed.
-    fn remove_many(&self, keys: &[String]) -> impl Future<Output = Result<u64>> + Send;
+    /// Removes `keys`; how many existed. By default one `remove` per key.
+    fn remove_many<'a>(&'a self, keys: &'a [String]) -> BoxFuture<'a, Result<u64>> {
+        Box::pin(async move {
+            let mut removed = 0;
+            for key in keys {
+                removed += u64::from(self.remove(key).await?);
+            }
+            Ok(removed)
+        })
+    }
 
     /// Adds `by` to the integer under `key` (a missing key counts as 0) and returns the new
     /// value. A key it creates gets `ttl_if_created`; an existing key keeps its expiry. A value
-    /// that is not an integer, or a result out of the `i64` range, is an error and changes
-    /// nothing.
-    fn incr(
-        &self,
-        key: &str,
+    /// that is not an integer by Redis's rule (the exact decimal form of an `i64`), or a result
+    /// out of the `i64` range, is [`Error::InvalidKey`] and changes nothing.
+    ///
+    /// By default a read and a conditional write, retried on a lost race.
+    fn incr<'a>(
+        &'a self,
+        key: &'a str,
         by: i64,
         ttl_if_created: Option<Duration>,
-    ) -> impl Future<Output = Result<i64>> + Send;
+    ) -> BoxFuture<'a, Result<i64>> {
+        Box::pin(async move {
+            let mut backoff = Backoff::new(COUNTER_ATTEMPTS);
+            loop {
+                let (current, mode, expiry) = match self.get_versioned(key).await? {
+                    Some(v) => (
+                        parse_counter(key, &v.value)?,
+                        PutMode::Update(v.version),
+                        Expiry::Keep,
+                    ),
+                    None => (0, PutMode::Create, Expiry::from_ttl(ttl_if_created)),
+                };
+                let next = current
+                    .checked_add(by)
+                    .ok_or_else(|| not_a_counter(key, "increment or decrement would overflow"))?;
+                if self
+                    .put(key, next.to_string().into_bytes(), mode, expiry)
+                    .await?
+                {
+                    return Ok(next);
+                }
+                backoff.wait(key).await?;
+            }
+        })
+    }
 
     /// One fixed-window rate-limit check: allows the call and counts it when fewer than `limit`
     /// calls were counted in the window, which starts with its first call and lasts `window`.
-    fn fixed_window(
-        &self,
-        key: &str,
+    /// The count is a counter under `key`, as [`incr`](Self::incr) keeps it.
+    ///
+    /// By default reads, then writes conditionally, retried on a lost race.
+    fn fixed_window<'a>(
+        &'a self,
+        key: &'a str,
         limit: u64,
         window: Duration,
-    ) -> impl Future<Output = Result<Decision>> + Send;
+    ) -> BoxFuture<'a, Result<Decision>> {
+        Box::pin(async move {
+            let mut backoff = Backoff::new(COUNTER_ATTEMPTS);
+            loop {
+                let current = self.get_versioned(key).await?;
+                let (count, left, version) = match current {
+                    Some(v) => {
+                        let count = parse_counter(key, &v.value)?;
+                        (Some(count), self.ttl(key).await?, Some(v.version))
+                    }
+                    None => (None, None, None),
+                };
+                let (decision, write) = rate_limit::fixed_window(count, left, limit, window);
+                let Some((value, expiry)) = write else {
+                    return Ok(decision);
+                };
+                let mode = version.map_or(PutMode::Create, PutMode::Update);
+                if self
+                    .put(key, value.to_string().into_bytes(), mode, expiry)
+                    .await?
+                {
+                    return Ok(decision);
+                }
+                backoff.wait(key).await?;
+            }
+        })
+    }
 
     /// One GCRA rate-limit check: calls spaced `interval` apart on average, with up to `burst`
-    /// at once.
-    fn gcra(
-        &self,
-        key: &str,
+    /// at once. The key holds the theoretical arrival time in microseconds of
+    /// [`now`](Self::now)'s clock, and expires when it has passed.
+    ///
+    /// By default reads, then writes conditionally, retried on a lost race.
+    fn gcra<'a>(
+        &'a self,
+        key: &'a str,
         interval: Duration,
         burst: u32,
-    ) -> impl Future<Output = Result<Decision>> + Send;
+    ) -> BoxFuture<'a, Result<Decision>> {
+        Box::pin(async move {
+            let mut backoff = Backoff::new(COUNTER_ATTEMPTS);
+            loop {
+                let (tat, mode) = match self.get_versioned(key).await? {
+                    Some(v) => (
+                        Some(parse_counter(key, &v.value)?),
+                        PutMode::Update(v.version),
+                    ),
+                    None => (None, PutMode::Create),
+                };
+                let now = micros_i64(self.now());
+                let (decision, write) = rate_limit::gcra(tat, now, interval, burst);
+                let Some((new_tat, keep)) = write else {
+                    return Ok(decision);
+                };
+                let value = new_tat.to_string().into_bytes();
+                if self.put(key, value, mode, Expiry::After(keep)).await? {
+                    return Ok(decision);
+                }
+                backoff.wait(key).await?;
+            }
+        })
+    }
 
-    /// Every key that starts with `prefix`, each once, in no particular order. Keys written
-    /// while the stream runs may or may not appear.
-    fn scan_prefix(&self, prefix: &str) -> impl Stream<Item = Result<String>> + Send + use<Self>;
+    /// The clock of the provided [`gcra`](Self::gcra): time since the Unix epoch. Every process
+    /// sharing the engine must agree on it (wall clocks kept in sync), as Redis's `TIME` does
+    /// for the Redis backend's script.
+    fn now(&self) -> Duration {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+    }
+
+    /// Changes the value under `key` atomically: `change` sees the current bytes and returns
+    /// the new ones (or `None` to leave the key as it is), and the write lands only if the key
+    /// still holds what `change` saw. On a lost race `change` runs again on the newer value, up
+    /// to `attempts` times in all, then [`Error::Conflict`]. `true` when it wrote.
+    ///
+    /// A replaced value keeps the key's remaining expiry; a created one gets `ttl_if_created`.
+    /// By default [`get_versioned`](Self::get_versioned) then a
+    /// [`PutMode::Update`] (or [`PutMode::Create`]) per attempt, with a random backoff between
+    /// attempts so that contenders stop colliding in lockstep.
+    fn update<'a>(
+        &'a self,
+        key: &'a str,
+        change: &'a mut UpdateFn<'_>,
+        ttl_if_created: Option<Duration>,
+        attempts: u32,
+    ) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(async move {
+            let mut backoff = Backoff::new(attempts);
+            loop {
+                let current = self.get_versioned(key).await?;
+                let Some(new) = change(current.as_ref().map(|v| v.value.as_slice()))? else {
+                    return Ok(false);
+                };
+                let (mode, expiry) = match current {
+                    Some(v) => (PutMode::Update(v.version), Expiry::Keep),
+                    None => (PutMode::Create, Expiry::from_ttl(ttl_if_created)),
+                };
+                if self.put(key, new, mode, expiry).await? {
+                    return Ok(true);
+                }
+                backoff.wait(key).await?;
+            }
+        })
+    }
+}
+
+/// Retries of a lost conditional write: a random wait of up to a few hundred microseconds,
+/// growing with each attempt to at most 10 ms, and [`Error::Conflict`] once `attempts` are
+/// spent.
+struct Backoff {
+    attempt: u32,
+    attempts: u32,
+    jitter: std::collections::hash_map::RandomState,
+}
+
+impl Backoff {
+    fn new(attempts: u32) -> Backoff {
+        Backoff {
+            attempt: 0,
+            attempts: attempts.max(1),
+            jitter: std::collections::hash_map::RandomState::new(),
+        }
+    }
+
+    async fn wait(&mut self, key: &str) -> Result<()> {
+        use std::hash::BuildHasher;
+        self.attempt += 1;
+        if self.attempt >= self.attempts {
+            return Err(Error::Conflict {
+                key: key.to_owned(),
+                attempts: self.attempts,
+            });
+        }
+        let ceiling = 200u64.saturating_mul(1 << self.attempt.min(6)).min(10_000);
+        let wait = self.jitter.hash_one(self.attempt) % ceiling;
+        tokio::time::sleep(Duration::from_micros(wait)).await;
+        Ok(())
+    }
+}
+
+/// The integer under `key` by Redis's rule: the exact decimal form of an `i64`, no sign, space
+/// or leading zero. Shared by every engine that keeps counters as text.
+pub(crate) fn parse_counter(key: &str, value: &[u8]) -> Result<i64> {
+    std::str::from_utf8(value)
+        .ok()
+        .and_then(|text| text.parse::<i64>().ok().filter(|n| n.to_string() == text))
+        .ok_or_else(|| not_a_counter(key, "value is not an integer or out of range"))
+}
+
+/// The error for a counter operation on a value that is not a counter.
+pub(crate) fn not_a_counter(key: &str, reason: &str) -> Error {
+    Error::InvalidKey {
+        key: key.to_owned(),
+        reason: reason.to_owned(),
+    }
+}
+
+/// `d` in whole milliseconds, rounded up, saturating. In `u64` arithmetic: it runs on every
+/// write, and `as_nanos` would divide in `u128`.
+pub(crate) fn ceil_millis(d: Duration) -> u64 {
+    d.as_secs()
+        .saturating_mul(1_000)
+        .saturating_add(u64::from(d.subsec_nanos().div_ceil(1_000_000)))
+}
+
+/// `d` in microseconds as the `i64` the rate limiters count in, saturating.
+pub(crate) fn micros_i64(d: Duration) -> i64 {
+    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_follow_redis_integer_rule() {
+        assert_eq!(parse_counter("k", b"42").unwrap(), 42);
+        assert_eq!(parse_counter("k", b"-7").unwrap(), -7);
+        for bad in [
+            &b"007"[..],
+            b"-0",
+            b"+1",
+            b" 1",
+            b"1.5",
+            b"",
+            b"\xff",
+            b"1e3",
+        ] {
+            assert!(parse_counter("k", bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn versions_show_what_they_hold() {
+        assert_eq!(Version::from_number(7).as_number(), Some(7));
+        assert_eq!(Version::from_text("ab").as_text(), Some("ab"));
+        assert_ne!(Version::from_number(1), Version::from_text("1"));
+        assert_eq!(format!("{:?}", Version::from_text("ab")), "Version(ab)");
+    }
+
+    #[test]
+    fn millis_round_up() {
+        assert_eq!(ceil_millis(Duration::from_nanos(1)), 1);
+        assert_eq!(ceil_millis(Duration::new(2, 1_000_000)), 2_001);
+        assert_eq!(ceil_millis(Duration::MAX), u64::MAX);
+    }
 }

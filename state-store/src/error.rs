@@ -79,13 +79,25 @@ pub enum Error {
     },
 
     /// [`Store::update`](crate::Store::update) lost the race against other writers of `key` on
-    /// every attempt. The value is as the last winner left it; nothing of this call was written.
+    /// every attempt (or a counter or rate-limit check did, on a backend that runs them as a
+    /// read and a conditional write). The value is as the last winner left it; nothing of this
+    /// call was written.
     #[error("update of `{key}` gave up after {attempts} attempts lost to concurrent writers")]
     Conflict {
         /// The full key.
         key: String,
         /// How many times the update was tried.
         attempts: u32,
+    },
+
+    /// The backend cannot carry out this operation (or this form of it): an engine without
+    /// per-key expiry asked for one, say. Nothing was written.
+    #[error("`{operation}` is not supported by the {backend} backend")]
+    Unsupported {
+        /// The operation, such as `set_with_ttl`.
+        operation: &'static str,
+        /// The backend's [`name`](crate::Backend::name).
+        backend: &'static str,
     },
 
     /// Could not connect to the backend, or the connection settings are invalid.
@@ -122,9 +134,12 @@ impl Error {
         };
         let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(source.as_ref());
         while let Some(error) = cause {
+            #[cfg(feature = "redis")]
             let redis_timeout = error
                 .downcast_ref::<redis::RedisError>()
                 .is_some_and(redis::RedisError::is_timeout);
+            #[cfg(not(feature = "redis"))]
+            let redis_timeout = false;
             let io_timeout = error
                 .downcast_ref::<std::io::Error>()
                 .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut);

@@ -36,10 +36,18 @@
 //! - [`StateKey`] (trait and derive): a type's prefix, id type and ttl.
 //! - [`Store`]: the typed API. Reads are on; writes ([`Store::enable_set`]) and deletes
 //!   ([`Store::enable_remove`]) are opt-in. An optional namespace prefixes every key.
-//! - [`Backend`]: where bytes live. [`MemoryBackend`] (embedded, same semantics, tokio's clock)
-//!   and [`RedisBackend`] (JSON values, expiry in the same `SET` command as the value, one
-//!   reconnecting multiplexed connection, timeouts in seconds).
+//! - [`Backend`]: where bytes live, a small core of five methods with everything else built on
+//!   it ([`backend`] says how to write one). [`MemoryBackend`] (embedded, same semantics,
+//!   tokio's clock) and `RedisBackend` (feature `redis`: JSON values, expiry in the same `SET`
+//!   command as the value, one reconnecting multiplexed connection, timeouts in seconds).
+//! - [`AnyBackend`]: a backend chosen at run time, from a URL or the environment, so handlers
+//!   are written once for `Store<AnyBackend>`.
 //! - [`Error`]: one error type; decode errors carry the key and serde's message.
+//!
+//! # Features
+//! - `redis` (default): `RedisBackend`, through the `redis` crate. Without it
+//!   (`default-features = false`) the typed API and the memory backend build alone.
+//! - `conformance`: the [`conformance`] suite, for testing a backend of your own.
 //!
 //! # Keys
 //! A value is stored at `{namespace}:{prefix}:{id}`, or `{prefix}:{id}` without namespace.
@@ -47,27 +55,46 @@
 //! `?`, `[`, `]`, `\`, `{`, `}`, space and ASCII control characters are percent-encoded
 //! (`%3A`), so ids never collide and never act as glob patterns. See [`StateId`].
 #![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
-mod backend;
+// The derive's generated code names `::state_store`; this lets the crate's own state types (the
+// conformance suite's) use the derive too.
+extern crate self as state_store;
+
+mod any;
+pub mod backend;
+#[cfg(feature = "conformance")]
+pub mod conformance;
 mod error;
 mod id;
 mod key;
 mod memory;
 mod rate_limit;
+#[cfg(feature = "redis")]
 mod redis_backend;
 mod store;
 
-pub use backend::Backend;
+/// The prefix and namespace character set and the ttl ceiling: the same source the derive
+/// checks with, so that a type that compiles is a type every write accepts.
+#[allow(dead_code)]
+mod rules {
+    state_store_derive::__rules!();
+}
+
+pub use any::AnyBackend;
+pub use backend::{Backend, Expiry, PutMode, Version, Versioned};
 pub use error::{BoxError, Error, Result};
 pub use id::{IdError, KeyParts, StateId, id_from_key, id_to_key};
 pub use key::{Counter, Key, StateKey};
 pub use memory::MemoryBackend;
 pub use rate_limit::{Decision, Policy, Quota, RateLimit};
+#[cfg(feature = "redis")]
 pub use redis_backend::{RedisBackend, RedisOptions};
 pub use state_store_derive::StateKey;
 pub use store::{Item, Store};
 
 /// Re-exported so that `RedisBackend::from_client` callers use the same `redis` version.
+#[cfg(feature = "redis")]
 pub use redis;
 
 /// Paths for the code `#[derive(StateKey)]` generates. Not public API.

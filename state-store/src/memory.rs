@@ -4,12 +4,14 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use futures_core::Stream;
 use tokio::time::Instant;
 
-use crate::backend::Backend;
-use crate::rate_limit::Decision;
-use crate::{Error, Result};
+use crate::Result;
+use crate::backend::{
+    Backend, BoxFuture, BoxStream, Expiry, PutMode, Version, Versioned, micros_i64, not_a_counter,
+    parse_counter,
+};
+use crate::rate_limit::{self, Decision};
 
 /// State kept in this process, with the same observable behaviour as
 /// [`RedisBackend`](crate::RedisBackend): for tests, development and single-process services.
@@ -33,10 +35,13 @@ struct Inner {
     /// entry owns exactly one queue slot, which an overwrite removes.
     expiries: BTreeMap<(Instant, u64), Arc<str>>,
     next_seq: u64,
+    /// The last version handed out: every write takes the next, so a version names one write.
+    next_version: u64,
 }
 
 struct Entry {
     value: Vec<u8>,
+    version: u64,
     expiry: Option<(Instant, u64)>,
 }
 
@@ -49,6 +54,7 @@ impl MemoryBackend {
                 entries: HashMap::new(),
                 expiries: BTreeMap::new(),
                 next_seq: 0,
+                next_version: 0,
             })),
         }
     }
@@ -93,19 +99,40 @@ impl Inner {
         }
     }
 
-    fn insert(&mut self, key: &str, value: Vec<u8>, ttl: Option<Duration>) {
+    fn next_version(&mut self) -> u64 {
+        self.next_version += 1;
+        self.next_version
+    }
+
+    /// Writes `value` under `key` with the given expiry (`Keep`: an existing entry's, none for a
+    /// new one).
+    fn write(&mut self, key: &str, value: Vec<u8>, expiry: Expiry) {
+        let version = self.next_version();
+        if let (Expiry::Keep, Some(entry)) = (expiry, self.entries.get_mut(key)) {
+            entry.value = value;
+            entry.version = version;
+            return;
+        }
         let key: Arc<str> = match self.entries.get_key_value(key) {
             Some((existing, _)) => existing.clone(),
             None => Arc::from(key),
         };
-        let expiry = ttl.map(|ttl| {
-            let seq = self.next_seq;
-            self.next_seq += 1;
-            let deadline = deadline(ttl);
-            self.expiries.insert((deadline, seq), key.clone());
-            (deadline, seq)
-        });
-        if let Some(old) = self.entries.insert(key, Entry { value, expiry }) {
+        let expiry = match expiry {
+            Expiry::After(ttl) => {
+                let seq = self.next_seq;
+                self.next_seq += 1;
+                let deadline = deadline(ttl);
+                self.expiries.insert((deadline, seq), key.clone());
+                Some((deadline, seq))
+            }
+            _ => None,
+        };
+        let entry = Entry {
+            value,
+            version,
+            expiry,
+        };
+        if let Some(old) = self.entries.insert(key, entry) {
             self.forget_expiry(old.expiry);
         }
     }
@@ -119,20 +146,11 @@ impl Inner {
         ))
     }
 
-    /// Writes `value`, keeping an existing entry's expiry; a new entry gets `ttl_if_created`
-    /// (Redis's `KEEPTTL`, or an expiry set only on creation).
-    fn write_keeping_ttl(&mut self, key: &str, value: Vec<u8>, ttl_if_created: Option<Duration>) {
-        match self.entries.get_mut(key) {
-            Some(entry) => entry.value = value,
-            None => self.insert(key, value, ttl_if_created),
-        }
-    }
-
     /// The integer under `key`, parsed as strictly as Redis does.
     fn integer(&self, key: &str) -> Result<Option<i64>> {
         self.entries
             .get(key)
-            .map(|entry| parse_integer(key, &entry.value))
+            .map(|entry| parse_counter(key, &entry.value))
             .transpose()
     }
 
@@ -153,32 +171,9 @@ impl Inner {
     }
 }
 
-/// Redis's integer rule: the exact decimal form of an `i64`, no sign, space or leading zero.
-fn parse_integer(key: &str, value: &[u8]) -> Result<i64> {
-    std::str::from_utf8(value)
-        .ok()
-        .and_then(|text| text.parse::<i64>().ok().filter(|n| n.to_string() == text))
-        .ok_or_else(|| not_a_counter(key, "value is not an integer or out of range"))
-}
-
-pub(crate) fn not_a_counter(key: &str, reason: &str) -> Error {
-    Error::InvalidKey {
-        key: key.to_owned(),
-        reason: reason.to_owned(),
-    }
-}
-
 /// `d` truncated to whole milliseconds, as Redis reports time left.
 fn whole_millis(d: Duration) -> Duration {
     Duration::from_millis(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
-fn duration_to_micros(d: Duration) -> i64 {
-    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
-}
-
-fn micros(us: i64) -> Duration {
-    Duration::from_micros(u64::try_from(us).unwrap_or(0))
 }
 
 /// `now + ttl`, saturating far in the future instead of overflowing the clock.
@@ -202,151 +197,50 @@ impl Default for MemoryBackend {
     }
 }
 
+/// The core, and every provided method that one lock does better than a read and a
+/// conditional write: each runs as one step under the lock. `update` keeps the provided loop,
+/// since its closure is the caller's code and must not run under the lock.
 impl Backend for MemoryBackend {
-    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
-        Ok(self.lock().entries.get(key).map(|e| e.value.clone()))
+    fn get_versioned<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Versioned>>> {
+        let found = self
+            .lock()
+            .entries
+            .get(key)
+            .map(|e| Versioned::new(e.value.clone(), Version::from_number(e.version)));
+        ready(Ok(found))
     }
 
-    async fn set(&self, key: &str, value: Vec<u8>, ttl: Option<Duration>) -> Result<()> {
-        self.lock().insert(key, value, ttl);
-        Ok(())
-    }
-
-    async fn remove(&self, key: &str) -> Result<bool> {
-        Ok(self.lock().remove(key))
-    }
-
-    async fn exists(&self, key: &str) -> Result<bool> {
-        Ok(self.lock().entries.contains_key(key))
-    }
-
-    async fn ttl(&self, key: &str) -> Result<Option<Duration>> {
-        Ok(self.lock().ttl(key))
-    }
-
-    async fn set_if_absent(
-        &self,
-        key: &str,
+    fn put<'a>(
+        &'a self,
+        key: &'a str,
         value: Vec<u8>,
-        ttl: Option<Duration>,
-    ) -> Result<bool> {
+        mode: PutMode,
+        expiry: Expiry,
+    ) -> BoxFuture<'a, Result<bool>> {
         let mut inner = self.lock();
-        if inner.entries.contains_key(key) {
-            return Ok(false);
-        }
-        inner.insert(key, value, ttl);
-        Ok(true)
-    }
-
-    async fn compare_and_set(
-        &self,
-        key: &str,
-        expected: Option<&[u8]>,
-        new: Vec<u8>,
-        ttl_if_created: Option<Duration>,
-    ) -> Result<bool> {
-        let mut inner = self.lock();
-        let current = inner.entries.get(key).map(|e| e.value.as_slice());
-        if current != expected {
-            return Ok(false);
-        }
-        inner.write_keeping_ttl(key, new, ttl_if_created);
-        Ok(true)
-    }
-
-    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>> {
-        let inner = self.lock();
-        Ok(keys
-            .iter()
-            .map(|key| inner.entries.get(key.as_str()).map(|e| e.value.clone()))
-            .collect())
-    }
-
-    async fn set_many(&self, items: Vec<(String, Vec<u8>)>, ttl: Option<Duration>) -> Result<()> {
-        let mut inner = self.lock();
-        for (key, value) in items {
-            inner.insert(&key, value, ttl);
-        }
-        Ok(())
-    }
-
-    async fn remove_many(&self, keys: &[String]) -> Result<u64> {
-        let mut inner = self.lock();
-        Ok(keys.iter().filter(|key| inner.remove(key)).count() as u64)
-    }
-
-    async fn incr(&self, key: &str, by: i64, ttl_if_created: Option<Duration>) -> Result<i64> {
-        let mut inner = self.lock();
-        let current = inner.integer(key)?;
-        let next = current
-            .unwrap_or(0)
-            .checked_add(by)
-            .ok_or_else(|| not_a_counter(key, "increment or decrement would overflow"))?;
-        inner.write_keeping_ttl(key, next.to_string().into_bytes(), ttl_if_created);
-        Ok(next)
-    }
-
-    async fn fixed_window(&self, key: &str, limit: u64, window: Duration) -> Result<Decision> {
-        let mut inner = self.lock();
-        let count = inner.integer(key)?;
-        let left = match count {
-            Some(_) => match inner.ttl(key) {
-                Some(left) => left,
-                None => {
-                    // A counter without expiry would refuse forever once full: give it a window.
-                    let value = inner.entries[key].value.clone();
-                    inner.insert(key, value, Some(window));
-                    window
-                }
-            },
-            None => window,
+        let allowed = match &mode {
+            PutMode::Overwrite => true,
+            PutMode::Create => !inner.entries.contains_key(key),
+            PutMode::Update(version) => inner
+                .entries
+                .get(key)
+                .is_some_and(|e| version.as_number() == Some(e.version)),
         };
-        let count = u64::try_from(count.unwrap_or(0)).unwrap_or(0);
-        if count >= limit {
-            return Ok(Decision {
-                allowed: false,
-                remaining: 0,
-                retry_after: left,
-                reset_after: left,
-            });
+        if allowed {
+            inner.write(key, value, expiry);
         }
-        inner.write_keeping_ttl(key, (count + 1).to_string().into_bytes(), Some(window));
-        Ok(Decision {
-            allowed: true,
-            remaining: limit - count - 1,
-            retry_after: Duration::ZERO,
-            reset_after: left,
-        })
+        ready(Ok(allowed))
     }
 
-    async fn gcra(&self, key: &str, interval: Duration, burst: u32) -> Result<Decision> {
-        let mut inner = self.lock();
-        let now = duration_to_micros(Instant::now().saturating_duration_since(inner.epoch));
-        let interval = duration_to_micros(interval).max(1);
-        let tat = inner.integer(key)?.unwrap_or(now).max(now);
-        let new_tat = tat.saturating_add(interval);
-        let allow_at = new_tat.saturating_sub(interval.saturating_mul(i64::from(burst)));
-        if now < allow_at {
-            return Ok(Decision {
-                allowed: false,
-                remaining: 0,
-                retry_after: micros(allow_at - now),
-                reset_after: micros(tat - now),
-            });
-        }
-        // Redis keeps the state for whole milliseconds, rounded up; so do we.
-        let keep = micros(new_tat - now).as_nanos().div_ceil(1_000_000);
-        let keep = Duration::from_millis(u64::try_from(keep).unwrap_or(u64::MAX));
-        inner.insert(key, new_tat.to_string().into_bytes(), Some(keep));
-        Ok(Decision {
-            allowed: true,
-            remaining: u64::try_from((now - allow_at) / interval).unwrap_or(0),
-            retry_after: Duration::ZERO,
-            reset_after: micros(new_tat - now),
-        })
+    fn remove<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool>> {
+        ready(Ok(self.lock().remove(key)))
     }
 
-    fn scan_prefix(&self, prefix: &str) -> impl Stream<Item = Result<String>> + Send + use<> {
+    fn ttl<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Duration>>> {
+        ready(Ok(self.lock().ttl(key)))
+    }
+
+    fn list(&self, prefix: &str) -> BoxStream<'static, Result<String>> {
         let keys: Vec<Result<String>> = self
             .lock()
             .entries
@@ -354,6 +248,110 @@ impl Backend for MemoryBackend {
             .filter(|key| key.starts_with(prefix))
             .map(|key| Ok(key.to_string()))
             .collect();
-        futures_util::stream::iter(keys)
+        Box::pin(futures_util::stream::iter(keys))
     }
+
+    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Vec<u8>>>> {
+        ready(Ok(self.lock().entries.get(key).map(|e| e.value.clone())))
+    }
+
+    fn exists<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool>> {
+        ready(Ok(self.lock().entries.contains_key(key)))
+    }
+
+    fn get_many<'a>(&'a self, keys: &'a [String]) -> BoxFuture<'a, Result<Vec<Option<Vec<u8>>>>> {
+        let inner = self.lock();
+        let values = keys
+            .iter()
+            .map(|key| inner.entries.get(key.as_str()).map(|e| e.value.clone()))
+            .collect();
+        ready(Ok(values))
+    }
+
+    fn set_many<'a>(
+        &'a self,
+        items: Vec<(String, Vec<u8>)>,
+        ttl: Option<Duration>,
+    ) -> BoxFuture<'a, Result<()>> {
+        let mut inner = self.lock();
+        for (key, value) in items {
+            inner.write(&key, value, Expiry::from_ttl(ttl));
+        }
+        ready(Ok(()))
+    }
+
+    fn remove_many<'a>(&'a self, keys: &'a [String]) -> BoxFuture<'a, Result<u64>> {
+        let mut inner = self.lock();
+        ready(Ok(
+            keys.iter().filter(|key| inner.remove(key)).count() as u64
+        ))
+    }
+
+    fn incr<'a>(
+        &'a self,
+        key: &'a str,
+        by: i64,
+        ttl_if_created: Option<Duration>,
+    ) -> BoxFuture<'a, Result<i64>> {
+        let mut inner = self.lock();
+        let result = inner.integer(key).and_then(|current| {
+            let next = current
+                .unwrap_or(0)
+                .checked_add(by)
+                .ok_or_else(|| not_a_counter(key, "increment or decrement would overflow"))?;
+            let expiry = match current {
+                Some(_) => Expiry::Keep,
+                None => Expiry::from_ttl(ttl_if_created),
+            };
+            inner.write(key, next.to_string().into_bytes(), expiry);
+            Ok(next)
+        });
+        ready(result)
+    }
+
+    fn fixed_window<'a>(
+        &'a self,
+        key: &'a str,
+        limit: u64,
+        window: Duration,
+    ) -> BoxFuture<'a, Result<Decision>> {
+        let mut inner = self.lock();
+        let result = inner.integer(key).map(|count| {
+            let left = inner.ttl(key);
+            let (decision, write) = rate_limit::fixed_window(count, left, limit, window);
+            if let Some((value, expiry)) = write {
+                inner.write(key, value.to_string().into_bytes(), expiry);
+            }
+            decision
+        });
+        ready(result)
+    }
+
+    fn gcra<'a>(
+        &'a self,
+        key: &'a str,
+        interval: Duration,
+        burst: u32,
+    ) -> BoxFuture<'a, Result<Decision>> {
+        let mut inner = self.lock();
+        let result = inner.integer(key).map(|tat| {
+            let now = micros_i64(Instant::now().saturating_duration_since(inner.epoch));
+            let (decision, write) = rate_limit::gcra(tat, now, interval, burst);
+            if let Some((new_tat, keep)) = write {
+                inner.write(key, new_tat.to_string().into_bytes(), Expiry::After(keep));
+            }
+            decision
+        });
+        ready(result)
+    }
+
+    /// tokio's clock, so that a paused test clock drives the smooth rate limit.
+    fn now(&self) -> Duration {
+        Instant::now().saturating_duration_since(self.lock().epoch)
+    }
+}
+
+/// An answer that is ready at once: the work was done under the lock, before the future.
+fn ready<'a, T: Send + 'a>(value: T) -> BoxFuture<'a, T> {
+    Box::pin(std::future::ready(value))
 }

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use crate::backend::{Expiry, ceil_millis, micros_i64};
 use crate::key::Counter;
 
 /// How many calls a rate limit lets through, in the words of the `governor` crate: `count` cells
@@ -141,4 +142,144 @@ pub struct Decision {
     /// How long until the limit is back to its full quota (the window's end, or the smooth
     /// policy's full replenishment).
     pub reset_after: Duration,
+}
+
+// The two algorithms, once, as pure steps: what a check answers and what it writes. The memory
+// backend runs them under its lock, the provided `Backend` methods around a conditional write;
+// the Redis backend's scripts are the same steps in Lua, held to the same tests.
+
+/// One fixed-window check on a counter holding `count` calls (`None`: no counter yet) whose
+/// window has `left` to run (`None`: the counter has no expiry). Returns the decision and the
+/// write to make, if any: the counter's new value and its expiry.
+pub(crate) fn fixed_window(
+    count: Option<i64>,
+    left: Option<Duration>,
+    limit: u64,
+    window: Duration,
+) -> (Decision, Option<(i64, Expiry)>) {
+    let Some(stored) = count else {
+        let decision = Decision {
+            allowed: true,
+            remaining: limit.saturating_sub(1),
+            retry_after: Duration::ZERO,
+            reset_after: window,
+        };
+        return (decision, Some((1, Expiry::After(window))));
+    };
+    // A counter without expiry would refuse forever once full: give it a window.
+    let (left, expiry) = match left {
+        Some(left) => (left, Expiry::Keep),
+        None => (window, Expiry::After(window)),
+    };
+    let count = u64::try_from(stored).unwrap_or(0);
+    if count >= limit {
+        let decision = Decision {
+            allowed: false,
+            remaining: 0,
+            retry_after: left,
+            reset_after: left,
+        };
+        let write = (expiry != Expiry::Keep).then_some((stored, expiry));
+        return (decision, write);
+    }
+    let decision = Decision {
+        allowed: true,
+        remaining: limit - count - 1,
+        retry_after: Duration::ZERO,
+        reset_after: left,
+    };
+    // `count < limit <= u32::MAX`, so this cannot overflow.
+    (decision, Some((count as i64 + 1, expiry)))
+}
+
+/// One GCRA check at `now` (microseconds) against the stored theoretical arrival time `tat`
+/// (`None`: no state yet). Returns the decision and, when allowed, the new arrival time with how
+/// long to keep it (whole milliseconds, rounded up, as Redis keeps it).
+pub(crate) fn gcra(
+    tat: Option<i64>,
+    now: i64,
+    interval: Duration,
+    burst: u32,
+) -> (Decision, Option<(i64, Duration)>) {
+    let interval = micros_i64(interval).max(1);
+    let tat = tat.unwrap_or(now).max(now);
+    let new_tat = tat.saturating_add(interval);
+    let allow_at = new_tat.saturating_sub(interval.saturating_mul(i64::from(burst)));
+    if now < allow_at {
+        let decision = Decision {
+            allowed: false,
+            remaining: 0,
+            retry_after: micros(allow_at - now),
+            reset_after: micros(tat - now),
+        };
+        return (decision, None);
+    }
+    let keep = Duration::from_millis(ceil_millis(micros(new_tat - now)));
+    let decision = Decision {
+        allowed: true,
+        remaining: u64::try_from((now - allow_at) / interval).unwrap_or(0),
+        retry_after: Duration::ZERO,
+        reset_after: micros(new_tat - now),
+    };
+    (decision, Some((new_tat, keep)))
+}
+
+fn micros(us: i64) -> Duration {
+    Duration::from_micros(u64::try_from(us).unwrap_or(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECOND: Duration = Duration::from_secs(1);
+
+    #[test]
+    fn fixed_window_counts_then_refuses() {
+        let (first, write) = fixed_window(None, None, 2, SECOND);
+        assert!(first.allowed && first.remaining == 1);
+        assert_eq!(write, Some((1, Expiry::After(SECOND))));
+        let left = Duration::from_millis(400);
+        let (second, write) = fixed_window(Some(1), Some(left), 2, SECOND);
+        assert!(second.allowed && second.remaining == 0 && second.reset_after == left);
+        assert_eq!(write, Some((2, Expiry::Keep)));
+        let (third, write) = fixed_window(Some(2), Some(left), 2, SECOND);
+        assert!(!third.allowed && third.retry_after == left);
+        assert_eq!(write, None, "a refused call is not counted");
+    }
+
+    #[test]
+    fn fixed_window_gives_a_counter_without_expiry_a_window() {
+        let (full, write) = fixed_window(Some(5), None, 2, SECOND);
+        assert!(!full.allowed);
+        assert_eq!(
+            write,
+            Some((5, Expiry::After(SECOND))),
+            "value kept, window given"
+        );
+        let (negative, write) = fixed_window(Some(-3), None, 2, SECOND);
+        assert!(negative.allowed && negative.remaining == 1);
+        assert_eq!(write, Some((1, Expiry::After(SECOND))));
+    }
+
+    #[test]
+    fn gcra_spaces_calls_after_the_burst() {
+        let interval = Duration::from_millis(100);
+        let mut tat = None;
+        for remaining in (0..3).rev() {
+            let (decision, write) = gcra(tat, 0, interval, 3);
+            assert!(
+                decision.allowed && decision.remaining == remaining,
+                "{decision:?}"
+            );
+            tat = write.map(|(t, _)| t);
+        }
+        assert_eq!(tat, Some(300_000));
+        let (refused, write) = gcra(tat, 0, interval, 3);
+        assert!(!refused.allowed && write.is_none());
+        assert_eq!(refused.retry_after, interval);
+        let (later, write) = gcra(tat, 100_000, interval, 3);
+        assert!(later.allowed);
+        assert_eq!(write, Some((400_000, Duration::from_millis(300))));
+    }
 }

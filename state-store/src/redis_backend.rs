@@ -9,7 +9,9 @@ use futures_core::Stream;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Client, Cmd, FromRedisValue, RedisError, Script, ScriptInvocation};
 
-use crate::backend::Backend;
+use crate::backend::{
+    Backend, BoxFuture, BoxStream, Expiry, PutMode, Version, Versioned, ceil_millis, not_a_counter,
+};
 use crate::rate_limit::Decision;
 use crate::{Error, Result};
 
@@ -34,22 +36,20 @@ static INCR: LazyLock<Script> = LazyLock::new(|| {
     )
 });
 
-/// Compare-and-set on the whole previous value; a replaced value keeps its expiry (`KEEPTTL`).
-/// ARGV: has-expected flag, expected value, new value, ttl in ms for a created key (or '').
-static COMPARE_AND_SET: LazyLock<Script> = LazyLock::new(|| {
+/// A write only if the key still holds the value whose SHA-1 (hex) is ARGV[1]: the version
+/// `get_versioned` computed, so the old value is not sent back. ARGV[2] is the new value, ARGV[3]
+/// the expiry: 'keep', 'never', or milliseconds.
+static PUT_IF_VERSION: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
         local current = redis.call('GET', KEYS[1])
-        if ARGV[1] == '1' then
-            if current ~= ARGV[2] then return 0 end
-            redis.call('SET', KEYS[1], ARGV[3], 'KEEPTTL')
+        if not current or redis.sha1hex(current) ~= ARGV[1] then return 0 end
+        if ARGV[3] == 'keep' then
+            redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL')
+        elseif ARGV[3] == 'never' then
+            redis.call('SET', KEYS[1], ARGV[2])
         else
-            if current then return 0 end
-            if ARGV[4] ~= '' then
-                redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[4])
-            else
-                redis.call('SET', KEYS[1], ARGV[3])
-            end
+            redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
         end
         return 1
         ",
@@ -297,7 +297,7 @@ fn backend_error(operation: &'static str, key: &str, e: RedisError) -> Error {
             let detail = e.detail().unwrap_or("value is not an integer");
             // The detail is the server's own error, which starts with its code: drop it.
             let reason = detail.strip_prefix("ERR ").unwrap_or(detail);
-            return crate::memory::not_a_counter(key, reason);
+            return not_a_counter(key, reason);
         }
         _ => {}
     }
@@ -310,7 +310,7 @@ fn backend_error(operation: &'static str, key: &str, e: RedisError) -> Error {
 
 /// Milliseconds for `PX`; the store has already rejected durations Redis cannot take.
 fn millis(ttl: Duration) -> u64 {
-    crate::store::ceil_millis(ttl).max(1)
+    ceil_millis(ttl).max(1)
 }
 
 /// A script argument for an optional expiry: milliseconds, or empty for none.
@@ -351,144 +351,235 @@ impl fmt::Debug for RedisBackend {
     }
 }
 
+/// The version of a value on Redis: its SHA-1 in lowercase hex, as `redis.sha1hex` computes it
+/// in the compare-and-set script.
+fn version_of(value: &[u8]) -> Version {
+    use sha1::Digest;
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let digest = sha1::Sha1::digest(value);
+    let mut hex = String::with_capacity(2 * digest.len());
+    for byte in digest {
+        hex.push(char::from(HEX[usize::from(byte >> 4)]));
+        hex.push(char::from(HEX[usize::from(byte & 0xf)]));
+    }
+    Version::from_text(hex)
+}
+
+/// The core, plus the provided methods Redis does better: `get` and `exists` without a digest,
+/// `get_many` as one `MGET`, `set_many` as one `MULTI` pipeline, `remove_many` as one `DEL`, and
+/// `incr` and both rate limits as Lua scripts (one round trip each). `update` keeps the provided
+/// loop: `GET`, then the `PUT_IF_VERSION` script.
 impl Backend for RedisBackend {
-    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
-        self.query_idempotent("get", key, redis::cmd("GET").arg(key))
-            .await
+    fn get_versioned<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Versioned>>> {
+        Box::pin(async move {
+            let value: Option<Vec<u8>> = self
+                .query_idempotent("get", key, redis::cmd("GET").arg(key))
+                .await?;
+            Ok(value.map(|value| {
+                let version = version_of(&value);
+                Versioned::new(value, version)
+            }))
+        })
     }
 
-    async fn set(&self, key: &str, value: Vec<u8>, ttl: Option<Duration>) -> Result<()> {
-        let mut cmd = redis::cmd("SET");
-        cmd.arg(key).arg(value);
-        if let Some(ttl) = ttl {
-            cmd.arg("PX").arg(millis(ttl));
-        }
-        self.query_idempotent("set", key, &cmd).await
-    }
-
-    async fn remove(&self, key: &str) -> Result<bool> {
-        // Not retried: a DEL whose reply was lost has removed the key, and a second one would
-        // answer `false`.
-        let removed: u64 = self
-            .query("remove", key, redis::cmd("DEL").arg(key))
-            .await?;
-        Ok(removed > 0)
-    }
-
-    async fn exists(&self, key: &str) -> Result<bool> {
-        let n: u64 = self
-            .query_idempotent("exists", key, redis::cmd("EXISTS").arg(key))
-            .await?;
-        Ok(n > 0)
-    }
-
-    async fn ttl(&self, key: &str) -> Result<Option<Duration>> {
-        let ms: i64 = self
-            .query_idempotent("ttl", key, redis::cmd("PTTL").arg(key))
-            .await?;
-        // -2: no such key; -1: no expiry.
-        Ok(u64::try_from(ms).ok().map(Duration::from_millis))
-    }
-
-    async fn set_if_absent(
-        &self,
-        key: &str,
+    fn put<'a>(
+        &'a self,
+        key: &'a str,
         value: Vec<u8>,
-        ttl: Option<Duration>,
-    ) -> Result<bool> {
-        let mut cmd = redis::cmd("SET");
-        cmd.arg(key).arg(value).arg("NX");
-        if let Some(ttl) = ttl {
-            cmd.arg("PX").arg(millis(ttl));
-        }
-        // Not retried: after a lost reply, a second try would find its own write and say `false`.
-        let reply: Option<String> = self.query("set_if_absent", key, &cmd).await?;
-        Ok(reply.is_some())
-    }
-
-    async fn compare_and_set(
-        &self,
-        key: &str,
-        expected: Option<&[u8]>,
-        new: Vec<u8>,
-        ttl_if_created: Option<Duration>,
-    ) -> Result<bool> {
-        let mut invocation = COMPARE_AND_SET.key(key);
-        invocation
-            .arg(if expected.is_some() { "1" } else { "0" })
-            .arg(expected.unwrap_or_default())
-            .arg(new)
-            .arg(millis_arg(ttl_if_created));
-        let written: i64 = self.run("update", key, &invocation).await?;
-        Ok(written == 1)
-    }
-
-    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>> {
-        let Some(first) = keys.first() else {
-            return Ok(Vec::new());
-        };
-        self.query_idempotent("get_many", first, redis::cmd("MGET").arg(keys))
-            .await
-    }
-
-    async fn set_many(&self, items: Vec<(String, Vec<u8>)>, ttl: Option<Duration>) -> Result<()> {
-        let Some((first, _)) = items.first() else {
-            return Ok(());
-        };
-        let first = first.clone();
-        // MULTI/EXEC sent as one write: atomic, one round trip, and safe on the shared
-        // connection because nothing can interleave inside it (no WATCH involved).
-        let mut pipe = redis::pipe();
-        pipe.atomic();
-        for (key, value) in items {
-            let cmd = pipe.cmd("SET").arg(key).arg(value);
-            if let Some(ttl) = ttl {
-                cmd.arg("PX").arg(millis(ttl));
+        mode: PutMode,
+        expiry: Expiry,
+    ) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(async move {
+            let create = mode == PutMode::Create;
+            let version = match mode {
+                PutMode::Overwrite | PutMode::Create => None,
+                PutMode::Update(version) => Some(version),
+            };
+            if let Some(version) = version {
+                let Some(digest) = version.as_text() else {
+                    // Not a version this backend handed out: it cannot match any value.
+                    return Ok(false);
+                };
+                let mut invocation = PUT_IF_VERSION.key(key);
+                invocation.arg(digest).arg(value);
+                match expiry {
+                    Expiry::Keep => invocation.arg("keep"),
+                    Expiry::Never => invocation.arg("never"),
+                    Expiry::After(ttl) => invocation.arg(millis(ttl)),
+                };
+                // Not retried: after a lost reply, a second try would find its own write and
+                // report a conflict.
+                let written: i64 = self.run("update", key, &invocation).await?;
+                return Ok(written == 1);
             }
-            cmd.ignore();
-        }
-        let mut conn = self.conn.clone();
-        let result: redis::RedisResult<()> = pipe.query_async(&mut conn).await;
-        match result {
-            Err(e) if worth_one_retry(&e) => pipe
-                .query_async(&mut conn)
+            let mut cmd = redis::cmd("SET");
+            cmd.arg(key).arg(value);
+            if create {
+                cmd.arg("NX");
+            }
+            match expiry {
+                Expiry::After(ttl) => {
+                    cmd.arg("PX").arg(millis(ttl));
+                }
+                // A created key has no expiry to keep.
+                Expiry::Keep if !create => {
+                    cmd.arg("KEEPTTL");
+                }
+                Expiry::Keep | Expiry::Never => {}
+            }
+            if create {
+                // Not retried: after a lost reply, a second try would find its own write and say
+                // `false`.
+                let reply: Option<String> = self.query("set_if_absent", key, &cmd).await?;
+                Ok(reply.is_some())
+            } else {
+                let () = self.query_idempotent("set", key, &cmd).await?;
+                Ok(true)
+            }
+        })
+    }
+
+    fn remove<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(async move {
+            // Not retried: a DEL whose reply was lost has removed the key, and a second one
+            // would answer `false`.
+            let removed: u64 = self
+                .query("remove", key, redis::cmd("DEL").arg(key))
+                .await?;
+            Ok(removed > 0)
+        })
+    }
+
+    fn ttl<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Duration>>> {
+        Box::pin(async move {
+            let ms: i64 = self
+                .query_idempotent("ttl", key, redis::cmd("PTTL").arg(key))
+                .await?;
+            // -2: no such key; -1: no expiry.
+            Ok(u64::try_from(ms).ok().map(Duration::from_millis))
+        })
+    }
+
+    fn list(&self, prefix: &str) -> BoxStream<'static, Result<String>> {
+        Box::pin(self.scan(prefix))
+    }
+
+    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Vec<u8>>>> {
+        Box::pin(async move {
+            self.query_idempotent("get", key, redis::cmd("GET").arg(key))
                 .await
-                .map_err(|e| backend_error("set_many", &first, e)),
-            result => result.map_err(|e| backend_error("set_many", &first, e)),
-        }
+        })
     }
 
-    async fn remove_many(&self, keys: &[String]) -> Result<u64> {
-        let Some(first) = keys.first() else {
-            return Ok(0);
-        };
-        self.query("remove_many", first, redis::cmd("DEL").arg(keys))
-            .await
+    fn exists<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(async move {
+            let n: u64 = self
+                .query_idempotent("exists", key, redis::cmd("EXISTS").arg(key))
+                .await?;
+            Ok(n > 0)
+        })
     }
 
-    async fn incr(&self, key: &str, by: i64, ttl_if_created: Option<Duration>) -> Result<i64> {
-        let mut invocation = INCR.key(key);
-        invocation.arg(by).arg(millis_arg(ttl_if_created));
-        self.run("incr", key, &invocation).await
+    fn get_many<'a>(&'a self, keys: &'a [String]) -> BoxFuture<'a, Result<Vec<Option<Vec<u8>>>>> {
+        Box::pin(async move {
+            let Some(first) = keys.first() else {
+                return Ok(Vec::new());
+            };
+            self.query_idempotent("get_many", first, redis::cmd("MGET").arg(keys))
+                .await
+        })
     }
 
-    async fn fixed_window(&self, key: &str, limit: u64, window: Duration) -> Result<Decision> {
-        let mut invocation = FIXED_WINDOW.key(key);
-        invocation.arg(limit).arg(millis(window));
-        let reply: [i64; 4] = self.run("check", key, &invocation).await?;
-        Ok(decision(reply, Duration::from_millis))
+    fn set_many<'a>(
+        &'a self,
+        items: Vec<(String, Vec<u8>)>,
+        ttl: Option<Duration>,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let Some((first, _)) = items.first() else {
+                return Ok(());
+            };
+            let first = first.clone();
+            // MULTI/EXEC sent as one write: atomic, one round trip, and safe on the shared
+            // connection because nothing can interleave inside it (no WATCH involved).
+            let mut pipe = redis::pipe();
+            pipe.atomic();
+            for (key, value) in items {
+                let cmd = pipe.cmd("SET").arg(key).arg(value);
+                if let Some(ttl) = ttl {
+                    cmd.arg("PX").arg(millis(ttl));
+                }
+                cmd.ignore();
+            }
+            let mut conn = self.conn.clone();
+            let result: redis::RedisResult<()> = pipe.query_async(&mut conn).await;
+            match result {
+                Err(e) if worth_one_retry(&e) => pipe
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(|e| backend_error("set_many", &first, e)),
+                result => result.map_err(|e| backend_error("set_many", &first, e)),
+            }
+        })
     }
 
-    async fn gcra(&self, key: &str, interval: Duration, burst: u32) -> Result<Decision> {
-        let mut invocation = GCRA.key(key);
-        invocation
-            .arg(u64::try_from(interval.as_micros()).unwrap_or(u64::MAX))
-            .arg(burst);
-        let reply: [i64; 4] = self.run("check", key, &invocation).await?;
-        Ok(decision(reply, Duration::from_micros))
+    fn remove_many<'a>(&'a self, keys: &'a [String]) -> BoxFuture<'a, Result<u64>> {
+        Box::pin(async move {
+            let Some(first) = keys.first() else {
+                return Ok(0);
+            };
+            self.query("remove_many", first, redis::cmd("DEL").arg(keys))
+                .await
+        })
     }
 
-    fn scan_prefix(&self, prefix: &str) -> impl Stream<Item = Result<String>> + Send + use<> {
+    fn incr<'a>(
+        &'a self,
+        key: &'a str,
+        by: i64,
+        ttl_if_created: Option<Duration>,
+    ) -> BoxFuture<'a, Result<i64>> {
+        Box::pin(async move {
+            let mut invocation = INCR.key(key);
+            invocation.arg(by).arg(millis_arg(ttl_if_created));
+            self.run("incr", key, &invocation).await
+        })
+    }
+
+    fn fixed_window<'a>(
+        &'a self,
+        key: &'a str,
+        limit: u64,
+        window: Duration,
+    ) -> BoxFuture<'a, Result<Decision>> {
+        Box::pin(async move {
+            let mut invocation = FIXED_WINDOW.key(key);
+            invocation.arg(limit).arg(millis(window));
+            let reply: [i64; 4] = self.run("check", key, &invocation).await?;
+            Ok(decision(reply, Duration::from_millis))
+        })
+    }
+
+    fn gcra<'a>(
+        &'a self,
+        key: &'a str,
+        interval: Duration,
+        burst: u32,
+    ) -> BoxFuture<'a, Result<Decision>> {
+        Box::pin(async move {
+            let mut invocation = GCRA.key(key);
+            invocation
+                .arg(u64::try_from(interval.as_micros()).unwrap_or(u64::MAX))
+                .arg(burst);
+            let reply: [i64; 4] = self.run("check", key, &invocation).await?;
+            Ok(decision(reply, Duration::from_micros))
+        })
+    }
+}
+
+impl RedisBackend {
+    /// `SCAN MATCH` over the keys starting with `prefix`, each reported once.
+    fn scan(&self, prefix: &str) -> impl Stream<Item = Result<String>> + Send + use<> {
         struct Scan {
             backend: RedisBackend,
             pattern: String,
@@ -541,5 +632,29 @@ impl Backend for RedisBackend {
                 }
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_are_lowercase_hex_sha1_as_redis_computes_it() {
+        // FIPS 180 test vectors; `redis.sha1hex` gives the same lowercase hex.
+        assert_eq!(
+            version_of(b"abc").as_text(),
+            Some("a9993e364706816aba3e25717850c26c9cd0d89d")
+        );
+        assert_eq!(
+            version_of(b"").as_text(),
+            Some("da39a3ee5e6b4b0d3255bfef95601890afd80709")
+        );
+    }
+
+    #[test]
+    fn scan_patterns_escape_globs() {
+        assert_eq!(prefix_pattern("svc:job:"), "svc:job:*");
+        assert_eq!(prefix_pattern("a*b?[c]\\"), "a\\*b\\?\\[c\\]\\\\*");
     }
 }

@@ -3,7 +3,6 @@
 use std::borrow::Borrow;
 use std::fmt;
 use std::future::Future;
-use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,10 +10,11 @@ use futures_core::Stream;
 use futures_util::StreamExt;
 use futures_util::future::Either;
 
-use crate::backend::Backend;
+use crate::backend::{Backend, ceil_millis};
 use crate::id::{StateId, id_from_key};
 use crate::key::{Counter, StateKey};
 use crate::rate_limit::{Decision, Policy, RateLimit};
+use crate::rules;
 use crate::{Error, Result};
 
 /// How often [`Store::update`] tries before giving up with [`Error::Conflict`], by default.
@@ -331,40 +331,34 @@ impl<B: Backend> Store<B> {
         async move {
             let key = key?;
             let ttl = type_ttl::<S>(&key)?;
-            let jitter = std::collections::hash_map::RandomState::new();
-            for attempt in 0..self.update_attempts {
-                let raw = self.backend.get(&key).await?;
-                let current = raw
-                    .as_deref()
-                    .map(|bytes| decode::<S>(&key, bytes))
-                    .transpose()?;
-                let Some(new) = change(current) else {
-                    // The closure consumed the value it saw; decoding again spares `S: Clone`.
-                    return raw.as_deref().map(|bytes| decode(&key, bytes)).transpose();
-                };
-                let bytes = encode(&key, &new)?;
-                if self
-                    .backend
-                    .compare_and_set(&key, raw.as_deref(), bytes, ttl)
-                    .await?
-                {
-                    return Ok(Some(new));
+            // What the call returns: the value written by the winning attempt, or the one the
+            // closure declined to change.
+            let mut outcome: Option<S> = None;
+            let mut attempt = |current: Option<&[u8]>| -> Result<Option<Vec<u8>>> {
+                let seen = current.map(|bytes| decode::<S>(&key, bytes)).transpose()?;
+                match change(seen) {
+                    Some(new) => {
+                        let bytes = encode(&key, &new)?;
+                        outcome = Some(new);
+                        Ok(Some(bytes))
+                    }
+                    None => {
+                        // The closure consumed the value it saw; decoding again spares
+                        // `S: Clone`.
+                        outcome = current.map(|bytes| decode(&key, bytes)).transpose()?;
+                        Ok(None)
+                    }
                 }
-                // Lost a race: back off a random few hundred microseconds (more each time, at
-                // most 10 ms) so that contenders stop colliding in lockstep.
-                let ceiling = 200u64.saturating_mul(1 << attempt.min(6)).min(10_000);
-                let wait = jitter.hash_one(attempt) % ceiling;
-                tokio::time::sleep(Duration::from_micros(wait)).await;
-            }
-            Err(Error::Conflict {
-                key,
-                attempts: self.update_attempts,
-            })
+            };
+            self.backend
+                .update(&key, &mut attempt, ttl, self.update_attempts)
+                .await?;
+            Ok(outcome)
         }
     }
 
-    /// Adds `by` to the counter with `id` and returns its new value, atomically and in one round
-    /// trip. A missing counter starts at 0 and gets the type's `ttl` (the window); later
+    /// Adds `by` to the counter with `id` and returns its new value, atomically (on Redis, one
+    /// round trip; see [`Backend::incr`] for other engines). A missing counter starts at 0 and gets the type's `ttl` (the window); later
     /// increments do not extend it, whatever the value.
     ///
     /// Needs [`enable_set`](Self::enable_set). A value under the key that is not an integer, or a
@@ -383,7 +377,7 @@ impl<B: Backend> Store<B> {
     }
 
     /// Checks one call against the rate limit `S` for `id`, counting it if it is allowed.
-    /// Atomic and one round trip, so concurrent callers never get more than the quota.
+    /// Atomic (on Redis, one round trip), so concurrent callers never get more than the quota.
     ///
     /// ```
     /// # use serde::{Deserialize, Serialize};
@@ -434,8 +428,8 @@ impl<B: Backend> Store<B> {
         }
     }
 
-    /// The values with `ids`, in the order asked (`None` where there is none), in one round
-    /// trip (`MGET`). A value that does not decode gives [`Error::Decode`] naming its key.
+    /// The values with `ids`, in the order asked (`None` where there is none): on Redis in one
+    /// round trip (`MGET`). A value that does not decode gives [`Error::Decode`] naming its key.
     pub fn get_many<S: StateKey>(
         &self,
         ids: impl IntoIterator<Item = impl Borrow<S::Id>>,
@@ -451,7 +445,9 @@ impl<B: Backend> Store<B> {
         }
     }
 
-    /// Stores every `(id, value)` with the type's `ttl`, atomically and in one round trip.
+    /// Stores every `(id, value)` with the type's `ttl`: all or nothing on the built-in
+    /// backends (on Redis one `MULTI` pipeline, one round trip); a backend that keeps the
+    /// provided [`Backend::set_many`] writes one key at a time.
     /// `items` may yield pairs or references to pairs, so `&vec_of_pairs` works. Needs
     /// [`enable_set`](Self::enable_set); nothing is written if any value fails to encode.
     pub fn set_many<S: StateKey>(
@@ -480,7 +476,7 @@ impl<B: Backend> Store<B> {
         }
     }
 
-    /// Removes the values with `ids` in one round trip; how many there were. Needs
+    /// Removes the values with `ids` (on Redis, one `DEL`); how many there were. Needs
     /// [`enable_remove`](Self::enable_remove).
     pub fn remove_many<S: StateKey>(
         &self,
@@ -503,7 +499,7 @@ impl<B: Backend> Store<B> {
             Ok(namespace) => format!("{namespace}{}:", S::PREFIX),
             Err(e) => return Either::Left(futures_util::stream::iter([Err(e)])),
         };
-        let keys = self.backend.scan_prefix(&prefix);
+        let keys = self.backend.list(&prefix);
         Either::Right(keys.map(move |key| {
             let key = key?;
             let parsed = match key.strip_prefix(prefix.as_str()) {
@@ -550,31 +546,18 @@ impl<S: StateKey, I: Borrow<S::Id>, V: Borrow<S>> Item<S> for &(I, V) {
     }
 }
 
-/// Checks a namespace (or prefix): non-empty, ASCII letters, digits, `_`, `-`, `.`.
+/// Checks a namespace by the rule of a prefix (one definition, shared with the derive).
 fn check_segment(segment: &str) -> Result<(), String> {
     if segment.is_empty() {
         return Err("it is empty".into());
     }
-    match segment
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')))
-    {
+    match segment.chars().find(|&c| !rules::is_segment_char(c)) {
         Some(c) => Err(format!(
-            "invalid character {c:?}; use ASCII letters, digits, `_`, `-` and `.`"
+            "invalid character {c:?}; use {}",
+            rules::SEGMENT_CHARS
         )),
         None => Ok(()),
     }
-}
-
-/// The largest expiry Redis accepts without overflowing its clock, with room to spare.
-const MAX_TTL_MS: u64 = (i64::MAX / 4) as u64;
-
-/// `d` in whole milliseconds, rounded up, saturating. In `u64` arithmetic: it runs on every
-/// write, and `as_nanos` would divide in `u128`.
-pub(crate) fn ceil_millis(d: Duration) -> u64 {
-    d.as_secs()
-        .saturating_mul(1_000)
-        .saturating_add(u64::from(d.subsec_nanos().div_ceil(1_000_000)))
 }
 
 /// The type's expiry, checked like any other: a hand-written `StateKey` may hold any duration.
@@ -587,7 +570,7 @@ fn check_ttl(key: &str, ttl: Duration) -> Result<Duration> {
     let ms = ceil_millis(ttl);
     let reason = if ms == 0 {
         "an expiry must be at least one millisecond"
-    } else if ms > MAX_TTL_MS {
+    } else if ms > rules::MAX_TTL_MILLIS {
         "the expiry is too far in the future for Redis"
     } else {
         return Ok(Duration::from_millis(ms));
@@ -664,8 +647,8 @@ mod tests {
         );
         assert!(check_ttl("k", Duration::ZERO).is_err());
         assert!(check_ttl("k", Duration::MAX).is_err());
-        assert_eq!(ceil_millis(Duration::from_nanos(1)), 1);
-        assert_eq!(ceil_millis(Duration::new(2, 1_000_000)), 2_001);
-        assert_eq!(ceil_millis(Duration::MAX), u64::MAX);
+        let ceiling = Duration::from_millis(rules::MAX_TTL_MILLIS);
+        assert_eq!(check_ttl("k", ceiling).unwrap(), ceiling);
+        assert!(check_ttl("k", ceiling + Duration::from_nanos(1)).is_err());
     }
 }
