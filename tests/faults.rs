@@ -1,15 +1,15 @@
 //! Faults against real servers the tests start and stop: a server that dies mid-stream and comes
 //! back, replies lost after the server acted, and persistence across SIGKILL.
+#![cfg(feature = "redis")]
 
-mod conformance;
 mod support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use conformance::{HourlyFixed, Session, Task, Total, session};
 use redis::Commands;
+use state_store::conformance::{HourlyFixed, Session, Task, Total, session};
 use state_store::{Error, RedisBackend, Store};
 use support::RedisServer;
 use support::proxy::Proxy;
@@ -119,15 +119,18 @@ async fn idempotent_calls_retry_once_after_a_lost_reply_and_others_never_run_twi
         .check::<HourlyFixed>("warmup".to_string())
         .await
         .unwrap();
-    store
-        .update::<Task>(200, |_| {
-            Some(Task {
-                status: "x".into(),
-                runs: 0,
+    // Twice: the first creates the key (`SET NX`), the second runs the compare-and-set script.
+    for _ in 0..2 {
+        store
+            .update::<Task>(200, |_| {
+                Some(Task {
+                    status: "x".into(),
+                    runs: 0,
+                })
             })
-        })
-        .await
-        .unwrap();
+            .await
+            .unwrap();
+    }
     store.set::<Session>(1, &session(1)).await.unwrap();
 
     // Reads, set and remove may run again: the retry answers.

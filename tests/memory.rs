@@ -1,14 +1,12 @@
 //! The memory backend: the conformance suite on a paused tokio clock, and expiry on that clock.
 
-mod conformance;
-
 use std::time::Duration;
 
-use conformance::{Session, session};
+use state_store::conformance::{Marker, Session, session};
 use state_store::{MemoryBackend, Store};
 
 // Paused time: the suite's sleeps advance the clock at once and deterministically.
-conformance_tests!(tokio::test(start_paused = true), async {
+state_store::conformance_tests!(tokio::test(start_paused = true), async {
     ((), state_store::MemoryBackend::new())
 });
 
@@ -72,10 +70,7 @@ async fn expired_entries_are_purged_not_hidden() {
         (1, 1),
         "the type's ttl replaced the custom one"
     );
-    store
-        .set::<conformance::Marker>(1, &conformance::Marker(1))
-        .await
-        .unwrap();
+    store.set::<Marker>(1, &Marker(1)).await.unwrap();
     assert_eq!(
         backend.held(),
         (2, 1),
@@ -90,13 +85,13 @@ async fn a_million_short_lived_writes_leave_nothing_behind() {
     let ttl = Duration::from_secs(1);
     for n in 0..1_000_000u64 {
         store
-            .set_with_ttl::<conformance::Marker>(n, &conformance::Marker(n), ttl)
+            .set_with_ttl::<Marker>(n, &Marker(n), ttl)
             .await
             .unwrap();
     }
     assert_eq!(backend.held(), (1_000_000, 1_000_000));
     tokio::time::advance(Duration::from_millis(1_001)).await;
-    assert!(!store.exists::<conformance::Marker>(0).await.unwrap());
+    assert!(!store.exists::<Marker>(0).await.unwrap());
     assert_eq!(
         backend.held(),
         (0, 0),

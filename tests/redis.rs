@@ -1,12 +1,12 @@
 //! The Redis backend against real `redis-server` processes that the tests start themselves.
+#![cfg(feature = "redis")]
 
-mod conformance;
 mod support;
 
 use std::time::{Duration, Instant};
 
-use conformance::{Job, Session, session};
 use redis::Commands;
+use state_store::conformance::{Job, Session, session};
 use state_store::{Error, RedisBackend, RedisOptions, Store};
 use support::RedisServer;
 
@@ -16,7 +16,7 @@ async fn fresh() -> (RedisServer, RedisBackend) {
     (server, backend)
 }
 
-conformance_tests!(
+state_store::conformance_tests!(
     tokio::test(flavor = "multi_thread", worker_threads = 2),
     crate::fresh()
 );
@@ -72,22 +72,25 @@ async fn stores_the_documented_key_and_json_with_expiry_in_one_command() {
 /// server. `update` is the exception by design: it reads, then compares-and-sets.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_call_is_one_round_trip() {
-    use conformance::{HourlyFixed, HourlySmooth, Task, Total};
+    use state_store::conformance::{HourlyFixed, HourlySmooth, Task, Total};
     let (server, backend) = fresh().await;
     let store = Store::new(backend).enable_set().enable_remove();
     // Load the scripts, so that no SCRIPT LOAD shows up below.
     store.incr::<Total>(0, 1).await.unwrap();
     store.check::<HourlyFixed>("w".to_string()).await.unwrap();
     store.check::<HourlySmooth>("w".to_string()).await.unwrap();
-    store
-        .update::<Task>(0, |_| {
-            Some(Task {
-                status: "w".into(),
-                runs: 0,
+    // Twice: the first creates the key, the second runs the compare-and-set script.
+    for _ in 0..2 {
+        store
+            .update::<Task>(0, |_| {
+                Some(Task {
+                    status: "w".into(),
+                    runs: 0,
+                })
             })
-        })
-        .await
-        .unwrap();
+            .await
+            .unwrap();
+    }
 
     let monitor = support::Monitor::start(server.port());
     let items: Vec<(u64, Session)> = (0..100).map(|n| (n, session(n as i64))).collect();
@@ -132,8 +135,63 @@ async fn every_call_is_one_round_trip() {
         .await
         .unwrap();
     expect("update", vec!["get", "evalsha"]);
+    store
+        .update::<Task>(1, |_| {
+            Some(Task {
+                status: "new".into(),
+                runs: 0,
+            })
+        })
+        .await
+        .unwrap();
+    expect("update that creates the key", vec!["get", "set"]);
     store.ttl::<Session>(1).await.unwrap();
     expect("ttl", vec!["pttl"]);
+}
+
+/// The compare-and-set names the value it saw by its SHA-1: an update attempt sends the new
+/// value and a 40-character digest, never the old value back.
+#[tokio::test]
+async fn update_sends_a_digest_of_the_old_value_not_the_value() {
+    use state_store::conformance::Task;
+    let (server, backend) = fresh().await;
+    let store = Store::new(backend).enable_set();
+    let old = Task {
+        status: "old-status-".repeat(50),
+        runs: 0,
+    };
+    store.set::<Task>(1, &old).await.unwrap();
+    let old_json = serde_json::to_string(&old).unwrap();
+    let mut raw = server.raw();
+    let digest: String = redis::cmd("EVAL")
+        .arg("return redis.sha1hex(ARGV[1])")
+        .arg(0)
+        .arg(&old_json)
+        .query(&mut raw)
+        .unwrap();
+
+    let monitor = support::Monitor::start(server.port());
+    let written = store
+        .update::<Task>(1, |t| {
+            t.map(|t| Task {
+                status: "new".into(),
+                runs: t.runs + 1,
+            })
+        })
+        .await
+        .unwrap();
+    assert_eq!(written.unwrap().runs, 1);
+    let lines = monitor.take_client_lines();
+    let cas = lines
+        .iter()
+        .find(|line| line.to_lowercase().starts_with("evalsha\""))
+        .unwrap_or_else(|| panic!("no script call in {lines:?}"));
+    assert!(cas.contains(&digest), "{cas}");
+    assert!(
+        !cas.contains("old-status-"),
+        "the old value went back: {cas}"
+    );
+    assert!(cas.contains(r#"\"status\":\"new\""#), "{cas}");
 }
 
 #[test]
@@ -189,7 +247,10 @@ async fn lists_and_hashes_under_state_keys_are_errors_naming_the_key() {
         matches!(err, Error::InvalidKey { ref key, .. } if key == "session:1"),
         "{err:?}"
     );
-    let err = store.incr::<conformance::Total>(1, 1).await.unwrap_err();
+    let err = store
+        .incr::<state_store::conformance::Total>(1, 1)
+        .await
+        .unwrap_err();
     assert!(
         matches!(err, Error::InvalidKey { ref key, .. } if key == "total:1"),
         "{err:?}"

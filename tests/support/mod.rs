@@ -198,14 +198,22 @@ impl Monitor {
 
     /// The command names (lowercase) that clients sent since the last call, in order.
     pub fn take_client_commands(&self) -> Vec<String> {
+        self.take_client_lines()
+            .iter()
+            .map(|line| line.split('"').next().unwrap_or_default().to_lowercase())
+            .collect()
+    }
+
+    /// The commands that clients sent since the last call, each as MONITOR shows it
+    /// (`"evalsha" "..." "1" ...`), in order.
+    pub fn take_client_lines(&self) -> Vec<String> {
         // MONITOR lines arrive asynchronously: give them a moment.
         std::thread::sleep(Duration::from_millis(100));
         let lines = std::mem::take(&mut *self.lines.lock().unwrap());
         lines
             .iter()
             .filter(|line| !line.contains(" lua]"))
-            .filter_map(|line| line.split_once("] \"").map(|(_, rest)| rest))
-            .map(|rest| rest.split('"').next().unwrap_or_default().to_lowercase())
+            .filter_map(|line| line.split_once("] \"").map(|(_, rest)| rest.to_owned()))
             .collect()
     }
 }

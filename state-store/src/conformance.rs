@@ -1,24 +1,47 @@
-//! One behaviour, every backend: async checks that each backend's test file calls (the pattern of
-//! object_store's `integration.rs`). A check takes a fresh, empty backend.
-#![allow(dead_code)] // each test binary calls the checks it runs
+//! One behaviour, every backend: the checks every [`Backend`] passes, as async functions that a
+//! backend's tests call (feature `conformance`). Each check takes a fresh, empty backend and
+//! panics, naming what differs, when the backend does not behave as the contract says.
+//!
+//! [`conformance_tests!`](crate::conformance_tests) writes one test per check. A backend in
+//! another crate runs the whole suite with a few lines in its `tests/`:
+//!
+//! ```ignore
+//! // Cargo.toml: [dev-dependencies] state-store = { version = "0.1", features = ["conformance"] }
+//! //             tokio = { version = "1", features = ["macros", "rt-multi-thread"] }
+//! state_store::conformance_tests!(
+//!     tokio::test(flavor = "multi_thread", worker_threads = 2),
+//!     async { ((), my_engine::MyBackend::new()) } // (a guard kept alive for the test, backend)
+//! );
+//! ```
+//!
+//! The checks use tokio's clock: a backend that keeps time itself on `tokio::time::Instant`
+//! may run them with a paused clock (`tokio::test(start_paused = true)`), which makes the
+//! expiry checks instant; a backend whose server keeps time runs them in real time (the slowest
+//! checks sleep about a second). The state types below are the ones the checks store; their keys
+//! are what a check that writes raw bytes under a key expects.
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
+use crate::{Backend, Error, Policy, Quota, RateLimit, StateKey, Store};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
-use state_store::{Backend, Error, Policy, Quota, RateLimit, StateKey, Store};
 
+/// A state type of the checks: `Session`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, StateKey)]
 #[state(prefix = "session", id = u64, ttl = "30m")]
 pub struct Session {
+    /// Items.
     pub cart: Vec<String>,
+    /// A timestamp.
     pub updated_at: i64,
 }
 
+/// A state type of the checks: `Job`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, StateKey)]
 #[state(prefix = "job", id = (String, u32))]
 pub struct Job {
+    /// Its status.
     pub status: String,
 }
 
@@ -31,31 +54,35 @@ pub struct Marker(pub u64);
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, StateKey)]
 #[state(prefix = "unencodable", id = u8)]
 pub struct Unencodable {
+    /// Not encodable as JSON when not empty.
     pub by_pair: HashMap<(u8, u8), u8>,
 }
 
 /// A counter whose window is its ttl.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, StateKey)]
-#[state(prefix = "ratelimit", id = String, ttl = "1m", counter)]
+#[state(prefix = "ratelimit", id = String, ttl = "1m")]
 pub struct ApiCalls(pub i64);
 
 /// A counter without expiry.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, StateKey)]
-#[state(prefix = "total", id = u8, counter)]
+#[state(prefix = "total", id = u8)]
 pub struct Total(pub i64);
 
 /// Rate limits whose windows outlast a test: exact counts under concurrency.
 #[derive(Debug, Serialize, Deserialize, StateKey)]
-#[state(prefix = "hourly-fixed", id = String, counter)]
+#[state(prefix = "hourly-fixed", id = String)]
 pub struct HourlyFixed(pub i64);
+#[diagnostic::do_not_recommend]
 impl RateLimit for HourlyFixed {
     const QUOTA: Quota = Quota::per_hour(100);
     const POLICY: Policy = Policy::FixedWindow;
 }
 
+/// A state type of the checks: `HourlySmooth`.
 #[derive(Debug, Serialize, Deserialize, StateKey)]
-#[state(prefix = "hourly-smooth", id = String, counter)]
+#[state(prefix = "hourly-smooth", id = String)]
 pub struct HourlySmooth(pub i64);
+#[diagnostic::do_not_recommend]
 impl RateLimit for HourlySmooth {
     const QUOTA: Quota = Quota::per_hour(100);
     const POLICY: Policy = Policy::Smooth;
@@ -63,29 +90,57 @@ impl RateLimit for HourlySmooth {
 
 /// Ten a second, both ways: for windows and edges.
 #[derive(Debug, Serialize, Deserialize, StateKey)]
-#[state(prefix = "fast-fixed", id = u32, counter)]
+#[state(prefix = "fast-fixed", id = u32)]
 pub struct FastFixed(pub i64);
+#[diagnostic::do_not_recommend]
 impl RateLimit for FastFixed {
     const QUOTA: Quota = Quota::per_second(10);
     const POLICY: Policy = Policy::FixedWindow;
 }
 
+/// A state type of the checks: `FastSmooth`.
 #[derive(Debug, Serialize, Deserialize, StateKey)]
-#[state(prefix = "fast-smooth", id = u32, counter)]
+#[state(prefix = "fast-smooth", id = u32)]
 pub struct FastSmooth(pub i64);
+#[diagnostic::do_not_recommend]
 impl RateLimit for FastSmooth {
     const QUOTA: Quota = Quota::per_second(10);
     const POLICY: Policy = Policy::Smooth;
 }
 
+/// The longest ttl the derive accepts: every backend must take it (one more second does not
+/// compile, `tests/ui/ttl_over_ceiling.rs`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, StateKey)]
+#[state(prefix = "forever", id = u8, ttl = "2305843009213693s")]
+pub struct Forever(pub u8);
+
 /// A job record for compare-and-set.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, StateKey)]
 #[state(prefix = "task", id = u64, ttl = "1h")]
 pub struct Task {
+    /// Its status.
     pub status: String,
+    /// How often it ran.
     pub runs: u64,
 }
 
+// The counters implement `Counter` by hand rather than through `#[state(counter)]`, so that
+// `do_not_recommend` keeps them out of users' compiler messages ("the following other types
+// implement trait `Counter`") when the `conformance` feature is on.
+#[diagnostic::do_not_recommend]
+impl crate::Counter for ApiCalls {}
+#[diagnostic::do_not_recommend]
+impl crate::Counter for Total {}
+#[diagnostic::do_not_recommend]
+impl crate::Counter for HourlyFixed {}
+#[diagnostic::do_not_recommend]
+impl crate::Counter for HourlySmooth {}
+#[diagnostic::do_not_recommend]
+impl crate::Counter for FastFixed {}
+#[diagnostic::do_not_recommend]
+impl crate::Counter for FastSmooth {}
+
+/// The `Session` the checks store for `n`.
 pub fn session(n: i64) -> Session {
     Session {
         cart: vec![format!("item-{n}"), "book".into()],
@@ -99,6 +154,7 @@ fn writable<B: Backend + Clone>(backend: &B) -> Store<B> {
 
 const THIRTY_MINUTES: Duration = Duration::from_secs(30 * 60);
 
+/// Checks: round trip.
 pub async fn round_trip<B: Backend + Clone>(backend: B) {
     let store = writable(&backend);
     assert_eq!(store.get::<Session>(42).await.unwrap(), None);
@@ -129,6 +185,7 @@ pub async fn round_trip<B: Backend + Clone>(backend: B) {
     assert!(!store.exists::<Session>(42).await.unwrap());
 }
 
+/// Checks: writes and removes are opt in.
 pub async fn writes_and_removes_are_opt_in<B: Backend + Clone>(backend: B) {
     let read_only = Store::new(backend.clone());
     let err = read_only.set::<Session>(1, &session(1)).await.unwrap_err();
@@ -183,6 +240,7 @@ pub async fn writes_and_removes_are_opt_in<B: Backend + Clone>(backend: B) {
     );
 }
 
+/// Checks: set applies the type ttl.
 pub async fn set_applies_the_type_ttl<B: Backend + Clone>(backend: B) {
     let store = writable(&backend);
     store.set::<Session>(7, &session(7)).await.unwrap();
@@ -218,6 +276,7 @@ pub async fn set_applies_the_type_ttl<B: Backend + Clone>(backend: B) {
     );
 }
 
+/// Checks: set resets the expiry to the types.
 pub async fn set_resets_the_expiry_to_the_types<B: Backend + Clone>(backend: B) {
     let store = writable(&backend);
     // A type without ttl: a plain set clears an expiry set earlier.
@@ -278,6 +337,7 @@ pub async fn values_expire<B: Backend + Clone>(backend: B) {
     );
 }
 
+/// Checks: invalid ttls are rejected.
 pub async fn invalid_ttls_are_rejected<B: Backend + Clone>(backend: B) {
     let store = writable(&backend);
     for ttl in [Duration::ZERO, Duration::MAX] {
@@ -292,6 +352,13 @@ pub async fn invalid_ttls_are_rejected<B: Backend + Clone>(backend: B) {
         !store.exists::<Session>(3).await.unwrap(),
         "nothing written"
     );
+    // The derive's ceiling is the store's: the longest ttl that compiles is written.
+    store.set::<Forever>(1, &Forever(1)).await.unwrap();
+    let left = store.ttl::<Forever>(1).await.unwrap().expect("expires");
+    assert!(
+        left > Duration::from_secs(2_305_843_009_213_693 - 60),
+        "{left:?}"
+    );
     // A fraction of a millisecond rounds up instead of becoming "no expiry" or an error.
     store
         .set_with_ttl::<Session>(3, &session(3), Duration::from_micros(10))
@@ -301,6 +368,7 @@ pub async fn invalid_ttls_are_rejected<B: Backend + Clone>(backend: B) {
     assert!(!store.exists::<Session>(3).await.unwrap());
 }
 
+/// Checks: namespaces separate services.
 pub async fn namespaces_separate_services<B: Backend + Clone>(backend: B) {
     let plain = writable(&backend);
     let users = writable(&backend).namespace("user-service");
@@ -320,6 +388,7 @@ pub async fn namespaces_separate_services<B: Backend + Clone>(backend: B) {
     assert_eq!(billing.get::<Session>(1).await.unwrap(), Some(session(12)));
 }
 
+/// Checks: invalid namespaces touch nothing.
 pub async fn invalid_namespaces_touch_nothing<B: Backend + Clone>(backend: B) {
     for bad in ["", "a:b", "svc*", "{svc}", "my svc", "sérvice"] {
         let store = writable(&backend).namespace(bad);
@@ -344,6 +413,7 @@ pub async fn invalid_namespaces_touch_nothing<B: Backend + Clone>(backend: B) {
     }
 }
 
+/// Checks: ids are escaped and never collide.
 pub async fn ids_are_escaped_and_never_collide<B: Backend + Clone>(backend: B) {
     let store = writable(&backend);
     let ids = [
@@ -370,6 +440,7 @@ pub async fn ids_are_escaped_and_never_collide<B: Backend + Clone>(backend: B) {
     assert_eq!(store.full_key::<Job>(&ids[1]).unwrap(), "job:a%253Ab:7");
 }
 
+/// Checks: corrupt values are decode errors.
 pub async fn corrupt_values_are_decode_errors<B: Backend + Clone>(backend: B) {
     let store = writable(&backend).namespace("svc");
     for (n, raw) in [
@@ -401,6 +472,7 @@ pub async fn corrupt_values_are_decode_errors<B: Backend + Clone>(backend: B) {
     assert_eq!(store.get::<Session>(0).await.unwrap(), Some(session(0)));
 }
 
+/// Checks: unencodable values write nothing.
 pub async fn unencodable_values_write_nothing<B: Backend + Clone>(backend: B) {
     let store = writable(&backend);
     let value = Unencodable {
@@ -441,6 +513,7 @@ pub async fn concurrent_tasks_share_a_store<B: Backend + Clone>(backend: B) {
 
 // ---- counters -------------------------------------------------------------------------------
 
+/// Checks: incr counts and starts the window once.
 pub async fn incr_counts_and_starts_the_window_once<B: Backend + Clone>(backend: B) {
     let store = writable(&backend);
     let user = "alice".to_string();
@@ -479,6 +552,7 @@ pub async fn incr_counts_and_starts_the_window_once<B: Backend + Clone>(backend:
     assert_eq!(store.ttl::<Total>(1).await.unwrap(), None);
 }
 
+/// Checks: incr is a write.
 pub async fn incr_is_a_write<B: Backend + Clone>(backend: B) {
     let err = Store::new(backend.clone())
         .incr::<Total>(1, 1)
@@ -497,6 +571,7 @@ pub async fn incr_is_a_write<B: Backend + Clone>(backend: B) {
     assert!(!backend.exists("total:1").await.unwrap());
 }
 
+/// Checks: incr refuses non integers and overflow.
 pub async fn incr_refuses_non_integers_and_overflow<B: Backend + Clone>(backend: B) {
     let store = writable(&backend);
     for (raw, by) in [
@@ -521,6 +596,7 @@ pub async fn incr_refuses_non_integers_and_overflow<B: Backend + Clone>(backend:
     }
 }
 
+/// Checks: concurrent increments are exact.
 pub async fn concurrent_increments_are_exact<B: Backend + Clone>(backend: B) {
     let store = writable(&backend);
     let tasks: Vec<_> = (0..64)
@@ -570,6 +646,7 @@ async fn allowed_of_concurrent_checks<B: Backend + Clone, S: RateLimit<Id = Stri
     allowed
 }
 
+/// Checks: rate limits allow exactly the quota under concurrency.
 pub async fn rate_limits_allow_exactly_the_quota_under_concurrency<B: Backend + Clone>(backend: B) {
     let store = writable(&backend);
     assert_eq!(
@@ -611,6 +688,7 @@ pub async fn rate_limits_allow_exactly_the_quota_under_concurrency<B: Backend + 
     assert_eq!(other.remaining, 99);
 }
 
+/// Checks: rate limit checks report what is left.
 pub async fn rate_limit_checks_report_what_is_left<B: Backend + Clone>(backend: B) {
     let store = writable(&backend);
     for expected in (0..10).rev() {
@@ -741,6 +819,7 @@ pub async fn smooth_rate_limits_have_no_window_edge<B: Backend + Clone>(backend:
 
 // ---- compare-and-set ------------------------------------------------------------------------
 
+/// Checks: update changes only what the closure accepts.
 pub async fn update_changes_only_what_the_closure_accepts<B: Backend + Clone>(backend: B) {
     let store = writable(&backend);
     let claim = |current: Option<Task>| match current {
@@ -818,6 +897,7 @@ pub async fn update_changes_only_what_the_closure_accepts<B: Backend + Clone>(ba
     assert!(!store.exists::<Task>(3).await.unwrap());
 }
 
+/// Checks: update keeps the remaining expiry.
 pub async fn update_keeps_the_remaining_expiry<B: Backend + Clone>(backend: B) {
     let store = writable(&backend);
     let task = Task {
@@ -856,6 +936,7 @@ pub async fn update_keeps_the_remaining_expiry<B: Backend + Clone>(backend: B) {
     assert_eq!(store.ttl::<Job>(("j".to_string(), 1)).await.unwrap(), None);
 }
 
+/// Checks: update of a corrupt value is a decode error.
 pub async fn update_of_a_corrupt_value_is_a_decode_error<B: Backend + Clone>(backend: B) {
     let store = writable(&backend);
     backend
@@ -934,6 +1015,7 @@ pub async fn concurrent_updates_lose_nothing<B: Backend + Clone>(backend: B) {
     assert!(ok > 0);
 }
 
+/// Checks: set if absent never overwrites.
 pub async fn set_if_absent_never_overwrites<B: Backend + Clone>(backend: B) {
     let store = writable(&backend);
     assert!(
@@ -978,6 +1060,7 @@ pub async fn set_if_absent_never_overwrites<B: Backend + Clone>(backend: B) {
 
 // ---- bulk -----------------------------------------------------------------------------------
 
+/// Checks: bulk reads and writes.
 pub async fn bulk_reads_and_writes<B: Backend + Clone>(backend: B) {
     let store = writable(&backend).namespace("bulk");
     let items: Vec<(u64, Session)> = (0..10).map(|n| (n, session(n as i64))).collect();
@@ -1053,6 +1136,7 @@ pub async fn bulk_reads_and_writes<B: Backend + Clone>(backend: B) {
     assert!(read_only.exists::<Session>(3).await.unwrap());
 }
 
+/// Checks: bulk errors name the key.
 pub async fn bulk_errors_name_the_key<B: Backend + Clone>(backend: B) {
     let store = writable(&backend);
     store.set::<Session>(1, &session(1)).await.unwrap();
@@ -1108,6 +1192,7 @@ where
     (ids, errors)
 }
 
+/// Checks: ids lists the type in its namespace.
 pub async fn ids_lists_the_type_in_its_namespace<B: Backend + Clone>(backend: B) {
     let store = writable(&backend).namespace("svc");
     for n in [3u64, 1, 2, 1_000_000] {
@@ -1152,6 +1237,7 @@ pub async fn ids_lists_the_type_in_its_namespace<B: Backend + Clone>(backend: B)
     assert_eq!(ids, nasty.into_iter().collect::<Vec<_>>());
 }
 
+/// Checks: ids report foreign keys and go on.
 pub async fn ids_report_foreign_keys_and_go_on<B: Backend + Clone>(backend: B) {
     let store = writable(&backend);
     store.set::<Session>(1, &session(0)).await.unwrap();
@@ -1183,6 +1269,7 @@ pub async fn ids_report_foreign_keys_and_go_on<B: Backend + Clone>(backend: B) {
     );
 }
 
+/// Checks: ids walk large key spaces.
 pub async fn ids_walk_large_key_spaces<B: Backend + Clone>(backend: B) {
     let store = writable(&backend);
     let items: Vec<(u64, Marker)> = (0..2_500).map(|n| (n, Marker(n))).collect();
@@ -1198,6 +1285,7 @@ pub async fn ids_walk_large_key_spaces<B: Backend + Clone>(backend: B) {
 
 // ---- size limits ----------------------------------------------------------------------------
 
+/// Checks: large values and ids round trip.
 pub async fn large_values_and_ids_round_trip<B: Backend + Clone>(backend: B) {
     let store = writable(&backend);
     let big = Session {
@@ -1222,7 +1310,12 @@ pub async fn large_values_and_ids_round_trip<B: Backend + Clone>(backend: B) {
     assert_eq!(ids, vec![long_id]);
 }
 
-/// Runs every check above on fresh backends from `new_backend`.
+/// One test per check of [`conformance`](crate::conformance), each on a fresh backend.
+///
+/// `$flavor` is the test attribute without `#[...]` (such as `tokio::test` or
+/// `tokio::test(flavor = "multi_thread", worker_threads = 2)`); `$new_backend` is a future
+/// giving `(guard, backend)`, where the guard (a server process, a temp dir, or `()`) lives until
+/// the check ends. The tests go in a module `conformance_checks`.
 #[macro_export]
 macro_rules! conformance_tests {
     ($flavor:meta, $new_backend:expr) => {
@@ -1269,6 +1362,7 @@ macro_rules! conformance_tests {
                 async fn $check() {
                     let (_guard, backend) = $new_backend.await;
                     $crate::conformance::$check(backend).await;
+                    drop(_guard);
                 }
             )*
         }
