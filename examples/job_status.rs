@@ -8,7 +8,7 @@
 
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
-use state_store::{Backend, MemoryBackend, RedisBackend, Result, StateKey, Store};
+use state_store::{AnyBackend, Backend, Result, StateKey, Store};
 
 /// A job's status, kept for a day so finished jobs do not pile up forever.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, StateKey)]
@@ -27,7 +27,7 @@ enum Status {
 }
 
 /// Claims the job for `worker` if it is still queued; `true` when this worker got it.
-async fn claim<B: Backend>(store: &Store<B>, id: &(String, u32), worker: u32) -> Result<bool> {
+async fn claim(store: &Store<AnyBackend>, id: &(String, u32), worker: u32) -> Result<bool> {
     let now = store
         .update::<Job>(id, |current| match current {
             Some(job) if job.status == Status::Queued => Some(Job {
@@ -40,7 +40,7 @@ async fn claim<B: Backend>(store: &Store<B>, id: &(String, u32), worker: u32) ->
     Ok(now.is_some_and(|job| job.worker == Some(worker)))
 }
 
-async fn demo<B: Backend>(store: Store<B>) -> Result<()> {
+async fn demo(store: Store<AnyBackend>) -> Result<()> {
     let queue = "reports".to_string();
     let queued = Job {
         status: Status::Queued,
@@ -119,20 +119,17 @@ async fn demo<B: Backend>(store: Store<B>) -> Result<()> {
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    // The same handler code on either backend.
+    // Redis when REDIS_URL is set, else the embedded memory backend: chosen at run time, so the
+    // handlers above are compiled once.
+    let backend = AnyBackend::from_env("REDIS_URL").await?;
     match std::env::var("REDIS_URL") {
-        Ok(url) => {
-            println!("backend: redis");
-            demo(writable(RedisBackend::connect(&url).await?)).await
-        }
-        Err(_) => {
-            println!("backend: memory (set REDIS_URL to use Redis)");
-            demo(writable(MemoryBackend::new())).await
-        }
+        Ok(_) => println!("backend: {}", backend.name()),
+        Err(_) => println!("backend: {} (set REDIS_URL to use Redis)", backend.name()),
     }
+    demo(writable(backend)).await
 }
 
-fn writable<B: Backend>(backend: B) -> Store<B> {
+fn writable(backend: AnyBackend) -> Store<AnyBackend> {
     Store::new(backend)
         .namespace("example")
         .enable_set()

@@ -11,7 +11,7 @@
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use state_store::{Backend, MemoryBackend, RedisBackend, Result, StateKey, Store};
+use state_store::{AnyBackend, Backend, MemoryBackend, Result, StateKey, Store};
 
 /// A shopping session, kept for 30 minutes after each write.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, StateKey)]
@@ -28,8 +28,8 @@ pub struct Job {
     pub status: String,
 }
 
-/// Handler code is written once, generic over the backend.
-async fn add_to_cart<B: Backend>(store: &Store<B>, user: u64, item: &str) -> Result<Session> {
+/// Handler code is written once, for the backend chosen at run time.
+async fn add_to_cart(store: &Store<AnyBackend>, user: u64, item: &str) -> Result<Session> {
     let mut session = store.get::<Session>(user).await?.unwrap_or(Session {
         cart: Vec::new(),
         updated_at: 0,
@@ -40,7 +40,7 @@ async fn add_to_cart<B: Backend>(store: &Store<B>, user: u64, item: &str) -> Res
     Ok(session)
 }
 
-async fn demo<B: Backend>(store: Store<B>) -> Result<()> {
+async fn demo(store: Store<AnyBackend>) -> Result<()> {
     let session = add_to_cart(&store, 42, "book").await?;
     let session_key = store.full_key::<Session>(42)?;
     println!("{session_key} = {session:?}");
@@ -83,20 +83,17 @@ async fn demo<B: Backend>(store: Store<B>) -> Result<()> {
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    // The same handler code on either backend.
+    // Redis when REDIS_URL is set, else the embedded memory backend: chosen at run time, so the
+    // handlers above are compiled once.
+    let backend = AnyBackend::from_env("REDIS_URL").await?;
     match std::env::var("REDIS_URL") {
-        Ok(url) => {
-            println!("backend: redis");
-            demo(writable(RedisBackend::connect(&url).await?)).await
-        }
-        Err(_) => {
-            println!("backend: memory (set REDIS_URL to use Redis)");
-            demo(writable(MemoryBackend::new())).await
-        }
+        Ok(_) => println!("backend: {}", backend.name()),
+        Err(_) => println!("backend: {} (set REDIS_URL to use Redis)", backend.name()),
     }
+    demo(writable(backend)).await
 }
 
-fn writable<B: Backend>(backend: B) -> Store<B> {
+fn writable(backend: AnyBackend) -> Store<AnyBackend> {
     Store::new(backend)
         .namespace("quickstart")
         .enable_set()

@@ -7,9 +7,7 @@
 //! requests all read the same count and all pass, and the window's expiry is easily forgotten.
 
 use serde::{Deserialize, Serialize};
-use state_store::{
-    Backend, MemoryBackend, Policy, Quota, RateLimit, RedisBackend, Result, StateKey, Store,
-};
+use state_store::{AnyBackend, Backend, Policy, Quota, RateLimit, Result, StateKey, Store};
 
 /// Login attempts: at most 5 per minute per account, counted in fixed windows.
 #[derive(Debug, Serialize, Deserialize, StateKey)]
@@ -37,7 +35,7 @@ impl RateLimit for ApiRate {
 #[state(prefix = "requests", id = String, ttl = "1h", counter)]
 struct Requests(i64);
 
-async fn demo<B: Backend>(store: Store<B>) -> Result<()> {
+async fn demo(store: Store<AnyBackend>) -> Result<()> {
     let account = "alice".to_string();
     for attempt in 1..=6 {
         let decision = store.check::<LoginAttempts>(&account).await?;
@@ -79,20 +77,17 @@ async fn demo<B: Backend>(store: Store<B>) -> Result<()> {
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    // The same handler code on either backend.
+    // Redis when REDIS_URL is set, else the embedded memory backend: chosen at run time, so the
+    // handlers above are compiled once.
+    let backend = AnyBackend::from_env("REDIS_URL").await?;
     match std::env::var("REDIS_URL") {
-        Ok(url) => {
-            println!("backend: redis");
-            demo(writable(RedisBackend::connect(&url).await?)).await
-        }
-        Err(_) => {
-            println!("backend: memory (set REDIS_URL to use Redis)");
-            demo(writable(MemoryBackend::new())).await
-        }
+        Ok(_) => println!("backend: {}", backend.name()),
+        Err(_) => println!("backend: {} (set REDIS_URL to use Redis)", backend.name()),
     }
+    demo(writable(backend)).await
 }
 
-fn writable<B: Backend>(backend: B) -> Store<B> {
+fn writable(backend: AnyBackend) -> Store<AnyBackend> {
     Store::new(backend)
         .namespace("example")
         .enable_set()
