@@ -55,12 +55,16 @@ impl MapBackend {
     }
 }
 
+// Each method does its work inside the returned future, so that a future dropped unpolled
+// changes nothing. The lock is never held across an `.await`.
 impl Backend for MapBackend {
     fn get_versioned<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Versioned>>> {
-        let found = self.lock().live(key).map(|entry| {
-            Versioned::new(entry.value.clone(), Version::from_number(entry.version))
-        });
-        Box::pin(async move { Ok(found) })
+        Box::pin(async move {
+            let map = self.lock();
+            Ok(map.live(key).map(|entry| {
+                Versioned::new(entry.value.clone(), Version::from_number(entry.version))
+            }))
+        })
     }
 
     fn put<'a>(
@@ -70,25 +74,33 @@ impl Backend for MapBackend {
         mode: PutMode,
         expiry: Expiry,
     ) -> BoxFuture<'a, Result<bool>> {
-        let mut map = self.lock();
-        let current = map.live(key);
-        let allowed = match &mode {
-            PutMode::Overwrite => Ok(true),
-            PutMode::Create => Ok(current.is_none()),
-            PutMode::Update(version) => {
-                Ok(current.is_some_and(|entry| version.as_number() == Some(entry.version)))
-            }
-            // A kind of write added after this backend was written.
-            _ => Err(self.unsupported("put with this mode")),
-        };
-        let expires = match expiry {
-            Expiry::Never => Ok(None),
-            Expiry::After(ttl) => Ok(Some(Instant::now() + ttl)),
-            Expiry::Keep => Ok(current.and_then(|entry| entry.expires)),
-            _ => Err(self.unsupported("put with this expiry")),
-        };
-        let result = allowed.and_then(|allowed| {
-            let expires = expires?;
+        Box::pin(async move {
+            let mut map = self.lock();
+            let current = map.live(key);
+            let allowed = match &mode {
+                PutMode::Overwrite => true,
+                PutMode::Create => current.is_none(),
+                PutMode::Update(version) => {
+                    current.is_some_and(|entry| version.as_number() == Some(entry.version))
+                }
+                // A kind of write added after this backend was written.
+                _ => return Err(self.unsupported("put with this mode")),
+            };
+            let expires = match expiry {
+                Expiry::Never => None,
+                Expiry::After(ttl) => match Instant::now().checked_add(ttl) {
+                    Some(at) => Some(at),
+                    None => {
+                        return Err(Error::InvalidTtl {
+                            key: key.to_owned(),
+                            ttl,
+                            reason: "the expiry is too far in the future for this clock",
+                        });
+                    }
+                },
+                Expiry::Keep => current.and_then(|entry| entry.expires),
+                _ => return Err(self.unsupported("put with this expiry")),
+            };
             if allowed {
                 map.writes += 1;
                 let version = map.writes;
@@ -100,26 +112,31 @@ impl Backend for MapBackend {
                 map.entries.insert(key.to_owned(), entry);
             }
             Ok(allowed)
-        });
-        Box::pin(async move { result })
+        })
     }
 
     fn remove<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool>> {
-        let mut map = self.lock();
-        let existed = map.live(key).is_some();
-        map.entries.remove(key);
-        Box::pin(async move { Ok(existed) })
+        Box::pin(async move {
+            let mut map = self.lock();
+            let existed = map.live(key).is_some();
+            map.entries.remove(key);
+            Ok(existed)
+        })
     }
 
     fn ttl<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Duration>>> {
-        let left = self.lock().live(key).and_then(|entry| entry.expires).map(|at| {
-            // Whole milliseconds, as Redis reports them.
-            let left = at.saturating_duration_since(Instant::now());
-            Duration::from_millis(u64::try_from(left.as_millis()).unwrap_or(u64::MAX))
-        });
-        Box::pin(async move { Ok(left) })
+        Box::pin(async move {
+            let map = self.lock();
+            Ok(map.live(key).and_then(|entry| entry.expires).map(|at| {
+                // Whole milliseconds, as Redis reports them.
+                let left = at.saturating_duration_since(Instant::now());
+                Duration::from_millis(u64::try_from(left.as_millis()).unwrap_or(u64::MAX))
+            }))
+        })
     }
 
+    // A snapshot of the keys when called: keys written while the stream runs may or may not
+    // appear, as the contract allows.
     fn list(&self, prefix: &str) -> BoxStream<'static, Result<String>> {
         let map = self.lock();
         let keys: Vec<Result<String>> = map

@@ -16,7 +16,7 @@
 //! ...) is a provided method written once on top of the core, with the semantics the
 //! [conformance suite](crate::conformance) fixes. An engine overrides one when it can do better:
 //! the Redis backend keeps `MGET`, a `MULTI` pipeline and its Lua scripts; the memory backend
-//! does each under one lock.
+//! does each but `update` (whose closure is the caller's code) under one lock.
 //!
 //! # Versions
 //! [`get_versioned`](Backend::get_versioned) returns a [`Version`] that a later
@@ -59,8 +59,12 @@
 //!
 //! Rules the suite holds every backend to, beyond what each method's documentation says:
 //! - Expiry follows tokio's clock (`tokio::time::Instant`) if the backend keeps time itself, so
-//!   that tests with a paused clock see keys expire; an engine whose server keeps time runs the
-//!   suite in real time.
+//!   that tests with a paused clock see keys expire. Such a backend runs the suite with a paused
+//!   clock only if it also overrides [`Backend::now`] with tokio's clock (the provided `gcra`
+//!   reads `now`), as `MemoryBackend` does; the example above keeps the wall clock and runs the
+//!   suite in real time, as an engine whose server keeps time does.
+//! - Nothing happens before the returned future is polled: do the work inside
+//!   `Box::pin(async move { ... })`, so that a future dropped unpolled changes nothing.
 //! - Errors name the full key (`Error::Backend { key, .. }`); a value of a kind the engine cannot
 //!   return as bytes is [`Error::InvalidKey`].
 //! - Each method is one atomic step; the provided methods combine them safely (conditional
@@ -83,7 +87,7 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 pub type BoxStream<'a, T> = Pin<Box<dyn Stream<Item = T> + Send + 'a>>;
 
 /// How many times the provided counter and rate-limit methods retry a lost conditional write
-/// before [`Error::Conflict`]. Each try is two round trips on the contended key, and the backoff
+/// before [`Error::Conflict`]. Each try is two or three round trips on the contended key, and the backoff
 /// between tries grows to 10 ms, so this bounds a call to well under a few seconds.
 const COUNTER_ATTEMPTS: u32 = 256;
 

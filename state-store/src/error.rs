@@ -82,7 +82,7 @@ pub enum Error {
     /// every attempt (or a counter or rate-limit check did, on a backend that runs them as a
     /// read and a conditional write). The value is as the last winner left it; nothing of this
     /// call was written.
-    #[error("update of `{key}` gave up after {attempts} attempts lost to concurrent writers")]
+    #[error("`{key}`: gave up after {attempts} attempts lost to concurrent writers")]
     Conflict {
         /// The full key.
         key: String,

@@ -198,16 +198,19 @@ impl Default for MemoryBackend {
 }
 
 /// The core, and every provided method that one lock does better than a read and a
-/// conditional write: each runs as one step under the lock. `update` keeps the provided loop,
-/// since its closure is the caller's code and must not run under the lock.
+/// conditional write: each runs as one step under the lock, when its future is first polled.
+/// `update` keeps the provided loop, since its closure is the caller's code and must not run
+/// under the lock.
 impl Backend for MemoryBackend {
     fn get_versioned<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Versioned>>> {
-        let found = self
-            .lock()
-            .entries
-            .get(key)
-            .map(|e| Versioned::new(e.value.clone(), Version::from_number(e.version)));
-        ready(Ok(found))
+        Box::pin(async move {
+            let found = self
+                .lock()
+                .entries
+                .get(key)
+                .map(|e| Versioned::new(e.value.clone(), Version::from_number(e.version)));
+            Ok(found)
+        })
     }
 
     fn put<'a>(
@@ -217,27 +220,29 @@ impl Backend for MemoryBackend {
         mode: PutMode,
         expiry: Expiry,
     ) -> BoxFuture<'a, Result<bool>> {
-        let mut inner = self.lock();
-        let allowed = match &mode {
-            PutMode::Overwrite => true,
-            PutMode::Create => !inner.entries.contains_key(key),
-            PutMode::Update(version) => inner
-                .entries
-                .get(key)
-                .is_some_and(|e| version.as_number() == Some(e.version)),
-        };
-        if allowed {
-            inner.write(key, value, expiry);
-        }
-        ready(Ok(allowed))
+        Box::pin(async move {
+            let mut inner = self.lock();
+            let allowed = match &mode {
+                PutMode::Overwrite => true,
+                PutMode::Create => !inner.entries.contains_key(key),
+                PutMode::Update(version) => inner
+                    .entries
+                    .get(key)
+                    .is_some_and(|e| version.as_number() == Some(e.version)),
+            };
+            if allowed {
+                inner.write(key, value, expiry);
+            }
+            Ok(allowed)
+        })
     }
 
     fn remove<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool>> {
-        ready(Ok(self.lock().remove(key)))
+        Box::pin(async move { Ok(self.lock().remove(key)) })
     }
 
     fn ttl<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Duration>>> {
-        ready(Ok(self.lock().ttl(key)))
+        Box::pin(async move { Ok(self.lock().ttl(key)) })
     }
 
     fn list(&self, prefix: &str) -> BoxStream<'static, Result<String>> {
@@ -252,20 +257,22 @@ impl Backend for MemoryBackend {
     }
 
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Vec<u8>>>> {
-        ready(Ok(self.lock().entries.get(key).map(|e| e.value.clone())))
+        Box::pin(async move { Ok(self.lock().entries.get(key).map(|e| e.value.clone())) })
     }
 
     fn exists<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool>> {
-        ready(Ok(self.lock().entries.contains_key(key)))
+        Box::pin(async move { Ok(self.lock().entries.contains_key(key)) })
     }
 
     fn get_many<'a>(&'a self, keys: &'a [String]) -> BoxFuture<'a, Result<Vec<Option<Vec<u8>>>>> {
-        let inner = self.lock();
-        let values = keys
-            .iter()
-            .map(|key| inner.entries.get(key.as_str()).map(|e| e.value.clone()))
-            .collect();
-        ready(Ok(values))
+        Box::pin(async move {
+            let inner = self.lock();
+            let values = keys
+                .iter()
+                .map(|key| inner.entries.get(key.as_str()).map(|e| e.value.clone()))
+                .collect();
+            Ok(values)
+        })
     }
 
     fn set_many<'a>(
@@ -273,18 +280,20 @@ impl Backend for MemoryBackend {
         items: Vec<(String, Vec<u8>)>,
         ttl: Option<Duration>,
     ) -> BoxFuture<'a, Result<()>> {
-        let mut inner = self.lock();
-        for (key, value) in items {
-            inner.write(&key, value, Expiry::from_ttl(ttl));
-        }
-        ready(Ok(()))
+        Box::pin(async move {
+            let mut inner = self.lock();
+            for (key, value) in items {
+                inner.write(&key, value, Expiry::from_ttl(ttl));
+            }
+            Ok(())
+        })
     }
 
     fn remove_many<'a>(&'a self, keys: &'a [String]) -> BoxFuture<'a, Result<u64>> {
-        let mut inner = self.lock();
-        ready(Ok(
-            keys.iter().filter(|key| inner.remove(key)).count() as u64
-        ))
+        Box::pin(async move {
+            let mut inner = self.lock();
+            Ok(keys.iter().filter(|key| inner.remove(key)).count() as u64)
+        })
     }
 
     fn incr<'a>(
@@ -293,8 +302,9 @@ impl Backend for MemoryBackend {
         by: i64,
         ttl_if_created: Option<Duration>,
     ) -> BoxFuture<'a, Result<i64>> {
-        let mut inner = self.lock();
-        let result = inner.integer(key).and_then(|current| {
+        Box::pin(async move {
+            let mut inner = self.lock();
+            let current = inner.integer(key)?;
             let next = current
                 .unwrap_or(0)
                 .checked_add(by)
@@ -305,8 +315,7 @@ impl Backend for MemoryBackend {
             };
             inner.write(key, next.to_string().into_bytes(), expiry);
             Ok(next)
-        });
-        ready(result)
+        })
     }
 
     fn fixed_window<'a>(
@@ -315,16 +324,16 @@ impl Backend for MemoryBackend {
         limit: u64,
         window: Duration,
     ) -> BoxFuture<'a, Result<Decision>> {
-        let mut inner = self.lock();
-        let result = inner.integer(key).map(|count| {
+        Box::pin(async move {
+            let mut inner = self.lock();
+            let count = inner.integer(key)?;
             let left = inner.ttl(key);
             let (decision, write) = rate_limit::fixed_window(count, left, limit, window);
             if let Some((value, expiry)) = write {
                 inner.write(key, value.to_string().into_bytes(), expiry);
             }
-            decision
-        });
-        ready(result)
+            Ok(decision)
+        })
     }
 
     fn gcra<'a>(
@@ -333,25 +342,20 @@ impl Backend for MemoryBackend {
         interval: Duration,
         burst: u32,
     ) -> BoxFuture<'a, Result<Decision>> {
-        let mut inner = self.lock();
-        let result = inner.integer(key).map(|tat| {
+        Box::pin(async move {
+            let mut inner = self.lock();
+            let tat = inner.integer(key)?;
             let now = micros_i64(Instant::now().saturating_duration_since(inner.epoch));
             let (decision, write) = rate_limit::gcra(tat, now, interval, burst);
             if let Some((new_tat, keep)) = write {
                 inner.write(key, new_tat.to_string().into_bytes(), Expiry::After(keep));
             }
-            decision
-        });
-        ready(result)
+            Ok(decision)
+        })
     }
 
     /// tokio's clock, so that a paused test clock drives the smooth rate limit.
     fn now(&self) -> Duration {
         Instant::now().saturating_duration_since(self.lock().epoch)
     }
-}
-
-/// An answer that is ready at once: the work was done under the lock, before the future.
-fn ready<'a, T: Send + 'a>(value: T) -> BoxFuture<'a, T> {
-    Box::pin(std::future::ready(value))
 }

@@ -157,19 +157,13 @@ pub(crate) fn fixed_window(
     limit: u64,
     window: Duration,
 ) -> (Decision, Option<(i64, Expiry)>) {
-    let Some(stored) = count else {
-        let decision = Decision {
-            allowed: true,
-            remaining: limit.saturating_sub(1),
-            retry_after: Duration::ZERO,
-            reset_after: window,
-        };
-        return (decision, Some((1, Expiry::After(window))));
-    };
-    // A counter without expiry would refuse forever once full: give it a window.
-    let (left, expiry) = match left {
-        Some(left) => (left, Expiry::Keep),
-        None => (window, Expiry::After(window)),
+    // A missing counter counts 0 and starts a window; one without expiry would refuse forever
+    // once full, so it gets a window too.
+    let existed = count.is_some();
+    let (stored, left, expiry) = match (count, left) {
+        (None, _) => (0, window, Expiry::After(window)),
+        (Some(stored), Some(left)) => (stored, left, Expiry::Keep),
+        (Some(stored), None) => (stored, window, Expiry::After(window)),
     };
     let count = u64::try_from(stored).unwrap_or(0);
     if count >= limit {
@@ -179,7 +173,9 @@ pub(crate) fn fixed_window(
             retry_after: left,
             reset_after: left,
         };
-        let write = (expiry != Expiry::Keep).then_some((stored, expiry));
+        // A refused call is not counted; only an existing counter without expiry is written
+        // (its value as it is, with a window).
+        let write = (existed && expiry != Expiry::Keep).then_some((stored, expiry));
         return (decision, write);
     }
     let decision = Decision {
@@ -188,8 +184,8 @@ pub(crate) fn fixed_window(
         retry_after: Duration::ZERO,
         reset_after: left,
     };
-    // `count < limit <= u32::MAX`, so this cannot overflow.
-    (decision, Some((count as i64 + 1, expiry)))
+    let next = i64::try_from(count + 1).unwrap_or(i64::MAX);
+    (decision, Some((next, expiry)))
 }
 
 /// One GCRA check at `now` (microseconds) against the stored theoretical arrival time `tat`

@@ -569,7 +569,12 @@ impl Backend for RedisBackend {
         Box::pin(async move {
             let mut invocation = GCRA.key(key);
             invocation
-                .arg(u64::try_from(interval.as_micros()).unwrap_or(u64::MAX))
+                // At least a microsecond, as the provided `gcra` counts it: the script divides by it.
+                .arg(
+                    u64::try_from(interval.as_micros())
+                        .unwrap_or(u64::MAX)
+                        .max(1),
+                )
                 .arg(burst);
             let reply: [i64; 4] = self.run("check", key, &invocation).await?;
             Ok(decision(reply, Duration::from_micros))
