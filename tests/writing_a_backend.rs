@@ -4,9 +4,65 @@
 
 include!("../state-store/docs/writing_a_backend.rs");
 
-// Its expiry is on tokio's clock, so the suite may pause time; real time here, as an engine
-// whose server keeps time would run it, keeps the provided GCRA's wall clock in step.
+// Its expiry is on tokio's clock, but the provided GCRA reads the wall clock (`Backend::now`), so
+// the suite runs in real time, as it would for an engine whose server keeps time.
 state_store::conformance_tests!(
     tokio::test(flavor = "multi_thread", worker_threads = 2),
     async { ((), MapBackend::default()) }
 );
+
+/// The same backend with a yield to the scheduler before every core call, as a remote engine
+/// would await its network: concurrent tasks then interleave between the read and the
+/// conditional write of the provided `incr`, rate-limit and `update` loops, and the suite's
+/// exact-count checks hold only if those loops retry every lost race.
+mod interleaved {
+    use super::*;
+
+    #[derive(Debug, Default, Clone)]
+    pub struct Interleaved(MapBackend);
+
+    impl Backend for Interleaved {
+        fn get_versioned<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Versioned>>> {
+            Box::pin(async move {
+                tokio::task::yield_now().await;
+                self.0.get_versioned(key).await
+            })
+        }
+
+        fn put<'a>(
+            &'a self,
+            key: &'a str,
+            value: Vec<u8>,
+            mode: PutMode,
+            expiry: Expiry,
+        ) -> BoxFuture<'a, Result<bool>> {
+            Box::pin(async move {
+                tokio::task::yield_now().await;
+                self.0.put(key, value, mode, expiry).await
+            })
+        }
+
+        fn remove<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool>> {
+            Box::pin(async move {
+                tokio::task::yield_now().await;
+                self.0.remove(key).await
+            })
+        }
+
+        fn ttl<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Duration>>> {
+            Box::pin(async move {
+                tokio::task::yield_now().await;
+                self.0.ttl(key).await
+            })
+        }
+
+        fn list(&self, prefix: &str) -> BoxStream<'static, Result<String>> {
+            self.0.list(prefix)
+        }
+    }
+
+    state_store::conformance_tests!(
+        tokio::test(flavor = "multi_thread", worker_threads = 2),
+        async { ((), Interleaved::default()) }
+    );
+}
