@@ -87,8 +87,9 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 pub type BoxStream<'a, T> = Pin<Box<dyn Stream<Item = T> + Send + 'a>>;
 
 /// How many times the provided counter and rate-limit methods retry a lost conditional write
-/// before [`Error::Conflict`]. Each try is two or three round trips on the contended key, and the backoff
-/// between tries grows to 10 ms, so this bounds a call to well under a few seconds.
+/// before [`Error::Conflict`]. Each try is two or three round trips on the contended key, and
+/// the backoff between tries grows to 10 ms, so this bounds a call to about three seconds of
+/// waiting.
 const COUNTER_ATTEMPTS: u32 = 256;
 
 /// Which write [`Backend::put`] makes.

@@ -17,8 +17,9 @@
 //! The checks use tokio's clock: a backend that keeps time itself on `tokio::time::Instant`,
 //! and overrides [`Backend::now`] with that clock too, may run them with a paused clock
 //! (`tokio::test(start_paused = true)`), which makes the expiry checks instant; any other
-//! backend runs them in real time (the slowest checks sleep about a second). The state types below are the ones the checks store; their keys
-//! are what a check that writes raw bytes under a key expects.
+//! backend runs them in real time (the slowest checks sleep about a second). The state types
+//! below are the ones the checks store; their keys are what a check that writes raw bytes under
+//! a key expects.
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;

@@ -569,7 +569,8 @@ impl Backend for RedisBackend {
         Box::pin(async move {
             let mut invocation = GCRA.key(key);
             invocation
-                // At least a microsecond, as the provided `gcra` counts it: the script divides by it.
+                // At least a microsecond, as the provided `gcra` counts it: the script divides
+                // by it.
                 .arg(
                     u64::try_from(interval.as_micros())
                         .unwrap_or(u64::MAX)

@@ -358,8 +358,9 @@ impl<B: Backend> Store<B> {
     }
 
     /// Adds `by` to the counter with `id` and returns its new value, atomically (on Redis, one
-    /// round trip; see [`Backend::incr`] for other engines). A missing counter starts at 0 and gets the type's `ttl` (the window); later
-    /// increments do not extend it, whatever the value.
+    /// round trip; see [`Backend::incr`] for other engines). A missing counter starts at 0 and
+    /// gets the type's `ttl` (the window); later increments do not extend it, whatever the
+    /// value.
     ///
     /// Needs [`enable_set`](Self::enable_set). A value under the key that is not an integer, or a
     /// result out of the `i64` range, gives [`Error::InvalidKey`] and changes nothing.
