@@ -328,29 +328,10 @@ pub trait Backend: fmt::Debug + Send + Sync + 'static {
         by: i64,
         ttl_if_created: Option<Duration>,
     ) -> BoxFuture<'a, Result<i64>> {
-        Box::pin(async move {
-            let mut backoff = Backoff::new(COUNTER_ATTEMPTS);
-            loop {
-                let (current, mode, expiry) = match self.get_versioned(key).await? {
-                    Some(v) => (
-                        parse_counter(key, &v.value)?,
-                        PutMode::Update(v.version),
-                        Expiry::Keep,
-                    ),
-                    None => (0, PutMode::Create, Expiry::from_ttl(ttl_if_created)),
-                };
-                let next = current
-                    .checked_add(by)
-                    .ok_or_else(|| not_a_counter(key, "increment or decrement would overflow"))?;
-                if self
-                    .put(key, next.to_string().into_bytes(), mode, expiry)
-                    .await?
-                {
-                    return Ok(next);
-                }
-                backoff.wait(key).await?;
-            }
-        })
+        Box::pin(counter_step(self, key, false, move |current, _| {
+            let (next, expiry) = incr_step(key, current, by, ttl_if_created)?;
+            Ok((next, Some((next, expiry))))
+        }))
     }
 
     /// One fixed-window rate-limit check: allows the call and counts it when fewer than `limit`
@@ -364,31 +345,9 @@ pub trait Backend: fmt::Debug + Send + Sync + 'static {
         limit: u64,
         window: Duration,
     ) -> BoxFuture<'a, Result<Decision>> {
-        Box::pin(async move {
-            let mut backoff = Backoff::new(COUNTER_ATTEMPTS);
-            loop {
-                let current = self.get_versioned(key).await?;
-                let (count, left, version) = match current {
-                    Some(v) => {
-                        let count = parse_counter(key, &v.value)?;
-                        (Some(count), self.ttl(key).await?, Some(v.version))
-                    }
-                    None => (None, None, None),
-                };
-                let (decision, write) = rate_limit::fixed_window(count, left, limit, window);
-                let Some((value, expiry)) = write else {
-                    return Ok(decision);
-                };
-                let mode = version.map_or(PutMode::Create, PutMode::Update);
-                if self
-                    .put(key, value.to_string().into_bytes(), mode, expiry)
-                    .await?
-                {
-                    return Ok(decision);
-                }
-                backoff.wait(key).await?;
-            }
-        })
+        Box::pin(counter_step(self, key, true, move |count, left| {
+            Ok(rate_limit::fixed_window(count, left, limit, window))
+        }))
     }
 
     /// One GCRA rate-limit check: calls spaced `interval` apart on average, with up to `burst`
@@ -402,28 +361,14 @@ pub trait Backend: fmt::Debug + Send + Sync + 'static {
         interval: Duration,
         burst: u32,
     ) -> BoxFuture<'a, Result<Decision>> {
-        Box::pin(async move {
-            let mut backoff = Backoff::new(COUNTER_ATTEMPTS);
-            loop {
-                let (tat, mode) = match self.get_versioned(key).await? {
-                    Some(v) => (
-                        Some(parse_counter(key, &v.value)?),
-                        PutMode::Update(v.version),
-                    ),
-                    None => (None, PutMode::Create),
-                };
-                let now = micros_i64(self.now());
-                let (decision, write) = rate_limit::gcra(tat, now, interval, burst);
-                let Some((new_tat, keep)) = write else {
-                    return Ok(decision);
-                };
-                let value = new_tat.to_string().into_bytes();
-                if self.put(key, value, mode, Expiry::After(keep)).await? {
-                    return Ok(decision);
-                }
-                backoff.wait(key).await?;
-            }
-        })
+        Box::pin(counter_step(self, key, false, move |tat, _| {
+            let now = micros_i64(self.now());
+            let (decision, write) = rate_limit::gcra(tat, now, interval, burst);
+            Ok((
+                decision,
+                write.map(|(new_tat, keep)| (new_tat, Expiry::After(keep))),
+            ))
+        }))
     }
 
     /// The clock of the provided [`gcra`](Self::gcra): time since the Unix epoch. Every process
@@ -471,6 +416,45 @@ pub trait Backend: fmt::Debug + Send + Sync + 'static {
     }
 }
 
+/// The provided counter methods' one mechanism: reads the counter under `key` (and, with
+/// `read_ttl`, its time left), lets `step` decide the answer and the write (a value and its
+/// expiry, or none), and makes the write conditional on what was read, again from the read when
+/// another writer got there first.
+async fn counter_step<B, T>(
+    backend: &B,
+    key: &str,
+    read_ttl: bool,
+    mut step: impl FnMut(Option<i64>, Option<Duration>) -> Result<(T, Option<(i64, Expiry)>)>,
+) -> Result<T>
+where
+    B: Backend + ?Sized,
+{
+    let mut backoff = Backoff::new(COUNTER_ATTEMPTS);
+    loop {
+        let (count, left, mode) = match backend.get_versioned(key).await? {
+            Some(v) => {
+                let count = parse_counter(key, &v.value)?;
+                let left = if read_ttl {
+                    backend.ttl(key).await?
+                } else {
+                    None
+                };
+                (Some(count), left, PutMode::Update(v.version))
+            }
+            None => (None, None, PutMode::Create),
+        };
+        let (answer, write) = step(count, left)?;
+        let Some((value, expiry)) = write else {
+            return Ok(answer);
+        };
+        let value = value.to_string().into_bytes();
+        if backend.put(key, value, mode, expiry).await? {
+            return Ok(answer);
+        }
+        backoff.wait(key).await?;
+    }
+}
+
 /// Retries of a lost conditional write: a random wait of up to a few hundred microseconds,
 /// growing with each attempt to at most 10 ms, and [`Error::Conflict`] once `attempts` are
 /// spent.
@@ -512,6 +496,26 @@ pub(crate) fn parse_counter(key: &str, value: &[u8]) -> Result<i64> {
         .ok()
         .and_then(|text| text.parse::<i64>().ok().filter(|n| n.to_string() == text))
         .ok_or_else(|| not_a_counter(key, "value is not an integer or out of range"))
+}
+
+/// One increment of the counter holding `current` (`None`: no counter yet): the new value, and
+/// the expiry to write it with (a created counter starts its window, an existing one keeps its
+/// own). Shared by the memory backend and the provided `incr`.
+pub(crate) fn incr_step(
+    key: &str,
+    current: Option<i64>,
+    by: i64,
+    ttl_if_created: Option<Duration>,
+) -> Result<(i64, Expiry)> {
+    let next = current
+        .unwrap_or(0)
+        .checked_add(by)
+        .ok_or_else(|| not_a_counter(key, "increment or decrement would overflow"))?;
+    let expiry = match current {
+        Some(_) => Expiry::Keep,
+        None => Expiry::from_ttl(ttl_if_created),
+    };
+    Ok((next, expiry))
 }
 
 /// The error for a counter operation on a value that is not a counter.

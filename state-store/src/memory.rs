@@ -8,7 +8,7 @@ use tokio::time::Instant;
 
 use crate::Result;
 use crate::backend::{
-    Backend, BoxFuture, BoxStream, Expiry, PutMode, Version, Versioned, micros_i64, not_a_counter,
+    Backend, BoxFuture, BoxStream, Expiry, PutMode, Version, Versioned, incr_step, micros_i64,
     parse_counter,
 };
 use crate::rate_limit::{self, Decision};
@@ -305,14 +305,7 @@ impl Backend for MemoryBackend {
         Box::pin(async move {
             let mut inner = self.lock();
             let current = inner.integer(key)?;
-            let next = current
-                .unwrap_or(0)
-                .checked_add(by)
-                .ok_or_else(|| not_a_counter(key, "increment or decrement would overflow"))?;
-            let expiry = match current {
-                Some(_) => Expiry::Keep,
-                None => Expiry::from_ttl(ttl_if_created),
-            };
+            let (next, expiry) = incr_step(key, current, by, ttl_if_created)?;
             inner.write(key, next.to_string().into_bytes(), expiry);
             Ok(next)
         })

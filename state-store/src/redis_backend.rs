@@ -372,10 +372,7 @@ fn version_of(value: &[u8]) -> Version {
 impl Backend for RedisBackend {
     fn get_versioned<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Versioned>>> {
         Box::pin(async move {
-            let value: Option<Vec<u8>> = self
-                .query_idempotent("get", key, redis::cmd("GET").arg(key))
-                .await?;
-            Ok(value.map(|value| {
+            Ok(self.get(key).await?.map(|value| {
                 let version = version_of(&value);
                 Versioned::new(value, version)
             }))
