@@ -111,12 +111,15 @@ async fn clones_share_data() {
 async fn a_future_dropped_unpolled_changes_nothing() {
     use state_store::Backend;
     let backend = MemoryBackend::new();
-    backend.set("kept", b"1".to_vec(), None).await.unwrap();
+    backend
+        .set("kept", b"1".to_vec(), None, None)
+        .await
+        .unwrap();
     // Futures do nothing until polled, as the Redis backend's send nothing.
-    drop(backend.set("k", b"1".to_vec(), None));
-    drop(backend.incr("n", 1, None));
-    drop(backend.remove("kept"));
-    drop(backend.set_many(vec![("m".to_string(), b"1".to_vec())], None));
+    drop(backend.set("k", b"1".to_vec(), None, None));
+    drop(backend.incr("n", 1, None, None));
+    drop(backend.remove("kept", None));
+    drop(backend.set_many(vec![("m".to_string(), b"1".to_vec())], None, None));
     drop(backend.fixed_window("w", 1, Duration::from_secs(1)));
     assert_eq!(backend.len(), 1);
     assert!(backend.exists("kept").await.unwrap());

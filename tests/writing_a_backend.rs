@@ -35,17 +35,18 @@ mod interleaved {
             value: Vec<u8>,
             mode: PutMode,
             expiry: Expiry,
+            notify: Notify<'a>,
         ) -> BoxFuture<'a, Result<bool>> {
             Box::pin(async move {
                 tokio::task::yield_now().await;
-                self.0.put(key, value, mode, expiry).await
+                self.0.put(key, value, mode, expiry, notify).await
             })
         }
 
-        fn remove<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool>> {
+        fn remove<'a>(&'a self, key: &'a str, notify: Notify<'a>) -> BoxFuture<'a, Result<bool>> {
             Box::pin(async move {
                 tokio::task::yield_now().await;
-                self.0.remove(key).await
+                self.0.remove(key, notify).await
             })
         }
 

@@ -13,7 +13,7 @@ use crate::errors::Errors;
 use crate::ttl;
 
 /// The keys `#[state(...)]` accepts, for the unknown-key error.
-const KEYS: &str = "`prefix`, `id`, `ttl` or `counter`";
+const KEYS: &str = "`prefix`, `id`, `ttl`, `counter` or `notify`";
 
 const PREFIX: &str = "`prefix` takes one string literal, like `prefix = \"session\"`";
 const ID: &str = "`id` takes one type, like `id = u64` or `id = (String, u32)`";
@@ -32,6 +32,8 @@ pub(crate) struct Attrs<'a> {
     pub ttl: Option<u64>,
     /// The `counter` token, where errors about the type's shape point.
     pub counter: Option<Ident>,
+    /// The `notify` token: writes announce themselves on the type's change feed.
+    pub notify: Option<Ident>,
     given: Vec<&'static str>,
 }
 
@@ -48,11 +50,11 @@ pub(crate) fn get<'a>(attrs: &'a [Attribute], errors: &mut Errors) -> Attrs<'a> 
     for attr in attrs.iter().filter(|attr| attr.path().is_ident("state")) {
         out.first.get_or_insert(attr);
         let parsed = attr.parse_nested_meta(|meta| {
-            // #[state(prefix = "session", id = u64, ttl = "30m", counter)]
+            // #[state(prefix = "session", id = u64, ttl = "30m", counter, notify)]
             let Some(key) = meta.path.get_ident().cloned() else {
                 return unknown_key(&meta, errors);
             };
-            let Some(name) = ["prefix", "id", "ttl", "counter"]
+            let Some(name) = ["prefix", "id", "ttl", "counter", "notify"]
                 .into_iter()
                 .find(|name| key == name)
             else {
@@ -89,17 +91,22 @@ pub(crate) fn get<'a>(attrs: &'a [Attribute], errors: &mut Errors) -> Attrs<'a> 
                         out.ttl = ttl;
                     }
                 }
-                // counter
+                // counter, notify
                 _ => {
                     if !meta.input.is_empty() && !meta.input.peek(Token![,]) {
                         let extra = skip_value(meta.input);
                         errors.push(Error::new_spanned(
                             extra,
-                            "`counter` takes no value: write `counter` alone",
+                            format_args!("`{name}` takes no value: write `{name}` alone"),
                         ));
                     }
                     if !duplicate {
-                        out.counter = Some(key);
+                        let flag = if name == "counter" {
+                            &mut out.counter
+                        } else {
+                            &mut out.notify
+                        };
+                        *flag = Some(key);
                     }
                 }
             }
@@ -248,7 +255,7 @@ mod tests {
         let attrs: Vec<Attribute> = vec![
             parse_quote!(#[state(prefix = "job", id = (String, u32))]),
             parse_quote!(#[serde(rename_all = "camelCase")]),
-            parse_quote!(#[state(ttl = 1_800, counter)]),
+            parse_quote!(#[state(ttl = 1_800, counter, notify)]),
         ];
         let mut errors = Errors::default();
         let got = get(&attrs, &mut errors);
@@ -258,13 +265,14 @@ mod tests {
         assert_eq!(id.as_deref(), Some("(String , u32)"));
         assert_eq!(got.ttl, Some(1800));
         assert!(got.counter.is_some());
+        assert!(got.notify.is_some());
         assert!(got.first.is_some());
     }
 
     #[test]
     fn every_bad_value_is_reported() {
         let attr: Attribute = parse_quote! {
-            #[state(prefix = 5, id = "u64", ttl = -5, ttl = 1.5, size = 3, counter = true, id = 7)]
+            #[state(prefix = 5, id = "u64", ttl = -5, ttl = 1.5, size = 3, counter = true, id = 7, notify(yes))]
         };
         assert_eq!(
             messages(&[attr]),
@@ -274,10 +282,11 @@ mod tests {
                 "ttl must be greater than zero; leave out `ttl` for keys that never expire",
                 "duplicate key `ttl` in `#[state(...)]`",
                 TTL,
-                "unknown key `size` in `#[state(...)]`; expected `prefix`, `id`, `ttl` or `counter`",
+                "unknown key `size` in `#[state(...)]`; expected `prefix`, `id`, `ttl`, `counter` or `notify`",
                 "`counter` takes no value: write `counter` alone",
                 "duplicate key `id` in `#[state(...)]`",
                 ID,
+                "`notify` takes no value: write `notify` alone",
             ]
         );
     }

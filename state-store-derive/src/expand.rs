@@ -70,12 +70,23 @@ fn impls(input: &Input, id: &Type, prefix: &str, ttl: Option<u64>) -> TokenStrea
             impl ::state_store::__private::Counter for #ident {}
         }
     });
+    let (notify_const, notified) = match &input.attrs.notify {
+        Some(notify) => (
+            quote_spanned!(notify.span()=> const NOTIFY: bool = true;),
+            Some(quote_spanned! {notify.span()=>
+                #[automatically_derived]
+                impl ::state_store::__private::Notified for #ident {}
+            }),
+        ),
+        None => (TokenStream::new(), None),
+    };
     quote! {
         #[automatically_derived]
         impl ::state_store::__private::StateKey for #ident {
             #id_type
             const PREFIX: &'static str = #prefix;
             const TTL: ::state_store::__private::Option<::state_store::__private::Duration> = #ttl;
+            #notify_const
         }
 
         impl #ident {
@@ -89,5 +100,6 @@ fn impls(input: &Input, id: &Type, prefix: &str, ttl: Option<u64>) -> TokenStrea
         }
 
         #counter
+        #notified
     }
 }

@@ -43,7 +43,9 @@ use syn::{DeriveInput, parse_macro_input};
 /// - `ttl = "1h30m"` (optional): the expiry of every write, as `<number><unit>` pairs with units
 ///   `d`, `h`, `m`, `s` from largest to smallest, or as an integer number of seconds
 ///   (`ttl = 90`); without it keys never expire;
-/// - `counter` (optional): marks a tuple struct with one integer field as a `Counter`.
+/// - `counter` (optional): marks a tuple struct with one integer field as a `Counter`;
+/// - `notify` (optional): every write announces itself on the type's change feed, which
+///   `Store::watch` reads (the type implements `Notified`).
 ///
 /// The type must not be generic. Mistakes are compile errors at the offending token.
 #[proc_macro_derive(StateKey, attributes(state))]

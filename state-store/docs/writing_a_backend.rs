@@ -1,11 +1,14 @@
 // A complete backend: values in a `HashMap` behind a mutex, expiry on tokio's clock. It writes
 // only the five core methods; counters, rate limits, bulk calls and `update` come from the
-// provided methods, built on its conditional `put`.
+// provided methods, built on its conditional `put`. It has no change feed: it ignores the
+// `notify` channel of writes, and `watch` keeps its default, `Error::Unsupported`.
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use state_store::backend::{Backend, BoxFuture, BoxStream, Expiry, PutMode, Version, Versioned};
+use state_store::backend::{
+    Backend, BoxFuture, BoxStream, Expiry, Notify, PutMode, Version, Versioned,
+};
 use state_store::{Error, Result};
 use tokio::time::Instant;
 
@@ -73,6 +76,7 @@ impl Backend for MapBackend {
         value: Vec<u8>,
         mode: PutMode,
         expiry: Expiry,
+        _notify: Notify<'a>,
     ) -> BoxFuture<'a, Result<bool>> {
         Box::pin(async move {
             let mut map = self.lock();
@@ -115,7 +119,7 @@ impl Backend for MapBackend {
         })
     }
 
-    fn remove<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool>> {
+    fn remove<'a>(&'a self, key: &'a str, _notify: Notify<'a>) -> BoxFuture<'a, Result<bool>> {
         Box::pin(async move {
             let mut map = self.lock();
             let existed = map.live(key).is_some();

@@ -4,7 +4,9 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::backend::{Backend, BoxFuture, BoxStream, Expiry, PutMode, UpdateFn, Versioned};
+use crate::backend::{
+    Backend, BoxFuture, BoxStream, Event, Expiry, Notify, PutMode, UpdateFn, Versioned, Watch,
+};
 use crate::rate_limit::Decision;
 use crate::{Error, MemoryBackend, Result};
 
@@ -144,12 +146,13 @@ impl Backend for AnyBackend {
         value: Vec<u8>,
         mode: PutMode,
         expiry: Expiry,
+        notify: Notify<'a>,
     ) -> BoxFuture<'a, Result<bool>> {
-        self.inner.put(key, value, mode, expiry)
+        self.inner.put(key, value, mode, expiry, notify)
     }
 
-    fn remove<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool>> {
-        self.inner.remove(key)
+    fn remove<'a>(&'a self, key: &'a str, notify: Notify<'a>) -> BoxFuture<'a, Result<bool>> {
+        self.inner.remove(key, notify)
     }
 
     fn ttl<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Duration>>> {
@@ -177,8 +180,9 @@ impl Backend for AnyBackend {
         key: &'a str,
         value: Vec<u8>,
         ttl: Option<Duration>,
+        notify: Notify<'a>,
     ) -> BoxFuture<'a, Result<()>> {
-        self.inner.set(key, value, ttl)
+        self.inner.set(key, value, ttl, notify)
     }
 
     fn set_if_absent<'a>(
@@ -186,8 +190,9 @@ impl Backend for AnyBackend {
         key: &'a str,
         value: Vec<u8>,
         ttl: Option<Duration>,
+        notify: Notify<'a>,
     ) -> BoxFuture<'a, Result<bool>> {
-        self.inner.set_if_absent(key, value, ttl)
+        self.inner.set_if_absent(key, value, ttl, notify)
     }
 
     fn get_many<'a>(&'a self, keys: &'a [String]) -> BoxFuture<'a, Result<Vec<Option<Vec<u8>>>>> {
@@ -198,12 +203,17 @@ impl Backend for AnyBackend {
         &'a self,
         items: Vec<(String, Vec<u8>)>,
         ttl: Option<Duration>,
+        notify: Notify<'a>,
     ) -> BoxFuture<'a, Result<()>> {
-        self.inner.set_many(items, ttl)
+        self.inner.set_many(items, ttl, notify)
     }
 
-    fn remove_many<'a>(&'a self, keys: &'a [String]) -> BoxFuture<'a, Result<u64>> {
-        self.inner.remove_many(keys)
+    fn remove_many<'a>(
+        &'a self,
+        keys: &'a [String],
+        notify: Notify<'a>,
+    ) -> BoxFuture<'a, Result<u64>> {
+        self.inner.remove_many(keys, notify)
     }
 
     fn incr<'a>(
@@ -211,8 +221,9 @@ impl Backend for AnyBackend {
         key: &'a str,
         by: i64,
         ttl_if_created: Option<Duration>,
+        notify: Notify<'a>,
     ) -> BoxFuture<'a, Result<i64>> {
-        self.inner.incr(key, by, ttl_if_created)
+        self.inner.incr(key, by, ttl_if_created, notify)
     }
 
     fn fixed_window<'a>(
@@ -243,8 +254,21 @@ impl Backend for AnyBackend {
         change: &'a mut UpdateFn<'_>,
         ttl_if_created: Option<Duration>,
         attempts: u32,
+        notify: Notify<'a>,
     ) -> BoxFuture<'a, Result<bool>> {
-        self.inner.update(key, change, ttl_if_created, attempts)
+        self.inner
+            .update(key, change, ttl_if_created, attempts, notify)
+    }
+
+    fn watch<'a>(
+        &'a self,
+        watch: &'a Watch,
+    ) -> BoxFuture<'a, Result<BoxStream<'static, Result<Event>>>> {
+        self.inner.watch(watch)
+    }
+
+    fn enable_expiry_events(&self) -> BoxFuture<'_, Result<()>> {
+        self.inner.enable_expiry_events()
     }
 }
 
@@ -276,10 +300,11 @@ mod tests {
             _: Vec<u8>,
             _: PutMode,
             _: Expiry,
+            _: Notify<'a>,
         ) -> BoxFuture<'a, Result<bool>> {
             self.ran("put", Ok(true))
         }
-        fn remove<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<bool>> {
+        fn remove<'a>(&'a self, _: &'a str, _: Notify<'a>) -> BoxFuture<'a, Result<bool>> {
             self.ran("remove", Ok(true))
         }
         fn ttl<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<Option<Duration>>> {
@@ -303,6 +328,7 @@ mod tests {
             _: &'a str,
             _: Vec<u8>,
             _: Option<Duration>,
+            _: Notify<'a>,
         ) -> BoxFuture<'a, Result<()>> {
             self.ran("set", Ok(()))
         }
@@ -311,6 +337,7 @@ mod tests {
             _: &'a str,
             _: Vec<u8>,
             _: Option<Duration>,
+            _: Notify<'a>,
         ) -> BoxFuture<'a, Result<bool>> {
             self.ran("set_if_absent", Ok(true))
         }
@@ -321,10 +348,11 @@ mod tests {
             &'a self,
             _: Vec<(String, Vec<u8>)>,
             _: Option<Duration>,
+            _: Notify<'a>,
         ) -> BoxFuture<'a, Result<()>> {
             self.ran("set_many", Ok(()))
         }
-        fn remove_many<'a>(&'a self, _: &'a [String]) -> BoxFuture<'a, Result<u64>> {
+        fn remove_many<'a>(&'a self, _: &'a [String], _: Notify<'a>) -> BoxFuture<'a, Result<u64>> {
             self.ran("remove_many", Ok(0))
         }
         fn incr<'a>(
@@ -332,6 +360,7 @@ mod tests {
             _: &'a str,
             _: i64,
             _: Option<Duration>,
+            _: Notify<'a>,
         ) -> BoxFuture<'a, Result<i64>> {
             self.ran("incr", Ok(0))
         }
@@ -368,8 +397,19 @@ mod tests {
             _: &'a mut UpdateFn<'_>,
             _: Option<Duration>,
             _: u32,
+            _: Notify<'a>,
         ) -> BoxFuture<'a, Result<bool>> {
             self.ran("update", Ok(false))
+        }
+        fn watch<'a>(
+            &'a self,
+            _: &'a Watch,
+        ) -> BoxFuture<'a, Result<BoxStream<'static, Result<Event>>>> {
+            let stream: BoxStream<'static, Result<Event>> = Box::pin(futures_util::stream::empty());
+            self.ran("watch", Ok(stream))
+        }
+        fn enable_expiry_events(&self) -> BoxFuture<'_, Result<()>> {
+            self.ran("enable_expiry_events", Ok(()))
         }
     }
 
@@ -379,27 +419,31 @@ mod tests {
         let any = AnyBackend::new(recorder.clone());
         let keys = vec!["k".to_string()];
         any.get_versioned("k").await.unwrap();
-        any.put("k", vec![], PutMode::Overwrite, Expiry::Never)
+        any.put("k", vec![], PutMode::Overwrite, Expiry::Never, None)
             .await
             .unwrap();
-        any.remove("k").await.unwrap();
+        any.remove("k", None).await.unwrap();
         any.ttl("k").await.unwrap();
         drop(any.list("k"));
         assert_eq!(any.name(), "recorder");
         any.get("k").await.unwrap();
         any.exists("k").await.unwrap();
-        any.set("k", vec![], None).await.unwrap();
-        any.set_if_absent("k", vec![], None).await.unwrap();
+        any.set("k", vec![], None, None).await.unwrap();
+        any.set_if_absent("k", vec![], None, None).await.unwrap();
         any.get_many(&keys).await.unwrap();
-        any.set_many(vec![], None).await.unwrap();
-        any.remove_many(&keys).await.unwrap();
-        any.incr("k", 1, None).await.unwrap();
+        any.set_many(vec![], None, None).await.unwrap();
+        any.remove_many(&keys, None).await.unwrap();
+        any.incr("k", 1, None, None).await.unwrap();
         any.fixed_window("k", 1, Duration::from_secs(1))
             .await
             .unwrap_err();
         any.gcra("k", Duration::from_secs(1), 1).await.unwrap_err();
         any.now();
-        any.update("k", &mut |_| Ok(None), None, 1).await.unwrap();
+        any.update("k", &mut |_| Ok(None), None, 1, None)
+            .await
+            .unwrap();
+        drop(any.watch(&Watch::new("c")).await.unwrap());
+        any.enable_expiry_events().await.unwrap();
         assert_eq!(
             *recorder.0.lock().unwrap(),
             [
@@ -420,6 +464,8 @@ mod tests {
                 "gcra",
                 "now",
                 "update",
+                "watch",
+                "enable_expiry_events",
             ],
             "each call ran the inner backend's own method, not a provided default"
         );

@@ -73,6 +73,7 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_core::Stream;
@@ -198,6 +199,86 @@ impl Versioned {
     }
 }
 
+/// The channel of a state type's change feed, passed to every write of a type declared with
+/// `#[state(notify)]` (`None` for other types): `{namespace}:{prefix}`, or `{prefix}` without a
+/// namespace. The keys of the feed are exactly the keys under `{channel}:`.
+///
+/// A backend with a change feed announces each change such a write made, in the same atomic
+/// step as the write ([`Event`]); a backend without one ignores it.
+pub type Notify<'a> = Option<&'a str>;
+
+/// How many changes a watcher buffers by default before it starts dropping the oldest and
+/// reports [`Error::Lagged`].
+pub const WATCH_BUFFER: usize = 1024;
+
+/// One change on a change feed, as [`Backend::watch`] delivers it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event {
+    /// `value` was written under `key` (as written: for a counter, the new count).
+    Set {
+        /// The full key.
+        key: Arc<str>,
+        /// The bytes written.
+        value: Arc<[u8]>,
+    },
+    /// `key` was removed.
+    Removed {
+        /// The full key.
+        key: Arc<str>,
+    },
+    /// `key` expired.
+    Expired {
+        /// The full key.
+        key: Arc<str>,
+    },
+}
+
+impl Event {
+    /// The full key the change concerns.
+    pub fn key(&self) -> &str {
+        match self {
+            Event::Set { key, .. } | Event::Removed { key } | Event::Expired { key } => key,
+        }
+    }
+}
+
+/// What [`Backend::watch`] subscribes to: one channel, or one key of it, with a buffer bound.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Watch {
+    /// The feed's channel (see [`Notify`]).
+    pub channel: String,
+    /// Only the changes of this full key, which is under `{channel}:`; `None` for every key.
+    pub key: Option<String>,
+    /// How many undelivered changes the watcher may hold; past that the oldest are dropped and
+    /// the watcher's next item is [`Error::Lagged`] (at least 1).
+    pub buffer: usize,
+}
+
+impl Watch {
+    /// Every change on `channel`, with the default buffer of [`WATCH_BUFFER`] changes.
+    pub fn new(channel: impl Into<String>) -> Watch {
+        Watch {
+            channel: channel.into(),
+            key: None,
+            buffer: WATCH_BUFFER,
+        }
+    }
+
+    /// Only the changes of `key`.
+    pub fn key(mut self, key: impl Into<String>) -> Watch {
+        self.key = Some(key.into());
+        self
+    }
+
+    /// Buffers at most `buffer` changes (at least 1).
+    pub fn buffer(mut self, buffer: usize) -> Watch {
+        self.buffer = buffer.max(1);
+        self
+    }
+}
+
 /// The change [`Backend::update`] applies: given the current bytes (`None`: no value), the new
 /// bytes to write, `None` to leave the key as it is, or an error that ends the update.
 pub type UpdateFn<'a> = dyn FnMut(Option<&[u8]>) -> Result<Option<Vec<u8>>> + Send + 'a;
@@ -218,16 +299,20 @@ pub trait Backend: fmt::Debug + Send + Sync + 'static {
 
     /// Writes `value` under `key` if `mode` allows, with the given expiry, in one atomic step;
     /// `true` when it was written, `false` when the condition did not hold (nothing changed).
+    /// A write that happened is announced as [`Event::Set`] on `notify`'s feed, in the same
+    /// step.
     fn put<'a>(
         &'a self,
         key: &'a str,
         value: Vec<u8>,
         mode: PutMode,
         expiry: Expiry,
+        notify: Notify<'a>,
     ) -> BoxFuture<'a, Result<bool>>;
 
-    /// Removes `key`; `true` when it existed.
-    fn remove<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool>>;
+    /// Removes `key`; `true` when it existed, and then announced as [`Event::Removed`] on
+    /// `notify`'s feed in the same step.
+    fn remove<'a>(&'a self, key: &'a str, notify: Notify<'a>) -> BoxFuture<'a, Result<bool>>;
 
     /// Time left before `key` expires, in whole milliseconds; `None` when it is missing or has no
     /// expiry.
@@ -263,11 +348,18 @@ pub trait Backend: fmt::Debug + Send + Sync + 'static {
         key: &'a str,
         value: Vec<u8>,
         ttl: Option<Duration>,
+        notify: Notify<'a>,
     ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
-            self.put(key, value, PutMode::Overwrite, Expiry::from_ttl(ttl))
-                .await
-                .map(drop)
+            self.put(
+                key,
+                value,
+                PutMode::Overwrite,
+                Expiry::from_ttl(ttl),
+                notify,
+            )
+            .await
+            .map(drop)
         })
     }
 
@@ -278,8 +370,9 @@ pub trait Backend: fmt::Debug + Send + Sync + 'static {
         key: &'a str,
         value: Vec<u8>,
         ttl: Option<Duration>,
+        notify: Notify<'a>,
     ) -> BoxFuture<'a, Result<bool>> {
-        self.put(key, value, PutMode::Create, Expiry::from_ttl(ttl))
+        self.put(key, value, PutMode::Create, Expiry::from_ttl(ttl), notify)
     }
 
     /// The values under `keys`, in the same order. By default one `get` per key, all in flight
@@ -296,21 +389,26 @@ pub trait Backend: fmt::Debug + Send + Sync + 'static {
         &'a self,
         items: Vec<(String, Vec<u8>)>,
         ttl: Option<Duration>,
+        notify: Notify<'a>,
     ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
             for (key, value) in items {
-                self.set(&key, value, ttl).await?;
+                self.set(&key, value, ttl, notify).await?;
             }
             Ok(())
         })
     }
 
     /// Removes `keys`; how many existed. By default one `remove` per key.
-    fn remove_many<'a>(&'a self, keys: &'a [String]) -> BoxFuture<'a, Result<u64>> {
+    fn remove_many<'a>(
+        &'a self,
+        keys: &'a [String],
+        notify: Notify<'a>,
+    ) -> BoxFuture<'a, Result<u64>> {
         Box::pin(async move {
             let mut removed = 0;
             for key in keys {
-                removed += u64::from(self.remove(key).await?);
+                removed += u64::from(self.remove(key, notify).await?);
             }
             Ok(removed)
         })
@@ -327,8 +425,9 @@ pub trait Backend: fmt::Debug + Send + Sync + 'static {
         key: &'a str,
         by: i64,
         ttl_if_created: Option<Duration>,
+        notify: Notify<'a>,
     ) -> BoxFuture<'a, Result<i64>> {
-        Box::pin(counter_step(self, key, false, move |current, _| {
+        Box::pin(counter_step(self, key, false, notify, move |current, _| {
             let (next, expiry) = incr_step(key, current, by, ttl_if_created)?;
             Ok((next, Some((next, expiry))))
         }))
@@ -345,7 +444,8 @@ pub trait Backend: fmt::Debug + Send + Sync + 'static {
         limit: u64,
         window: Duration,
     ) -> BoxFuture<'a, Result<Decision>> {
-        Box::pin(counter_step(self, key, true, move |count, left| {
+        // Rate-limit checks never announce: their counts are bookkeeping, not state changes.
+        Box::pin(counter_step(self, key, true, None, move |count, left| {
             Ok(rate_limit::fixed_window(count, left, limit, window))
         }))
     }
@@ -361,7 +461,7 @@ pub trait Backend: fmt::Debug + Send + Sync + 'static {
         interval: Duration,
         burst: u32,
     ) -> BoxFuture<'a, Result<Decision>> {
-        Box::pin(counter_step(self, key, false, move |tat, _| {
+        Box::pin(counter_step(self, key, false, None, move |tat, _| {
             let now = micros_i64(self.now());
             let (decision, write) = rate_limit::gcra(tat, now, interval, burst);
             Ok((
@@ -395,6 +495,7 @@ pub trait Backend: fmt::Debug + Send + Sync + 'static {
         change: &'a mut UpdateFn<'_>,
         ttl_if_created: Option<Duration>,
         attempts: u32,
+        notify: Notify<'a>,
     ) -> BoxFuture<'a, Result<bool>> {
         Box::pin(async move {
             let mut backoff = Backoff::new(attempts);
@@ -407,11 +508,49 @@ pub trait Backend: fmt::Debug + Send + Sync + 'static {
                     Some(v) => (PutMode::Update(v.version), Expiry::Keep),
                     None => (PutMode::Create, Expiry::from_ttl(ttl_if_created)),
                 };
-                if self.put(key, new, mode, expiry).await? {
+                if self.put(key, new, mode, expiry, notify).await? {
                     return Ok(true);
                 }
                 backoff.wait(key).await?;
             }
+        })
+    }
+
+    /// Subscribes to a change feed: every change announced on `watch.channel` (or only those of
+    /// `watch.key`) once the returned future has completed, in the order they were stored for
+    /// any one key.
+    ///
+    /// The stream is `'static` and buffers at most `watch.buffer` undelivered changes: past that
+    /// it drops the oldest and yields one [`Error::Lagged`] with their number before going on.
+    /// When the engine loses its subscription and gets it back, it yields
+    /// [`Error::Interrupted`]. Dropping the stream ends the subscription.
+    ///
+    /// By default [`Error::Unsupported`]: an engine without a change feed ignores the
+    /// [`Notify`] of writes, and cannot be watched.
+    fn watch<'a>(
+        &'a self,
+        watch: &'a Watch,
+    ) -> BoxFuture<'a, Result<BoxStream<'static, Result<Event>>>> {
+        let _ = watch;
+        Box::pin(async move {
+            Err(Error::Unsupported {
+                operation: "watch",
+                backend: self.name(),
+            })
+        })
+    }
+
+    /// Turns on the engine's announcements of expired keys ([`Event::Expired`]), where they are
+    /// a server setting. On Redis this sets `notify-keyspace-events` to include `Ex`, keeping
+    /// the flags already set.
+    ///
+    /// By default [`Error::Unsupported`]; an engine that always announces expiries returns `Ok`.
+    fn enable_expiry_events(&self) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async move {
+            Err(Error::Unsupported {
+                operation: "enable_expiry_events",
+                backend: self.name(),
+            })
         })
     }
 }
@@ -424,6 +563,7 @@ async fn counter_step<B, T>(
     backend: &B,
     key: &str,
     read_ttl: bool,
+    notify: Notify<'_>,
     mut step: impl FnMut(Option<i64>, Option<Duration>) -> Result<(T, Option<(i64, Expiry)>)>,
 ) -> Result<T>
 where
@@ -448,7 +588,7 @@ where
             return Ok(answer);
         };
         let value = value.to_string().into_bytes();
-        if backend.put(key, value, mode, expiry).await? {
+        if backend.put(key, value, mode, expiry, notify).await? {
             return Ok(answer);
         }
         backoff.wait(key).await?;

@@ -455,7 +455,7 @@ pub async fn corrupt_values_are_decode_errors<B: Backend + Clone>(backend: B) {
     .enumerate()
     {
         let key = store.full_key::<Session>(n as u64).unwrap();
-        backend.set(&key, raw.to_vec(), None).await.unwrap();
+        backend.set(&key, raw.to_vec(), None, None).await.unwrap();
         let err = store.get::<Session>(n as u64).await.unwrap_err();
         let Error::Decode { key: reported, .. } = &err else {
             panic!("expected a decode error for {raw:?}, got {err:?}");
@@ -583,7 +583,10 @@ pub async fn incr_refuses_non_integers_and_overflow<B: Backend + Clone>(backend:
         (b"9223372036854775807", 1),
         (b"-9223372036854775808", -1),
     ] {
-        backend.set("total:2", raw.to_vec(), None).await.unwrap();
+        backend
+            .set("total:2", raw.to_vec(), None, None)
+            .await
+            .unwrap();
         let err = store.incr::<Total>(2, by).await.unwrap_err();
         let Error::InvalidKey { key, .. } = &err else {
             panic!("{raw:?}: expected InvalidKey, got {err:?}");
@@ -752,7 +755,7 @@ pub async fn rate_limits_refuse_values_that_are_not_counters<B: Backend + Clone>
         b"",
     ] {
         for key in ["fast-fixed:1", "fast-smooth:1"] {
-            backend.set(key, raw.to_vec(), None).await.unwrap();
+            backend.set(key, raw.to_vec(), None, None).await.unwrap();
         }
         let fixed = store.check::<FastFixed>(1).await.unwrap_err();
         let smooth = store.check::<FastSmooth>(1).await.unwrap_err();
@@ -770,7 +773,7 @@ pub async fn rate_limits_refuse_values_that_are_not_counters<B: Backend + Clone>
     }
     // Integers written by others count: a window already at 9 allows one more call.
     backend
-        .set("fast-fixed:2", b"9".to_vec(), None)
+        .set("fast-fixed:2", b"9".to_vec(), None, None)
         .await
         .unwrap();
     let decision = store.check::<FastFixed>(2).await.unwrap();
@@ -941,7 +944,7 @@ pub async fn update_keeps_the_remaining_expiry<B: Backend + Clone>(backend: B) {
 pub async fn update_of_a_corrupt_value_is_a_decode_error<B: Backend + Clone>(backend: B) {
     let store = writable(&backend);
     backend
-        .set("task:9", b"{oops".to_vec(), None)
+        .set("task:9", b"{oops".to_vec(), None, None)
         .await
         .unwrap();
     let mut called = false;
@@ -1142,7 +1145,7 @@ pub async fn bulk_errors_name_the_key<B: Backend + Clone>(backend: B) {
     let store = writable(&backend);
     store.set::<Session>(1, &session(1)).await.unwrap();
     backend
-        .set("session:2", b"not json".to_vec(), None)
+        .set("session:2", b"not json".to_vec(), None, None)
         .await
         .unwrap();
     let err = store.get_many::<Session>([1u64, 2]).await.unwrap_err();
@@ -1244,7 +1247,10 @@ pub async fn ids_report_foreign_keys_and_go_on<B: Backend + Clone>(backend: B) {
     store.set::<Session>(1, &session(0)).await.unwrap();
     store.set::<Session>(2, &session(0)).await.unwrap();
     for foreign in ["session:abc", "session:1:2", "session:007", "session:"] {
-        backend.set(foreign, b"{}".to_vec(), None).await.unwrap();
+        backend
+            .set(foreign, b"{}".to_vec(), None, None)
+            .await
+            .unwrap();
     }
     let (ids, errors) = collect_ids::<B, Session>(&store).await;
     assert_eq!(ids, vec![1, 2]);

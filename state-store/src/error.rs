@@ -100,6 +100,28 @@ pub enum Error {
         backend: &'static str,
     },
 
+    /// An item of a change feed ([`Store::watch`](crate::Store::watch)): the watcher fell
+    /// `missed` changes behind its buffer, which kept the newest; the oldest were dropped. The
+    /// stream goes on with the changes it kept. Read the state to catch up.
+    #[error("the watcher fell behind and missed {missed} changes; read the state to catch up")]
+    Lagged {
+        /// How many changes were dropped.
+        missed: u64,
+    },
+
+    /// An item of a change feed ([`Store::watch`](crate::Store::watch)): the connection under
+    /// the feed broke and has been restored. Changes stored while it was down were not
+    /// delivered (pub/sub keeps nothing for absent subscribers); the stream goes on with the
+    /// changes stored from now on. Read the state to catch up.
+    #[error(
+        "the change feed `{channel}` was interrupted and has resumed; changes stored meanwhile \
+         may be missing: read the state to catch up"
+    )]
+    Interrupted {
+        /// The feed's channel.
+        channel: String,
+    },
+
     /// Could not connect to the backend, or the connection settings are invalid.
     #[error("cannot connect to {target}: {source}")]
     Connect {
@@ -124,6 +146,13 @@ pub enum Error {
 }
 
 impl Error {
+    /// Whether this is a change feed's report that changes went undelivered
+    /// ([`Error::Lagged`], [`Error::Interrupted`]): the stream goes on, and the state, read
+    /// again, is the way to catch up.
+    pub fn missed_changes(&self) -> bool {
+        matches!(self, Error::Lagged { .. } | Error::Interrupted { .. })
+    }
+
     /// Whether the backend did not answer in time (the response or connect timeout of
     /// [`RedisOptions`](crate::RedisOptions)): the server may be overloaded, stopped or
     /// unreachable. A write that timed out may still have been carried out.

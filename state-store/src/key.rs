@@ -34,7 +34,9 @@ use crate::id::StateId;
 /// - `id = Type` (required): a [`StateId`], such as an integer, `String` or a tuple of ids;
 /// - `ttl = "1h30m"` (optional): the expiry every write gives the key, in `d`, `h`, `m`, `s`
 ///   units or as an integer number of seconds; without it keys do not expire;
-/// - `counter` (optional): on a tuple struct with one integer field, allows `Store::incr`.
+/// - `counter` (optional): on a tuple struct with one integer field, allows `Store::incr`;
+/// - `notify` (optional): every write announces itself on the type's change feed, which
+///   [`Store::watch`](crate::Store::watch) reads (see [`Notified`]).
 pub trait StateKey: Serialize + DeserializeOwned + Send + Sync + 'static {
     /// The id that tells values of this type apart.
     type Id: StateId;
@@ -44,7 +46,24 @@ pub trait StateKey: Serialize + DeserializeOwned + Send + Sync + 'static {
 
     /// The expiry each write gives the key; `None` stores without expiry.
     const TTL: Option<Duration>;
+
+    /// Whether writes publish their changes on the type's change feed: `true` with
+    /// `#[state(notify)]`, which also implements [`Notified`]. Writes of other types send
+    /// nothing extra.
+    const NOTIFY: bool = false;
 }
+
+/// A [`StateKey`] whose writes publish their changes, declared with `#[state(notify)]`: only
+/// such types can be watched ([`Store::watch`](crate::Store::watch)).
+///
+/// Implement it through the derive, which also sets [`StateKey::NOTIFY`]; a type that
+/// implements it by hand must set `NOTIFY = true` too, or its watchers hear nothing.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` has no change feed to watch",
+    label = "not declared with `notify`",
+    note = "declare the type with `#[state(..., notify)]` so that its writes publish their changes"
+)]
+pub trait Notified: StateKey {}
 
 /// A [`StateKey`] whose value is a Redis integer counter, declared with `#[state(counter)]`.
 ///

@@ -66,13 +66,17 @@ pub mod backend;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 mod error;
+mod feed;
 mod id;
 mod key;
 mod memory;
 mod rate_limit;
 #[cfg(feature = "redis")]
 mod redis_backend;
+#[cfg(feature = "redis")]
+mod redis_feed;
 mod store;
+mod watch;
 
 /// The prefix and namespace character set and the ttl ceiling: the same source the derive
 /// checks with, so that a type that compiles is a type every write accepts.
@@ -85,13 +89,14 @@ pub use any::AnyBackend;
 pub use backend::{Backend, Expiry, PutMode, Version, Versioned};
 pub use error::{BoxError, Error, Result};
 pub use id::{IdError, KeyParts, StateId, id_from_key, id_to_key};
-pub use key::{Counter, Key, StateKey};
+pub use key::{Counter, Key, Notified, StateKey};
 pub use memory::MemoryBackend;
 pub use rate_limit::{Decision, Policy, Quota, RateLimit};
 #[cfg(feature = "redis")]
 pub use redis_backend::{RedisBackend, RedisOptions};
 pub use state_store_derive::StateKey;
 pub use store::{Item, Store};
+pub use watch::{Change, Changes};
 
 /// Re-exported so that `RedisBackend::from_client` callers use the same `redis` version.
 #[cfg(feature = "redis")]
@@ -100,7 +105,7 @@ pub use redis;
 /// Paths for the code `#[derive(StateKey)]` generates. Not public API.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::key::{Counter, Key, StateKey};
+    pub use crate::key::{Counter, Key, Notified, StateKey};
     pub use core::option::Option::{self, None, Some};
     pub use core::time::Duration;
 }

@@ -1,17 +1,20 @@
 //! The in-memory backend: the embedded default, with the same semantics as Redis.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
+use tokio::sync::Notify as Wake;
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::Result;
 use crate::backend::{
-    Backend, BoxFuture, BoxStream, Expiry, PutMode, Version, Versioned, incr_step, micros_i64,
-    parse_counter,
+    Backend, BoxFuture, BoxStream, Event, Expiry, Notify, PutMode, Version, Versioned, Watch,
+    incr_step, micros_i64, parse_counter,
 };
+use crate::feed::{Hub, Watcher};
 use crate::rate_limit::{self, Decision};
+use crate::{Error, Result};
 
 /// State kept in this process, with the same observable behaviour as
 /// [`RedisBackend`](crate::RedisBackend): for tests, development and single-process services.
@@ -21,13 +24,32 @@ use crate::rate_limit::{self, Decision};
 /// has expired, oldest first, so memory stays bounded by the live keys however many short-lived
 /// keys are written.
 ///
+/// Writes of types declared with `#[state(notify)]` are announced to
+/// [`watch`](crate::Store::watch)ers under the same lock as the write, so watchers see changes
+/// in the order they were stored. Expiries are announced when tokio's clock passes the
+/// deadline (a background task runs while there are watchers), so reactive code is testable
+/// with a paused clock.
+///
 /// Clones share the same data.
 #[derive(Clone)]
 pub struct MemoryBackend {
     inner: Arc<Mutex<Inner>>,
+    feed: Arc<Feed>,
+}
+
+/// The change feed's parts outside the data lock.
+struct Feed {
+    hub: Arc<Hub>,
+    /// Wakes the expiry announcer when a watched key gets an expiry that may be sooner than
+    /// the one it sleeps until.
+    wake: Arc<Wake>,
+    /// The expiry announcer, while there are watchers.
+    announcer: Mutex<Option<JoinHandle<()>>>,
 }
 
 struct Inner {
+    hub: Arc<Hub>,
+    wake: Arc<Wake>,
     /// Origin of the smooth rate limiter's clock readings.
     epoch: Instant,
     entries: HashMap<Arc<str>, Entry>,
@@ -43,13 +65,24 @@ struct Entry {
     value: Vec<u8>,
     version: u64,
     expiry: Option<(Instant, u64)>,
+    /// The change feed its last write announced on, which announces its expiry too.
+    feed: Option<Arc<str>>,
 }
 
 impl MemoryBackend {
     /// An empty store.
     pub fn new() -> Self {
+        let hub = Arc::new(Hub::default());
+        let wake = Arc::new(Wake::new());
         MemoryBackend {
+            feed: Arc::new(Feed {
+                hub: hub.clone(),
+                wake: wake.clone(),
+                announcer: Mutex::new(None),
+            }),
             inner: Arc::new(Mutex::new(Inner {
+                hub,
+                wake,
                 epoch: Instant::now(),
                 entries: HashMap::new(),
                 expiries: BTreeMap::new(),
@@ -95,7 +128,13 @@ impl Inner {
                 break;
             }
             let key = entry.remove();
-            self.entries.remove(&key);
+            if let Some(Entry {
+                feed: Some(feed), ..
+            }) = self.entries.remove(&key)
+            {
+                self.hub
+                    .publish(&feed, || Event::Expired { key: key.clone() });
+            }
         }
     }
 
@@ -105,12 +144,20 @@ impl Inner {
     }
 
     /// Writes `value` under `key` with the given expiry (`Keep`: an existing entry's, none for a
-    /// new one).
-    fn write(&mut self, key: &str, value: Vec<u8>, expiry: Expiry) {
+    /// new one), and announces it on `notify`'s feed.
+    fn write(&mut self, key: &str, value: Vec<u8>, expiry: Expiry, notify: Notify<'_>) {
         let version = self.next_version();
+        let feed: Option<Arc<str>> = notify.map(Arc::from);
+        if let Some(channel) = &feed {
+            self.hub.publish(channel, || Event::Set {
+                key: Arc::from(key),
+                value: Arc::from(value.as_slice()),
+            });
+        }
         if let (Expiry::Keep, Some(entry)) = (expiry, self.entries.get_mut(key)) {
             entry.value = value;
             entry.version = version;
+            entry.feed = feed;
             return;
         }
         let key: Arc<str> = match self.entries.get_key_value(key) {
@@ -123,6 +170,10 @@ impl Inner {
                 self.next_seq += 1;
                 let deadline = deadline(ttl);
                 self.expiries.insert((deadline, seq), key.clone());
+                if feed.is_some() {
+                    // The announcer may sleep until a later deadline.
+                    self.wake.notify_one();
+                }
                 Some((deadline, seq))
             }
             _ => None,
@@ -131,6 +182,7 @@ impl Inner {
             value,
             version,
             expiry,
+            feed,
         };
         if let Some(old) = self.entries.insert(key, entry) {
             self.forget_expiry(old.expiry);
@@ -160,10 +212,13 @@ impl Inner {
         }
     }
 
-    fn remove(&mut self, key: &str) -> bool {
-        match self.entries.remove(key) {
-            Some(old) => {
+    fn remove(&mut self, key: &str, notify: Notify<'_>) -> bool {
+        match self.entries.remove_entry(key) {
+            Some((key, old)) => {
                 self.forget_expiry(old.expiry);
+                if let Some(channel) = notify {
+                    self.hub.publish(channel, || Event::Removed { key });
+                }
                 true
             }
             None => false,
@@ -219,6 +274,7 @@ impl Backend for MemoryBackend {
         value: Vec<u8>,
         mode: PutMode,
         expiry: Expiry,
+        notify: Notify<'a>,
     ) -> BoxFuture<'a, Result<bool>> {
         Box::pin(async move {
             let mut inner = self.lock();
@@ -231,14 +287,14 @@ impl Backend for MemoryBackend {
                     .is_some_and(|e| version.as_number() == Some(e.version)),
             };
             if allowed {
-                inner.write(key, value, expiry);
+                inner.write(key, value, expiry, notify);
             }
             Ok(allowed)
         })
     }
 
-    fn remove<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool>> {
-        Box::pin(async move { Ok(self.lock().remove(key)) })
+    fn remove<'a>(&'a self, key: &'a str, notify: Notify<'a>) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(async move { Ok(self.lock().remove(key, notify)) })
     }
 
     fn ttl<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Duration>>> {
@@ -279,20 +335,25 @@ impl Backend for MemoryBackend {
         &'a self,
         items: Vec<(String, Vec<u8>)>,
         ttl: Option<Duration>,
+        notify: Notify<'a>,
     ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
             let mut inner = self.lock();
             for (key, value) in items {
-                inner.write(&key, value, Expiry::from_ttl(ttl));
+                inner.write(&key, value, Expiry::from_ttl(ttl), notify);
             }
             Ok(())
         })
     }
 
-    fn remove_many<'a>(&'a self, keys: &'a [String]) -> BoxFuture<'a, Result<u64>> {
+    fn remove_many<'a>(
+        &'a self,
+        keys: &'a [String],
+        notify: Notify<'a>,
+    ) -> BoxFuture<'a, Result<u64>> {
         Box::pin(async move {
             let mut inner = self.lock();
-            Ok(keys.iter().filter(|key| inner.remove(key)).count() as u64)
+            Ok(keys.iter().filter(|key| inner.remove(key, notify)).count() as u64)
         })
     }
 
@@ -301,12 +362,13 @@ impl Backend for MemoryBackend {
         key: &'a str,
         by: i64,
         ttl_if_created: Option<Duration>,
+        notify: Notify<'a>,
     ) -> BoxFuture<'a, Result<i64>> {
         Box::pin(async move {
             let mut inner = self.lock();
             let current = inner.integer(key)?;
             let (next, expiry) = incr_step(key, current, by, ttl_if_created)?;
-            inner.write(key, next.to_string().into_bytes(), expiry);
+            inner.write(key, next.to_string().into_bytes(), expiry, notify);
             Ok(next)
         })
     }
@@ -323,7 +385,7 @@ impl Backend for MemoryBackend {
             let left = inner.ttl(key);
             let (decision, write) = rate_limit::fixed_window(count, left, limit, window);
             if let Some((value, expiry)) = write {
-                inner.write(key, value.to_string().into_bytes(), expiry);
+                inner.write(key, value.to_string().into_bytes(), expiry, None);
             }
             Ok(decision)
         })
@@ -341,7 +403,12 @@ impl Backend for MemoryBackend {
             let now = micros_i64(Instant::now().saturating_duration_since(inner.epoch));
             let (decision, write) = rate_limit::gcra(tat, now, interval, burst);
             if let Some((new_tat, keep)) = write {
-                inner.write(key, new_tat.to_string().into_bytes(), Expiry::After(keep));
+                inner.write(
+                    key,
+                    new_tat.to_string().into_bytes(),
+                    Expiry::After(keep),
+                    None,
+                );
             }
             Ok(decision)
         })
@@ -350,5 +417,84 @@ impl Backend for MemoryBackend {
     /// tokio's clock, so that a paused test clock drives the smooth rate limit.
     fn now(&self) -> Duration {
         Instant::now().saturating_duration_since(self.lock().epoch)
+    }
+
+    fn watch<'a>(
+        &'a self,
+        watch: &'a Watch,
+    ) -> BoxFuture<'a, Result<BoxStream<'static, Result<Event>>>> {
+        Box::pin(async move {
+            let queue = self.feed.hub.subscribe(watch);
+            let watcher = Watcher::new(queue, &self.feed.hub, None);
+            // Dropped (and unsubscribed) again if the announcer cannot start.
+            self.start_announcer(&watch.channel)?;
+            let stream: BoxStream<'static, Result<Event>> = Box::pin(watcher);
+            Ok(stream)
+        })
+    }
+
+    /// Expiries are always announced.
+    fn enable_expiry_events(&self) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async { Ok(()) })
+    }
+}
+
+impl MemoryBackend {
+    /// Starts the task that announces expiries at their deadline, unless it runs already. It
+    /// ends once there are no watchers, and holds the data only weakly.
+    fn start_announcer(&self, channel: &str) -> Result<()> {
+        let mut announcer = self
+            .feed
+            .announcer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if announcer.as_ref().is_some_and(|task| !task.is_finished()) {
+            return Ok(());
+        }
+        let runtime = tokio::runtime::Handle::try_current().map_err(|e| Error::Backend {
+            operation: "watch",
+            key: channel.to_owned(),
+            source: Box::new(e),
+        })?;
+        let data = Arc::downgrade(&self.inner);
+        let feed = Arc::downgrade(&self.feed);
+        *announcer = Some(runtime.spawn(announce_expiries(data, feed)));
+        Ok(())
+    }
+}
+
+/// Purges (and so announces) expired entries as their deadlines pass, while there are
+/// watchers.
+async fn announce_expiries(data: Weak<Mutex<Inner>>, feed: Weak<Feed>) {
+    loop {
+        let (next, wake) = {
+            let (Some(data), Some(feed)) = (data.upgrade(), feed.upgrade()) else {
+                return;
+            };
+            {
+                let mut announcer = feed.announcer.lock().unwrap_or_else(|e| e.into_inner());
+                if feed.hub.is_empty() {
+                    // Under the announcer's lock, so that a new watcher either sees this task
+                    // gone or is seen here.
+                    *announcer = None;
+                    return;
+                }
+            }
+            let mut inner = data.lock().unwrap_or_else(|e| e.into_inner());
+            inner.purge(Instant::now());
+            let next = inner.expiries.first_key_value().map(|(&(at, _), _)| at);
+            (next, feed.wake.clone())
+        };
+        let woken = wake.notified();
+        match next {
+            // Just past the deadline: a key lives through it, as in Redis.
+            Some(at) => {
+                tokio::select! {
+                    () = tokio::time::sleep_until(at + Duration::from_millis(1)) => {}
+                    () = woken => {}
+                }
+            }
+            None => woken.await,
+        }
     }
 }

@@ -2,7 +2,7 @@
 
 use std::collections::{HashSet, VecDeque};
 use std::fmt;
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use futures_core::Stream;
@@ -10,19 +10,26 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Client, Cmd, FromRedisValue, RedisError, Script, ScriptInvocation};
 
 use crate::backend::{
-    Backend, BoxFuture, BoxStream, Expiry, PutMode, Version, Versioned, ceil_millis, not_a_counter,
+    Backend, BoxFuture, BoxStream, Event, Expiry, Notify, PutMode, Version, Versioned, Watch,
+    ceil_millis, not_a_counter,
 };
 use crate::rate_limit::Decision;
+use crate::redis_feed::RedisFeed;
 use crate::{Error, Result};
 
 /// Scripts run atomically on the server in one round trip (`EVALSHA`). Each reports a value that
 /// is not an integer counter (by Redis's own rule, checked with `INCRBY key 0`) as a
 /// `NOTCOUNTER` error instead of changing anything.
 ///
-/// `INCRBY` that starts the key's expiry only when it creates the key.
+/// The scripts that write a notified type publish what they wrote on the type's channel, in the
+/// same atomic step, as `{"op":"set","key":...,"value":...}` or `{"op":"removed","key":...}`
+/// (see `redis_feed.rs`, which parses them).
+///
+/// `INCRBY` that starts the key's expiry only when it creates the key; ARGV[3] is the channel to
+/// announce the new count on, or empty.
 static INCR: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
-        r"
+        r#"
         local created = redis.call('EXISTS', KEYS[1]) == 0
         local n = redis.pcall('INCRBY', KEYS[1], ARGV[1])
         if type(n) == 'table' and n.err then
@@ -31,8 +38,78 @@ static INCR: LazyLock<Script> = LazyLock::new(|| {
         if created and ARGV[2] ~= '' then
             redis.call('PEXPIRE', KEYS[1], ARGV[2])
         end
+        if ARGV[3] ~= '' then
+            -- The stored text, not the Lua number, which would lose digits past 2^53.
+            local stored = redis.call('GET', KEYS[1])
+            redis.call('PUBLISH', ARGV[3],
+                '{"op":"set","key":' .. cjson.encode(KEYS[1]) .. ',"value":' .. stored .. '}')
+        end
         return n
-        ",
+        "#,
+    )
+});
+
+/// A write of a notified type, announced when it happened. ARGV: channel, value, condition
+/// ('set': always; 'nx': only a new key; otherwise the SHA-1 hex the current value must have),
+/// expiry ('keep', 'never' or milliseconds). Returns 1 when written.
+static PUT_NOTIFY: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+        local condition = ARGV[3]
+        if condition == 'nx' then
+            if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+        elseif condition ~= 'set' then
+            local current = redis.call('GET', KEYS[1])
+            if not current or redis.sha1hex(current) ~= condition then return 0 end
+        end
+        if ARGV[4] == 'keep' then
+            redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL')
+        elseif ARGV[4] == 'never' then
+            redis.call('SET', KEYS[1], ARGV[2])
+        else
+            redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[4])
+        end
+        redis.call('PUBLISH', ARGV[1],
+            '{"op":"set","key":' .. cjson.encode(KEYS[1]) .. ',"value":' .. ARGV[2] .. '}')
+        return 1
+        "#,
+    )
+});
+
+/// `set_many` of a notified type: ARGV[1] channel, ARGV[2] expiry in milliseconds or empty,
+/// then one value per key.
+static SET_MANY_NOTIFY: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+        for i, key in ipairs(KEYS) do
+            local value = ARGV[2 + i]
+            if ARGV[2] == '' then
+                redis.call('SET', key, value)
+            else
+                redis.call('SET', key, value, 'PX', ARGV[2])
+            end
+            redis.call('PUBLISH', ARGV[1],
+                '{"op":"set","key":' .. cjson.encode(key) .. ',"value":' .. value .. '}')
+        end
+        return 0
+        "#,
+    )
+});
+
+/// Removal of notified keys: each that existed is announced. ARGV[1] channel. Returns how many
+/// existed.
+static REMOVE_NOTIFY: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+        local removed = 0
+        for _, key in ipairs(KEYS) do
+            if redis.call('DEL', key) == 1 then
+                removed = removed + 1
+                redis.call('PUBLISH', ARGV[1], '{"op":"removed","key":' .. cjson.encode(key) .. '}')
+            end
+        end
+        return removed
+        "#,
     )
 });
 
@@ -179,6 +256,8 @@ impl RedisOptions {
 pub struct RedisBackend {
     conn: ConnectionManager,
     target: String,
+    /// The change feeds' pub/sub connection, shared by clones; opened by the first watcher.
+    feed: Arc<RedisFeed>,
 }
 
 impl RedisBackend {
@@ -206,6 +285,7 @@ impl RedisBackend {
     /// Connects with a `redis::Client` and the given options.
     pub async fn from_client_with(client: Client, options: RedisOptions) -> Result<Self> {
         let target = describe(&client);
+        let feed = RedisFeed::new(client.clone(), target.clone(), options.response_timeout);
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(options.connect_timeout))
             .set_response_timeout(Some(options.response_timeout))
@@ -218,7 +298,11 @@ impl RedisBackend {
                 target: target.clone(),
                 source: Box::new(source),
             })?;
-        Ok(RedisBackend { conn, target })
+        Ok(RedisBackend {
+            conn,
+            target,
+            feed: Arc::new(feed),
+        })
     }
 
     /// The underlying connection, for commands this crate does not wrap.
@@ -385,8 +469,12 @@ impl Backend for RedisBackend {
         value: Vec<u8>,
         mode: PutMode,
         expiry: Expiry,
+        notify: Notify<'a>,
     ) -> BoxFuture<'a, Result<bool>> {
         Box::pin(async move {
+            if let Some(channel) = notify {
+                return self.put_notify(key, value, mode, expiry, channel).await;
+            }
             let create = mode == PutMode::Create;
             let version = match mode {
                 PutMode::Overwrite | PutMode::Create => None,
@@ -436,8 +524,14 @@ impl Backend for RedisBackend {
         })
     }
 
-    fn remove<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool>> {
+    fn remove<'a>(&'a self, key: &'a str, notify: Notify<'a>) -> BoxFuture<'a, Result<bool>> {
         Box::pin(async move {
+            if let Some(channel) = notify {
+                let mut invocation = REMOVE_NOTIFY.key(key);
+                invocation.arg(channel);
+                let removed: u64 = self.run("remove", key, &invocation).await?;
+                return Ok(removed > 0);
+            }
             // Not retried: a DEL whose reply was lost has removed the key, and a second one
             // would answer `false`.
             let removed: u64 = self
@@ -491,12 +585,23 @@ impl Backend for RedisBackend {
         &'a self,
         items: Vec<(String, Vec<u8>)>,
         ttl: Option<Duration>,
+        notify: Notify<'a>,
     ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
             let Some((first, _)) = items.first() else {
                 return Ok(());
             };
             let first = first.clone();
+            if let Some(channel) = notify {
+                let mut invocation = SET_MANY_NOTIFY.prepare_invoke();
+                invocation.arg(channel).arg(millis_arg(ttl));
+                for (key, value) in items {
+                    invocation.key(key).arg(value);
+                }
+                // Not retried: a second run would announce every item twice.
+                let _: i64 = self.run("set_many", &first, &invocation).await?;
+                return Ok(());
+            }
             // MULTI/EXEC sent as one write: atomic, one round trip, and safe on the shared
             // connection because nothing can interleave inside it (no WATCH involved).
             let mut pipe = redis::pipe();
@@ -520,11 +625,20 @@ impl Backend for RedisBackend {
         })
     }
 
-    fn remove_many<'a>(&'a self, keys: &'a [String]) -> BoxFuture<'a, Result<u64>> {
+    fn remove_many<'a>(
+        &'a self,
+        keys: &'a [String],
+        notify: Notify<'a>,
+    ) -> BoxFuture<'a, Result<u64>> {
         Box::pin(async move {
             let Some(first) = keys.first() else {
                 return Ok(0);
             };
+            if let Some(channel) = notify {
+                let mut invocation = REMOVE_NOTIFY.key(keys);
+                invocation.arg(channel);
+                return self.run("remove_many", first, &invocation).await;
+            }
             self.query("remove_many", first, redis::cmd("DEL").arg(keys))
                 .await
         })
@@ -535,10 +649,14 @@ impl Backend for RedisBackend {
         key: &'a str,
         by: i64,
         ttl_if_created: Option<Duration>,
+        notify: Notify<'a>,
     ) -> BoxFuture<'a, Result<i64>> {
         Box::pin(async move {
             let mut invocation = INCR.key(key);
-            invocation.arg(by).arg(millis_arg(ttl_if_created));
+            invocation
+                .arg(by)
+                .arg(millis_arg(ttl_if_created))
+                .arg(notify.unwrap_or(""));
             self.run("incr", key, &invocation).await
         })
     }
@@ -577,6 +695,107 @@ impl Backend for RedisBackend {
             let reply: [i64; 4] = self.run("check", key, &invocation).await?;
             Ok(decision(reply, Duration::from_micros))
         })
+    }
+
+    /// Subscribes on the backend's one pub/sub connection (opened by the first watcher), which
+    /// resubscribes by itself after a reconnection. `Set` and `Removed` come from the write
+    /// scripts; `Expired` from the server's keyspace events, when they are on (see
+    /// [`enable_expiry_events`](Backend::enable_expiry_events)).
+    fn watch<'a>(
+        &'a self,
+        watch: &'a Watch,
+    ) -> BoxFuture<'a, Result<BoxStream<'static, Result<Event>>>> {
+        Box::pin(self.feed.watch(watch))
+    }
+
+    /// Adds `E` (keyevent channels) and `x` (expired keys) to the server's
+    /// `notify-keyspace-events`, keeping the flags already set. Managed services often refuse
+    /// `CONFIG`: the error then says to set the flags in the server's configuration. Without
+    /// them watchers get no `Expired` changes; nothing else differs.
+    fn enable_expiry_events(&self) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async move {
+            const PARAMETER: &str = "notify-keyspace-events";
+            let refused = |e: Error| Error::Backend {
+                operation: "enable_expiry_events",
+                key: PARAMETER.into(),
+                source: format!(
+                    "the server refused `CONFIG` ({e}); set `{PARAMETER} Ex` in its \
+                     configuration instead (without it, watchers get no `Expired` changes)"
+                )
+                .into(),
+            };
+            let (_, flags): (String, String) = self
+                .query(
+                    "enable_expiry_events",
+                    PARAMETER,
+                    redis::cmd("CONFIG").arg("GET").arg(PARAMETER),
+                )
+                .await
+                .map_err(refused)?;
+            let Some(flags) = expiry_event_flags(&flags) else {
+                return Ok(());
+            };
+            let () = self
+                .query(
+                    "enable_expiry_events",
+                    PARAMETER,
+                    redis::cmd("CONFIG").arg("SET").arg(PARAMETER).arg(flags),
+                )
+                .await
+                .map_err(refused)?;
+            Ok(())
+        })
+    }
+}
+
+/// `notify-keyspace-events` with expired-key events on the keyevent channel added, or `None`
+/// when `flags` has them already (`A` stands for `g$lshzxetd`, which includes `x`).
+fn expiry_event_flags(flags: &str) -> Option<String> {
+    let keyevent = flags.contains('E');
+    let expired = flags.contains('x') || flags.contains('A');
+    if keyevent && expired {
+        return None;
+    }
+    let mut flags = flags.to_owned();
+    if !keyevent {
+        flags.push('E');
+    }
+    if !expired {
+        flags.push('x');
+    }
+    Some(flags)
+}
+
+impl RedisBackend {
+    /// A write of a notified type: the `PUT_NOTIFY` script, which publishes what it wrote.
+    async fn put_notify(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        mode: PutMode,
+        expiry: Expiry,
+        channel: &str,
+    ) -> Result<bool> {
+        let (operation, condition) = match &mode {
+            PutMode::Overwrite => ("set", "set"),
+            PutMode::Create => ("set_if_absent", "nx"),
+            PutMode::Update(version) => match version.as_text() {
+                Some(digest) => ("update", digest),
+                // Not a version this backend handed out: it cannot match any value.
+                None => return Ok(false),
+            },
+        };
+        let mut invocation = PUT_NOTIFY.key(key);
+        invocation.arg(channel).arg(value).arg(condition);
+        match expiry {
+            Expiry::Keep => invocation.arg("keep"),
+            Expiry::Never => invocation.arg("never"),
+            Expiry::After(ttl) => invocation.arg(millis(ttl)),
+        };
+        // Not retried: a second run after a lost reply would announce the write twice (and a
+        // conditional one would find its own write and report `false`).
+        let written: i64 = self.run(operation, key, &invocation).await?;
+        Ok(written == 1)
     }
 }
 
@@ -653,6 +872,15 @@ mod tests {
             version_of(b"").as_text(),
             Some("da39a3ee5e6b4b0d3255bfef95601890afd80709")
         );
+    }
+
+    #[test]
+    fn expiry_event_flags_are_added_to_the_existing_ones() {
+        assert_eq!(expiry_event_flags("").as_deref(), Some("Ex"));
+        assert_eq!(expiry_event_flags("Kg").as_deref(), Some("KgEx"));
+        assert_eq!(expiry_event_flags("Ex"), None);
+        assert_eq!(expiry_event_flags("KEA"), None);
+        assert_eq!(expiry_event_flags("Kx").as_deref(), Some("KxE"));
     }
 
     #[test]

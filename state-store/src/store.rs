@@ -10,11 +10,12 @@ use futures_core::Stream;
 use futures_util::StreamExt;
 use futures_util::future::Either;
 
-use crate::backend::{Backend, ceil_millis};
+use crate::backend::{Backend, Notify, WATCH_BUFFER, Watch, ceil_millis};
 use crate::id::{StateId, id_from_key};
-use crate::key::{Counter, StateKey};
+use crate::key::{Counter, Notified, StateKey};
 use crate::rate_limit::{Decision, Policy, RateLimit};
 use crate::rules;
+use crate::watch::Changes;
 use crate::{Error, Result};
 
 /// How often [`Store::update`] tries before giving up with [`Error::Conflict`], by default.
@@ -59,6 +60,7 @@ pub struct Store<B> {
     set_enabled: bool,
     remove_enabled: bool,
     update_attempts: u32,
+    watch_buffer: usize,
 }
 
 #[derive(Debug)]
@@ -76,6 +78,7 @@ impl<B: Backend> Store<B> {
             set_enabled: false,
             remove_enabled: false,
             update_attempts: UPDATE_ATTEMPTS,
+            watch_buffer: WATCH_BUFFER,
         }
     }
 
@@ -123,6 +126,13 @@ impl<B: Backend> Store<B> {
         self
     }
 
+    /// How many undelivered changes each watcher of this store buffers (default 1024, at least
+    /// 1): past that it drops the oldest, and its next item is [`Error::Lagged`] saying how many.
+    pub fn watch_buffer(mut self, changes: usize) -> Self {
+        self.watch_buffer = changes.max(1);
+        self
+    }
+
     /// The backend.
     pub fn backend(&self) -> &B {
         &self.backend
@@ -137,6 +147,21 @@ impl<B: Backend> Store<B> {
         key.push(':');
         id.borrow().write_key(&mut key);
         Ok(key)
+    }
+
+    /// The channel of `S`'s change feed, `{namespace}:{prefix}`, when `S` announces its writes:
+    /// the start of `key`, which is one of `S`'s keys.
+    fn notify<'k, S: StateKey>(&self, key: &'k str) -> Notify<'k> {
+        if !S::NOTIFY {
+            return None;
+        }
+        let namespace = self.namespace_prefix().map_or(0, str::len);
+        key.get(..namespace + S::PREFIX.len())
+    }
+
+    /// The channel of `S`'s change feed.
+    fn channel<S: StateKey>(&self) -> Result<String> {
+        Ok(format!("{}{}", self.namespace_prefix()?, S::PREFIX))
     }
 
     fn namespace_prefix(&self) -> Result<&str> {
@@ -227,7 +252,8 @@ impl<B: Backend> Store<B> {
         });
         async move {
             let (key, value, ttl) = prepared?;
-            self.backend.set(&key, value, ttl).await
+            let notify = self.notify::<S>(&key);
+            self.backend.set(&key, value, ttl, notify).await
         }
     }
 
@@ -244,7 +270,10 @@ impl<B: Backend> Store<B> {
         let key = self
             .check_enabled(self.remove_enabled, "remove", "enable_remove")
             .and_then(|()| self.full_key::<S>(id));
-        async move { self.backend.remove(&key?).await }
+        async move {
+            let key = key?;
+            self.backend.remove(&key, self.notify::<S>(&key)).await
+        }
     }
 
     /// Whether there is an `S` with `id`.
@@ -279,7 +308,8 @@ impl<B: Backend> Store<B> {
             .and_then(|key| Ok((encode(&key, value)?, type_ttl::<S>(&key)?, key)));
         async move {
             let (value, ttl, key) = prepared?;
-            self.backend.set_if_absent(&key, value, ttl).await
+            let notify = self.notify::<S>(&key);
+            self.backend.set_if_absent(&key, value, ttl, notify).await
         }
     }
 
@@ -350,8 +380,9 @@ impl<B: Backend> Store<B> {
                     }
                 }
             };
+            let notify = self.notify::<S>(&key);
             self.backend
-                .update(&key, &mut attempt, ttl, self.update_attempts)
+                .update(&key, &mut attempt, ttl, self.update_attempts, notify)
                 .await?;
             Ok(outcome)
         }
@@ -373,7 +404,9 @@ impl<B: Backend> Store<B> {
         async move {
             let key = key?;
             let ttl = type_ttl::<S>(&key)?;
-            self.backend.incr(&key, by, ttl).await
+            self.backend
+                .incr(&key, by, ttl, self.notify::<S>(&key))
+                .await
         }
     }
 
@@ -469,11 +502,11 @@ impl<B: Backend> Store<B> {
             });
         async move {
             let items = prepared?;
-            let ttl = match items.first() {
-                Some((key, _)) => type_ttl::<S>(key)?,
+            let (ttl, notify) = match items.first() {
+                Some((key, _)) => (type_ttl::<S>(key)?, self.notify::<S>(key).map(String::from)),
                 None => return Ok(()),
             };
-            self.backend.set_many(items, ttl).await
+            self.backend.set_many(items, ttl, notify.as_deref()).await
         }
     }
 
@@ -486,7 +519,78 @@ impl<B: Backend> Store<B> {
         let keys = self
             .check_enabled(self.remove_enabled, "remove_many", "enable_remove")
             .and_then(|()| self.full_keys::<S>(ids));
-        async move { self.backend.remove_many(&keys?).await }
+        async move {
+            let keys = keys?;
+            let notify = keys.first().and_then(|key| self.notify::<S>(key));
+            self.backend.remove_many(&keys, notify).await
+        }
+    }
+
+    /// The changes of every `S` in this store's namespace, from the moment the returned future
+    /// completes: a [`Change`](crate::Change) for each write, removal and expiry, in the order
+    /// they were stored for any one id. `S` must be declared with `#[state(notify)]`.
+    ///
+    /// ```
+    /// use futures_util::StreamExt;
+    /// # use serde::{Deserialize, Serialize};
+    /// use state_store::{Change, MemoryBackend, StateKey, Store};
+    ///
+    /// #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, StateKey)]
+    /// #[state(prefix = "job", id = String, ttl = "7d", notify)]
+    /// struct Job { status: String }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> state_store::Result<()> {
+    /// let store = Store::new(MemoryBackend::new()).enable_set();
+    /// let mut changes = store.watch::<Job>().await?;
+    /// store.set::<Job>("j1".to_string(), &Job { status: "done".into() }).await?;
+    /// match changes.next().await.unwrap()? {
+    ///     Change::Set { id, value } => assert_eq!((id.as_str(), value.status.as_str()), ("j1", "done")),
+    ///     other => panic!("{other:?}"),
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// The stream is `Send + 'static`: move it into a spawned task. Each watcher buffers up to
+    /// [`watch_buffer`](Self::watch_buffer) changes; a watcher that falls further behind gets
+    /// one [`Error::Lagged`] item and goes on with the newer changes. On Redis the feed is
+    /// pub/sub, which is at most once: after a reconnection the stream yields
+    /// [`Error::Interrupted`], and changes stored while the connection was down are not
+    /// delivered. Where a change must not be missed, treat both errors
+    /// ([`Error::missed_changes`]) as a cue to read the state again. A value that does not
+    /// decode is an [`Error::Decode`] item naming its key, and the stream goes on.
+    ///
+    /// What publishes: `set`, `set_with_ttl`, a winning `set_if_absent`, an `update` that wrote,
+    /// `incr` (the new count as the value) and `set_many` (one change per item) publish
+    /// [`Change::Set`](crate::Change::Set); `remove` and `remove_many` publish
+    /// [`Change::Removed`](crate::Change::Removed) for keys that existed. Rate-limit
+    /// [`check`](Self::check)s publish nothing. [`Change::Expired`](crate::Change::Expired) comes
+    /// from the engine: always on the memory backend, on Redis only when the server announces
+    /// expired keys (see `RedisBackend::enable_expiry_events`).
+    pub fn watch<S: Notified>(&self) -> impl Future<Output = Result<Changes<S>>> + Send + '_ {
+        let channel = self.channel::<S>();
+        async move {
+            let watch = Watch::new(channel?).buffer(self.watch_buffer);
+            let changes = self.backend.watch(&watch).await?;
+            Ok(Changes::new(changes, &watch.channel))
+        }
+    }
+
+    /// The changes of the `S` with `id` only, as [`watch`](Self::watch) delivers them.
+    pub fn watch_id<S: Notified>(
+        &self,
+        id: impl Borrow<S::Id>,
+    ) -> impl Future<Output = Result<Changes<S>>> + Send + '_ {
+        let watch = self.channel::<S>().and_then(|channel| {
+            let key = self.full_key::<S>(id)?;
+            Ok(Watch::new(channel).key(key).buffer(self.watch_buffer))
+        });
+        async move {
+            let watch = watch?;
+            let changes = self.backend.watch(&watch).await?;
+            Ok(Changes::new(changes, &watch.channel))
+        }
     }
 
     /// The ids of every `S` in this store's namespace, each once, in no particular order.
@@ -605,6 +709,7 @@ impl<B> Clone for Store<B> {
             set_enabled: self.set_enabled,
             remove_enabled: self.remove_enabled,
             update_attempts: self.update_attempts,
+            watch_buffer: self.watch_buffer,
         }
     }
 }

@@ -1,0 +1,395 @@
+//! Change feeds inside this process: each watcher's bounded queue, and the routing of changes
+//! from a backend to the queues of the watchers of their channel or key. Shared by the memory
+//! backend (which publishes under its lock) and the Redis backend (whose pub/sub task
+//! publishes what the server sends).
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::task::{Context, Poll, Waker};
+
+use futures_core::Stream;
+
+use crate::backend::{Event, Watch};
+use crate::{Error, Result};
+
+/// The watchers of every channel of one backend.
+#[derive(Default)]
+pub(crate) struct Hub {
+    channels: Mutex<HashMap<Arc<str>, Channel>>,
+}
+
+#[derive(Default)]
+struct Channel {
+    /// Watchers of every key.
+    all: Vec<Arc<Queue>>,
+    /// Watchers of one key.
+    by_key: HashMap<Arc<str>, Vec<Arc<Queue>>>,
+}
+
+impl Channel {
+    fn is_empty(&self) -> bool {
+        self.all.is_empty() && self.by_key.is_empty()
+    }
+
+    fn queues(&self) -> impl Iterator<Item = &Arc<Queue>> {
+        self.all.iter().chain(self.by_key.values().flatten())
+    }
+}
+
+/// What a queue holds: a change, a message that was not one, or the mark of an interruption.
+/// (The last two, and the routing of expiries by key, come from the Redis backend's feed.)
+#[derive(Clone)]
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+pub(crate) enum Item {
+    Event(Event),
+    /// A message on the channel that is not a change this crate publishes, with why.
+    Malformed {
+        channel: Arc<str>,
+        reason: Arc<str>,
+    },
+    Interrupted,
+}
+
+/// One watcher's buffer.
+pub(crate) struct Queue {
+    channel: Arc<str>,
+    key: Option<Arc<str>>,
+    capacity: usize,
+    state: Mutex<QueueState>,
+}
+
+#[derive(Default)]
+struct QueueState {
+    items: VecDeque<Item>,
+    /// Changes dropped since the watcher last heard of it.
+    missed: u64,
+    /// The hub is gone: no more items will come.
+    closed: bool,
+    waker: Option<Waker>,
+}
+
+impl Queue {
+    fn lock(&self) -> MutexGuard<'_, QueueState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn push(&self, item: Item) {
+        let mut state = self.lock();
+        if state.items.len() >= self.capacity {
+            // Keep the newest, as a tokio broadcast receiver does; a dropped interruption mark
+            // is not a change, and the `Lagged` that follows says to catch up all the same.
+            if let Some(Item::Event(_) | Item::Malformed { .. }) = state.items.pop_front() {
+                state.missed += 1;
+            }
+        }
+        state.items.push_back(item);
+        if let Some(waker) = state.waker.take() {
+            waker.wake();
+        }
+    }
+
+    fn close(&self) {
+        let mut state = self.lock();
+        state.closed = true;
+        if let Some(waker) = state.waker.take() {
+            waker.wake();
+        }
+    }
+}
+
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+impl Hub {
+    fn lock(&self) -> MutexGuard<'_, HashMap<Arc<str>, Channel>> {
+        self.channels.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Adds a watcher. Changes published from now on reach it.
+    pub(crate) fn subscribe(&self, watch: &Watch) -> Arc<Queue> {
+        let channel: Arc<str> = Arc::from(watch.channel.as_str());
+        let key: Option<Arc<str>> = watch.key.as_deref().map(Arc::from);
+        let queue = Arc::new(Queue {
+            channel: channel.clone(),
+            key: key.clone(),
+            capacity: watch.buffer.max(1),
+            state: Mutex::default(),
+        });
+        let mut channels = self.lock();
+        let entry = channels.entry(channel).or_default();
+        match key {
+            Some(key) => entry.by_key.entry(key).or_default().push(queue.clone()),
+            None => entry.all.push(queue.clone()),
+        }
+        queue
+    }
+
+    /// Removes a watcher; `true` when its channel has no watcher left.
+    pub(crate) fn unsubscribe(&self, queue: &Arc<Queue>) -> bool {
+        let mut channels = self.lock();
+        let Some(channel) = channels.get_mut(&queue.channel) else {
+            return true;
+        };
+        let list = match &queue.key {
+            Some(key) => channel.by_key.get_mut(key),
+            None => Some(&mut channel.all),
+        };
+        if let Some(list) = list {
+            list.retain(|q| !Arc::ptr_eq(q, queue));
+        }
+        if let Some(key) = &queue.key
+            && channel.by_key.get(key).is_some_and(Vec::is_empty)
+        {
+            channel.by_key.remove(key);
+        }
+        if channel.is_empty() {
+            channels.remove(&queue.channel);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// The channels that have watchers.
+    pub(crate) fn channels(&self) -> HashSet<Arc<str>> {
+        self.lock().keys().cloned().collect()
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.lock().is_empty()
+    }
+
+    /// Delivers a change on `channel` to its watchers; `event` is only built when there are any.
+    pub(crate) fn publish(&self, channel: &str, event: impl FnOnce() -> Event) {
+        let channels = self.lock();
+        let Some(watchers) = channels.get(channel) else {
+            return;
+        };
+        let event = event();
+        for queue in &watchers.all {
+            queue.push(Item::Event(event.clone()));
+        }
+        if let Some(queues) = watchers.by_key.get(event.key()) {
+            for queue in queues {
+                queue.push(Item::Event(event.clone()));
+            }
+        }
+    }
+
+    /// Delivers the expiry of `key` to the watchers of every channel the key is under.
+    pub(crate) fn publish_expired(&self, key: &str) {
+        let channels = self.lock();
+        let mut event = None;
+        for (channel, watchers) in channels.iter() {
+            let under = key
+                .strip_prefix(&**channel)
+                .is_some_and(|rest| rest.starts_with(':'));
+            if !under {
+                continue;
+            }
+            let event = event.get_or_insert_with(|| Event::Expired {
+                key: Arc::from(key),
+            });
+            for queue in &watchers.all {
+                queue.push(Item::Event(event.clone()));
+            }
+            if let Some(queues) = watchers.by_key.get(key) {
+                for queue in queues {
+                    queue.push(Item::Event(event.clone()));
+                }
+            }
+        }
+    }
+
+    /// Tells every watcher of `channel` that a message on it could not be read.
+    pub(crate) fn publish_malformed(&self, channel: &str, reason: &str) {
+        let channels = self.lock();
+        if let Some(watchers) = channels.get(channel) {
+            let item = Item::Malformed {
+                channel: Arc::from(channel),
+                reason: Arc::from(reason),
+            };
+            for queue in watchers.queues() {
+                queue.push(item.clone());
+            }
+        }
+    }
+
+    /// Tells every watcher of `channels` that changes may have gone undelivered.
+    pub(crate) fn interrupt(&self, channels: &HashSet<Arc<str>>) {
+        let watched = self.lock();
+        for (channel, watchers) in watched.iter() {
+            if channels.contains(channel) {
+                for queue in watchers.queues() {
+                    queue.push(Item::Interrupted);
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Hub {
+    fn drop(&mut self) {
+        for channel in self.lock().values() {
+            for queue in channel.queues() {
+                queue.close();
+            }
+        }
+    }
+}
+
+/// The stream of one watcher: its queue's items, until the hub is gone. Dropping it removes
+/// the queue from the hub and runs `on_drop` (which the Redis backend uses to unsubscribe).
+pub(crate) struct Watcher {
+    queue: Arc<Queue>,
+    hub: Weak<Hub>,
+    on_drop: Option<Box<dyn FnOnce(bool) + Send + Sync>>,
+}
+
+impl Watcher {
+    /// `on_drop` runs once the queue has left the hub, with whether its channel has no watcher
+    /// left.
+    pub(crate) fn new(
+        queue: Arc<Queue>,
+        hub: &Arc<Hub>,
+        on_drop: Option<Box<dyn FnOnce(bool) + Send + Sync>>,
+    ) -> Watcher {
+        Watcher {
+            queue,
+            hub: Arc::downgrade(hub),
+            on_drop,
+        }
+    }
+}
+
+impl Stream for Watcher {
+    type Item = Result<Event>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let mut state = self.queue.lock();
+        if state.missed > 0 {
+            let missed = std::mem::take(&mut state.missed);
+            return Poll::Ready(Some(Err(Error::Lagged { missed })));
+        }
+        match state.items.pop_front() {
+            Some(Item::Event(event)) => Poll::Ready(Some(Ok(event))),
+            Some(Item::Malformed { channel, reason }) => {
+                Poll::Ready(Some(Err(Error::InvalidKey {
+                    key: channel.to_string(),
+                    reason: format!("a message on this change feed is not a change: {reason}"),
+                })))
+            }
+            Some(Item::Interrupted) => Poll::Ready(Some(Err(Error::Interrupted {
+                channel: self.queue.channel.to_string(),
+            }))),
+            None if state.closed => Poll::Ready(None),
+            None => {
+                state.waker = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        }
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        let last = match self.hub.upgrade() {
+            Some(hub) => hub.unsubscribe(&self.queue),
+            None => true,
+        };
+        if let Some(on_drop) = self.on_drop.take() {
+            on_drop(last);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_util::StreamExt;
+
+    fn set(key: &str, n: u8) -> Event {
+        Event::Set {
+            key: Arc::from(key),
+            value: Arc::from([n].as_slice()),
+        }
+    }
+
+    fn next(watcher: &mut Watcher) -> Option<Result<Event>> {
+        futures_util::FutureExt::now_or_never(watcher.next()).flatten()
+    }
+
+    #[test]
+    fn routes_by_channel_and_key() {
+        let hub = Arc::new(Hub::default());
+        let all = hub.subscribe(&Watch::new("svc:job"));
+        let one = hub.subscribe(&Watch::new("svc:job").key("svc:job:1"));
+        let other = hub.subscribe(&Watch::new("svc:task"));
+        let (mut all, mut one, mut other) = (
+            Watcher::new(all, &hub, None),
+            Watcher::new(one, &hub, None),
+            Watcher::new(other, &hub, None),
+        );
+        hub.publish("svc:job", || set("svc:job:1", 1));
+        hub.publish("svc:job", || set("svc:job:2", 2));
+        hub.publish_expired("svc:job:1");
+        hub.publish_expired("svc:jobs:1");
+        assert_eq!(next(&mut all).unwrap().unwrap(), set("svc:job:1", 1));
+        assert_eq!(next(&mut all).unwrap().unwrap(), set("svc:job:2", 2));
+        assert_eq!(next(&mut all).unwrap().unwrap().key(), "svc:job:1");
+        assert!(next(&mut all).is_none());
+        assert_eq!(next(&mut one).unwrap().unwrap(), set("svc:job:1", 1));
+        assert!(matches!(
+            next(&mut one).unwrap().unwrap(),
+            Event::Expired { .. }
+        ));
+        assert!(next(&mut one).is_none());
+        assert!(next(&mut other).is_none());
+    }
+
+    #[test]
+    fn a_full_queue_drops_the_oldest_and_says_how_many() {
+        let hub = Arc::new(Hub::default());
+        let queue = hub.subscribe(&Watch::new("c").buffer(3));
+        let mut watcher = Watcher::new(queue, &hub, None);
+        for n in 0..10 {
+            hub.publish("c", || set("c:k", n));
+        }
+        assert!(matches!(
+            next(&mut watcher),
+            Some(Err(Error::Lagged { missed: 7 }))
+        ));
+        for n in 7..10 {
+            assert_eq!(next(&mut watcher).unwrap().unwrap(), set("c:k", n));
+        }
+        assert!(next(&mut watcher).is_none());
+    }
+
+    #[test]
+    fn dropping_the_last_watcher_empties_the_channel_and_a_dropped_hub_ends_streams() {
+        let hub = Arc::new(Hub::default());
+        let last = Arc::new(Mutex::new(Vec::new()));
+        let watchers: Vec<Watcher> = (0..2)
+            .map(|_| {
+                let last = last.clone();
+                let queue = hub.subscribe(&Watch::new("c"));
+                Watcher::new(
+                    queue,
+                    &hub,
+                    Some(Box::new(move |was_last| {
+                        last.lock().unwrap().push(was_last)
+                    })),
+                )
+            })
+            .collect();
+        drop(watchers);
+        assert_eq!(*last.lock().unwrap(), [false, true]);
+        assert!(hub.is_empty());
+
+        let mut watcher = Watcher::new(hub.subscribe(&Watch::new("c")), &hub, None);
+        drop(hub);
+        assert!(matches!(
+            futures_util::FutureExt::now_or_never(watcher.next()),
+            Some(None)
+        ));
+    }
+}

@@ -1,0 +1,399 @@
+//! The Redis backend's change feeds: one pub/sub connection per backend (and its clones), owned
+//! by a task that keeps its subscriptions in line with the watchers in the [`Hub`], routes what
+//! the server sends to them, and reconnects and resubscribes when the connection breaks.
+//!
+//! A write of a notified type publishes on `{namespace}:{prefix}` from inside its script, so the
+//! message is sent only if the write happened, in the order of the writes. Messages are JSON:
+//! `{"op":"set","key":"<full key>","value":<the value as stored>}` and
+//! `{"op":"removed","key":"<full key>"}`. Expiries come from the server's own keyspace events
+//! on `__keyevent@<db>__:expired`, when they are on.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use redis::aio::{PubSubSink, PubSubStream};
+use redis::{Client, Msg, RedisError};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::backend::{BoxStream, Event, Watch};
+use crate::feed::{Hub, Watcher};
+use crate::{Error, Result};
+
+/// What the feed task is asked to do: bring its subscriptions in line with the hub, and answer
+/// whether `channel` is subscribed (for a new watcher, which waits for that).
+struct Request {
+    channel: Arc<str>,
+    reply: Option<oneshot::Sender<Result<()>>>,
+}
+
+/// The feed of one backend and its clones.
+pub(crate) struct RedisFeed {
+    hub: Arc<Hub>,
+    client: Client,
+    target: String,
+    timeout: Duration,
+    /// The channel of the server's expired-key events in the connection's database.
+    expired_channel: Arc<str>,
+    /// The task and its command queue, started by the first watcher (and again if the runtime
+    /// it ran on has shut down).
+    task: Mutex<Option<(mpsc::UnboundedSender<Request>, JoinHandle<()>)>>,
+}
+
+impl RedisFeed {
+    pub(crate) fn new(client: Client, target: String, timeout: Duration) -> RedisFeed {
+        let db = client.get_connection_info().redis_settings().db();
+        RedisFeed {
+            hub: Arc::new(Hub::default()),
+            client,
+            target,
+            timeout,
+            expired_channel: Arc::from(format!("__keyevent@{db}__:expired")),
+            task: Mutex::new(None),
+        }
+    }
+
+    /// A watcher of `watch`, once its channel is subscribed.
+    pub(crate) async fn watch(&self, watch: &Watch) -> Result<BoxStream<'static, Result<Event>>> {
+        let commands = self.commands(&watch.channel)?;
+        let channel: Arc<str> = Arc::from(watch.channel.as_str());
+        let queue = self.hub.subscribe(watch);
+        let on_drop = {
+            let commands = commands.clone();
+            let channel = channel.clone();
+            move |last: bool| {
+                if last {
+                    // The task unsubscribes; if it is gone, so is the connection.
+                    let _ = commands.send(Request {
+                        channel,
+                        reply: None,
+                    });
+                }
+            }
+        };
+        // From here on, dropping the watcher (on an error below too) undoes the subscription.
+        let watcher = Watcher::new(queue, &self.hub, Some(Box::new(on_drop)));
+        let (reply, subscribed) = oneshot::channel();
+        let sent = commands.send(Request {
+            channel,
+            reply: Some(reply),
+        });
+        if sent.is_err() {
+            return Err(self.gone(&watch.channel));
+        }
+        subscribed.await.map_err(|_| self.gone(&watch.channel))??;
+        Ok(Box::pin(watcher))
+    }
+
+    fn gone(&self, channel: &str) -> Error {
+        Error::Backend {
+            operation: "watch",
+            key: channel.to_owned(),
+            source: "the change feed's task has stopped (its runtime shut down)".into(),
+        }
+    }
+
+    /// The command queue of the running task, starting it if needed.
+    fn commands(&self, channel: &str) -> Result<mpsc::UnboundedSender<Request>> {
+        let mut task = self.task.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((commands, handle)) = task.as_ref()
+            && !handle.is_finished()
+        {
+            return Ok(commands.clone());
+        }
+        let runtime = tokio::runtime::Handle::try_current().map_err(|e| Error::Backend {
+            operation: "watch",
+            key: channel.to_owned(),
+            source: Box::new(e),
+        })?;
+        let (commands, queue) = mpsc::unbounded_channel();
+        let connection = Connection {
+            hub: self.hub.clone(),
+            client: self.client.clone(),
+            target: self.target.clone(),
+            timeout: self.timeout,
+            expired_channel: self.expired_channel.clone(),
+        };
+        let handle = runtime.spawn(connection.run(queue));
+        *task = Some((commands.clone(), handle));
+        Ok(commands)
+    }
+}
+
+impl Drop for RedisFeed {
+    fn drop(&mut self) {
+        // The task ends once every command sender is gone: this one, and the watchers'.
+        let task = self.task.get_mut().unwrap_or_else(|e| e.into_inner());
+        task.take();
+    }
+}
+
+/// The task's side: the pub/sub connection and what it is subscribed to.
+struct Connection {
+    hub: Arc<Hub>,
+    client: Client,
+    target: String,
+    timeout: Duration,
+    expired_channel: Arc<str>,
+}
+
+enum Wake {
+    Command(Option<Request>),
+    Message(Option<Msg>),
+    Retry,
+}
+
+/// The connection is unusable, and why: reconnect.
+struct Broken(String);
+
+impl Connection {
+    async fn run(self, mut commands: mpsc::UnboundedReceiver<Request>) {
+        let mut conn: Option<(PubSubSink, PubSubStream)> = None;
+        let mut subscribed: HashSet<Arc<str>> = HashSet::new();
+        // Channels that were subscribed when the connection broke: their watchers hear of the
+        // gap once they are subscribed again.
+        let mut lost: HashSet<Arc<str>> = HashSet::new();
+        // Channels the server refused to subscribe to, with its answer, until the next
+        // connection (an ACL user without the keyspace-event channel, say).
+        let mut refused: HashMap<Arc<str>, String> = HashMap::new();
+        let mut pending: Vec<(Arc<str>, oneshot::Sender<Result<()>>)> = Vec::new();
+        let mut retry = RETRY_MIN;
+        loop {
+            let wake = match conn.as_mut() {
+                Some((_, messages)) => tokio::select! {
+                    command = commands.recv() => Wake::Command(command),
+                    message = messages.next() => Wake::Message(message),
+                },
+                None if !self.hub.is_empty() => tokio::select! {
+                    command = commands.recv() => Wake::Command(command),
+                    () = tokio::time::sleep(retry) => Wake::Retry,
+                },
+                None => Wake::Command(commands.recv().await),
+            };
+            match wake {
+                Wake::Command(None) => return,
+                Wake::Command(Some(command)) => {
+                    let mut take = |command: Request| {
+                        if let Some(reply) = command.reply {
+                            pending.push((command.channel, reply));
+                        }
+                    };
+                    take(command);
+                    while let Ok(command) = commands.try_recv() {
+                        take(command);
+                    }
+                }
+                Wake::Message(Some(message)) => {
+                    self.dispatch(&message);
+                    continue;
+                }
+                Wake::Message(None) => {
+                    // The server closed the connection (restart, `CLIENT KILL`, network).
+                    conn = None;
+                    lost.extend(subscribed.drain());
+                }
+                Wake::Retry => {}
+            }
+
+            let mut desired = self.hub.channels();
+            if !desired.is_empty() {
+                desired.insert(self.expired_channel.clone());
+            }
+            let mut error = None;
+            if conn.is_none() && !desired.is_empty() {
+                match self.connect().await {
+                    Ok(connected) => {
+                        conn = Some(connected.split());
+                        refused.clear();
+                        retry = RETRY_MIN;
+                    }
+                    Err(e) => {
+                        retry = (retry * 2).min(RETRY_MAX);
+                        error = Some(format!("cannot connect to {}: {e}", self.target));
+                    }
+                }
+            }
+            if let Some((sink, _)) = conn.as_mut() {
+                let result = self
+                    .reconcile(sink, &desired, &mut subscribed, &mut refused)
+                    .await;
+                if let Err(Broken(e)) = result {
+                    conn = None;
+                    lost.extend(subscribed.drain());
+                    error = Some(e);
+                }
+            }
+            lost.retain(|channel| desired.contains(channel));
+            let resumed: HashSet<Arc<str>> = lost.intersection(&subscribed).cloned().collect();
+            if !resumed.is_empty() {
+                self.hub.interrupt(&resumed);
+                lost.retain(|channel| !resumed.contains(channel));
+            }
+            for (channel, reply) in pending.drain(..) {
+                let answer = if subscribed.contains(&channel) {
+                    Ok(())
+                } else {
+                    let reason = refused
+                        .get(&channel)
+                        .cloned()
+                        .or_else(|| error.clone())
+                        .unwrap_or_else(|| format!("not subscribed on {}", self.target));
+                    Err(Error::Backend {
+                        operation: "watch",
+                        key: channel.to_string(),
+                        source: reason.into(),
+                    })
+                };
+                let _ = reply.send(answer);
+            }
+        }
+    }
+
+    async fn connect(&self) -> std::result::Result<redis::aio::PubSub, String> {
+        match tokio::time::timeout(self.timeout, self.client.get_async_pubsub()).await {
+            Ok(Ok(pubsub)) => Ok(pubsub),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err("timed out".into()),
+        }
+    }
+
+    /// Subscribes to what is desired and not subscribed, and unsubscribes from the rest.
+    async fn reconcile(
+        &self,
+        sink: &mut PubSubSink,
+        desired: &HashSet<Arc<str>>,
+        subscribed: &mut HashSet<Arc<str>>,
+        refused: &mut HashMap<Arc<str>, String>,
+    ) -> std::result::Result<(), Broken> {
+        let missing: Vec<Arc<str>> = desired
+            .iter()
+            .filter(|channel| !subscribed.contains(*channel) && !refused.contains_key(*channel))
+            .cloned()
+            .collect();
+        for channel in missing {
+            match self.timed(sink.subscribe(&*channel)).await? {
+                Ok(()) => {
+                    subscribed.insert(channel);
+                }
+                Err(e) => {
+                    refused.insert(channel, e.to_string());
+                }
+            }
+        }
+        let extra: Vec<Arc<str>> = subscribed.difference(desired).cloned().collect();
+        for channel in extra {
+            // A refusal to unsubscribe leaves nothing to undo.
+            let _ = self.timed(sink.unsubscribe(&*channel)).await?;
+            subscribed.remove(&channel);
+        }
+        refused.retain(|channel, _| desired.contains(channel));
+        Ok(())
+    }
+
+    /// A subscription command's own answer, or the connection's failure.
+    async fn timed(
+        &self,
+        command: impl Future<Output = redis::RedisResult<()>>,
+    ) -> std::result::Result<std::result::Result<(), RedisError>, Broken> {
+        match tokio::time::timeout(self.timeout, command).await {
+            Err(_) => Err(Broken(format!(
+                "{} did not answer within {:?}",
+                self.target, self.timeout
+            ))),
+            Ok(Err(e)) if e.is_connection_dropped() || e.is_unrecoverable_error() => {
+                Err(Broken(e.to_string()))
+            }
+            Ok(result) => Ok(result),
+        }
+    }
+
+    /// Routes one message from the server to the watchers of its channel.
+    fn dispatch(&self, message: &Msg) {
+        let channel = message.get_channel_name();
+        let payload = message.get_payload_bytes();
+        if channel == &*self.expired_channel {
+            if let Ok(key) = std::str::from_utf8(payload) {
+                self.hub.publish_expired(key);
+            }
+            return;
+        }
+        match parse(payload) {
+            Ok(event) => self.hub.publish(channel, || event),
+            Err(reason) => self.hub.publish_malformed(channel, &reason),
+        }
+    }
+}
+
+const RETRY_MIN: Duration = Duration::from_millis(100);
+const RETRY_MAX: Duration = Duration::from_secs(2);
+
+/// A change message, as the write scripts publish it.
+#[derive(Deserialize)]
+struct Message<'a> {
+    op: Op,
+    #[serde(borrow)]
+    key: std::borrow::Cow<'a, str>,
+    #[serde(borrow, default)]
+    value: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum Op {
+    Set,
+    Removed,
+}
+
+fn parse(payload: &[u8]) -> std::result::Result<Event, String> {
+    let message: Message = serde_json::from_slice(payload).map_err(|e| e.to_string())?;
+    let key: Arc<str> = Arc::from(message.key.as_ref());
+    match (message.op, message.value) {
+        (Op::Set, Some(value)) => Ok(Event::Set {
+            key,
+            value: Arc::from(value.get().as_bytes()),
+        }),
+        (Op::Set, None) => Err(format!("a `set` of `{key}` without a value")),
+        (Op::Removed, _) => Ok(Event::Removed { key }),
+    }
+}
+
+/// The message the write scripts publish for a `set` of `key` to `value`: built here only for
+/// the tests, which check the scripts' output parses.
+#[cfg(test)]
+fn set_message(key: &str, value: &str) -> String {
+    format!(
+        r#"{{"op":"set","key":{},"value":{value}}}"#,
+        serde_json::to_string(key).unwrap()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_parse_into_events() {
+        let event = parse(set_message("svc:job:a\"b", r#"{"status":"done"}"#).as_bytes()).unwrap();
+        assert_eq!(
+            event,
+            Event::Set {
+                key: Arc::from("svc:job:a\"b"),
+                value: Arc::from(br#"{"status":"done"}"#.as_slice()),
+            }
+        );
+        // Lua's cjson escapes `/`; JSON allows it.
+        let event = parse(br#"{"op":"removed","key":"svc:job:a\/b"}"#).unwrap();
+        assert_eq!(event.key(), "svc:job:a/b");
+        for bad in [
+            &b"not json"[..],
+            br#"{"op":"set","key":"k"}"#,
+            br#"{"op":"renamed","key":"k"}"#,
+        ] {
+            assert!(parse(bad).is_err());
+        }
+    }
+}
