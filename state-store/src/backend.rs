@@ -30,9 +30,19 @@
 //!   what was read does not make a concurrent update fail (it would change nothing it saw).
 //! - An engine with revisions (NATS JetStream KV, etcd) uses its revision number.
 //!
+//! # Change feeds
+//! Every write takes a [`Notify`]: the channel of the state type's change feed when the type is
+//! declared with `#[state(notify)]`, `None` otherwise. An engine with a feed announces each
+//! change the write made ([`Event`]) in the same atomic step, so that a watcher never hears of
+//! a change that was not stored, and implements [`Backend::watch`] (and
+//! [`Backend::enable_expiry_events`] where expiry announcements are a server setting). An
+//! engine without one ignores `notify` and keeps the provided `watch`, which returns
+//! [`Error::Unsupported`]. The provided methods pass `notify` on to `put` and `remove`, except
+//! the rate limits, which never announce.
+//!
 //! # Room to grow
-//! New capabilities (a change feed, per-slot splitting, caching) arrive as provided methods whose
-//! default either builds on the core or returns [`Error::Unsupported`] naming the operation and
+//! New capabilities (per-slot splitting, caching) arrive as provided methods whose default
+//! either builds on the core or returns [`Error::Unsupported`] naming the operation and
 //! [`Backend::name`]; [`PutMode`] and [`Expiry`] are `#[non_exhaustive]`, and an engine answers a
 //! variant it does not know with `Error::Unsupported` too. A backend written against this
 //! version keeps compiling.

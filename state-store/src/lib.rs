@@ -42,6 +42,8 @@
 //!   command as the value, one reconnecting multiplexed connection, timeouts in seconds).
 //! - [`AnyBackend`]: a backend chosen at run time, from a URL or the environment, so handlers
 //!   are written once for `Store<AnyBackend>`.
+//! - [`Store::watch`]: the typed change feed of a type declared with `#[state(notify)]`, a
+//!   stream of [`Change`]s (Redis pub/sub, or in process on the memory backend).
 //! - [`Error`]: one error type; decode errors carry the key and serde's message.
 //!
 //! # Features

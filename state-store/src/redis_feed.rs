@@ -124,14 +124,6 @@ impl RedisFeed {
     }
 }
 
-impl Drop for RedisFeed {
-    fn drop(&mut self) {
-        // The task ends once every command sender is gone: this one, and the watchers'.
-        let task = self.task.get_mut().unwrap_or_else(|e| e.into_inner());
-        task.take();
-    }
-}
-
 /// The task's side: the pub/sub connection and what it is subscribed to.
 struct Connection {
     hub: Arc<Hub>,
