@@ -47,6 +47,13 @@ struct Feed {
     announcer: Mutex<Option<JoinHandle<()>>>,
 }
 
+impl Drop for Feed {
+    fn drop(&mut self) {
+        // The backend is gone: the announcer wakes, finds nothing to hold on to, and ends.
+        self.wake.notify_one();
+    }
+}
+
 struct Inner {
     hub: Arc<Hub>,
     wake: Arc<Wake>,
@@ -425,7 +432,14 @@ impl Backend for MemoryBackend {
     ) -> BoxFuture<'a, Result<BoxStream<'static, Result<Event>>>> {
         Box::pin(async move {
             let queue = self.feed.hub.subscribe(watch);
-            let watcher = Watcher::new(queue, &self.feed.hub, None);
+            // The last watcher's departure wakes the announcer, which then ends.
+            let wake = self.feed.wake.clone();
+            let on_drop = move |last: bool| {
+                if last {
+                    wake.notify_one();
+                }
+            };
+            let watcher = Watcher::new(queue, &self.feed.hub, Some(Box::new(on_drop)));
             // Dropped (and unsubscribed) again if the announcer cannot start.
             self.start_announcer(&watch.channel)?;
             let stream: BoxStream<'static, Result<Event>> = Box::pin(watcher);
@@ -496,5 +510,57 @@ async fn announce_expiries(data: Weak<Mutex<Inner>>, feed: Weak<Feed>) {
             }
             None => woken.await,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn announcing(backend: &MemoryBackend) -> bool {
+        backend.feed.announcer.lock().unwrap().is_some()
+    }
+
+    async fn until_quiet(backend: &MemoryBackend) -> bool {
+        for _ in 0..1_000 {
+            if !announcing(backend) {
+                return true;
+            }
+            tokio::task::yield_now().await;
+        }
+        false
+    }
+
+    #[tokio::test]
+    async fn the_expiry_announcer_runs_only_while_there_are_watchers() {
+        let backend = MemoryBackend::new();
+        assert!(!announcing(&backend));
+        let first = backend.watch(&Watch::new("a")).await.unwrap();
+        let second = backend.watch(&Watch::new("b")).await.unwrap();
+        assert!(announcing(&backend));
+        drop(first);
+        tokio::task::yield_now().await;
+        assert!(announcing(&backend), "a watcher of `b` is left");
+        drop(second);
+        assert!(
+            until_quiet(&backend).await,
+            "the announcer outlived the watchers"
+        );
+        // And starts again for the next watcher.
+        let _third = backend.watch(&Watch::new("a")).await.unwrap();
+        assert!(announcing(&backend));
+    }
+
+    #[tokio::test]
+    async fn the_expiry_announcer_ends_with_the_backend() {
+        let backend = MemoryBackend::new();
+        let watcher = backend.watch(&Watch::new("a")).await.unwrap();
+        let task = backend.feed.announcer.lock().unwrap().take().unwrap();
+        drop(backend);
+        tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .expect("the announcer ended")
+            .unwrap();
+        drop(watcher);
     }
 }
