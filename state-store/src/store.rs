@@ -438,7 +438,8 @@ impl<B: Backend> Store<B> {
     /// # }
     /// ```
     ///
-    /// Needs [`enable_set`](Self::enable_set), since a check writes.
+    /// Needs [`enable_set`](Self::enable_set), since a check writes. A check announces nothing
+    /// on the change feed, even for a type declared with `notify`: its count is bookkeeping.
     pub fn check<S: RateLimit>(
         &self,
         id: impl Borrow<S::Id>,
