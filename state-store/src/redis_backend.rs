@@ -1,5 +1,6 @@
 //! The Redis backend: one shared, reconnecting, multiplexed connection.
 
+use std::borrow::Cow;
 use std::collections::{HashSet, VecDeque};
 use std::fmt;
 use std::sync::{Arc, LazyLock};
@@ -14,13 +15,26 @@ use crate::backend::{
     ceil_millis, not_a_counter,
 };
 use crate::rate_limit::Decision;
-use crate::redis_feed::RedisFeed;
+use crate::redis_feed::{RedisFeed, wire_channel};
 use crate::{Error, Result};
 
 /// Scripts run atomically on the server in one round trip (`EVALSHA`). Each reports a value that
 /// is not an integer counter (by Redis's own rule, checked with `INCRBY key 0`) as a
 /// `NOTCOUNTER` error instead of changing anything.
 ///
+/// The start of every script that publishes: on Redis 7, which can check a user's permissions
+/// from a script, a user who may not publish on the feed's channel gets an error before
+/// anything is written, not a write that happened and then failed to announce itself (a script
+/// is not rolled back). `channel` is the wire channel.
+const MAY_PUBLISH: &str = r#"
+    local function may_publish(channel)
+        if redis.acl_check_cmd and not redis.acl_check_cmd('PUBLISH', channel, '') then
+            return redis.error_reply('NOPERM this user may not PUBLISH on `' .. channel ..
+                '`, the change feed of this notified type; nothing was written')
+        end
+    end
+"#;
+
 /// The scripts that write a notified type publish what they wrote on the type's channel, in the
 /// same atomic step, as `{"op":"set","key":...,"value":...}` or `{"op":"removed","key":...}`
 /// (see `redis_feed.rs`, which parses them).
@@ -28,8 +42,12 @@ use crate::{Error, Result};
 /// `INCRBY` that starts the key's expiry only when it creates the key; ARGV[3] is the channel to
 /// announce the new count on, or empty.
 static INCR: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+    script_that_publishes(
         r#"
+        if ARGV[3] ~= '' then
+            local refused = may_publish(ARGV[3])
+            if refused then return refused end
+        end
         local created = redis.call('EXISTS', KEYS[1]) == 0
         local n = redis.pcall('INCRBY', KEYS[1], ARGV[1])
         if type(n) == 'table' and n.err then
@@ -53,8 +71,10 @@ static INCR: LazyLock<Script> = LazyLock::new(|| {
 /// ('set': always; 'nx': only a new key; otherwise the SHA-1 hex the current value must have),
 /// expiry ('keep', 'never' or milliseconds). Returns 1 when written.
 static PUT_NOTIFY: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+    script_that_publishes(
         r#"
+        local refused = may_publish(ARGV[1])
+        if refused then return refused end
         local condition = ARGV[3]
         if condition == 'nx' then
             if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
@@ -79,8 +99,10 @@ static PUT_NOTIFY: LazyLock<Script> = LazyLock::new(|| {
 /// `set_many` of a notified type: ARGV[1] channel, ARGV[2] expiry in milliseconds or empty,
 /// then one value per key.
 static SET_MANY_NOTIFY: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+    script_that_publishes(
         r#"
+        local refused = may_publish(ARGV[1])
+        if refused then return refused end
         for i, key in ipairs(KEYS) do
             local value = ARGV[2 + i]
             if ARGV[2] == '' then
@@ -99,8 +121,10 @@ static SET_MANY_NOTIFY: LazyLock<Script> = LazyLock::new(|| {
 /// Removal of notified keys: each that existed is announced. ARGV[1] channel. Returns how many
 /// existed.
 static REMOVE_NOTIFY: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+    script_that_publishes(
         r#"
+        local refused = may_publish(ARGV[1])
+        if refused then return refused end
         local removed = 0
         for _, key in ipairs(KEYS) do
             if redis.call('DEL', key) == 1 then
@@ -112,6 +136,10 @@ static REMOVE_NOTIFY: LazyLock<Script> = LazyLock::new(|| {
         "#,
     )
 });
+
+fn script_that_publishes(body: &str) -> Script {
+    Script::new(&format!("{MAY_PUBLISH}{body}"))
+}
 
 /// A write only if the key still holds the value whose SHA-1 (hex) is ARGV[1]: the version
 /// `get_versioned` computed, so the old value is not sent back. ARGV[2] is the new value, ARGV[3]
@@ -256,6 +284,8 @@ impl RedisOptions {
 pub struct RedisBackend {
     conn: ConnectionManager,
     target: String,
+    /// The database, whose number the feeds' channels carry outside database 0.
+    db: i64,
     /// The change feeds' pub/sub connection, shared by clones; opened by the first watcher.
     feed: Arc<RedisFeed>,
 }
@@ -285,6 +315,7 @@ impl RedisBackend {
     /// Connects with a `redis::Client` and the given options.
     pub async fn from_client_with(client: Client, options: RedisOptions) -> Result<Self> {
         let target = describe(&client);
+        let db = client.get_connection_info().redis_settings().db();
         let feed = RedisFeed::new(client.clone(), target.clone(), options.response_timeout);
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(options.connect_timeout))
@@ -301,6 +332,7 @@ impl RedisBackend {
         Ok(RedisBackend {
             conn,
             target,
+            db,
             feed: Arc::new(feed),
         })
     }
@@ -528,7 +560,7 @@ impl Backend for RedisBackend {
         Box::pin(async move {
             if let Some(channel) = notify {
                 let mut invocation = REMOVE_NOTIFY.key(key);
-                invocation.arg(channel);
+                invocation.arg(&*wire_channel(channel, self.db));
                 let removed: u64 = self.run("remove", key, &invocation).await?;
                 return Ok(removed > 0);
             }
@@ -594,7 +626,9 @@ impl Backend for RedisBackend {
             let first = first.clone();
             if let Some(channel) = notify {
                 let mut invocation = SET_MANY_NOTIFY.prepare_invoke();
-                invocation.arg(channel).arg(millis_arg(ttl));
+                invocation
+                    .arg(&*wire_channel(channel, self.db))
+                    .arg(millis_arg(ttl));
                 for (key, value) in items {
                     invocation.key(key).arg(value);
                 }
@@ -636,7 +670,7 @@ impl Backend for RedisBackend {
             };
             if let Some(channel) = notify {
                 let mut invocation = REMOVE_NOTIFY.key(keys);
-                invocation.arg(channel);
+                invocation.arg(&*wire_channel(channel, self.db));
                 return self.run("remove_many", first, &invocation).await;
             }
             self.query("remove_many", first, redis::cmd("DEL").arg(keys))
@@ -653,10 +687,11 @@ impl Backend for RedisBackend {
     ) -> BoxFuture<'a, Result<i64>> {
         Box::pin(async move {
             let mut invocation = INCR.key(key);
-            invocation
-                .arg(by)
-                .arg(millis_arg(ttl_if_created))
-                .arg(notify.unwrap_or(""));
+            invocation.arg(by).arg(millis_arg(ttl_if_created)).arg(
+                notify
+                    .map_or(Cow::Borrowed(""), |channel| wire_channel(channel, self.db))
+                    .as_ref(),
+            );
             self.run("incr", key, &invocation).await
         })
     }
@@ -786,7 +821,10 @@ impl RedisBackend {
             },
         };
         let mut invocation = PUT_NOTIFY.key(key);
-        invocation.arg(channel).arg(value).arg(condition);
+        invocation
+            .arg(&*wire_channel(channel, self.db))
+            .arg(value)
+            .arg(condition);
         match expiry {
             Expiry::Keep => invocation.arg("keep"),
             Expiry::Never => invocation.arg("never"),

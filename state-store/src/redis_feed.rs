@@ -2,12 +2,15 @@
 //! by a task that keeps its subscriptions in line with the watchers in the [`Hub`], routes what
 //! the server sends to them, and reconnects and resubscribes when the connection breaks.
 //!
-//! A write of a notified type publishes on `{namespace}:{prefix}` from inside its script, so the
-//! message is sent only if the write happened, in the order of the writes. Messages are JSON:
+//! A write of a notified type publishes on `{namespace}:{prefix}` (`{namespace}:{prefix}@{db}`
+//! outside database 0, since pub/sub channels are server-wide while keys are per database) from
+//! inside its script, so the message is sent only if the write happened, in the order of the
+//! writes. Messages are JSON:
 //! `{"op":"set","key":"<full key>","value":<the value as stored>}` and
 //! `{"op":"removed","key":"<full key>"}`. Expiries come from the server's own keyspace events
 //! on `__keyevent@<db>__:expired`, when they are on.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -31,9 +34,21 @@ struct Request {
     reply: Option<oneshot::Sender<Result<()>>>,
 }
 
+/// The channel the server carries the feed `channel` on for database `db`: the feed's own name in
+/// database 0, `{channel}@{db}` in the others, so that watchers of one database do not hear the
+/// writes of another (`@` never appears in a namespace or prefix).
+pub(crate) fn wire_channel(channel: &str, db: i64) -> Cow<'_, str> {
+    if db == 0 {
+        Cow::Borrowed(channel)
+    } else {
+        Cow::Owned(format!("{channel}@{db}"))
+    }
+}
+
 /// The feed of one backend and its clones.
 pub(crate) struct RedisFeed {
     hub: Arc<Hub>,
+    db: i64,
     client: Client,
     target: String,
     timeout: Duration,
@@ -49,6 +64,7 @@ impl RedisFeed {
         let db = client.get_connection_info().redis_settings().db();
         RedisFeed {
             hub: Arc::new(Hub::default()),
+            db,
             client,
             target,
             timeout,
@@ -113,6 +129,7 @@ impl RedisFeed {
         let (commands, queue) = mpsc::unbounded_channel();
         let connection = Connection {
             hub: self.hub.clone(),
+            db: self.db,
             client: self.client.clone(),
             target: self.target.clone(),
             timeout: self.timeout,
@@ -127,6 +144,7 @@ impl RedisFeed {
 /// The task's side: the pub/sub connection and what it is subscribed to.
 struct Connection {
     hub: Arc<Hub>,
+    db: i64,
     client: Client,
     target: String,
     timeout: Duration,
@@ -267,7 +285,8 @@ impl Connection {
             .cloned()
             .collect();
         for channel in missing {
-            match self.timed(sink.subscribe(&*channel)).await? {
+            let wire = self.wire(&channel);
+            match self.timed(sink.subscribe(&*wire)).await? {
                 Ok(()) => {
                     subscribed.insert(channel);
                 }
@@ -279,11 +298,22 @@ impl Connection {
         let extra: Vec<Arc<str>> = subscribed.difference(desired).cloned().collect();
         for channel in extra {
             // A refusal to unsubscribe leaves nothing to undo.
-            let _ = self.timed(sink.unsubscribe(&*channel)).await?;
+            let wire = self.wire(&channel);
+            let _ = self.timed(sink.unsubscribe(&*wire)).await?;
             subscribed.remove(&channel);
         }
         refused.retain(|channel, _| desired.contains(channel));
         Ok(())
+    }
+
+    /// The server's name of a channel: the expired-key channel as it is, a feed's with its
+    /// database.
+    fn wire<'c>(&self, channel: &'c str) -> Cow<'c, str> {
+        if channel == &*self.expired_channel {
+            Cow::Borrowed(channel)
+        } else {
+            wire_channel(channel, self.db)
+        }
     }
 
     /// A subscription command's own answer, or the connection's failure.
@@ -313,6 +343,11 @@ impl Connection {
             }
             return;
         }
+        let suffix = format!("@{}", self.db);
+        let channel = match self.db {
+            0 => channel,
+            _ => channel.strip_suffix(suffix.as_str()).unwrap_or(channel),
+        };
         match parse(payload) {
             Ok(event) => self.hub.publish(channel, || event),
             Err(reason) => self.hub.publish_malformed(channel, &reason),
