@@ -108,8 +108,12 @@ where
 ///
 /// Its items are `Ok(change)`, or an error that does not end the stream: [`Error::Lagged`] and
 /// [`Error::Interrupted`] when changes went undelivered, [`Error::Decode`] for a value that
-/// does not decode as `S`, [`Error::InvalidKey`] for a key that does not parse as an `S` id.
-/// It ends only when the backend is gone.
+/// does not decode as `S`, [`Error::InvalidKey`] for a key that does not parse as an `S` id
+/// (or a message on the channel that is not a change).
+///
+/// On Redis the stream never ends: it keeps its subscription (and the backend's pub/sub
+/// connection) alive even after the store is dropped. On the memory backend it ends when the
+/// backend is gone, since nothing can write to it any more.
 #[must_use = "streams do nothing unless polled"]
 pub struct Changes<S> {
     events: BoxStream<'static, Result<Event>>,
