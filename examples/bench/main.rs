@@ -1,6 +1,7 @@
 //! Throughput benchmark: the typed `Store` against the raw `redis` crate doing the same work,
 //! with `redis-benchmark` as the machine's ceiling, plus the bulk, counter, rate-limit and
-//! compare-and-set patterns, the memory backend, and the commands each call sends.
+//! compare-and-set patterns, the memory backend, the change feed, and the commands each call
+//! sends.
 //!
 //!     cargo run --release --example bench              # about 2.5 minutes
 //!     cargo run --release --example bench -- --quick   # about 15 seconds (what CI runs)
@@ -27,6 +28,7 @@ mod memory;
 mod patterns;
 mod stats;
 mod typed_vs_raw;
+mod watch;
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -45,6 +47,7 @@ use crate::memory::{json_decode, json_encode, memory_get, memory_set};
 use crate::patterns::{check, incr, raw_incr, raw_read_modify_write, update};
 use crate::stats::{Series, measure, ratio};
 use crate::typed_vs_raw::{raw_get, raw_set, typed_get, typed_set};
+use crate::watch::{delivery, delivery_note, delivery_sets, memory_store, set_notify, set_plain};
 
 // ---------------------------------------------------------------------------------------------
 // Options
@@ -467,6 +470,25 @@ async fn run() -> Res<()> {
     )
     .await?;
 
+    // 7. The change feed: what `notify` costs a set, and one watcher of many writers.
+    let notify1 = measure(&config, vec![set_notify(&store, 1), set_plain(&store, 1)]).await?;
+    let notify64 = measure(
+        &config,
+        vec![set_notify(&store, MANY), set_plain(&store, MANY)],
+    )
+    .await?;
+    let sets = delivery_sets(&config);
+    let watched_redis = delivery(&config, &store, "redis", sets).await?;
+    let watched_memory = delivery(&config, &memory_store(None), "memory", sets).await?;
+    // The same with a buffer that holds every change: how fast the watcher itself goes.
+    let buffered_memory = delivery(
+        &config,
+        &memory_store(Some(sets as usize)),
+        "memory, buffer=all",
+        sets,
+    )
+    .await?;
+
     // The table.
     let mut table = Table::default();
     table.section("1. Typed Store vs the raw redis crate (same serde_json work, SET with PX)");
@@ -542,6 +564,24 @@ async fn run() -> Res<()> {
     table.row(&mem[1], None, None, "");
     table.row(&mem[2], Some(&mem[3]), None, "");
     table.row(&mem[3], None, None, "");
+    table.section(&format!(
+        "7. Change feed: set of a `notify` type (nobody watching) vs the same type without; \
+         one watcher of {MANY} writing tasks"
+    ));
+    for pair in [&notify1, &notify64] {
+        table.row(&pair[0], Some(&pair[1]), None, "");
+        table.row(&pair[1], None, None, "");
+    }
+    // The writers of the Redis rounds against the same sets with nobody subscribed.
+    for (watched, unwatched) in [
+        (&watched_redis, Some(&notify64[0])),
+        (&watched_memory, None),
+        (&buffered_memory, None),
+    ] {
+        let note = delivery_note(watched, sets);
+        table.row(&watched.received, None, None, &note);
+        table.row(&watched.sets, unwatched, None, "");
+    }
 
     println!("# state-store bench");
     println!();
