@@ -20,11 +20,30 @@
 //! backend runs them in real time (the slowest checks sleep about a second). The state types
 //! below are the ones the checks store; their keys are what a check that writes raw bytes under
 //! a key expects.
+//!
+//! # Change feeds
+//! The default form runs the change-feed checks too ([`Store::watch`], [`Backend::watch`]):
+//! what each write announces and what announces nothing, `watch_id`, order, concurrency,
+//! namespaces, expiry (after [`Backend::enable_expiry_events`]), undecodable values, lagging
+//! watchers. Each waits at most a few seconds for a change, so a missing one fails the check
+//! instead of hanging it; absence is proved by writing a sentinel change and reading it next.
+//! A backend without a feed, which keeps the provided `watch` (`Error::Unsupported`), runs
+//! every other check and [`feed_is_unsupported`] instead:
+//!
+//! ```ignore
+//! state_store::conformance_tests!(
+//!     tokio::test(flavor = "multi_thread", worker_threads = 2),
+//!     async { ((), my_engine::MyBackend::new()) },
+//!     without_feed
+//! );
+//! ```
 
 use std::collections::{BTreeSet, HashMap};
+use std::fmt;
 use std::time::Duration;
 
-use crate::{Backend, Error, Policy, Quota, RateLimit, StateKey, Store};
+use crate::backend::{BoxStream, Event, Watch};
+use crate::{Backend, Change, Changes, Error, Policy, Quota, RateLimit, StateKey, Store};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 
@@ -140,6 +159,105 @@ impl crate::Counter for HourlySmooth {}
 impl crate::Counter for FastFixed {}
 #[diagnostic::do_not_recommend]
 impl crate::Counter for FastSmooth {}
+#[diagnostic::do_not_recommend]
+impl crate::Counter for WatchedCount {}
+#[diagnostic::do_not_recommend]
+impl crate::Counter for WatchedFixed {}
+#[diagnostic::do_not_recommend]
+impl crate::Counter for WatchedSmooth {}
+#[diagnostic::do_not_recommend]
+impl crate::Counter for WatchedWindow {}
+#[diagnostic::do_not_recommend]
+impl crate::Counter for WatchedPace {}
+
+/// A state type of the change-feed checks: `Watched`, notified (its writes announce
+/// themselves, so [`Store::watch`] reads them), with a String id and a ttl of seven days.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Watched {
+    /// Its status.
+    pub status: String,
+    /// Which write of a sequence stored it.
+    pub step: u64,
+}
+
+/// A notified counter: `incr` announces the new count. Its prefix starts with `Watched`'s, so
+/// that a feed that routes keys by prefix alone shows up.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct WatchedCount(pub i64);
+
+/// A notified fixed-window rate limit, three calls an hour: its checks announce nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct WatchedFixed(pub i64);
+#[diagnostic::do_not_recommend]
+impl RateLimit for WatchedFixed {
+    const QUOTA: Quota = Quota::per_hour(3);
+    const POLICY: Policy = Policy::FixedWindow;
+}
+
+/// A notified smooth rate limit, three calls an hour: its checks announce nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct WatchedSmooth(pub i64);
+#[diagnostic::do_not_recommend]
+impl RateLimit for WatchedSmooth {
+    const QUOTA: Quota = Quota::per_hour(3);
+    const POLICY: Policy = Policy::Smooth;
+}
+
+/// A notified fixed-window rate limit, ten calls a second: its window ends a second after its
+/// first check.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct WatchedWindow(pub i64);
+#[diagnostic::do_not_recommend]
+impl RateLimit for WatchedWindow {
+    const QUOTA: Quota = Quota::per_second(10);
+    const POLICY: Policy = Policy::FixedWindow;
+}
+
+/// A notified smooth rate limit, ten calls a second: its key ends a tenth of a second after a
+/// lone check.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct WatchedPace(pub i64);
+#[diagnostic::do_not_recommend]
+impl RateLimit for WatchedPace {
+    const QUOTA: Quota = Quota::per_second(10);
+    const POLICY: Policy = Policy::Smooth;
+}
+
+// The notified types implement `StateKey` and `Notified` by hand rather than through
+// `#[derive(StateKey)]` with `#[state(..., notify)]`, whose `Notified` impl would list them in
+// users' compiler messages ("the following other types implement trait `Notified`") when the
+// `conformance` feature is on; `do_not_recommend` keeps them out, as for the counters above.
+// What the derive would write: `#[state(prefix = "watched", id = String, ttl = "7d", notify)]`,
+// and `#[state(prefix = "...", id = String, notify)]` for the others.
+macro_rules! notified {
+    ($($ty:ty => $prefix:literal, $ttl:expr;)*) => {$(
+        #[diagnostic::do_not_recommend]
+        impl StateKey for $ty {
+            type Id = String;
+            const PREFIX: &'static str = $prefix;
+            const TTL: Option<Duration> = $ttl;
+            const NOTIFY: bool = true;
+        }
+        #[diagnostic::do_not_recommend]
+        impl crate::Notified for $ty {}
+    )*};
+}
+notified! {
+    Watched => "watched", Some(Duration::from_secs(7 * 24 * 3600));
+    WatchedCount => "watched-count", None;
+    WatchedFixed => "watched-fixed", None;
+    WatchedSmooth => "watched-smooth", None;
+    WatchedWindow => "watched-window", None;
+    WatchedPace => "watched-pace", None;
+}
+
+/// The `Watched` the checks store with `status` and `step`.
+pub fn watched(status: &str, step: u64) -> Watched {
+    Watched {
+        status: status.into(),
+        step,
+    }
+}
 
 /// The `Session` the checks store for `n`.
 pub fn session(n: i64) -> Session {
@@ -1317,15 +1435,1574 @@ pub async fn large_values_and_ids_round_trip<B: Backend + Clone>(backend: B) {
     assert_eq!(ids, vec![long_id]);
 }
 
+// ---- change feeds ---------------------------------------------------------------------------
+
+/// How long a feed check waits for the next item before it fails: a change that never comes
+/// fails the check instead of hanging it. On a paused clock the wait passes at once when nothing
+/// else is scheduled.
+const FEED_WAIT: Duration = Duration::from_secs(5);
+
+/// The next item of `changes`, or a panic naming `what` when none comes within [`FEED_WAIT`] or
+/// the feed ends.
+async fn next_item<S: StateKey>(changes: &mut Changes<S>, what: &str) -> crate::Result<Change<S>> {
+    match tokio::time::timeout(FEED_WAIT, changes.next()).await {
+        Ok(Some(item)) => item,
+        Ok(None) => panic!("{what}: the change feed ended"),
+        Err(_) => panic!("{what}: no change arrived within {FEED_WAIT:?}"),
+    }
+}
+
+/// The next change of `changes`, which must not be an error.
+async fn next_change<S>(changes: &mut Changes<S>, what: &str) -> Change<S>
+where
+    S: StateKey + fmt::Debug,
+    S::Id: fmt::Debug,
+{
+    match next_item(changes, what).await {
+        Ok(change) => change,
+        Err(e) => panic!("{what}: expected a change, got the error {e:?}"),
+    }
+}
+
+/// Reads the next change of `changes`, which must be `expected`.
+async fn expect_change<S>(changes: &mut Changes<S>, expected: Change<S>, what: &str)
+where
+    S: StateKey + fmt::Debug + PartialEq,
+    S::Id: fmt::Debug + PartialEq,
+{
+    match next_item(changes, what).await {
+        Ok(change) => assert_eq!(change, expected, "{what}: another change came first"),
+        Err(e) => panic!("{what}: expected {expected:?}, got the error {e:?}"),
+    }
+}
+
+/// Reads `expected.len()` changes, which must be `expected` key by key: the changes of each id
+/// in `expected`'s order (the contract orders the changes of one key, not of different keys).
+async fn expect_changes<S>(changes: &mut Changes<S>, expected: Vec<Change<S>>, what: &str)
+where
+    S: StateKey + fmt::Debug + PartialEq,
+    S::Id: fmt::Debug + PartialEq,
+{
+    let mut got = Vec::with_capacity(expected.len());
+    for n in 0..expected.len() {
+        got.push(
+            next_change(
+                changes,
+                &format!("{what} (change {n} of {})", expected.len()),
+            )
+            .await,
+        );
+    }
+    let mut ids: Vec<&S::Id> = Vec::new();
+    for change in &expected {
+        if !ids.contains(&change.id()) {
+            ids.push(change.id());
+        }
+    }
+    for id in ids {
+        let of = |list: &[Change<S>]| -> Vec<String> {
+            list.iter()
+                .filter(|c| c.id() == id)
+                .map(|c| format!("{c:?}"))
+                .collect()
+        };
+        assert_eq!(
+            of(&got),
+            of(&expected),
+            "{what}: the changes of {id:?} differ; all that arrived: {got:?}"
+        );
+    }
+}
+
+/// Proves that `changes` holds nothing unread: writes `value` under `id` (a sentinel that the
+/// checks write nowhere else) and asserts that the next change is that very write. `what` names
+/// the writes that were to publish nothing.
+async fn nothing_before_sentinel<B, S>(
+    store: &Store<B>,
+    changes: &mut Changes<S>,
+    id: S::Id,
+    value: S,
+    what: &str,
+) where
+    B: Backend,
+    S: crate::Notified + fmt::Debug + PartialEq + Clone,
+    S::Id: fmt::Debug + PartialEq + Clone,
+{
+    store.set::<S>(&id, &value).await.unwrap();
+    match next_item(changes, what).await {
+        Ok(Change::Set { id: got, value: v }) if got == id && v == value => {}
+        other => panic!("{what} published: {other:?} came before the sentinel write {value:?}"),
+    }
+}
+
+/// The sentinel `Watched` for `what`: a status no other write of the checks stores.
+fn sentinel(what: &str) -> Watched {
+    watched(&format!("sentinel after {what}"), u64::MAX)
+}
+
+/// `Change::Set` of a `Watched`.
+fn set_of(id: &str, value: Watched) -> Change<Watched> {
+    Change::Set {
+        id: id.to_string(),
+        value,
+    }
+}
+
+/// `Change::Removed` of a `Watched`.
+fn removed_of(id: &str) -> Change<Watched> {
+    Change::Removed { id: id.to_string() }
+}
+
+/// Every write that stores something announces it as [`Change::Set`] with the value written:
+/// `set`, `set_with_ttl`, a winning `set_if_absent`, an `update` that wrote (replacing or
+/// creating), `set_many` (one change per item), and `incr` (the new count). `remove` and
+/// `remove_many` announce [`Change::Removed`] for each key that existed. Ids that need escaping
+/// and a large value arrive as written.
+pub async fn writes_publish_their_changes<B: Backend + Clone>(backend: B) {
+    let store = writable(&backend);
+    let mut jobs = store.watch::<Watched>().await.unwrap();
+    let mut counts = store.watch::<WatchedCount>().await.unwrap();
+    let id = |s: &str| s.to_string();
+
+    store
+        .set::<Watched>(id("a"), &watched("queued", 1))
+        .await
+        .unwrap();
+    expect_change(&mut jobs, set_of("a", watched("queued", 1)), "set").await;
+    store
+        .set_with_ttl::<Watched>(id("a"), &watched("queued", 2), Duration::from_secs(60))
+        .await
+        .unwrap();
+    expect_change(&mut jobs, set_of("a", watched("queued", 2)), "set_with_ttl").await;
+    assert!(
+        store
+            .set_if_absent::<Watched>(id("b"), &watched("new", 1))
+            .await
+            .unwrap()
+    );
+    expect_change(
+        &mut jobs,
+        set_of("b", watched("new", 1)),
+        "a winning set_if_absent",
+    )
+    .await;
+    store
+        .update::<Watched>(id("a"), |w| {
+            w.map(|w| Watched {
+                status: "running".into(),
+                step: w.step + 1,
+            })
+        })
+        .await
+        .unwrap();
+    expect_change(
+        &mut jobs,
+        set_of("a", watched("running", 3)),
+        "an update that replaced a value",
+    )
+    .await;
+    store
+        .update::<Watched>(id("c"), |w| match w {
+            None => Some(watched("created", 1)),
+            Some(w) => panic!("c holds {w:?}"),
+        })
+        .await
+        .unwrap();
+    expect_change(
+        &mut jobs,
+        set_of("c", watched("created", 1)),
+        "an update that created the key",
+    )
+    .await;
+
+    let items: Vec<(String, Watched)> = (1..=3)
+        .map(|n| (format!("many-{n}"), watched("bulk", n)))
+        .collect();
+    store.set_many::<Watched>(&items).await.unwrap();
+    let expected = items
+        .iter()
+        .map(|(id, value)| set_of(id, value.clone()))
+        .collect();
+    expect_changes(&mut jobs, expected, "set_many: one change per item").await;
+
+    assert!(store.remove::<Watched>(id("b")).await.unwrap());
+    expect_change(&mut jobs, removed_of("b"), "remove of a key that existed").await;
+    assert_eq!(
+        store
+            .remove_many::<Watched>([id("c"), id("never-written"), id("many-2")])
+            .await
+            .unwrap(),
+        2
+    );
+    expect_changes(
+        &mut jobs,
+        vec![removed_of("c"), removed_of("many-2")],
+        "remove_many: a change for each key that existed",
+    )
+    .await;
+
+    // Ids that must be escaped in the key, and a large value, arrive as written.
+    let nasty = [
+        "a:b",
+        "a%3Ab",
+        "*",
+        "{tag} [x]?\\",
+        "\"quoted\" and /slashed/",
+        "ünïcødé 🦀",
+        "tab\tnew\nline",
+        "",
+    ];
+    for (n, nasty_id) in nasty.into_iter().enumerate() {
+        let value = watched(&format!("nasty-{n}"), n as u64);
+        store.set::<Watched>(id(nasty_id), &value).await.unwrap();
+        expect_change(
+            &mut jobs,
+            set_of(nasty_id, value),
+            &format!("set of the id {nasty_id:?}"),
+        )
+        .await;
+    }
+    let big = watched(&"x".repeat(1024 * 1024), 7);
+    store.set::<Watched>(id("big"), &big).await.unwrap();
+    expect_change(&mut jobs, set_of("big", big), "set of a 1 MB value").await;
+
+    // A counter announces each new count.
+    for (by, count) in [(5, 5), (-2, 3), (0, 3)] {
+        assert_eq!(
+            store.incr::<WatchedCount>(id("hits"), by).await.unwrap(),
+            count
+        );
+        expect_change(
+            &mut counts,
+            Change::Set {
+                id: id("hits"),
+                value: WatchedCount(count),
+            },
+            &format!("incr by {by}"),
+        )
+        .await;
+    }
+
+    nothing_before_sentinel(
+        &store,
+        &mut jobs,
+        id("sentinel"),
+        sentinel("the writes"),
+        "the writes above, beyond their own changes,",
+    )
+    .await;
+    nothing_before_sentinel(
+        &store,
+        &mut counts,
+        id("sentinel"),
+        WatchedCount(-1),
+        "the increments above, beyond their own changes,",
+    )
+    .await;
+}
+
+/// What changes nothing announces nothing: a losing `set_if_absent`, an `update` whose closure
+/// returned `None`, removes of keys that did not exist, empty bulk calls, `incr` of a value
+/// that is not a counter or would overflow, writes that fail (refused, invalid ttl, a value
+/// that does not decode), and rate-limit checks, allowed or refused.
+pub async fn writes_that_change_nothing_publish_nothing<B: Backend + Clone>(backend: B) {
+    let store = writable(&backend);
+    let read_only = Store::new(backend.clone());
+    let mut jobs = store.watch::<Watched>().await.unwrap();
+    let mut counts = store.watch::<WatchedCount>().await.unwrap();
+    let id = |s: &str| s.to_string();
+    let quiet = async |jobs: &mut Changes<Watched>, what: &str| {
+        nothing_before_sentinel(&store, jobs, id("sentinel"), sentinel(what), what).await;
+    };
+
+    store
+        .set::<Watched>(id("a"), &watched("first", 1))
+        .await
+        .unwrap();
+    expect_change(&mut jobs, set_of("a", watched("first", 1)), "set").await;
+
+    assert!(
+        !store
+            .set_if_absent::<Watched>(id("a"), &watched("second", 1))
+            .await
+            .unwrap()
+    );
+    quiet(&mut jobs, "a losing set_if_absent").await;
+
+    assert_eq!(
+        store.update::<Watched>(id("a"), |_| None).await.unwrap(),
+        Some(watched("first", 1))
+    );
+    assert_eq!(
+        store
+            .update::<Watched>(id("missing"), |_| None)
+            .await
+            .unwrap(),
+        None
+    );
+    quiet(&mut jobs, "an update whose closure returned None").await;
+
+    assert!(!store.remove::<Watched>(id("missing")).await.unwrap());
+    assert_eq!(
+        store
+            .remove_many::<Watched>([id("missing"), id("gone")])
+            .await
+            .unwrap(),
+        0
+    );
+    store
+        .set_many::<Watched>(Vec::<(String, Watched)>::new())
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .remove_many::<Watched>(Vec::<String>::new())
+            .await
+            .unwrap(),
+        0
+    );
+    quiet(
+        &mut jobs,
+        "removes of missing keys and empty set_many/remove_many",
+    )
+    .await;
+
+    let refused = [
+        read_only
+            .set::<Watched>(id("a"), &watched("refused", 1))
+            .await
+            .unwrap_err(),
+        read_only
+            .set_with_ttl::<Watched>(id("a"), &watched("refused", 1), Duration::from_secs(5))
+            .await
+            .unwrap_err(),
+        read_only
+            .set_if_absent::<Watched>(id("new"), &watched("refused", 1))
+            .await
+            .unwrap_err(),
+        read_only
+            .update::<Watched>(id("a"), |_| Some(watched("refused", 1)))
+            .await
+            .unwrap_err(),
+        read_only
+            .set_many::<Watched>(vec![(id("a"), watched("refused", 1))])
+            .await
+            .unwrap_err(),
+        read_only
+            .incr::<WatchedCount>(id("hits"), 1)
+            .await
+            .unwrap_err(),
+        Store::new(backend.clone())
+            .enable_set()
+            .remove::<Watched>(id("a"))
+            .await
+            .unwrap_err(),
+        Store::new(backend.clone())
+            .enable_set()
+            .remove_many::<Watched>([id("a")])
+            .await
+            .unwrap_err(),
+    ];
+    for err in refused {
+        assert!(matches!(err, Error::Disabled { .. }), "{err:?}");
+    }
+    let err = store
+        .set_with_ttl::<Watched>(id("a"), &watched("invalid ttl", 1), Duration::ZERO)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidTtl { .. }), "{err:?}");
+    quiet(&mut jobs, "refused writes and an invalid ttl").await;
+
+    // A value that does not decode, written without announcement: the update fails before
+    // writing.
+    let corrupt = store.full_key::<Watched>(id("corrupt")).unwrap();
+    backend
+        .set(&corrupt, b"{oops".to_vec(), None, None)
+        .await
+        .unwrap();
+    let err = store
+        .update::<Watched>(id("corrupt"), |_| Some(watched("never", 1)))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Decode { .. }), "{err:?}");
+    quiet(&mut jobs, "an update of a value that does not decode").await;
+
+    // Increments that fail change nothing and announce nothing.
+    let text = store.full_key::<WatchedCount>(id("text")).unwrap();
+    backend
+        .set(&text, b"1.5".to_vec(), None, None)
+        .await
+        .unwrap();
+    let err = store.incr::<WatchedCount>(id("text"), 1).await.unwrap_err();
+    assert!(matches!(err, Error::InvalidKey { .. }), "{err:?}");
+    store
+        .set::<WatchedCount>(id("max"), &WatchedCount(i64::MAX))
+        .await
+        .unwrap();
+    expect_change(
+        &mut counts,
+        Change::Set {
+            id: id("max"),
+            value: WatchedCount(i64::MAX),
+        },
+        "set of a counter",
+    )
+    .await;
+    let err = store.incr::<WatchedCount>(id("max"), 1).await.unwrap_err();
+    assert!(matches!(err, Error::InvalidKey { .. }), "{err:?}");
+    nothing_before_sentinel(
+        &store,
+        &mut counts,
+        id("sentinel"),
+        WatchedCount(-1),
+        "incr of a value that is not a counter, and one that would overflow,",
+    )
+    .await;
+
+    // Rate-limit checks keep their counts without announcing them, allowed or refused.
+    let mut fixed = store.watch::<WatchedFixed>().await.unwrap();
+    let mut smooth = store.watch::<WatchedSmooth>().await.unwrap();
+    let mut allowed = (0, 0);
+    for _ in 0..5 {
+        allowed.0 += u32::from(
+            store
+                .check::<WatchedFixed>(id("client"))
+                .await
+                .unwrap()
+                .allowed,
+        );
+        allowed.1 += u32::from(
+            store
+                .check::<WatchedSmooth>(id("client"))
+                .await
+                .unwrap()
+                .allowed,
+        );
+    }
+    assert_eq!(allowed, (3, 3), "three calls an hour");
+    nothing_before_sentinel(
+        &store,
+        &mut fixed,
+        id("sentinel"),
+        WatchedFixed(-1),
+        "fixed-window rate-limit checks",
+    )
+    .await;
+    nothing_before_sentinel(
+        &store,
+        &mut smooth,
+        id("sentinel"),
+        WatchedSmooth(-1),
+        "smooth rate-limit checks",
+    )
+    .await;
+}
+
+/// Types declared without `notify` announce nothing, whatever the write: a watcher of their
+/// channel, subscribed through [`Backend::watch`], hears only a write that announces itself.
+pub async fn types_without_notify_publish_nothing<B: Backend + Clone>(backend: B) {
+    let store = writable(&backend);
+    let next_event = async |events: &mut BoxStream<'static, crate::Result<Event>>, what: &str| {
+        match tokio::time::timeout(FEED_WAIT, events.next()).await {
+            Ok(Some(Ok(event))) => event,
+            Ok(Some(Err(e))) => panic!("{what}: expected a change, got the error {e:?}"),
+            Ok(None) => panic!("{what}: the change feed ended"),
+            Err(_) => panic!("{what}: no change arrived within {FEED_WAIT:?}"),
+        }
+    };
+    let mut sessions = backend.watch(&Watch::new("session")).await.unwrap();
+    let mut totals = backend.watch(&Watch::new("total")).await.unwrap();
+
+    store.set::<Session>(1, &session(1)).await.unwrap();
+    store
+        .set_with_ttl::<Session>(1, &session(2), Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert!(
+        store
+            .set_if_absent::<Session>(2, &session(2))
+            .await
+            .unwrap()
+    );
+    store
+        .update::<Session>(1, |s| s.map(|s| Session { updated_at: 3, ..s }))
+        .await
+        .unwrap();
+    store
+        .set_many::<Session>(vec![(3u64, session(3)), (4, session(4))])
+        .await
+        .unwrap();
+    assert!(store.remove::<Session>(1).await.unwrap());
+    assert_eq!(store.remove_many::<Session>([2u64, 3]).await.unwrap(), 2);
+    assert_eq!(store.incr::<Total>(1, 5).await.unwrap(), 5);
+
+    // Sentinels: writes through the backend that do announce on the same channels.
+    let value = serde_json::to_vec(&session(99)).unwrap();
+    backend
+        .set("session:99", value.clone(), None, Some("session"))
+        .await
+        .unwrap();
+    let expected = Event::Set {
+        key: "session:99".into(),
+        value: value.into(),
+    };
+    let event = next_event(&mut sessions, "writes of Session").await;
+    assert_eq!(
+        event, expected,
+        "a Session write published though Session is not declared with `notify`"
+    );
+    backend
+        .set("total:99", b"7".to_vec(), None, Some("total"))
+        .await
+        .unwrap();
+    let expected = Event::Set {
+        key: "total:99".into(),
+        value: b"7".as_slice().into(),
+    };
+    let event = next_event(&mut totals, "incr of Total").await;
+    assert_eq!(
+        event, expected,
+        "incr of Total published though Total is not declared with `notify`"
+    );
+}
+
+/// `watch_id` delivers the changes of its one id, every kind of them, and nothing of other ids
+/// (not even ids whose key starts the same, or the same id of another type).
+pub async fn watch_id_sees_only_its_id<B: Backend + Clone>(backend: B) {
+    let store = writable(&backend);
+    let id = |s: &str| s.to_string();
+    let mut all = store.watch::<Watched>().await.unwrap();
+    let mut one = store.watch_id::<Watched>(id("a")).await.unwrap();
+    let mut escaped = store.watch_id::<Watched>(id("a:b")).await.unwrap();
+    let mut counter = store.watch_id::<WatchedCount>(id("a")).await.unwrap();
+
+    store
+        .set::<Watched>(id("a"), &watched("a", 1))
+        .await
+        .unwrap();
+    store
+        .set::<Watched>(id("b"), &watched("b", 1))
+        .await
+        .unwrap();
+    store
+        .set::<Watched>(id("ab"), &watched("ab", 1))
+        .await
+        .unwrap();
+    store
+        .set::<Watched>(id("a:b"), &watched("a:b", 1))
+        .await
+        .unwrap();
+    store
+        .set::<Watched>(id("a%3Ab"), &watched("a%3Ab", 1))
+        .await
+        .unwrap();
+    store
+        .set_many::<Watched>(vec![(id("b"), watched("b", 2)), (id("a"), watched("a", 2))])
+        .await
+        .unwrap();
+    store
+        .update::<Watched>(id("a"), |w| w.map(|w| watched("a", w.step + 1)))
+        .await
+        .unwrap();
+    assert_eq!(store.incr::<WatchedCount>(id("a"), 1).await.unwrap(), 1);
+    assert_eq!(store.incr::<WatchedCount>(id("b"), 1).await.unwrap(), 1);
+    assert!(store.remove::<Watched>(id("b")).await.unwrap());
+    assert!(store.remove::<Watched>(id("a")).await.unwrap());
+    assert!(store.remove::<Watched>(id("a:b")).await.unwrap());
+
+    expect_changes(
+        &mut one,
+        vec![
+            set_of("a", watched("a", 1)),
+            set_of("a", watched("a", 2)),
+            set_of("a", watched("a", 3)),
+            removed_of("a"),
+        ],
+        "watch_id(\"a\")",
+    )
+    .await;
+    nothing_before_sentinel(
+        &store,
+        &mut one,
+        id("a"),
+        sentinel("other ids' writes"),
+        "writes of other ids than \"a\"",
+    )
+    .await;
+    expect_changes(
+        &mut escaped,
+        vec![set_of("a:b", watched("a:b", 1)), removed_of("a:b")],
+        "watch_id(\"a:b\")",
+    )
+    .await;
+    nothing_before_sentinel(
+        &store,
+        &mut escaped,
+        id("a:b"),
+        sentinel("other ids' writes"),
+        "writes of other ids than \"a:b\"",
+    )
+    .await;
+    expect_change(
+        &mut counter,
+        Change::Set {
+            id: id("a"),
+            value: WatchedCount(1),
+        },
+        "watch_id::<WatchedCount>(\"a\")",
+    )
+    .await;
+    nothing_before_sentinel(
+        &store,
+        &mut counter,
+        id("a"),
+        WatchedCount(-1),
+        "writes of other ids than the counter \"a\", and of Watched \"a\",",
+    )
+    .await;
+    // The watcher of every id got all 11 changes and the two sentinels.
+    let mut got = Vec::new();
+    for n in 0..13 {
+        got.push(next_change(&mut all, &format!("watch(): change {n} of 13")).await);
+    }
+    let mut ids: Vec<&str> = got.iter().map(|c| c.id().as_str()).collect();
+    ids.sort();
+    assert_eq!(
+        ids,
+        [
+            "a", "a", "a", "a", "a", "a%3Ab", "a:b", "a:b", "a:b", "ab", "b", "b", "b"
+        ],
+        "watch(): {got:?}"
+    );
+    nothing_before_sentinel(
+        &store,
+        &mut all,
+        id("sentinel"),
+        sentinel("every write"),
+        "the writes above, beyond their own changes,",
+    )
+    .await;
+}
+
+/// The changes of one key arrive in the order they were stored: 200 updates of one id, between
+/// writes of another, reach a watcher of the type and a watcher of the id step by step.
+pub async fn changes_of_one_id_arrive_in_order<B: Backend + Clone>(backend: B) {
+    let store = writable(&backend);
+    let id = |s: &str| s.to_string();
+    let mut all = store.watch::<Watched>().await.unwrap();
+    let mut one = store.watch_id::<Watched>(id("ordered")).await.unwrap();
+
+    store
+        .set::<Watched>(id("ordered"), &watched("step", 0))
+        .await
+        .unwrap();
+    let mut expected = vec![set_of("ordered", watched("step", 0))];
+    let mut others = Vec::new();
+    for n in 1..=200u64 {
+        store
+            .update::<Watched>(id("ordered"), |w| w.map(|w| watched("step", w.step + 1)))
+            .await
+            .unwrap();
+        expected.push(set_of("ordered", watched("step", n)));
+        if n % 10 == 0 {
+            store
+                .set::<Watched>(id("other"), &watched("other", n))
+                .await
+                .unwrap();
+            others.push(set_of("other", watched("other", n)));
+        }
+    }
+    assert!(store.remove::<Watched>(id("ordered")).await.unwrap());
+    expected.push(removed_of("ordered"));
+
+    for (n, change) in expected.iter().enumerate() {
+        expect_change(
+            &mut one,
+            change.clone(),
+            &format!("watch_id: change {n} of {}", expected.len()),
+        )
+        .await;
+    }
+    let mut both = expected;
+    both.extend(others);
+    expect_changes(&mut all, both, "watch(): 200 updates between other writes").await;
+    nothing_before_sentinel(
+        &store,
+        &mut all,
+        id("sentinel"),
+        sentinel("200 updates"),
+        "the writes above, beyond their own changes,",
+    )
+    .await;
+}
+
+/// Writers in several tasks at once: a watcher gets every change exactly once, each id's in
+/// order. 8 tasks set their own id 25 times and increment one shared counter 25 times (so the
+/// counts 1 to 200 arrive once each, in order), while 4 more race to `update` one key (every
+/// successful update announces its value, in order, and failed attempts nothing).
+pub async fn concurrent_writers_deliver_every_change<B: Backend + Clone>(backend: B) {
+    const WRITERS: u64 = 8;
+    const WRITES: u64 = 25;
+    const UPDATERS: u64 = 4;
+    const UPDATES: u64 = 20;
+    let store = writable(&backend);
+    let mut jobs = store.watch::<Watched>().await.unwrap();
+    let mut counts = store.watch::<WatchedCount>().await.unwrap();
+    store
+        .set::<Watched>("contended".to_string(), &watched("race", 0))
+        .await
+        .unwrap();
+
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|w| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                for n in 1..=WRITES {
+                    store
+                        .set::<Watched>(format!("writer-{w}"), &watched("write", n))
+                        .await
+                        .unwrap();
+                    store
+                        .incr::<WatchedCount>("shared".to_string(), 1)
+                        .await
+                        .unwrap();
+                }
+                0
+            })
+        })
+        .chain((0..UPDATERS).map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut ok = 0u64;
+                for _ in 0..UPDATES {
+                    match store
+                        .update::<Watched>("contended".to_string(), |w| {
+                            w.map(|w| watched("race", w.step + 1))
+                        })
+                        .await
+                    {
+                        Ok(_) => ok += 1,
+                        Err(Error::Conflict { .. }) => {}
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+                ok
+            })
+        }))
+        .collect();
+    let mut updated = 0;
+    for task in writers {
+        updated += task.await.unwrap();
+    }
+    assert!(updated > 0);
+
+    let total = WRITERS * WRITES + 1 + updated;
+    let mut next_step: HashMap<String, u64> = HashMap::new();
+    next_step.insert("contended".into(), 0);
+    for n in 0..total {
+        let what = format!("change {n} of {total} from concurrent writers");
+        let Change::Set { id, value } = next_change(&mut jobs, &what).await else {
+            panic!("{what}: only sets were written");
+        };
+        let expected = next_step
+            .entry(id.clone())
+            .or_insert(if id == "contended" { 0 } else { 1 });
+        assert_eq!(
+            value.step, *expected,
+            "{what}: {id} out of order or duplicated"
+        );
+        *expected += 1;
+    }
+    for w in 0..WRITERS {
+        assert_eq!(
+            next_step.get(&format!("writer-{w}")),
+            Some(&(WRITES + 1)),
+            "writer-{w}: {next_step:?}"
+        );
+    }
+    assert_eq!(
+        next_step["contended"],
+        updated + 1,
+        "one change per successful update"
+    );
+    for count in 1..=(WRITERS * WRITES) as i64 {
+        expect_change(
+            &mut counts,
+            Change::Set {
+                id: "shared".to_string(),
+                value: WatchedCount(count),
+            },
+            &format!("concurrent increments: count {count}"),
+        )
+        .await;
+    }
+    nothing_before_sentinel(
+        &store,
+        &mut jobs,
+        "sentinel".to_string(),
+        sentinel("concurrent writes"),
+        "concurrent writes, beyond their own changes,",
+    )
+    .await;
+    nothing_before_sentinel(
+        &store,
+        &mut counts,
+        "sentinel".to_string(),
+        WatchedCount(-1),
+        "concurrent increments, beyond their own changes,",
+    )
+    .await;
+}
+
+/// A watcher hears its own namespace and type only: stores in different namespaces on one
+/// backend, and two types (one's prefix starting the other's), do not see each other's changes.
+pub async fn changes_stay_in_their_namespace_and_type<B: Backend + Clone>(backend: B) {
+    let id = |s: &str| s.to_string();
+    let plain = writable(&backend);
+    let first = writable(&backend).namespace("feed-a");
+    let second = writable(&backend).namespace("feed-b");
+    let mut plain_jobs = plain.watch::<Watched>().await.unwrap();
+    let mut first_jobs = first.watch::<Watched>().await.unwrap();
+    let mut first_one = first.watch_id::<Watched>(id("1")).await.unwrap();
+    let mut second_jobs = second.watch::<Watched>().await.unwrap();
+    let mut first_counts = first.watch::<WatchedCount>().await.unwrap();
+
+    plain
+        .set::<Watched>(id("1"), &watched("plain", 1))
+        .await
+        .unwrap();
+    first
+        .set::<Watched>(id("1"), &watched("first", 1))
+        .await
+        .unwrap();
+    second
+        .set::<Watched>(id("1"), &watched("second", 1))
+        .await
+        .unwrap();
+    second
+        .set_many::<Watched>(vec![(id("1"), watched("second", 2))])
+        .await
+        .unwrap();
+    assert_eq!(first.incr::<WatchedCount>(id("1"), 1).await.unwrap(), 1);
+    assert_eq!(second.incr::<WatchedCount>(id("1"), 1).await.unwrap(), 1);
+    assert_eq!(plain.incr::<WatchedCount>(id("1"), 1).await.unwrap(), 1);
+    assert!(second.remove::<Watched>(id("1")).await.unwrap());
+    assert!(plain.remove::<Watched>(id("1")).await.unwrap());
+
+    expect_changes(
+        &mut plain_jobs,
+        vec![set_of("1", watched("plain", 1)), removed_of("1")],
+        "no namespace",
+    )
+    .await;
+    expect_change(
+        &mut first_jobs,
+        set_of("1", watched("first", 1)),
+        "namespace feed-a",
+    )
+    .await;
+    expect_change(
+        &mut first_one,
+        set_of("1", watched("first", 1)),
+        "namespace feed-a, watch_id",
+    )
+    .await;
+    expect_changes(
+        &mut second_jobs,
+        vec![
+            set_of("1", watched("second", 1)),
+            set_of("1", watched("second", 2)),
+            removed_of("1"),
+        ],
+        "namespace feed-b",
+    )
+    .await;
+    expect_change(
+        &mut first_counts,
+        Change::Set {
+            id: id("1"),
+            value: WatchedCount(1),
+        },
+        "namespace feed-a, WatchedCount",
+    )
+    .await;
+    for (store, changes, name) in [
+        (&plain, &mut plain_jobs, "no namespace"),
+        (&first, &mut first_jobs, "namespace feed-a"),
+        (&second, &mut second_jobs, "namespace feed-b"),
+    ] {
+        nothing_before_sentinel(
+            store,
+            changes,
+            id("sentinel"),
+            sentinel(name),
+            &format!("writes of other namespaces or types, seen from {name},"),
+        )
+        .await;
+    }
+    nothing_before_sentinel(
+        &first,
+        &mut first_one,
+        id("1"),
+        sentinel("feed-a"),
+        "writes of other namespaces or types, seen from watch_id in feed-a,",
+    )
+    .await;
+    nothing_before_sentinel(
+        &first,
+        &mut first_counts,
+        id("sentinel"),
+        WatchedCount(-1),
+        "writes of other namespaces or types, seen from WatchedCount in feed-a,",
+    )
+    .await;
+}
+
+/// A key that expires is announced as [`Change::Expired`], to watchers of the type and of the
+/// id; a key removed or given the type's ttl again before its deadline is not, and an update
+/// keeps the expiry it announces. Calls [`Backend::enable_expiry_events`] first; allows the few
+/// seconds an engine such as Redis takes to expire keys in the background.
+pub async fn expiries_are_changes<B: Backend + Clone>(backend: B) {
+    backend.enable_expiry_events().await.unwrap();
+    let store = writable(&backend);
+    let id = |s: &str| s.to_string();
+    let mut all = store.watch::<Watched>().await.unwrap();
+    let mut one = store.watch_id::<Watched>(id("short")).await.unwrap();
+    let short = Duration::from_millis(100);
+
+    store
+        .set_with_ttl::<Watched>(id("short"), &watched("short", 1), short)
+        .await
+        .unwrap();
+    store
+        .set_with_ttl::<Watched>(id("removed"), &watched("removed", 1), short)
+        .await
+        .unwrap();
+    assert!(store.remove::<Watched>(id("removed")).await.unwrap());
+    store
+        .set_with_ttl::<Watched>(id("renewed"), &watched("renewed", 1), short)
+        .await
+        .unwrap();
+    store
+        .set::<Watched>(id("renewed"), &watched("renewed", 2))
+        .await
+        .unwrap();
+    store
+        .set_with_ttl::<Watched>(id("updated"), &watched("updated", 1), short * 3)
+        .await
+        .unwrap();
+    store
+        .update::<Watched>(id("updated"), |w| w.map(|w| watched("updated", w.step + 1)))
+        .await
+        .unwrap();
+    expect_changes(
+        &mut all,
+        vec![
+            set_of("short", watched("short", 1)),
+            set_of("removed", watched("removed", 1)),
+            removed_of("removed"),
+            set_of("renewed", watched("renewed", 1)),
+            set_of("renewed", watched("renewed", 2)),
+            set_of("updated", watched("updated", 1)),
+            set_of("updated", watched("updated", 2)),
+        ],
+        "writes before the deadlines",
+    )
+    .await;
+    expect_change(
+        &mut one,
+        set_of("short", watched("short", 1)),
+        "watch_id before the deadline",
+    )
+    .await;
+
+    let mut expired = Vec::new();
+    for n in 0..2 {
+        match next_change(&mut all, &format!("expiry {n} of 2")).await {
+            Change::Expired { id } => expired.push(id),
+            other => panic!("expected the expiry of short or updated, got {other:?}"),
+        }
+    }
+    expired.sort();
+    assert_eq!(expired, vec![id("short"), id("updated")]);
+    expect_change(
+        &mut one,
+        Change::Expired { id: id("short") },
+        "watch_id: the expiry",
+    )
+    .await;
+    assert!(!store.exists::<Watched>(id("short")).await.unwrap());
+
+    // Past every deadline: the removed and the renewed key announced no expiry.
+    tokio::time::sleep(short * 5).await;
+    assert!(store.exists::<Watched>(id("renewed")).await.unwrap());
+    nothing_before_sentinel(
+        &store,
+        &mut all,
+        id("sentinel"),
+        sentinel("expiries"),
+        "a key removed, or given the type's ttl, before its deadline",
+    )
+    .await;
+    nothing_before_sentinel(
+        &store,
+        &mut one,
+        id("short"),
+        sentinel("expiries"),
+        "watch_id after the expiry",
+    )
+    .await;
+}
+
+/// A rate limit's count is bookkeeping, not state: keys written only by rate-limit checks of a
+/// notified type announce nothing, not even when their window ends and they expire. Calls
+/// [`Backend::enable_expiry_events`] first.
+pub async fn rate_limit_windows_end_silently<B: Backend + Clone>(backend: B) {
+    backend.enable_expiry_events().await.unwrap();
+    let store = writable(&backend);
+    let id = |s: &str| s.to_string();
+    let mut windows = store.watch::<WatchedWindow>().await.unwrap();
+    let mut paces = store.watch::<WatchedPace>().await.unwrap();
+    assert!(
+        store
+            .check::<WatchedWindow>(id("client"))
+            .await
+            .unwrap()
+            .allowed
+    );
+    assert!(
+        store
+            .check::<WatchedPace>(id("client"))
+            .await
+            .unwrap()
+            .allowed
+    );
+    // Both keys end within a second; wait until they are gone, and their expiry had time to
+    // be announced.
+    let deadline = tokio::time::Instant::now() + FEED_WAIT;
+    while store.exists::<WatchedWindow>(id("client")).await.unwrap()
+        || store.exists::<WatchedPace>(id("client")).await.unwrap()
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the rate-limit keys did not expire"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    nothing_before_sentinel(
+        &store,
+        &mut windows,
+        id("sentinel"),
+        WatchedWindow(-1),
+        "a fixed window that ended",
+    )
+    .await;
+    nothing_before_sentinel(
+        &store,
+        &mut paces,
+        id("sentinel"),
+        WatchedPace(-1),
+        "a smooth rate limit's key that ended",
+    )
+    .await;
+}
+
+/// A value on the feed that does not decode as the type is an [`Error::Decode`] item naming its
+/// key, and a key that is not an id of the type an [`Error::InvalidKey`] item naming it; either
+/// way the stream goes on with the next change. The values are written through
+/// [`Backend::set`] with the type's channel, as another program could write them.
+pub async fn undecodable_changes_are_errors_and_the_feed_goes_on<B: Backend + Clone>(backend: B) {
+    let store = writable(&backend).namespace("svc");
+    let channel = "svc:watched";
+    let mut changes = store.watch::<Watched>().await.unwrap();
+    let mut after = 0;
+    let mut goes_on = async |changes: &mut Changes<Watched>, what: &str| {
+        after += 1;
+        let value = watched("after", after);
+        store
+            .set::<Watched>("good".to_string(), &value)
+            .await
+            .unwrap();
+        expect_change(
+            changes,
+            set_of("good", value),
+            &format!("the change after {what}"),
+        )
+        .await;
+    };
+
+    // A key under the channel that no `Watched` id gives (`:` is escaped in string ids).
+    let foreign = "svc:watched:a:b";
+    let value = serde_json::to_vec(&watched("foreign", 1)).unwrap();
+    backend
+        .set(foreign, value, None, Some(channel))
+        .await
+        .unwrap();
+    match next_item(&mut changes, "a foreign key").await {
+        Err(Error::InvalidKey { key, .. }) => assert_eq!(key, foreign),
+        other => panic!("expected an invalid-key error naming {foreign}, got {other:?}"),
+    }
+    goes_on(&mut changes, "a foreign key").await;
+
+    // JSON of another shape first, then bytes that are not JSON at all.
+    for (n, raw) in [
+        &br#"{"status": 5, "step": 1}"#[..],
+        br#"[1, 2, 3]"#,
+        b"{not json",
+        b"\xff\xfe\x00garbage",
+        b"",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let what = format!("the value {:?}", String::from_utf8_lossy(raw));
+        let key = store.full_key::<Watched>(format!("bad-{n}")).unwrap();
+        backend
+            .set(&key, raw.to_vec(), None, Some(channel))
+            .await
+            .unwrap();
+        match next_item(&mut changes, &what).await {
+            Err(Error::Decode { key: reported, .. }) => assert_eq!(reported, key, "{what}"),
+            other => panic!("{what}: expected a decode error naming {key}, got {other:?}"),
+        }
+        goes_on(&mut changes, &what).await;
+    }
+    nothing_before_sentinel(
+        &store,
+        &mut changes,
+        "sentinel".to_string(),
+        sentinel("undecodable changes"),
+        "undecodable changes, beyond their errors,",
+    )
+    .await;
+}
+
+/// A watcher that reads nothing while more changes than its buffer arrive gets one
+/// [`Error::Lagged`] with how many were dropped, then the newest ones in order, and is then in
+/// step again; other watchers lose nothing. Watching with `watch_buffer(8)`, 100 writes give
+/// `Lagged { missed: 92 }` and the last 8.
+///
+/// Before reading, the check waits until a write after the 100, to another id, has reached a
+/// watcher of that id: a backend whose feed delivers asynchronously has then queued the 100.
+pub async fn slow_watchers_lag_and_keep_the_newest<B: Backend + Clone>(backend: B) {
+    let store = writable(&backend);
+    let id = |s: &str| s.to_string();
+    let small = store.clone().watch_buffer(8);
+    let mut lagging = small.watch::<Watched>().await.unwrap();
+    let mut lagging_one = small.watch_id::<Watched>(id("burst")).await.unwrap();
+    let mut fence = store.watch_id::<Watched>(id("fence")).await.unwrap();
+    let mut keeping_up = store.watch::<Watched>().await.unwrap();
+
+    for (round, writes) in [(1u64, 100u64), (2, 20)] {
+        for n in 0..writes {
+            store
+                .set::<Watched>(id("burst"), &watched("burst", n))
+                .await
+                .unwrap();
+        }
+        // Everything written is queued once a later change has arrived.
+        let marker = watched("fence", round);
+        store.set::<Watched>(id("fence"), &marker).await.unwrap();
+        expect_change(
+            &mut fence,
+            set_of("fence", marker.clone()),
+            "the write after the burst",
+        )
+        .await;
+
+        // The watcher of every id holds the newest 8 of the burst and the fence.
+        let missed = writes + 1 - 8;
+        let what = format!("round {round}: {writes} writes and one more into a buffer of 8");
+        match next_item(&mut lagging, &what).await {
+            Err(Error::Lagged { missed: m }) => assert_eq!(m, missed, "{what}"),
+            other => panic!("{what}: expected Lagged {{ missed: {missed} }}, got {other:?}"),
+        }
+        for n in writes - 7..writes {
+            expect_change(
+                &mut lagging,
+                set_of("burst", watched("burst", n)),
+                &format!("{what}: the newest, {n}"),
+            )
+            .await;
+        }
+        expect_change(&mut lagging, set_of("fence", marker), &what).await;
+
+        // The watcher of the id holds the newest 8 of the burst.
+        let what = format!("round {round}: watch_id, {writes} writes into a buffer of 8");
+        match next_item(&mut lagging_one, &what).await {
+            Err(Error::Lagged { missed: m }) => assert_eq!(m, writes - 8, "{what}"),
+            other => panic!(
+                "{what}: expected Lagged {{ missed: {} }}, got {other:?}",
+                writes - 8
+            ),
+        }
+        for n in writes - 8..writes {
+            expect_change(
+                &mut lagging_one,
+                set_of("burst", watched("burst", n)),
+                &format!("{what}: the newest, {n}"),
+            )
+            .await;
+        }
+        nothing_before_sentinel(
+            &store,
+            &mut lagging_one,
+            id("burst"),
+            sentinel(&format!("round {round}")),
+            &format!("{what}: more than the newest"),
+        )
+        .await;
+        expect_change(
+            &mut lagging,
+            set_of("burst", sentinel(&format!("round {round}"))),
+            "the sentinel, to the watcher of every id",
+        )
+        .await;
+    }
+
+    // A watcher with room for everything lost nothing.
+    let mut expected = Vec::new();
+    for (round, writes) in [(1u64, 100u64), (2, 20)] {
+        expected.extend((0..writes).map(|n| set_of("burst", watched("burst", n))));
+        expected.push(set_of("fence", watched("fence", round)));
+        expected.push(set_of("burst", sentinel(&format!("round {round}"))));
+    }
+    expect_changes(
+        &mut keeping_up,
+        expected,
+        "a watcher with the default buffer",
+    )
+    .await;
+}
+
+/// The stream is `Send + 'static`: it moves into a spawned task, which reads the changes
+/// written here.
+pub async fn changes_are_send_and_static<B: Backend + Clone>(backend: B) {
+    fn send_static<T: Send + 'static>(value: T) -> T {
+        value
+    }
+    let store = writable(&backend);
+    let changes = send_static(store.watch::<Watched>().await.unwrap());
+    let reader = tokio::spawn(async move {
+        let mut changes = changes;
+        let mut got = Vec::new();
+        for n in 0..10 {
+            got.push(
+                next_change(
+                    &mut changes,
+                    &format!("in a spawned task: change {n} of 10"),
+                )
+                .await,
+            );
+        }
+        got
+    });
+    let mut expected = Vec::new();
+    for n in 0..10 {
+        let value = watched("spawned", n);
+        store
+            .set::<Watched>(format!("id-{n}"), &value)
+            .await
+            .unwrap();
+        expected.push(set_of(&format!("id-{n}"), value));
+    }
+    let got = reader.await.unwrap();
+    assert_eq!(got, expected);
+}
+
+/// Watchers come and go independently: dropping one leaves the others their changes, and a
+/// watcher made after the last one of its type was dropped hears every later change.
+pub async fn watchers_come_and_go<B: Backend + Clone>(backend: B) {
+    let store = writable(&backend);
+    let id = |s: &str| s.to_string();
+    let first = store.watch::<Watched>().await.unwrap();
+    let mut second = store.watch::<Watched>().await.unwrap();
+    let first_one = store.watch_id::<Watched>(id("a")).await.unwrap();
+    drop(first);
+    drop(first_one);
+    store
+        .set::<Watched>(id("a"), &watched("a", 1))
+        .await
+        .unwrap();
+    expect_change(
+        &mut second,
+        set_of("a", watched("a", 1)),
+        "after another watcher was dropped",
+    )
+    .await;
+    drop(second);
+    for round in 0..3 {
+        let mut again = store.watch::<Watched>().await.unwrap();
+        let mut again_one = store.watch_id::<Watched>(id("a")).await.unwrap();
+        store
+            .set::<Watched>(id("a"), &watched("again", round))
+            .await
+            .unwrap();
+        let what = format!("round {round}: watching again after the last watcher was dropped");
+        expect_change(&mut again, set_of("a", watched("again", round)), &what).await;
+        expect_change(&mut again_one, set_of("a", watched("again", round)), &what).await;
+    }
+}
+
+/// A watcher hears the changes stored after it started, never one stored before `watch` was
+/// called (which, arriving after a read of the state, would take a reader back to an older
+/// value): neither beside a watcher of the type that has changes still on their way (20 rounds
+/// of 50 writes), nor when the last watcher of the type was dropped just before (50 rounds).
+pub async fn watchers_hear_nothing_from_before_watch<B: Backend + Clone>(backend: B) {
+    let store = writable(&backend);
+    let id = |s: &str| s.to_string();
+    let busy = store.watch::<Watched>().await.unwrap();
+    for round in 0..20 {
+        for n in 0..50 {
+            store
+                .set::<Watched>(format!("busy-{n}"), &watched("before watch", round))
+                .await
+                .unwrap();
+        }
+        let mut changes = store.watch::<Watched>().await.unwrap();
+        store
+            .set::<Watched>(id("a"), &watched("after watch", round))
+            .await
+            .unwrap();
+        expect_change(
+            &mut changes,
+            set_of("a", watched("after watch", round)),
+            &format!(
+                "round {round}: the first change of a watcher made beside a busy one, after 50 \
+                 writes"
+            ),
+        )
+        .await;
+    }
+    drop(busy);
+
+    for round in 0..50 {
+        drop(store.watch::<Watched>().await.unwrap());
+        store
+            .set::<Watched>(id("a"), &watched("before watch", round))
+            .await
+            .unwrap();
+        let mut changes = store.watch::<Watched>().await.unwrap();
+        store
+            .set::<Watched>(id("a"), &watched("after watch", round))
+            .await
+            .unwrap();
+        expect_change(
+            &mut changes,
+            set_of("a", watched("after watch", round)),
+            &format!(
+                "round {round}: the first change of a watcher made after the last one was \
+                 dropped and a write"
+            ),
+        )
+        .await;
+    }
+}
+
+/// Expiries reach the watchers of their namespace only, even where a namespace is named like
+/// the type's prefix, so that its keys (`watched:watched:x`, `watched:session:1`) start with the
+/// keys of the store without namespace (`watched:...`). Calls
+/// [`Backend::enable_expiry_events`] first.
+pub async fn expiries_stay_in_their_namespace<B: Backend + Clone>(backend: B) {
+    backend.enable_expiry_events().await.unwrap();
+    let id = |s: &str| s.to_string();
+    let plain = writable(&backend);
+    let named = writable(&backend).namespace(Watched::PREFIX);
+    let other = writable(&backend).namespace("feed-a");
+    let mut plain_jobs = plain.watch::<Watched>().await.unwrap();
+    let mut named_jobs = named.watch::<Watched>().await.unwrap();
+    let mut other_jobs = other.watch::<Watched>().await.unwrap();
+    let short = Duration::from_millis(100);
+
+    named
+        .set_with_ttl::<Watched>(id("x"), &watched("named", 1), short)
+        .await
+        .unwrap();
+    named
+        .set_with_ttl::<Session>(1, &session(1), short)
+        .await
+        .unwrap();
+    other
+        .set_with_ttl::<Watched>(id("x"), &watched("other", 1), short)
+        .await
+        .unwrap();
+    for (changes, name) in [
+        (&mut named_jobs, "namespace `watched`"),
+        (&mut other_jobs, "namespace `feed-a`"),
+    ] {
+        let status = if name.contains("feed-a") {
+            "other"
+        } else {
+            "named"
+        };
+        expect_change(
+            changes,
+            set_of("x", watched(status, 1)),
+            &format!("{name}: the write"),
+        )
+        .await;
+        expect_change(
+            changes,
+            Change::Expired { id: id("x") },
+            &format!("{name}: the expiry"),
+        )
+        .await;
+    }
+    // The Session has expired too, and had time to be announced.
+    let deadline = tokio::time::Instant::now() + FEED_WAIT;
+    while named.exists::<Session>(1).await.unwrap() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the Session did not expire"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(short * 3).await;
+
+    nothing_before_sentinel(
+        &named,
+        &mut named_jobs,
+        id("sentinel"),
+        sentinel("expiries"),
+        "the expiry of a Session in the namespace `watched`, and of a Watched in `feed-a`,",
+    )
+    .await;
+    nothing_before_sentinel(
+        &other,
+        &mut other_jobs,
+        id("sentinel"),
+        sentinel("expiries"),
+        "expiries in the namespace `watched`, seen from `feed-a`,",
+    )
+    .await;
+    nothing_before_sentinel(
+        &plain,
+        &mut plain_jobs,
+        id("sentinel"),
+        sentinel("expiries"),
+        "expiries in the namespaces `watched` and `feed-a`, seen from the store without namespace,",
+    )
+    .await;
+}
+
+/// For a backend without a change feed (run with `conformance_tests!(.., without_feed)`):
+/// `watch` and `watch_id` are [`Error::Unsupported`] naming `watch` and the backend, and writes
+/// of a notified type still work as any other.
+pub async fn feed_is_unsupported<B: Backend + Clone>(backend: B) {
+    let store = writable(&backend);
+    let id = |s: &str| s.to_string();
+    for err in [
+        store.watch::<Watched>().await.unwrap_err(),
+        store.watch_id::<Watched>(id("a")).await.unwrap_err(),
+        store.watch::<WatchedCount>().await.unwrap_err(),
+    ] {
+        assert!(
+            matches!(
+                err,
+                Error::Unsupported {
+                    operation: "watch",
+                    backend: name,
+                } if name == backend.name()
+            ),
+            "{err:?}"
+        );
+    }
+
+    store
+        .set::<Watched>(id("a"), &watched("set", 1))
+        .await
+        .unwrap();
+    store
+        .set_with_ttl::<Watched>(id("b"), &watched("ttl", 1), Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert!(
+        store
+            .set_if_absent::<Watched>(id("c"), &watched("absent", 1))
+            .await
+            .unwrap()
+    );
+    store
+        .update::<Watched>(id("a"), |w| w.map(|w| watched("updated", w.step + 1)))
+        .await
+        .unwrap();
+    store
+        .set_many::<Watched>(vec![(id("d"), watched("many", 1))])
+        .await
+        .unwrap();
+    assert_eq!(store.incr::<WatchedCount>(id("n"), 2).await.unwrap(), 2);
+    assert_eq!(
+        store
+            .get_many::<Watched>([id("a"), id("b"), id("c"), id("d")])
+            .await
+            .unwrap(),
+        vec![
+            Some(watched("updated", 2)),
+            Some(watched("ttl", 1)),
+            Some(watched("absent", 1)),
+            Some(watched("many", 1)),
+        ]
+    );
+    assert!(
+        store.ttl::<Watched>(id("a")).await.unwrap().unwrap() > Duration::from_secs(6 * 86_400)
+    );
+    assert!(store.remove::<Watched>(id("a")).await.unwrap());
+    assert_eq!(
+        store
+            .remove_many::<Watched>([id("b"), id("c"), id("none")])
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        store.get::<WatchedCount>(id("n")).await.unwrap(),
+        Some(WatchedCount(2))
+    );
+    assert!(!store.exists::<Watched>(id("a")).await.unwrap());
+}
+
 /// One test per check of [`conformance`](crate::conformance), each on a fresh backend.
 ///
 /// `$flavor` is the test attribute without `#[...]` (such as `tokio::test` or
 /// `tokio::test(flavor = "multi_thread", worker_threads = 2)`); `$new_backend` is a future
 /// giving `(guard, backend)`, where the guard (a server process, a temp dir, or `()`) lives until
 /// the check ends. The tests go in a module `conformance_checks`.
+///
+/// Two forms:
+/// - `conformance_tests!($flavor, $new_backend)`: every check, the change-feed checks
+///   ([`Store::watch`](crate::Store::watch)) included, for a backend with a change feed.
+/// - `conformance_tests!($flavor, $new_backend, without_feed)`: every check but the change-feed
+///   ones, and [`feed_is_unsupported`](crate::conformance::feed_is_unsupported) instead, for a
+///   backend that keeps the provided [`Backend::watch`](crate::Backend::watch) (it ignores the
+///   `notify` channel of writes and answers `watch` with
+///   [`Error::Unsupported`](crate::Error::Unsupported)).
 #[macro_export]
 macro_rules! conformance_tests {
-    ($flavor:meta, $new_backend:expr) => {
+    ($flavor:meta, $new_backend:expr, without_feed $(,)?) => {
+        $crate::conformance_tests!(@with $flavor, $new_backend, [feed_is_unsupported]);
+    };
+    ($flavor:meta, $new_backend:expr $(,)?) => {
+        $crate::conformance_tests!(@with $flavor, $new_backend, [
+            writes_publish_their_changes,
+            writes_that_change_nothing_publish_nothing,
+            types_without_notify_publish_nothing,
+            watch_id_sees_only_its_id,
+            changes_of_one_id_arrive_in_order,
+            concurrent_writers_deliver_every_change,
+            changes_stay_in_their_namespace_and_type,
+            expiries_are_changes,
+            expiries_stay_in_their_namespace,
+            rate_limit_windows_end_silently,
+            undecodable_changes_are_errors_and_the_feed_goes_on,
+            slow_watchers_lag_and_keep_the_newest,
+            changes_are_send_and_static,
+            watchers_come_and_go,
+            watchers_hear_nothing_from_before_watch,
+        ]);
+    };
+    // The checks every backend passes, then `$feed`: the feed checks or `feed_is_unsupported`.
+    (@with $flavor:meta, $new_backend:expr, [$($feed:ident),* $(,)?]) => {
         $crate::conformance_tests!(@each $flavor, $new_backend,
             round_trip,
             writes_and_removes_are_opt_in,
@@ -1358,6 +3035,7 @@ macro_rules! conformance_tests {
             ids_report_foreign_keys_and_go_on,
             ids_walk_large_key_spaces,
             large_values_and_ids_round_trip,
+            $($feed,)*
         );
     };
     (@each $flavor:meta, $new_backend:expr, $($check:ident),* $(,)?) => {
