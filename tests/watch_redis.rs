@@ -925,10 +925,10 @@ async fn messages_that_are_not_changes_are_error_items() {
         assert_eq!(receivers, 1, "one subscribed connection");
     };
 
-    // A value that is not a Job.
+    // A value that is not a Job (the header, a newline, the value as stored).
     publish(
         &mut raw,
-        r#"{"op":"set","key":"user-service:job:x","value":{"wrong":1}}"#,
+        "{\"op\":\"set\",\"key\":\"user-service:job:x\"}\n{\"wrong\":1}",
     );
     for changes in [&mut watcher, &mut one] {
         match next_item(changes).await {

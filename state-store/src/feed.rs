@@ -5,6 +5,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::{Context, Poll, Waker};
 
@@ -56,6 +57,9 @@ pub(crate) struct Queue {
     channel: Arc<str>,
     key: Option<Arc<str>>,
     capacity: usize,
+    /// Whether it takes items yet: a Redis watcher joins the hub before the pub/sub connection
+    /// has caught up with what was published before it (see [`Hub::activate`]).
+    active: AtomicBool,
     state: Mutex<QueueState>,
 }
 
@@ -75,6 +79,9 @@ impl Queue {
     }
 
     fn push(&self, item: Item) {
+        if !self.active.load(Ordering::Acquire) {
+            return;
+        }
         let mut state = self.lock();
         if state.items.len() >= self.capacity {
             // Keep the newest, as a tokio broadcast receiver does; a dropped interruption mark
@@ -104,14 +111,16 @@ impl Hub {
         self.channels.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Adds a watcher. Changes published from now on reach it.
-    pub(crate) fn subscribe(&self, watch: &Watch) -> Arc<Queue> {
+    /// Adds a watcher. Changes published from now on reach it, or, unless `active`, from when
+    /// it is [activated](Self::activate).
+    pub(crate) fn subscribe(&self, watch: &Watch, active: bool) -> Arc<Queue> {
         let channel: Arc<str> = Arc::from(watch.channel.as_str());
         let key: Option<Arc<str>> = watch.key.as_deref().map(Arc::from);
         let queue = Arc::new(Queue {
             channel: channel.clone(),
             key: key.clone(),
             capacity: watch.buffer.max(1),
+            active: AtomicBool::new(active),
             state: Mutex::default(),
         });
         let mut channels = self.lock();
@@ -147,6 +156,13 @@ impl Hub {
         } else {
             false
         }
+    }
+
+    /// Lets `queue` take the changes published from now on. Under the hub's lock, so that no
+    /// publication is half delivered to it.
+    pub(crate) fn activate(&self, queue: &Queue) {
+        let _channels = self.lock();
+        queue.active.store(true, Ordering::Release);
     }
 
     /// The channels that have watchers.
@@ -321,9 +337,9 @@ mod tests {
     #[test]
     fn routes_by_channel_and_key() {
         let hub = Arc::new(Hub::default());
-        let all = hub.subscribe(&Watch::new("svc:job"));
-        let one = hub.subscribe(&Watch::new("svc:job").key("svc:job:1"));
-        let other = hub.subscribe(&Watch::new("svc:task"));
+        let all = hub.subscribe(&Watch::new("svc:job"), true);
+        let one = hub.subscribe(&Watch::new("svc:job").key("svc:job:1"), true);
+        let other = hub.subscribe(&Watch::new("svc:task"), true);
         let (mut all, mut one, mut other) = (
             Watcher::new(all, &hub, None),
             Watcher::new(one, &hub, None),
@@ -349,7 +365,7 @@ mod tests {
     #[test]
     fn a_full_queue_drops_the_oldest_and_says_how_many() {
         let hub = Arc::new(Hub::default());
-        let queue = hub.subscribe(&Watch::new("c").buffer(3));
+        let queue = hub.subscribe(&Watch::new("c").buffer(3), true);
         let mut watcher = Watcher::new(queue, &hub, None);
         for n in 0..10 {
             hub.publish("c", || set("c:k", n));
@@ -371,7 +387,7 @@ mod tests {
         let watchers: Vec<Watcher> = (0..2)
             .map(|_| {
                 let last = last.clone();
-                let queue = hub.subscribe(&Watch::new("c"));
+                let queue = hub.subscribe(&Watch::new("c"), true);
                 Watcher::new(
                     queue,
                     &hub,
@@ -385,7 +401,7 @@ mod tests {
         assert_eq!(*last.lock().unwrap(), [false, true]);
         assert!(hub.is_empty());
 
-        let mut watcher = Watcher::new(hub.subscribe(&Watch::new("c")), &hub, None);
+        let mut watcher = Watcher::new(hub.subscribe(&Watch::new("c"), true), &hub, None);
         drop(hub);
         assert!(matches!(
             futures_util::FutureExt::now_or_never(watcher.next()),

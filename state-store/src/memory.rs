@@ -28,7 +28,9 @@ use crate::{Error, Result};
 /// [`watch`](crate::Store::watch)ers under the same lock as the write, so watchers see changes
 /// in the order they were stored. Expiries are announced when tokio's clock passes the
 /// deadline (a background task runs while there are watchers), so reactive code is testable
-/// with a paused clock.
+/// with a paused clock. As on Redis, whose server announces every key that expires, the expiry
+/// of any key under a watched type's prefix is announced, whichever call wrote it (a rate-limit
+/// window too).
 ///
 /// Clones share the same data.
 #[derive(Clone)]
@@ -72,8 +74,6 @@ struct Entry {
     value: Vec<u8>,
     version: u64,
     expiry: Option<(Instant, u64)>,
-    /// The change feed its last write announced on, which announces its expiry too.
-    feed: Option<Arc<str>>,
 }
 
 impl MemoryBackend {
@@ -135,12 +135,8 @@ impl Inner {
                 break;
             }
             let key = entry.remove();
-            if let Some(Entry {
-                feed: Some(feed), ..
-            }) = self.entries.remove(&key)
-            {
-                self.hub
-                    .publish(&feed, || Event::Expired { key: key.clone() });
+            if self.entries.remove(&key).is_some() {
+                self.hub.publish_expired(&key);
             }
         }
     }
@@ -154,8 +150,7 @@ impl Inner {
     /// new one), and announces it on `notify`'s feed.
     fn write(&mut self, key: &str, value: Vec<u8>, expiry: Expiry, notify: Notify<'_>) {
         let version = self.next_version();
-        let feed: Option<Arc<str>> = notify.map(Arc::from);
-        if let Some(channel) = &feed {
+        if let Some(channel) = notify {
             self.hub.publish(channel, || Event::Set {
                 key: Arc::from(key),
                 value: Arc::from(value.as_slice()),
@@ -164,7 +159,6 @@ impl Inner {
         if let (Expiry::Keep, Some(entry)) = (expiry, self.entries.get_mut(key)) {
             entry.value = value;
             entry.version = version;
-            entry.feed = feed;
             return;
         }
         let key: Arc<str> = match self.entries.get_key_value(key) {
@@ -177,8 +171,8 @@ impl Inner {
                 self.next_seq += 1;
                 let deadline = deadline(ttl);
                 self.expiries.insert((deadline, seq), key.clone());
-                if feed.is_some() {
-                    // The announcer may sleep until a later deadline.
+                if self.expiries.first_key_value().map(|(&slot, _)| slot) == Some((deadline, seq)) {
+                    // The soonest deadline now: the announcer may sleep until a later one.
                     self.wake.notify_one();
                 }
                 Some((deadline, seq))
@@ -189,7 +183,6 @@ impl Inner {
             value,
             version,
             expiry,
-            feed,
         };
         if let Some(old) = self.entries.insert(key, entry) {
             self.forget_expiry(old.expiry);
@@ -431,7 +424,7 @@ impl Backend for MemoryBackend {
         watch: &'a Watch,
     ) -> BoxFuture<'a, Result<BoxStream<'static, Result<Event>>>> {
         Box::pin(async move {
-            let queue = self.feed.hub.subscribe(watch);
+            let queue = self.feed.hub.subscribe(watch, true);
             // The last watcher's departure wakes the announcer, which then ends.
             let wake = self.feed.wake.clone();
             let on_drop = move |last: bool| {

@@ -36,7 +36,8 @@ const MAY_PUBLISH: &str = r#"
 "#;
 
 /// The scripts that write a notified type publish what they wrote on the type's channel, in the
-/// same atomic step, as `{"op":"set","key":...,"value":...}` or `{"op":"removed","key":...}`
+/// same atomic step, as `{"op":"set","key":...}` followed by a newline and the value as stored,
+/// or `{"op":"removed","key":...}`
 /// (see `redis_feed.rs`, which parses them).
 ///
 /// `INCRBY` that starts the key's expiry only when it creates the key; ARGV[3] is the channel to
@@ -60,7 +61,7 @@ static INCR: LazyLock<Script> = LazyLock::new(|| {
             -- The stored text, not the Lua number, which would lose digits past 2^53.
             local stored = redis.call('GET', KEYS[1])
             redis.call('PUBLISH', ARGV[3],
-                '{"op":"set","key":' .. cjson.encode(KEYS[1]) .. ',"value":' .. stored .. '}')
+                '{"op":"set","key":' .. cjson.encode(KEYS[1]) .. '}\n' .. stored)
         end
         return n
         "#,
@@ -90,7 +91,7 @@ static PUT_NOTIFY: LazyLock<Script> = LazyLock::new(|| {
             redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[4])
         end
         redis.call('PUBLISH', ARGV[1],
-            '{"op":"set","key":' .. cjson.encode(KEYS[1]) .. ',"value":' .. ARGV[2] .. '}')
+            '{"op":"set","key":' .. cjson.encode(KEYS[1]) .. '}\n' .. ARGV[2])
         return 1
         "#,
     )
@@ -111,7 +112,7 @@ static SET_MANY_NOTIFY: LazyLock<Script> = LazyLock::new(|| {
                 redis.call('SET', key, value, 'PX', ARGV[2])
             end
             redis.call('PUBLISH', ARGV[1],
-                '{"op":"set","key":' .. cjson.encode(key) .. ',"value":' .. value .. '}')
+                '{"op":"set","key":' .. cjson.encode(key) .. '}\n' .. value)
         end
         return 0
         "#,
@@ -750,14 +751,21 @@ impl Backend for RedisBackend {
     fn enable_expiry_events(&self) -> BoxFuture<'_, Result<()>> {
         Box::pin(async move {
             const PARAMETER: &str = "notify-keyspace-events";
-            let refused = |e: Error| Error::Backend {
-                operation: "enable_expiry_events",
-                key: PARAMETER.into(),
-                source: format!(
-                    "the server refused `CONFIG` ({e}); set `{PARAMETER} Ex` in its \
-                     configuration instead (without it, watchers get no `Expired` changes)"
-                )
-                .into(),
+            let refused = |e: Error| {
+                // The server's own answer, without the operation and key said again around it.
+                let answer = match e {
+                    Error::Backend { source, .. } => source.to_string(),
+                    other => other.to_string(),
+                };
+                Error::Backend {
+                    operation: "enable_expiry_events",
+                    key: PARAMETER.into(),
+                    source: format!(
+                        "the server refused `CONFIG` ({answer}); set `{PARAMETER} Ex` in its \
+                         configuration instead (without it, watchers get no `Expired` changes)"
+                    )
+                    .into(),
+                }
             };
             let (_, flags): (String, String) = self
                 .query(

@@ -5,33 +5,40 @@
 //! A write of a notified type publishes on `{namespace}:{prefix}` (`{namespace}:{prefix}@{db}`
 //! outside database 0, since pub/sub channels are server-wide while keys are per database) from
 //! inside its script, so the message is sent only if the write happened, in the order of the
-//! writes. Messages are JSON:
-//! `{"op":"set","key":"<full key>","value":<the value as stored>}` and
-//! `{"op":"removed","key":"<full key>"}`. Expiries come from the server's own keyspace events
-//! on `__keyevent@<db>__:expired`, when they are on.
+//! writes. A message is a JSON header, `{"op":"set","key":"<full key>"}` followed by a newline
+//! and the value exactly as stored (any bytes), or `{"op":"removed","key":"<full key>"}` alone.
+//! Expiries come from the server's own keyspace events on `__keyevent@<db>__:expired`, when they
+//! are on.
 
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use redis::aio::{PubSubSink, PubSubStream};
 use redis::{Client, Msg, RedisError};
 use serde::Deserialize;
-use serde_json::value::RawValue;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::backend::{BoxStream, Event, Watch};
-use crate::feed::{Hub, Watcher};
+use crate::feed::{Hub, Queue, Watcher};
 use crate::{Error, Result};
 
-/// What the feed task is asked to do: bring its subscriptions in line with the hub, and answer
-/// whether `channel` is subscribed (for a new watcher, which waits for that).
+/// What the feed task is asked to do: bring its subscriptions in line with the hub, and, for a
+/// new watcher, activate its queue once the connection has delivered everything published
+/// before, and answer whether `channel` is subscribed.
 struct Request {
     channel: Arc<str>,
-    reply: Option<oneshot::Sender<Result<()>>>,
+    reply: Option<(Arc<Queue>, oneshot::Sender<Result<()>>)>,
+}
+
+/// A new watcher waiting for its channel.
+struct Waiting {
+    channel: Arc<str>,
+    queue: Arc<Queue>,
+    reply: oneshot::Sender<Result<()>>,
 }
 
 /// The channel the server carries the feed `channel` on for database `db`: the feed's own name in
@@ -77,7 +84,8 @@ impl RedisFeed {
     pub(crate) async fn watch(&self, watch: &Watch) -> Result<BoxStream<'static, Result<Event>>> {
         let commands = self.commands(&watch.channel)?;
         let channel: Arc<str> = Arc::from(watch.channel.as_str());
-        let queue = self.hub.subscribe(watch);
+        // Inactive until the task has caught up with the messages already on their way.
+        let queue = self.hub.subscribe(watch, false);
         let on_drop = {
             let commands = commands.clone();
             let channel = channel.clone();
@@ -92,11 +100,11 @@ impl RedisFeed {
             }
         };
         // From here on, dropping the watcher (on an error below too) undoes the subscription.
-        let watcher = Watcher::new(queue, &self.hub, Some(Box::new(on_drop)));
+        let watcher = Watcher::new(queue.clone(), &self.hub, Some(Box::new(on_drop)));
         let (reply, subscribed) = oneshot::channel();
         let sent = commands.send(Request {
             channel,
-            reply: Some(reply),
+            reply: Some((queue, reply)),
         });
         if sent.is_err() {
             return Err(self.gone(&watch.channel));
@@ -170,7 +178,7 @@ impl Connection {
         // Channels the server refused to subscribe to, with its answer, until the next
         // connection (an ACL user without the keyspace-event channel, say).
         let mut refused: HashMap<Arc<str>, String> = HashMap::new();
-        let mut pending: Vec<(Arc<str>, oneshot::Sender<Result<()>>)> = Vec::new();
+        let mut pending: Vec<Waiting> = Vec::new();
         let mut retry = RETRY_MIN;
         loop {
             let wake = match conn.as_mut() {
@@ -188,8 +196,12 @@ impl Connection {
                 Wake::Command(None) => return,
                 Wake::Command(Some(command)) => {
                     let mut take = |command: Request| {
-                        if let Some(reply) = command.reply {
-                            pending.push((command.channel, reply));
+                        if let Some((queue, reply)) = command.reply {
+                            pending.push(Waiting {
+                                channel: command.channel,
+                                queue,
+                                reply,
+                            });
                         }
                     };
                     take(command);
@@ -227,10 +239,13 @@ impl Connection {
                     }
                 }
             }
-            if let Some((sink, _)) = conn.as_mut() {
-                let result = self
+            if let Some((sink, messages)) = conn.as_mut() {
+                let mut result = self
                     .reconcile(sink, &desired, &mut subscribed, &mut refused)
                     .await;
+                if result.is_ok() && !pending.is_empty() {
+                    result = self.catch_up(sink, messages).await;
+                }
                 if let Err(Broken(e)) = result {
                     conn = None;
                     lost.extend(subscribed.drain());
@@ -243,8 +258,14 @@ impl Connection {
                 self.hub.interrupt(&resumed);
                 lost.retain(|channel| !resumed.contains(channel));
             }
-            for (channel, reply) in pending.drain(..) {
+            for Waiting {
+                channel,
+                queue,
+                reply,
+            } in pending.drain(..)
+            {
                 let answer = if subscribed.contains(&channel) {
+                    self.hub.activate(&queue);
                     Ok(())
                 } else {
                     let reason = refused
@@ -306,6 +327,24 @@ impl Connection {
         Ok(())
     }
 
+    /// Delivers every message the server sent before now: a `PING` answered after them (the
+    /// connection keeps order), then whatever the connection has received. New watchers are
+    /// activated after this, so they hear nothing published before their `watch` call.
+    async fn catch_up(
+        &self,
+        sink: &mut PubSubSink,
+        messages: &mut PubSubStream,
+    ) -> std::result::Result<(), Broken> {
+        let pong = async { sink.ping::<redis::Value>().await.map(drop) };
+        if let Err(e) = self.timed(pong).await? {
+            return Err(Broken(e.to_string()));
+        }
+        while let Some(Some(message)) = messages.next().now_or_never() {
+            self.dispatch(&message);
+        }
+        Ok(())
+    }
+
     /// The server's name of a channel: the expired-key channel as it is, a feed's with its
     /// database.
     fn wire<'c>(&self, channel: &'c str) -> Cow<'c, str> {
@@ -358,14 +397,12 @@ impl Connection {
 const RETRY_MIN: Duration = Duration::from_millis(100);
 const RETRY_MAX: Duration = Duration::from_secs(2);
 
-/// A change message, as the write scripts publish it.
+/// The header of a change message, as the write scripts publish it.
 #[derive(Deserialize)]
-struct Message<'a> {
+struct Header<'a> {
     op: Op,
     #[serde(borrow)]
-    key: std::borrow::Cow<'a, str>,
-    #[serde(borrow, default)]
-    value: Option<&'a RawValue>,
+    key: Cow<'a, str>,
 }
 
 #[derive(Deserialize)]
@@ -375,13 +412,19 @@ enum Op {
     Removed,
 }
 
+/// The change a message announces. The header ends at the first newline (Lua's cjson escapes
+/// every newline inside it); a `set` carries the value after it, byte for byte.
 fn parse(payload: &[u8]) -> std::result::Result<Event, String> {
-    let message: Message = serde_json::from_slice(payload).map_err(|e| e.to_string())?;
-    let key: Arc<str> = Arc::from(message.key.as_ref());
-    match (message.op, message.value) {
+    let (header, value) = match payload.iter().position(|&b| b == b'\n') {
+        Some(end) => (&payload[..end], Some(&payload[end + 1..])),
+        None => (payload, None),
+    };
+    let header: Header = serde_json::from_slice(header).map_err(|e| e.to_string())?;
+    let key: Arc<str> = Arc::from(header.key.as_ref());
+    match (header.op, value) {
         (Op::Set, Some(value)) => Ok(Event::Set {
             key,
-            value: Arc::from(value.get().as_bytes()),
+            value: Arc::from(value),
         }),
         (Op::Set, None) => Err(format!("a `set` of `{key}` without a value")),
         (Op::Removed, _) => Ok(Event::Removed { key }),
@@ -389,13 +432,17 @@ fn parse(payload: &[u8]) -> std::result::Result<Event, String> {
 }
 
 /// The message the write scripts publish for a `set` of `key` to `value`: built here only for
-/// the tests, which check the scripts' output parses.
+/// the tests, which check that such messages parse.
 #[cfg(test)]
-fn set_message(key: &str, value: &str) -> String {
-    format!(
-        r#"{{"op":"set","key":{},"value":{value}}}"#,
+fn set_message(key: &str, value: &[u8]) -> Vec<u8> {
+    let mut message = format!(
+        r#"{{"op":"set","key":{}}}"#,
         serde_json::to_string(key).unwrap()
-    )
+    );
+    message.push('\n');
+    let mut message = message.into_bytes();
+    message.extend_from_slice(value);
+    message
 }
 
 #[cfg(test)]
@@ -404,12 +451,23 @@ mod tests {
 
     #[test]
     fn messages_parse_into_events() {
-        let event = parse(set_message("svc:job:a\"b", r#"{"status":"done"}"#).as_bytes()).unwrap();
+        let event = parse(&set_message("svc:job:a\"b", br#"{"status":"done"}"#)).unwrap();
         assert_eq!(
             event,
             Event::Set {
                 key: Arc::from("svc:job:a\"b"),
                 value: Arc::from(br#"{"status":"done"}"#.as_slice()),
+            }
+        );
+        // The value is whatever was stored, newlines and invalid JSON included: the typed layer
+        // reports what does not decode, naming the key.
+        let odd = b"{not json\n1,\"extra\":2\xff";
+        let event = parse(&set_message("k", odd)).unwrap();
+        assert_eq!(
+            event,
+            Event::Set {
+                key: Arc::from("k"),
+                value: Arc::from(odd.as_slice()),
             }
         );
         // Lua's cjson escapes `/`; JSON allows it.

@@ -162,12 +162,18 @@ impl<S: StateKey> Stream for Changes<S> {
     type Item = Result<Change<S>>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let item = match std::task::ready!(self.events.as_mut().poll_next(cx)) {
-            Some(Ok(event)) => Some(self.change(event)),
-            Some(Err(e)) => Some(Err(e)),
-            None => None,
-        };
-        Poll::Ready(item)
+        loop {
+            let item = match std::task::ready!(self.events.as_mut().poll_next(cx)) {
+                // Expiries are routed by key prefix (Redis announces every key that expires, on
+                // one channel): a key under the prefix that is not an id of `S` belongs to
+                // someone else, such as a store whose namespace is named like this prefix.
+                Some(Ok(Event::Expired { key })) if self.id(&key).is_err() => continue,
+                Some(Ok(event)) => Some(self.change(event)),
+                Some(Err(e)) => Some(Err(e)),
+                None => None,
+            };
+            return Poll::Ready(item);
+        }
     }
 }
 
