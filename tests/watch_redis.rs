@@ -674,9 +674,11 @@ async fn a_slow_watcher_gets_one_lagged_then_the_newest_changes() {
 }
 
 /// Writes of a type without `notify` publish nothing (and a plain `set` stays a plain `SET`);
-/// a notified type's writes publish from inside their scripts, once per change.
+/// a notified type's writes publish once per change, in the same atomic step: `set` and
+/// `set_many` in a `MULTI` with their `SET`s, the conditional writes, removals and `incr` from
+/// inside their scripts.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn only_notified_types_publish_and_only_from_scripts() {
+async fn only_notified_types_publish_and_in_the_same_step() {
     let server = RedisServer::start();
     let mut raw = server.raw();
     let store = store_at(&server.url()).await;
@@ -693,6 +695,10 @@ async fn only_notified_types_publish_and_only_from_scripts() {
     store.set::<Job>("w".to_string(), &job("w")).await.unwrap();
     store
         .set_many::<Job>([("w".to_string(), job("w"))])
+        .await
+        .unwrap();
+    store
+        .set_if_absent::<Job>("w".to_string(), &job("w"))
         .await
         .unwrap();
     store.remove::<Job>("w".to_string()).await.unwrap();
@@ -758,7 +764,7 @@ async fn only_notified_types_publish_and_only_from_scripts() {
         "update + incr: {stats}"
     );
 
-    // A notified type: each write is one script call, whose PUBLISHes run inside the server.
+    // A notified type: a `set` is SET and PUBLISH in one MULTI transaction.
     let mut watcher = store.watch::<Job>().await.unwrap();
     let monitor = support::Monitor::start(server.port());
     config_resetstat(&mut raw);
@@ -766,8 +772,20 @@ async fn only_notified_types_publish_and_only_from_scripts() {
         store.set::<Job>(n.to_string(), &job("x")).await.unwrap();
     }
     let stats = commandstats(&mut raw);
-    assert_eq!(command_stat(&stats, "evalsha", "calls"), Some(3), "{stats}");
+    assert_eq!(command_stat(&stats, "evalsha", "calls"), None, "{stats}");
+    assert_eq!(command_stat(&stats, "exec", "calls"), Some(3), "{stats}");
     assert_eq!(command_stat(&stats, "publish", "calls"), Some(3), "{stats}");
+    // Leaving out the test's own INFO and CONFIG.
+    let library = |sent: Vec<String>| -> Vec<String> {
+        sent.into_iter()
+            .filter(|command| !matches!(command.as_str(), "info" | "config"))
+            .collect()
+    };
+    assert_eq!(
+        library(monitor.take_client_commands()),
+        ["multi", "set", "publish", "exec"].repeat(3),
+        "each set is one transaction"
+    );
 
     // More write methods: the PUBLISH count is the number of changes.
     store.remove::<Job>("0".to_string()).await.unwrap(); // 1 change
@@ -788,9 +806,11 @@ async fn only_notified_types_publish_and_only_from_scripts() {
         .unwrap(); // 2 changes
     store.incr::<Hits>("h".to_string(), 2).await.unwrap(); // 1 change (on the hits channel)
     let stats = commandstats(&mut raw);
+    // Two removes, set_if_absent, remove_many and incr are scripts; set_many a transaction.
+    assert_eq!(command_stat(&stats, "evalsha", "calls"), Some(5), "{stats}");
     assert_eq!(
-        command_stat(&stats, "evalsha", "calls"),
-        Some(3 + 6),
+        command_stat(&stats, "exec", "calls"),
+        Some(3 + 1),
         "{stats}"
     );
     assert_eq!(
@@ -799,11 +819,18 @@ async fn only_notified_types_publish_and_only_from_scripts() {
         "{stats}"
     );
 
-    let sent = monitor.take_client_commands();
-    assert!(
-        !sent.iter().any(|command| command == "publish"),
-        "a client sent PUBLISH itself: {sent:?}"
-    );
+    // The client sends PUBLISH only inside set_many's transaction; the scripts publish
+    // inside the server.
+    let sent = library(monitor.take_client_commands());
+    let mut expected = vec!["multi"];
+    expected.extend(["set", "publish"].repeat(4));
+    expected.push("exec");
+    let transactions: Vec<&str> = sent
+        .iter()
+        .map(String::as_str)
+        .filter(|command| *command != "evalsha")
+        .collect();
+    assert_eq!(transactions, expected, "{sent:?}");
     // The job watcher got exactly the job changes: 3 + 1 + 4 + 2.
     for _ in 0..10 {
         next_change(&mut watcher).await;

@@ -15,7 +15,7 @@ use crate::backend::{
     ceil_millis, not_a_counter,
 };
 use crate::rate_limit::Decision;
-use crate::redis_feed::{RedisFeed, wire_channel};
+use crate::redis_feed::{RedisFeed, set_message, wire_channel};
 use crate::{Error, Result};
 
 /// Scripts run atomically on the server in one round trip (`EVALSHA`). Each reports a value that
@@ -93,28 +93,6 @@ static PUT_NOTIFY: LazyLock<Script> = LazyLock::new(|| {
         redis.call('PUBLISH', ARGV[1],
             '{"op":"set","key":' .. cjson.encode(KEYS[1]) .. '}\n' .. ARGV[2])
         return 1
-        "#,
-    )
-});
-
-/// `set_many` of a notified type: ARGV[1] channel, ARGV[2] expiry in milliseconds or empty,
-/// then one value per key.
-static SET_MANY_NOTIFY: LazyLock<Script> = LazyLock::new(|| {
-    script_that_publishes(
-        r#"
-        local refused = may_publish(ARGV[1])
-        if refused then return refused end
-        for i, key in ipairs(KEYS) do
-            local value = ARGV[2 + i]
-            if ARGV[2] == '' then
-                redis.call('SET', key, value)
-            else
-                redis.call('SET', key, value, 'PX', ARGV[2])
-            end
-            redis.call('PUBLISH', ARGV[1],
-                '{"op":"set","key":' .. cjson.encode(key) .. '}\n' .. value)
-        end
-        return 0
         "#,
     )
 });
@@ -620,44 +598,7 @@ impl Backend for RedisBackend {
         ttl: Option<Duration>,
         notify: Notify<'a>,
     ) -> BoxFuture<'a, Result<()>> {
-        Box::pin(async move {
-            let Some((first, _)) = items.first() else {
-                return Ok(());
-            };
-            let first = first.clone();
-            if let Some(channel) = notify {
-                let mut invocation = SET_MANY_NOTIFY.prepare_invoke();
-                invocation
-                    .arg(&*wire_channel(channel, self.db))
-                    .arg(millis_arg(ttl));
-                for (key, value) in items {
-                    invocation.key(key).arg(value);
-                }
-                // Not retried: a second run would announce every item twice.
-                let _: i64 = self.run("set_many", &first, &invocation).await?;
-                return Ok(());
-            }
-            // MULTI/EXEC sent as one write: atomic, one round trip, and safe on the shared
-            // connection because nothing can interleave inside it (no WATCH involved).
-            let mut pipe = redis::pipe();
-            pipe.atomic();
-            for (key, value) in items {
-                let cmd = pipe.cmd("SET").arg(key).arg(value);
-                if let Some(ttl) = ttl {
-                    cmd.arg("PX").arg(millis(ttl));
-                }
-                cmd.ignore();
-            }
-            let mut conn = self.conn.clone();
-            let result: redis::RedisResult<()> = pipe.query_async(&mut conn).await;
-            match result {
-                Err(e) if worth_one_retry(&e) => pipe
-                    .query_async(&mut conn)
-                    .await
-                    .map_err(|e| backend_error("set_many", &first, e)),
-                result => result.map_err(|e| backend_error("set_many", &first, e)),
-            }
-        })
+        Box::pin(self.set_in_multi("set_many", items, Expiry::from_ttl(ttl), notify))
     }
 
     fn remove_many<'a>(
@@ -820,7 +761,14 @@ impl RedisBackend {
         channel: &str,
     ) -> Result<bool> {
         let (operation, condition) = match &mode {
-            PutMode::Overwrite => ("set", "set"),
+            // Unconditional: `SET` and `PUBLISH` in a `MULTI`, cheaper for the server than a
+            // script (measured: 0.56-0.67x of a plain `SET` at 64 tasks, against 0.43-0.51x).
+            PutMode::Overwrite => {
+                let items = vec![(key.to_owned(), value)];
+                self.set_in_multi("set", items, expiry, Some(channel))
+                    .await?;
+                return Ok(true);
+            }
             PutMode::Create => ("set_if_absent", "nx"),
             PutMode::Update(version) => match version.as_text() {
                 Some(digest) => ("update", digest),
@@ -846,6 +794,50 @@ impl RedisBackend {
 }
 
 impl RedisBackend {
+    /// `SET` of every item, each followed by the `PUBLISH` of its change when `notify` is
+    /// given, in one `MULTI` pipeline: atomic, one round trip, and safe on the shared connection
+    /// because nothing can interleave inside it (no `WATCH` involved). A user who may not
+    /// publish on the channel has the whole transaction refused as it is queued (`EXECABORT`),
+    /// so nothing is written.
+    async fn set_in_multi(
+        &self,
+        operation: &'static str,
+        items: Vec<(String, Vec<u8>)>,
+        expiry: Expiry,
+        notify: Notify<'_>,
+    ) -> Result<()> {
+        let Some(first) = items.first().map(|(key, _)| key.clone()) else {
+            return Ok(());
+        };
+        let wire = notify.map(|channel| wire_channel(channel, self.db));
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        for (key, value) in items {
+            let message = wire.as_ref().map(|_| set_message(&key, &value));
+            let set = pipe.cmd("SET").arg(&key).arg(value);
+            match expiry {
+                Expiry::After(ttl) => set.arg("PX").arg(millis(ttl)),
+                Expiry::Keep => set.arg("KEEPTTL"),
+                Expiry::Never => set,
+            }
+            .ignore();
+            if let (Some(wire), Some(message)) = (&wire, message) {
+                pipe.cmd("PUBLISH").arg(&**wire).arg(message).ignore();
+            }
+        }
+        let mut conn = self.conn.clone();
+        let result: redis::RedisResult<()> = pipe.query_async(&mut conn).await;
+        match result {
+            // Retried only when nothing is announced: a second run would announce every item
+            // twice.
+            Err(e) if notify.is_none() && worth_one_retry(&e) => pipe
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| backend_error(operation, &first, e)),
+            result => result.map_err(|e| backend_error(operation, &first, e)),
+        }
+    }
+
     /// `SCAN MATCH` over the keys starting with `prefix`, each reported once.
     fn scan(&self, prefix: &str) -> impl Stream<Item = Result<String>> + Send + use<> {
         struct Scan {

@@ -431,16 +431,14 @@ fn parse(payload: &[u8]) -> std::result::Result<Event, String> {
     }
 }
 
-/// The message the write scripts publish for a `set` of `key` to `value`: built here only for
-/// the tests, which check that such messages parse.
-#[cfg(test)]
-fn set_message(key: &str, value: &[u8]) -> Vec<u8> {
-    let mut message = format!(
-        r#"{{"op":"set","key":{}}}"#,
-        serde_json::to_string(key).unwrap()
-    );
-    message.push('\n');
-    let mut message = message.into_bytes();
+/// The message announcing that `value` was written under `key`, as the `MULTI` of a plain
+/// `set` publishes it (the scripts build the same in Lua).
+pub(crate) fn set_message(key: &str, value: &[u8]) -> Vec<u8> {
+    let mut message = Vec::with_capacity(key.len() + value.len() + 24);
+    message.extend_from_slice(br#"{"op":"set","key":"#);
+    // Writing a string into a `Vec` cannot fail.
+    let _ = serde_json::to_writer(&mut message, key);
+    message.extend_from_slice(b"}\n");
     message.extend_from_slice(value);
     message
 }
