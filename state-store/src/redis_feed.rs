@@ -239,10 +239,17 @@ impl Connection {
                     }
                 }
             }
+            lost.retain(|channel| desired.contains(channel));
             if let Some((sink, messages)) = conn.as_mut() {
                 let mut result = self
                     .reconcile(sink, &desired, &mut subscribed, &mut refused)
                     .await;
+                // Subscribed again after a break: the gap goes before anything received since.
+                let resumed: HashSet<Arc<str>> = lost.intersection(&subscribed).cloned().collect();
+                if !resumed.is_empty() {
+                    self.hub.interrupt(&resumed);
+                    lost.retain(|channel| !resumed.contains(channel));
+                }
                 if result.is_ok() && !pending.is_empty() {
                     result = self.catch_up(sink, messages).await;
                 }
@@ -251,12 +258,6 @@ impl Connection {
                     lost.extend(subscribed.drain());
                     error = Some(e);
                 }
-            }
-            lost.retain(|channel| desired.contains(channel));
-            let resumed: HashSet<Arc<str>> = lost.intersection(&subscribed).cloned().collect();
-            if !resumed.is_empty() {
-                self.hub.interrupt(&resumed);
-                lost.retain(|channel| !resumed.contains(channel));
             }
             for Waiting {
                 channel,
