@@ -2752,19 +2752,24 @@ pub async fn watchers_come_and_go<B: Backend + Clone>(backend: B) {
 
 /// A watcher hears the changes stored after it started, never one stored before `watch` was
 /// called (which, arriving after a read of the state, would take a reader back to an older
-/// value): neither beside a watcher of the type that has changes still on their way (20 rounds
-/// of 50 writes), nor when the last watcher of the type was dropped just before (50 rounds).
+/// value): neither beside a watcher of the type that has changes still on their way (10 rounds
+/// of 50 writes and a `set_many` of 400, more than a task's scheduling budget lets a stream
+/// yield at once), nor when the last watcher of the type was dropped just before (50 rounds).
 pub async fn watchers_hear_nothing_from_before_watch<B: Backend + Clone>(backend: B) {
     let store = writable(&backend);
     let id = |s: &str| s.to_string();
     let busy = store.watch::<Watched>().await.unwrap();
-    for round in 0..20 {
+    for round in 0..10 {
         for n in 0..50 {
             store
                 .set::<Watched>(format!("busy-{n}"), &watched("before watch", round))
                 .await
                 .unwrap();
         }
+        let burst: Vec<(String, Watched)> = (0..400)
+            .map(|n| (format!("burst-{n}"), watched("before watch", round)))
+            .collect();
+        store.set_many::<Watched>(&burst).await.unwrap();
         let mut changes = store.watch::<Watched>().await.unwrap();
         store
             .set::<Watched>(id("a"), &watched("after watch", round))
@@ -2774,7 +2779,7 @@ pub async fn watchers_hear_nothing_from_before_watch<B: Backend + Clone>(backend
             &mut changes,
             set_of("a", watched("after watch", round)),
             &format!(
-                "round {round}: the first change of a watcher made beside a busy one, after 50 \
+                "round {round}: the first change of a watcher made beside a busy one, after 450 \
                  writes"
             ),
         )

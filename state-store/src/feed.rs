@@ -68,6 +68,8 @@ struct QueueState {
     items: VecDeque<Item>,
     /// Changes dropped since the watcher last heard of it.
     missed: u64,
+    /// An interruption mark was dropped with them: still to be reported.
+    interrupted: bool,
     /// The hub is gone: no more items will come.
     closed: bool,
     waker: Option<Waker>,
@@ -84,10 +86,12 @@ impl Queue {
         }
         let mut state = self.lock();
         if state.items.len() >= self.capacity {
-            // Keep the newest, as a tokio broadcast receiver does; a dropped interruption mark
-            // is not a change, and the `Lagged` that follows says to catch up all the same.
-            if let Some(Item::Event(_) | Item::Malformed { .. }) = state.items.pop_front() {
-                state.missed += 1;
+            // Keep the newest, as a tokio broadcast receiver does. A dropped interruption mark
+            // is not a change, but is still reported.
+            match state.items.pop_front() {
+                Some(Item::Interrupted) => state.interrupted = true,
+                Some(_) => state.missed += 1,
+                None => {}
             }
         }
         state.items.push_back(item);
@@ -243,13 +247,20 @@ impl Hub {
     }
 }
 
-impl Drop for Hub {
-    fn drop(&mut self) {
-        for channel in self.lock().values() {
+impl Hub {
+    /// Ends every watcher's stream and forgets them: the feed is gone.
+    pub(crate) fn close_all(&self) {
+        for channel in std::mem::take(&mut *self.lock()).values() {
             for queue in channel.queues() {
                 queue.close();
             }
         }
+    }
+}
+
+impl Drop for Hub {
+    fn drop(&mut self) {
+        self.close_all();
     }
 }
 
@@ -282,6 +293,13 @@ impl Stream for Watcher {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let mut state = self.queue.lock();
+        if state.interrupted {
+            // Older than everything still buffered.
+            state.interrupted = false;
+            return Poll::Ready(Some(Err(Error::Interrupted {
+                channel: self.queue.channel.to_string(),
+            })));
+        }
         if state.missed > 0 {
             let missed = std::mem::take(&mut state.missed);
             return Poll::Ready(Some(Err(Error::Lagged { missed })));
@@ -378,6 +396,27 @@ mod tests {
             assert_eq!(next(&mut watcher).unwrap().unwrap(), set("c:k", n));
         }
         assert!(next(&mut watcher).is_none());
+    }
+
+    #[test]
+    fn a_dropped_interruption_is_still_reported() {
+        let hub = Arc::new(Hub::default());
+        let mut watcher = Watcher::new(hub.subscribe(&Watch::new("c").buffer(2), true), &hub, None);
+        hub.interrupt(&HashSet::from([Arc::from("c")]));
+        hub.publish("c", || set("c:k", 1));
+        hub.publish("c", || set("c:k", 2));
+        assert!(matches!(
+            next(&mut watcher),
+            Some(Err(Error::Interrupted { .. }))
+        ));
+        assert_eq!(next(&mut watcher).unwrap().unwrap(), set("c:k", 1));
+        assert_eq!(next(&mut watcher).unwrap().unwrap(), set("c:k", 2));
+        // And a closed hub ends the stream.
+        hub.close_all();
+        assert!(matches!(
+            futures_util::FutureExt::now_or_never(watcher.next()),
+            Some(None)
+        ));
     }
 
     #[test]

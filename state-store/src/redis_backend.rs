@@ -68,9 +68,9 @@ static INCR: LazyLock<Script> = LazyLock::new(|| {
     )
 });
 
-/// A write of a notified type, announced when it happened. ARGV: channel, value, condition
-/// ('set': always; 'nx': only a new key; otherwise the SHA-1 hex the current value must have),
-/// expiry ('keep', 'never' or milliseconds). Returns 1 when written.
+/// A conditional write of a notified type, announced when it happened. ARGV: channel, value,
+/// condition ('nx': only a new key; otherwise the SHA-1 hex the current value must have), expiry
+/// ('keep', 'never' or milliseconds). Returns 1 when written.
 static PUT_NOTIFY: LazyLock<Script> = LazyLock::new(|| {
     script_that_publishes(
         r#"
@@ -79,7 +79,7 @@ static PUT_NOTIFY: LazyLock<Script> = LazyLock::new(|| {
         local condition = ARGV[3]
         if condition == 'nx' then
             if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-        elseif condition ~= 'set' then
+        else
             local current = redis.call('GET', KEYS[1])
             if not current or redis.sha1hex(current) ~= condition then return 0 end
         end
@@ -295,7 +295,12 @@ impl RedisBackend {
     pub async fn from_client_with(client: Client, options: RedisOptions) -> Result<Self> {
         let target = describe(&client);
         let db = client.get_connection_info().redis_settings().db();
-        let feed = RedisFeed::new(client.clone(), target.clone(), options.response_timeout);
+        let feed = RedisFeed::new(
+            client.clone(),
+            target.clone(),
+            options.connect_timeout,
+            options.response_timeout,
+        );
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(options.connect_timeout))
             .set_response_timeout(Some(options.response_timeout))
@@ -732,6 +737,12 @@ impl Backend for RedisBackend {
     }
 }
 
+/// Whether `text` is a version this backend hands out, a SHA-1 in lowercase hex, and so can be
+/// passed to a script as one (and never be taken for another argument such as `nx`).
+fn is_digest(text: &str) -> bool {
+    text.len() == 40 && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
 /// `notify-keyspace-events` with expired-key events on the keyevent channel added, or `None`
 /// when `flags` has them already (`A` stands for `g$lshzxetd`, which includes `x`).
 fn expiry_event_flags(flags: &str) -> Option<String> {
@@ -772,7 +783,7 @@ impl RedisBackend {
                 return Ok(true);
             }
             PutMode::Create => ("set_if_absent", "nx"),
-            PutMode::Update(version) => match version.as_text() {
+            PutMode::Update(version) => match version.as_text().filter(|text| is_digest(text)) {
                 Some(digest) => ("update", digest),
                 // Not a version this backend handed out: it cannot match any value.
                 None => return Ok(false),

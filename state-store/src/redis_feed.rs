@@ -3,9 +3,10 @@
 //! the server sends to them, and reconnects and resubscribes when the connection breaks.
 //!
 //! A write of a notified type publishes on `{namespace}:{prefix}` (`{namespace}:{prefix}@{db}`
-//! outside database 0, since pub/sub channels are server-wide while keys are per database) from
-//! inside its script, so the message is sent only if the write happened, in the order of the
-//! writes. A message is a JSON header, `{"op":"set","key":"<full key>"}` followed by a newline
+//! outside database 0, since pub/sub channels are server-wide while keys are per database) in
+//! the same atomic step as the write (a `MULTI` with the `SET`s of `set` and `set_many`, inside
+//! the script of the other writes), so the message is sent only if the write happened, in the
+//! order of the writes. A message is a JSON header, `{"op":"set","key":"<full key>"}` followed by a newline
 //! and the value exactly as stored (any bytes), or `{"op":"removed","key":"<full key>"}` alone.
 //! Expiries come from the server's own keyspace events on `__keyevent@<db>__:expired`, when they
 //! are on.
@@ -58,6 +59,7 @@ pub(crate) struct RedisFeed {
     db: i64,
     client: Client,
     target: String,
+    connect_timeout: Duration,
     timeout: Duration,
     /// The channel of the server's expired-key events in the connection's database.
     expired_channel: Arc<str>,
@@ -67,13 +69,20 @@ pub(crate) struct RedisFeed {
 }
 
 impl RedisFeed {
-    pub(crate) fn new(client: Client, target: String, timeout: Duration) -> RedisFeed {
+    /// `connect_timeout` bounds a connection attempt, `timeout` each subscription command.
+    pub(crate) fn new(
+        client: Client,
+        target: String,
+        connect_timeout: Duration,
+        timeout: Duration,
+    ) -> RedisFeed {
         let db = client.get_connection_info().redis_settings().db();
         RedisFeed {
             hub: Arc::new(Hub::default()),
             db,
             client,
             target,
+            connect_timeout,
             timeout,
             expired_channel: Arc::from(format!("__keyevent@{db}__:expired")),
             task: Mutex::new(None),
@@ -140,6 +149,7 @@ impl RedisFeed {
             db: self.db,
             client: self.client.clone(),
             target: self.target.clone(),
+            connect_timeout: self.connect_timeout,
             timeout: self.timeout,
             expired_channel: self.expired_channel.clone(),
         };
@@ -155,6 +165,7 @@ struct Connection {
     db: i64,
     client: Client,
     target: String,
+    connect_timeout: Duration,
     timeout: Duration,
     expired_channel: Arc<str>,
 }
@@ -168,9 +179,21 @@ enum Wake {
 /// The connection is unusable, and why: reconnect.
 struct Broken(String);
 
+/// Ends every stream of the hub when the task ends for any reason (its runtime shutting down,
+/// say): a watcher whose feed has no task would otherwise wait for ever without a word.
+struct CloseOnExit(Arc<Hub>);
+
+impl Drop for CloseOnExit {
+    fn drop(&mut self) {
+        self.0.close_all();
+    }
+}
+
 impl Connection {
     async fn run(self, mut commands: mpsc::UnboundedReceiver<Request>) {
+        let _close = CloseOnExit(self.hub.clone());
         let mut conn: Option<(PubSubSink, PubSubStream)> = None;
+        let mut connected_at = tokio::time::Instant::now();
         let mut subscribed: HashSet<Arc<str>> = HashSet::new();
         // Channels that were subscribed when the connection broke: their watchers hear of the
         // gap once they are subscribed again.
@@ -217,6 +240,12 @@ impl Connection {
                     // The server closed the connection (restart, `CLIENT KILL`, network).
                     conn = None;
                     lost.extend(subscribed.drain());
+                    if connected_at.elapsed() < RETRY_MAX {
+                        // Closed soon after it opened: wait before the next try rather than
+                        // reconnecting in a loop.
+                        retry = (retry * 2).min(RETRY_MAX);
+                        continue;
+                    }
                 }
                 Wake::Retry => {}
             }
@@ -230,6 +259,7 @@ impl Connection {
                 match self.connect().await {
                     Ok(connected) => {
                         conn = Some(connected.split());
+                        connected_at = tokio::time::Instant::now();
                         refused.clear();
                         retry = RETRY_MIN;
                     }
@@ -286,7 +316,8 @@ impl Connection {
     }
 
     async fn connect(&self) -> std::result::Result<redis::aio::PubSub, String> {
-        match tokio::time::timeout(self.timeout, self.client.get_async_pubsub()).await {
+        let connecting = self.client.get_async_pubsub();
+        match tokio::time::timeout(self.connect_timeout, connecting).await {
             Ok(Ok(pubsub)) => Ok(pubsub),
             Ok(Err(e)) => Err(e.to_string()),
             Err(_) => Err("timed out".into()),
@@ -340,7 +371,9 @@ impl Connection {
         if let Err(e) = self.timed(pong).await? {
             return Err(Broken(e.to_string()));
         }
-        while let Some(Some(message)) = messages.next().now_or_never() {
+        // Unconstrained: tokio's cooperative budget would otherwise report an empty stream
+        // after some hundred messages, and the rest would reach the new watchers.
+        while let Some(Some(message)) = tokio::task::unconstrained(messages.next()).now_or_never() {
             self.dispatch(&message);
         }
         Ok(())

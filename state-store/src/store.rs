@@ -570,6 +570,7 @@ impl<B: Backend> Store<B> {
     /// from the engine: always on the memory backend, on Redis only when the server announces
     /// expired keys (see `RedisBackend::enable_expiry_events`).
     pub fn watch<S: Notified>(&self) -> impl Future<Output = Result<Changes<S>>> + Send + '_ {
+        assert_announces::<S>();
         let channel = self.channel::<S>();
         async move {
             let watch = Watch::new(channel?).buffer(self.watch_buffer);
@@ -583,6 +584,7 @@ impl<B: Backend> Store<B> {
         &self,
         id: impl Borrow<S::Id>,
     ) -> impl Future<Output = Result<Changes<S>>> + Send + '_ {
+        assert_announces::<S>();
         let watch = self.channel::<S>().and_then(|channel| {
             let key = self.full_key::<S>(id)?;
             Ok(Watch::new(channel).key(key).buffer(self.watch_buffer))
@@ -649,6 +651,17 @@ impl<S: StateKey, I: Borrow<S::Id>, V: Borrow<S>> Item<S> for &(I, V) {
     }
     fn value(&self) -> &S {
         self.1.borrow()
+    }
+}
+
+/// A hand-written [`Notified`] whose writes do not announce (`NOTIFY` left `false`) could only
+/// be watched in silence: a compile error instead, where `watch` is used with it.
+fn assert_announces<S: Notified>() {
+    const {
+        assert!(
+            S::NOTIFY,
+            "a `Notified` type must set `StateKey::NOTIFY = true` (the derive does)"
+        )
     }
 }
 
