@@ -408,7 +408,8 @@ async fn another_namespace_is_refused_and_nothing_is_written() {
     // arguments, and `SCAN` has none, so `SCAN MATCH billing:job:*` walks the whole database and
     // the user sees the other service's key names (not their values: `GET` is refused above).
     // Isolating `ids` needs `-scan` in the user's ACL (which refuses `ids` in the user's own
-    // namespace too, see the next test), or a database or instance per service.
+    // namespace too, see the next test), or a Redis instance per service (a database per
+    // service is not enough: the user may `SELECT` another one and `SCAN` it).
     let ids = within("ids", store.ids::<Job>().collect::<Vec<_>>()).await;
     let ids: Vec<u32> = ids.into_iter().map(Result::unwrap).collect();
     assert_eq!(ids, [1], "SCAN is not restricted by key patterns");

@@ -401,3 +401,40 @@ async fn a_server_that_stops_answering_mid_session_times_out() {
         }
     }
 }
+
+/// A server out of memory under `noeviction` refuses writes: counters and rate limits report
+/// that refusal as it is (`Error::Backend` with the server's `OOM` answer), not as a value that
+/// is not a counter.
+#[tokio::test]
+async fn a_full_server_refuses_counter_writes_as_backend_errors() {
+    use state_store::conformance::{FastFixed, HourlySmooth, Total};
+    let (server, backend) = fresh().await;
+    let store = Store::new(backend).enable_set();
+    store.incr::<Total>(1, 1).await.unwrap();
+    store.check::<FastFixed>(1).await.unwrap();
+    store.check::<HourlySmooth>("s".to_string()).await.unwrap();
+    let mut raw = server.raw();
+    for (parameter, value) in [("maxmemory-policy", "noeviction"), ("maxmemory", "1")] {
+        let () = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg(parameter)
+            .arg(value)
+            .query(&mut raw)
+            .unwrap();
+    }
+    let refused = [
+        ("incr", store.incr::<Total>(1, 1).await.map(drop)),
+        ("new incr", store.incr::<Total>(2, 1).await.map(drop)),
+        ("check", store.check::<FastFixed>(1).await.map(drop)),
+        (
+            "smooth check",
+            store.check::<HourlySmooth>("s".to_string()).await.map(drop),
+        ),
+    ];
+    for (what, result) in refused {
+        match result {
+            Err(e @ Error::Backend { .. }) => assert!(e.to_string().contains("OOM"), "{what}: {e}"),
+            other => panic!("{what}: expected the server's OOM refusal, got {other:?}"),
+        }
+    }
+}

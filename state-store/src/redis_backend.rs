@@ -35,6 +35,19 @@ const MAY_PUBLISH: &str = r#"
     end
 "#;
 
+/// The start of the counter scripts: an `INCRBY` refused for the stored value (Redis's own "not
+/// an integer" and "overflow" errors) becomes a `NOTCOUNTER` error, which is reported as
+/// `Error::InvalidKey`; any other refusal (`OOM` under `maxmemory`, say) is passed on as it is.
+const COUNTER_ERROR: &str = r"
+    local function counter_error(reply)
+        if string.find(reply.err, 'not an integer', 1, true)
+            or string.find(reply.err, 'overflow', 1, true) then
+            return redis.error_reply('NOTCOUNTER ' .. reply.err)
+        end
+        return reply
+    end
+";
+
 /// The scripts that write a notified type publish what they wrote on the type's channel, in the
 /// same atomic step, as `{"op":"set","key":...}` followed by a newline and the value as stored,
 /// or `{"op":"removed","key":...}`
@@ -43,7 +56,8 @@ const MAY_PUBLISH: &str = r#"
 /// `INCRBY` that starts the key's expiry only when it creates the key; ARGV[3] is the channel to
 /// announce the new count on, or empty.
 static INCR: LazyLock<Script> = LazyLock::new(|| {
-    script_that_publishes(
+    script_that_publishes(&format!(
+        "{COUNTER_ERROR}{}",
         r#"
         if ARGV[3] ~= '' then
             local refused = may_publish(ARGV[3])
@@ -52,7 +66,7 @@ static INCR: LazyLock<Script> = LazyLock::new(|| {
         local created = redis.call('EXISTS', KEYS[1]) == 0
         local n = redis.pcall('INCRBY', KEYS[1], ARGV[1])
         if type(n) == 'table' and n.err then
-            return redis.error_reply('NOTCOUNTER ' .. n.err)
+            return counter_error(n)
         end
         if created and ARGV[2] ~= '' then
             redis.call('PEXPIRE', KEYS[1], ARGV[2])
@@ -64,8 +78,8 @@ static INCR: LazyLock<Script> = LazyLock::new(|| {
                 '{"op":"set","key":' .. cjson.encode(KEYS[1]) .. '}\n' .. stored)
         end
         return n
-        "#,
-    )
+        "#
+    ))
 });
 
 /// A conditional write of a notified type, announced when it happened. ARGV: channel, value,
@@ -143,7 +157,8 @@ static PUT_IF_VERSION: LazyLock<Script> = LazyLock::new(|| {
 /// Fixed window: ARGV limit, window in ms. Returns {allowed, remaining, retry_after_ms,
 /// reset_after_ms}.
 static FIXED_WINDOW: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+    Script::new(&format!(
+        "{COUNTER_ERROR}{}",
         r"
         local limit = tonumber(ARGV[1])
         local window = tonumber(ARGV[2])
@@ -154,7 +169,7 @@ static FIXED_WINDOW: LazyLock<Script> = LazyLock::new(|| {
             -- INCRBY 0 applies Redis's own integer rule, exactly as `incr` would.
             count = redis.pcall('INCRBY', KEYS[1], 0)
             if type(count) == 'table' then
-                return redis.error_reply('NOTCOUNTER ' .. count.err)
+                return counter_error(count)
             end
             left = redis.call('PTTL', KEYS[1])
             if left < 0 then
@@ -171,15 +186,16 @@ static FIXED_WINDOW: LazyLock<Script> = LazyLock::new(|| {
             redis.call('SET', KEYS[1], 1, 'PX', window)
         end
         return {1, limit - count - 1, 0, left}
-        ",
-    )
+        "
+    ))
 });
 
 /// GCRA on the server's clock, in microseconds: ARGV interval, burst. The key holds the
 /// theoretical arrival time and expires when it has passed. Returns {allowed, remaining,
 /// retry_after_us, reset_after_us}.
 static GCRA: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+    Script::new(&format!(
+        "{COUNTER_ERROR}{}",
         r"
         local interval = tonumber(ARGV[1])
         local burst = tonumber(ARGV[2])
@@ -191,7 +207,7 @@ static GCRA: LazyLock<Script> = LazyLock::new(|| {
             -- INCRBY 0 applies Redis's own integer rule, exactly as `incr` would.
             local stored = redis.pcall('INCRBY', KEYS[1], 0)
             if type(stored) == 'table' then
-                return redis.error_reply('NOTCOUNTER ' .. stored.err)
+                return counter_error(stored)
             end
             tat = math.max(stored, now)
         end
@@ -203,8 +219,8 @@ static GCRA: LazyLock<Script> = LazyLock::new(|| {
         local px = math.ceil((new_tat - now) / 1000)
         redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX', string.format('%.0f', px))
         return {1, math.floor((now - allow_at) / interval), 0, new_tat - now}
-        ",
-    )
+        "
+    ))
 });
 
 /// Timeouts and reconnect attempts of a [`RedisBackend`].
