@@ -223,12 +223,18 @@ static GCRA: LazyLock<Script> = LazyLock::new(|| {
     ))
 });
 
-/// Timeouts and reconnect attempts of a [`RedisBackend`].
+/// Timeouts, reconnect attempts and TLS certificates of a [`RedisBackend`].
 ///
 /// The defaults bound every failure to well under ten seconds: an unreachable server fails
 /// `connect` after three attempts of at most two seconds each, and a server that stops answering
 /// fails a call after the response timeout.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+///
+/// With the `tls` feature, a `rediss://` URL connects over TLS (rustls, no OpenSSL), trusting
+/// the public roots bundled with the crate (Mozilla's) unless
+/// [`tls_root_cert`](Self::tls_root_cert) names a private CA, and presenting a client
+/// certificate given with [`tls_client_cert`](Self::tls_client_cert). `Debug` shows whether
+/// certificates are set, never their bytes.
+#[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RedisOptions {
     /// How long one connection attempt (TCP connect and handshake) may take. Default 2 s.
@@ -238,6 +244,12 @@ pub struct RedisOptions {
     /// How many more connection attempts follow a failed one, with exponential backoff from
     /// 100 ms. Default 2.
     pub reconnect_retries: usize,
+    /// A private CA to trust, PEM.
+    #[cfg(feature = "tls")]
+    tls_root_cert: Option<Vec<u8>>,
+    /// A client certificate and its key, PEM.
+    #[cfg(feature = "tls")]
+    tls_client_cert: Option<(Vec<u8>, Vec<u8>)>,
 }
 
 impl Default for RedisOptions {
@@ -246,7 +258,32 @@ impl Default for RedisOptions {
             connect_timeout: Duration::from_secs(2),
             response_timeout: Duration::from_secs(2),
             reconnect_retries: 2,
+            #[cfg(feature = "tls")]
+            tls_root_cert: None,
+            #[cfg(feature = "tls")]
+            tls_client_cert: None,
         }
+    }
+}
+
+impl fmt::Debug for RedisOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut options = f.debug_struct("RedisOptions");
+        options
+            .field("connect_timeout", &self.connect_timeout)
+            .field("response_timeout", &self.response_timeout)
+            .field("reconnect_retries", &self.reconnect_retries);
+        #[cfg(feature = "tls")]
+        options
+            .field(
+                "tls_root_cert",
+                &self.tls_root_cert.as_ref().map(|_| "<set>"),
+            )
+            .field(
+                "tls_client_cert",
+                &self.tls_client_cert.as_ref().map(|_| "<set>"),
+            );
+        options.finish()
     }
 }
 
@@ -267,6 +304,111 @@ impl RedisOptions {
     pub fn reconnect_retries(mut self, retries: usize) -> Self {
         self.reconnect_retries = retries;
         self
+    }
+
+    /// Trusts the CA in `pem` (PEM bytes, one or more certificates) for `rediss://` servers,
+    /// instead of the bundled public roots.
+    #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+    pub fn tls_root_cert(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.tls_root_cert = Some(pem.into());
+        self
+    }
+
+    /// Presents this client certificate and key (PEM bytes; the key unencrypted, PKCS#8, PKCS#1
+    /// or SEC1) to `rediss://` servers that ask for one (`tls-auth-clients yes`).
+    #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+    pub fn tls_client_cert(
+        mut self,
+        cert_pem: impl Into<Vec<u8>>,
+        key_pem: impl Into<Vec<u8>>,
+    ) -> Self {
+        self.tls_client_cert = Some((cert_pem.into(), key_pem.into()));
+        self
+    }
+
+    /// The `redis` client for `url` with these options' certificates.
+    fn client(&self, url: &str) -> Result<Client> {
+        // The URL did not parse, so there is no safe way to show its parts.
+        let invalid = |source: RedisError| Error::Connect {
+            target: "the given Redis URL".into(),
+            source: Box::new(source),
+        };
+        #[cfg(feature = "tls")]
+        if self.tls_root_cert.is_some() || self.tls_client_cert.is_some() {
+            return tls::client(
+                url,
+                self.tls_root_cert.as_deref(),
+                self.tls_client_cert.as_ref(),
+            )
+            .map_err(|e| match e {
+                tls::Failure::Redis(e) => invalid(e),
+                tls::Failure::Pem(reason) => Error::Connect {
+                    target: "the given Redis URL".into(),
+                    source: reason.into(),
+                },
+            });
+        }
+        #[cfg(feature = "tls")]
+        tls::install_provider();
+        Client::open(url).map_err(invalid)
+    }
+}
+
+/// TLS through the `redis` crate's rustls support, with the `ring` provider.
+#[cfg(feature = "tls")]
+mod tls {
+    use redis::{Client, ClientTlsConfig, RedisError, TlsCertificates};
+
+    pub(super) enum Failure {
+        Redis(RedisError),
+        Pem(String),
+    }
+
+    /// Makes `ring` the process's rustls provider unless one is installed: rustls cannot pick
+    /// one itself when another crate of the program enables a second provider.
+    pub(super) fn install_provider() {
+        if rustls::crypto::CryptoProvider::get_default().is_none() {
+            // Losing a race with another installer leaves that one, which serves as well.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+        }
+    }
+
+    pub(super) fn client(
+        url: &str,
+        root: Option<&[u8]>,
+        client_cert: Option<&(Vec<u8>, Vec<u8>)>,
+    ) -> Result<Client, Failure> {
+        install_provider();
+        // The redis crate accepts a root PEM without any certificate, and the connection then
+        // fails later as an unknown issuer: say what is wrong here.
+        if let Some(root) = root
+            && !contains_certificate(root)
+        {
+            return Err(Failure::Pem(
+                "`tls_root_cert` holds no PEM certificate (`-----BEGIN CERTIFICATE-----`)".into(),
+            ));
+        }
+        if let Some((cert, _)) = client_cert
+            && !contains_certificate(cert)
+        {
+            return Err(Failure::Pem(
+                "the certificate of `tls_client_cert` holds no PEM certificate".into(),
+            ));
+        }
+        let certificates = TlsCertificates {
+            client_tls: client_cert.map(|(cert, key)| ClientTlsConfig {
+                client_cert: cert.clone(),
+                client_key: key.clone(),
+            }),
+            root_cert: root.map(<[u8]>::to_vec),
+        };
+        Client::build_with_tls(url, certificates).map_err(Failure::Redis)
+    }
+
+    fn contains_certificate(pem: &[u8]) -> bool {
+        pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----")
     }
 }
 
@@ -294,11 +436,7 @@ impl RedisBackend {
 
     /// Connects to `url` with the given options.
     pub async fn connect_with(url: &str, options: RedisOptions) -> Result<Self> {
-        let client = Client::open(url).map_err(|source| Error::Connect {
-            // The URL did not parse, so there is no safe way to show its parts.
-            target: "the given Redis URL".into(),
-            source: Box::new(source),
-        })?;
+        let client = options.client(url)?;
         Self::from_client_with(client, options).await
     }
 
