@@ -71,6 +71,19 @@ impl RedisServer {
         panic!("redis-server did not start: {last_error}");
     }
 
+    /// One attempt at [`start_with`](Self::start_with), for a caller whose extra arguments name
+    /// a port of their own (such as `--tls-port`) that may have been taken too: it retries with
+    /// a fresh one.
+    pub fn try_start_with(extra_args: &[&str]) -> Result<Self, String> {
+        let mut server = RedisServer {
+            child: None,
+            port: free_port(),
+            dir: tempfile::tempdir().expect("cannot create a temp dir"),
+            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+        };
+        server.spawn().map(|()| server)
+    }
+
     fn spawn(&mut self) -> Result<(), String> {
         let log = self.dir.path().join("redis.log");
         let mut cmd = Command::new(redis_server_binary());
