@@ -691,7 +691,7 @@ async fn a_client_certificate_or_key_that_cannot_be_used_is_refused_at_connect()
             "an encrypted key",
             &certs.client_cert,
             &certs.client_key_encrypted,
-            "private key",
+            "encrypted",
         ),
         // Parsed, and refused when the TLS configuration is built at connect.
         (
@@ -717,6 +717,11 @@ async fn a_client_certificate_or_key_that_cannot_be_used_is_refused_at_connect()
         let shown = connect_error(what, None, result);
         assert!(took < FAIL_WITHIN, "{what}: took {took:?}: {shown}");
         assert!(shown.contains(expected), "{what}: {shown}");
+        // The URL is fine: the error names the server, and the option when it is the cause.
+        assert!(shown.contains("redis at 127.0.0.1:"), "{what}: {shown}");
+        if expected != "KeyMismatch" {
+            assert!(shown.contains("tls_client_cert"), "{what}: {shown}");
+        }
     }
 }
 

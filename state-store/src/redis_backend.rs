@@ -337,17 +337,15 @@ impl RedisOptions {
         };
         #[cfg(feature = "tls")]
         if self.tls_root_cert.is_some() || self.tls_client_cert.is_some() {
-            return tls::client(
-                url,
-                self.tls_root_cert.as_deref(),
-                self.tls_client_cert.as_ref(),
-            )
-            .map_err(|e| match e {
-                tls::Failure::Redis(e) => invalid(e),
-                tls::Failure::Pem(reason) => Error::Connect {
-                    target: "the given Redis URL".into(),
+            // The URL parses (or the error says so): name its host, not the URL, in the
+            // certificates' errors.
+            let target = Client::open(url).map_err(invalid).map(|c| describe(&c))?;
+            let root = self.tls_root_cert.as_deref();
+            return tls::client(url, root, self.tls_client_cert.as_ref()).map_err(|reason| {
+                Error::Connect {
+                    target,
                     source: reason.into(),
-                },
+                }
             });
         }
         #[cfg(feature = "tls")]
@@ -359,12 +357,7 @@ impl RedisOptions {
 /// TLS through the `redis` crate's rustls support, with the `ring` provider.
 #[cfg(feature = "tls")]
 mod tls {
-    use redis::{Client, ClientTlsConfig, RedisError, TlsCertificates};
-
-    pub(super) enum Failure {
-        Redis(RedisError),
-        Pem(String),
-    }
+    use redis::{Client, ClientTlsConfig, TlsCertificates};
 
     /// Makes `ring` the process's rustls provider unless one is installed: rustls cannot pick
     /// one itself when another crate of the program enables a second provider.
@@ -379,23 +372,28 @@ mod tls {
         url: &str,
         root: Option<&[u8]>,
         client_cert: Option<&(Vec<u8>, Vec<u8>)>,
-    ) -> Result<Client, Failure> {
+    ) -> Result<Client, String> {
         install_provider();
         // The redis crate accepts a root PEM without any certificate, and the connection then
-        // fails later as an unknown issuer: say what is wrong here.
+        // fails later as an unknown issuer; its key errors do not say which option is wrong.
+        // Say what is wrong here.
         if let Some(root) = root
-            && !contains_certificate(root)
+            && !contains(root, b"-----BEGIN CERTIFICATE-----")
         {
-            return Err(Failure::Pem(
+            return Err(
                 "`tls_root_cert` holds no PEM certificate (`-----BEGIN CERTIFICATE-----`)".into(),
-            ));
+            );
         }
-        if let Some((cert, _)) = client_cert
-            && !contains_certificate(cert)
-        {
-            return Err(Failure::Pem(
-                "the certificate of `tls_client_cert` holds no PEM certificate".into(),
-            ));
+        if let Some((cert, key)) = client_cert {
+            if !contains(cert, b"-----BEGIN CERTIFICATE-----") {
+                return Err("the certificate of `tls_client_cert` holds no PEM certificate".into());
+            }
+            if contains(key, b"-----BEGIN ENCRYPTED PRIVATE KEY-----") {
+                return Err("the key of `tls_client_cert` is encrypted: give it decrypted".into());
+            }
+            if !contains(key, b"PRIVATE KEY-----") {
+                return Err("the key of `tls_client_cert` holds no PEM private key".into());
+            }
         }
         let certificates = TlsCertificates {
             client_tls: client_cert.map(|(cert, key)| ClientTlsConfig {
@@ -404,11 +402,12 @@ mod tls {
             }),
             root_cert: root.map(<[u8]>::to_vec),
         };
-        Client::build_with_tls(url, certificates).map_err(Failure::Redis)
+        Client::build_with_tls(url, certificates)
+            .map_err(|e| format!("invalid `tls_root_cert` or `tls_client_cert`: {e}"))
     }
 
-    fn contains_certificate(pem: &[u8]) -> bool {
-        pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----")
+    fn contains(pem: &[u8], marker: &[u8]) -> bool {
+        pem.windows(marker.len()).any(|w| w == marker)
     }
 }
 
