@@ -49,6 +49,8 @@
 //! # Features
 //! - `redis` (default): `RedisBackend`, through the `redis` crate. Without it
 //!   (`default-features = false`) the typed API and the memory backend build alone.
+//! - `tls`: `rediss://` URLs, a private CA and client certificates (`RedisOptions::tls_root_cert`,
+//!   `tls_client_cert`), through rustls with the `ring` provider; no OpenSSL.
 //! - `conformance`: the [`conformance`] suite, for testing a backend of your own.
 //!
 //! # Keys

@@ -230,9 +230,8 @@ static GCRA: LazyLock<Script> = LazyLock::new(|| {
 /// fails a call after the response timeout.
 ///
 /// With the `tls` feature, a `rediss://` URL connects over TLS (rustls, no OpenSSL), trusting
-/// the public roots bundled with the crate (Mozilla's) unless
-/// [`tls_root_cert`](Self::tls_root_cert) names a private CA, and presenting a client
-/// certificate given with [`tls_client_cert`](Self::tls_client_cert). `Debug` shows whether
+/// the public roots bundled with the crate (Mozilla's) unless `tls_root_cert` names a private
+/// CA, and presenting a client certificate given with `tls_client_cert`. `Debug` shows whether
 /// certificates are set, never their bytes.
 #[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
