@@ -1529,3 +1529,64 @@ async fn notified_writes_keep_the_expiry_rules_of_plain_writes() {
         assert!(near(pttl(key), 30_000), "incr {key}: {}", pttl(key));
     }
 }
+
+/// A watcher whose channel the server refuses after a reconnection (its user lost the right
+/// meanwhile) gets one error naming the channel, and then its stream ends, instead of waiting
+/// for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_channel_refused_after_a_reconnection_ends_its_streams_with_an_error() {
+    let server = RedisServer::start();
+    let mut raw = server.raw();
+    let acl = |raw: &mut redis::Connection, rules: &[&str]| {
+        let () = redis::cmd("ACL")
+            .arg("SETUSER")
+            .arg("watcher")
+            .arg(rules)
+            .query(raw)
+            .unwrap();
+    };
+    acl(
+        &mut raw,
+        &[
+            "on",
+            ">pw",
+            "resetchannels",
+            "~user-service:*",
+            "&user-service:*",
+            "+@all",
+        ],
+    );
+    let store = store_at(&format!("redis://watcher:pw@127.0.0.1:{}", server.port())).await;
+    let mut changes = store.watch::<Job>().await.unwrap();
+    store.set::<Job>("1".to_string(), &job("a")).await.unwrap();
+    assert_eq!(next_change(&mut changes).await, set("1", "a"));
+
+    // The channel right goes, and with it the feed's connection (Redis disconnects a subscriber
+    // that lost a channel it is subscribed to; the kill makes sure).
+    acl(&mut raw, &["resetchannels"]);
+    let _: i64 = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("pubsub")
+        .query(&mut raw)
+        .unwrap();
+    match next_item(&mut changes).await {
+        Err(e @ Error::Backend { .. }) => {
+            let shown = e.to_string();
+            assert!(shown.contains(JOB_CHANNEL), "{shown}");
+            assert!(shown.contains("refused to subscribe again"), "{shown}");
+        }
+        other => panic!("expected the refusal, got {other:?}"),
+    }
+    let end = tokio::time::timeout(ITEM, changes.next()).await;
+    assert!(matches!(end, Ok(None)), "the stream ends: {end:?}");
+    // The store itself still works for what the user may do.
+    store
+        .set::<Job>("2".to_string(), &job("b"))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        store.get::<Job>("1".to_string()).await.unwrap(),
+        Some(job("a"))
+    );
+}

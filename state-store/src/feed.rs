@@ -72,6 +72,8 @@ struct QueueState {
     interrupted: bool,
     /// The hub is gone: no more items will come.
     closed: bool,
+    /// Why the feed ended for this watcher, reported once after the items it still holds.
+    ended: Option<Arc<str>>,
     waker: Option<Waker>,
 }
 
@@ -101,8 +103,16 @@ impl Queue {
     }
 
     fn close(&self) {
+        self.end(None);
+    }
+
+    /// No more items will come, for `reason` if given.
+    fn end(&self, reason: Option<Arc<str>>) {
         let mut state = self.lock();
         state.closed = true;
+        if reason.is_some() {
+            state.ended = reason;
+        }
         if let Some(waker) = state.waker.take() {
             waker.wake();
         }
@@ -234,6 +244,18 @@ impl Hub {
         }
     }
 
+    /// Ends the streams of `channel`'s watchers with an error saying `reason`: the feed cannot
+    /// go on (the server refused to subscribe again).
+    pub(crate) fn end(&self, channel: &str, reason: &str) {
+        let channels = self.lock();
+        if let Some(watchers) = channels.get(channel) {
+            let reason: Arc<str> = Arc::from(reason);
+            for queue in watchers.queues() {
+                queue.end(Some(reason.clone()));
+            }
+        }
+    }
+
     /// Tells every watcher of `channels` that changes may have gone undelivered.
     pub(crate) fn interrupt(&self, channels: &HashSet<Arc<str>>) {
         let watched = self.lock();
@@ -315,7 +337,14 @@ impl Stream for Watcher {
             Some(Item::Interrupted) => Poll::Ready(Some(Err(Error::Interrupted {
                 channel: self.queue.channel.to_string(),
             }))),
-            None if state.closed => Poll::Ready(None),
+            None if state.closed => match state.ended.take() {
+                Some(reason) => Poll::Ready(Some(Err(Error::Backend {
+                    operation: "watch",
+                    key: self.queue.channel.to_string(),
+                    source: reason.to_string().into(),
+                }))),
+                None => Poll::Ready(None),
+            },
             None => {
                 state.waker = Some(cx.waker().clone());
                 Poll::Pending

@@ -280,6 +280,18 @@ impl Connection {
                     self.hub.interrupt(&resumed);
                     lost.retain(|channel| !resumed.contains(channel));
                 }
+                // Refused this time (the user's rights changed meanwhile): those watchers would
+                // wait for ever; their streams end with the server's answer.
+                lost.retain(|channel| match refused.get(channel) {
+                    Some(answer) => {
+                        let reason = format!(
+                            "the server refused to subscribe again after a reconnection: {answer}"
+                        );
+                        self.hub.end(channel, &reason);
+                        false
+                    }
+                    None => true,
+                });
                 if result.is_ok() && !pending.is_empty() {
                     result = self.catch_up(sink, messages).await;
                 }
