@@ -1580,11 +1580,13 @@ async fn a_channel_refused_after_a_reconnection_ends_its_streams_with_an_error()
     }
     let end = tokio::time::timeout(ITEM, changes.next()).await;
     assert!(matches!(end, Ok(None)), "the stream ends: {end:?}");
-    // The store itself still works for what the user may do.
+    // The store goes on with what the user may still do: a notified write, which must
+    // publish, is refused whole; reads work.
     store
         .set::<Job>("2".to_string(), &job("b"))
         .await
         .unwrap_err();
+    assert_eq!(store.get::<Job>("2".to_string()).await.unwrap(), None);
     assert_eq!(
         store.get::<Job>("1".to_string()).await.unwrap(),
         Some(job("a"))
