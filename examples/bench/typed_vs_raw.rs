@@ -3,7 +3,7 @@
 use std::hint::black_box;
 
 use redis::aio::ConnectionManager;
-use state_store::{Backend, RedisBackend, Store};
+use state_store::{Backend, RedisBackend, StateKey, Store};
 
 use crate::common::{SESSION_TTL_MS, Session, pick, session};
 use crate::stats::{Count, Workload, workload};
@@ -57,18 +57,28 @@ pub(crate) fn raw_get(conn: &ConnectionManager, tasks: usize) -> Workload {
 }
 
 pub(crate) fn typed_set(store: &Store<RedisBackend>, tasks: usize) -> Workload {
+    typed_sets(store, "typed", tasks, session)
+}
+
+/// Typed sets of `S` (the `value` of each task) through `store`; `side` names it in the table.
+pub(crate) fn typed_sets<B: Backend, S: StateKey<Id = u64>>(
+    store: &Store<B>,
+    side: &str,
+    tasks: usize,
+    value: fn(u64) -> S,
+) -> Workload {
     let store = store.clone();
     workload(
-        format!("set  typed  {tasks:>2} task(s)"),
+        format!("set  {side:<6} {tasks:>2} task(s)"),
         "ops",
         tasks,
         move |t, mut ticker| {
             let store = store.clone();
             async move {
-                let value = session(t as u64);
+                let value = value(t as u64);
                 let mut n = 0;
                 while let Some(i) = ticker.tick() {
-                    store.set::<Session>(pick(t, i), &value).await?;
+                    store.set::<S>(pick(t, i), &value).await?;
                     n += 1;
                 }
                 Ok(Count::units(n))

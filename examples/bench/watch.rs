@@ -10,7 +10,8 @@ use state_store::{Backend, Error, MemoryBackend, StateKey, Store};
 
 use crate::Config;
 use crate::common::{BoxError, MANY, Res, Session, pick, session};
-use crate::stats::{Count, Series, Workload, workload};
+use crate::stats::{Count, Series, Workload};
+use crate::typed_vs_raw::typed_sets;
 
 /// `Session` with a change feed: the same JSON, under its own prefix.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, StateKey)]
@@ -26,47 +27,13 @@ pub(crate) fn delivery_sets(config: &Config) -> u64 {
 
 /// Typed sets of a `Session` without `notify` (`SET ... PX`).
 pub(crate) fn set_plain<B: Backend>(store: &Store<B>, tasks: usize) -> Workload {
-    let store = store.clone();
-    workload(
-        format!("set  plain  {tasks:>2} task(s)"),
-        "ops",
-        tasks,
-        move |t, mut ticker| {
-            let store = store.clone();
-            async move {
-                let value = session(t as u64);
-                let mut n = 0;
-                while let Some(i) = ticker.tick() {
-                    store.set::<Session>(pick(t, i), &value).await?;
-                    n += 1;
-                }
-                Ok(Count::units(n))
-            }
-        },
-    )
+    typed_sets(store, "plain", tasks, session)
 }
 
-/// The same sets of a notified type, with nobody watching (on Redis: the write script, which
-/// sets and publishes).
+/// The same sets of a notified type, with nobody watching (on Redis, `SET` and `PUBLISH` in
+/// one `MULTI`).
 pub(crate) fn set_notify<B: Backend>(store: &Store<B>, tasks: usize) -> Workload {
-    let store = store.clone();
-    workload(
-        format!("set  notify {tasks:>2} task(s)"),
-        "ops",
-        tasks,
-        move |t, mut ticker| {
-            let store = store.clone();
-            async move {
-                let value = NotifiedSession(session(t as u64));
-                let mut n = 0;
-                while let Some(i) = ticker.tick() {
-                    store.set::<NotifiedSession>(pick(t, i), &value).await?;
-                    n += 1;
-                }
-                Ok(Count::units(n))
-            }
-        },
-    )
+    typed_sets(store, "notify", tasks, |n| NotifiedSession(session(n)))
 }
 
 /// What one watcher got in one round.

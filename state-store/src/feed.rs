@@ -36,6 +36,14 @@ impl Channel {
     fn queues(&self) -> impl Iterator<Item = &Arc<Queue>> {
         self.all.iter().chain(self.by_key.values().flatten())
     }
+
+    /// Hands `event` to the watchers of every key and to those of its key.
+    fn deliver(&self, event: &Event) {
+        let own = self.by_key.get(event.key()).into_iter().flatten();
+        for queue in self.all.iter().chain(own) {
+            queue.push(Item::Event(event.clone()));
+        }
+    }
 }
 
 /// What a queue holds: a change, a message that was not one, or the mark of an interruption.
@@ -194,15 +202,7 @@ impl Hub {
         let Some(watchers) = channels.get(channel) else {
             return;
         };
-        let event = event();
-        for queue in &watchers.all {
-            queue.push(Item::Event(event.clone()));
-        }
-        if let Some(queues) = watchers.by_key.get(event.key()) {
-            for queue in queues {
-                queue.push(Item::Event(event.clone()));
-            }
-        }
+        watchers.deliver(&event());
     }
 
     /// Delivers the expiry of `key` to the watchers of every channel the key is under.
@@ -216,17 +216,9 @@ impl Hub {
             if !under {
                 continue;
             }
-            let event = event.get_or_insert_with(|| Event::Expired {
+            watchers.deliver(event.get_or_insert_with(|| Event::Expired {
                 key: Arc::from(key),
-            });
-            for queue in &watchers.all {
-                queue.push(Item::Event(event.clone()));
-            }
-            if let Some(queues) = watchers.by_key.get(key) {
-                for queue in queues {
-                    queue.push(Item::Event(event.clone()));
-                }
-            }
+            }));
         }
     }
 

@@ -55,14 +55,8 @@ pub(crate) fn wire_channel(channel: &str, db: i64) -> Cow<'_, str> {
 
 /// The feed of one backend and its clones.
 pub(crate) struct RedisFeed {
-    hub: Arc<Hub>,
-    db: i64,
-    client: Client,
-    target: String,
-    connect_timeout: Duration,
-    timeout: Duration,
-    /// The channel of the server's expired-key events in the connection's database.
-    expired_channel: Arc<str>,
+    /// What the task works with; each task it starts gets a clone.
+    connection: Connection,
     /// The task and its command queue, started by the first watcher (and again if the runtime
     /// it ran on has shut down).
     task: Mutex<Option<(mpsc::UnboundedSender<Request>, JoinHandle<()>)>>,
@@ -78,13 +72,15 @@ impl RedisFeed {
     ) -> RedisFeed {
         let db = client.get_connection_info().redis_settings().db();
         RedisFeed {
-            hub: Arc::new(Hub::default()),
-            db,
-            client,
-            target,
-            connect_timeout,
-            timeout,
-            expired_channel: Arc::from(format!("__keyevent@{db}__:expired")),
+            connection: Connection {
+                hub: Arc::new(Hub::default()),
+                db,
+                client,
+                target,
+                connect_timeout,
+                timeout,
+                expired_channel: Arc::from(format!("__keyevent@{db}__:expired")),
+            },
             task: Mutex::new(None),
         }
     }
@@ -94,7 +90,8 @@ impl RedisFeed {
         let commands = self.commands(&watch.channel)?;
         let channel: Arc<str> = Arc::from(watch.channel.as_str());
         // Inactive until the task has caught up with the messages already on their way.
-        let queue = self.hub.subscribe(watch, false);
+        let hub = &self.connection.hub;
+        let queue = hub.subscribe(watch, false);
         let on_drop = {
             let commands = commands.clone();
             let channel = channel.clone();
@@ -109,7 +106,7 @@ impl RedisFeed {
             }
         };
         // From here on, dropping the watcher (on an error below too) undoes the subscription.
-        let watcher = Watcher::new(queue.clone(), &self.hub, Some(Box::new(on_drop)));
+        let watcher = Watcher::new(queue.clone(), hub, Some(Box::new(on_drop)));
         let (reply, subscribed) = oneshot::channel();
         let sent = commands.send(Request {
             channel,
@@ -144,22 +141,14 @@ impl RedisFeed {
             source: Box::new(e),
         })?;
         let (commands, queue) = mpsc::unbounded_channel();
-        let connection = Connection {
-            hub: self.hub.clone(),
-            db: self.db,
-            client: self.client.clone(),
-            target: self.target.clone(),
-            connect_timeout: self.connect_timeout,
-            timeout: self.timeout,
-            expired_channel: self.expired_channel.clone(),
-        };
-        let handle = runtime.spawn(connection.run(queue));
+        let handle = runtime.spawn(self.connection.clone().run(queue));
         *task = Some((commands.clone(), handle));
         Ok(commands)
     }
 }
 
-/// The task's side: the pub/sub connection and what it is subscribed to.
+/// The task's side: where the pub/sub connection goes, and the hub it routes messages to.
+#[derive(Clone)]
 struct Connection {
     hub: Arc<Hub>,
     db: i64,
@@ -167,6 +156,7 @@ struct Connection {
     target: String,
     connect_timeout: Duration,
     timeout: Duration,
+    /// The channel of the server's expired-key events in the connection's database.
     expired_channel: Arc<str>,
 }
 
@@ -428,10 +418,10 @@ impl Connection {
             }
             return;
         }
-        let suffix = format!("@{}", self.db);
-        let channel = match self.db {
-            0 => channel,
-            _ => channel.strip_suffix(suffix.as_str()).unwrap_or(channel),
+        // The feed's own name, without the `@{db}` of `wire_channel` (no allocation per message).
+        let channel = match channel.rsplit_once('@') {
+            Some((feed, db)) if self.db != 0 && db.parse() == Ok(self.db) => feed,
+            _ => channel,
         };
         match parse(payload) {
             Ok(event) => self.hub.publish(channel, || event),
