@@ -51,6 +51,11 @@
 //!   (`default-features = false`) the typed API and the memory backend build alone.
 //! - `tls`: `rediss://` URLs, a private CA and client certificates (`RedisOptions::tls_root_cert`,
 //!   `tls_client_cert`), through rustls with the `ring` provider; no OpenSSL.
+//! - `cluster`: `RedisBackend::cluster`, for a Redis Cluster (multi-key operations split per hash
+//!   slot, `ids` over every primary, expiry events from every node).
+//! - `sentinel`: `RedisBackend::sentinel`, for a primary found through Redis Sentinel and found
+//!   again after a failover.
+//! - `redis-full`: `tls`, `cluster` and `sentinel` together.
 //! - `conformance`: the [`conformance`] suite, for testing a backend of your own.
 //!
 //! # Keys
@@ -78,6 +83,8 @@ mod rate_limit;
 #[cfg(feature = "redis")]
 mod redis_backend;
 #[cfg(feature = "redis")]
+mod redis_conn;
+#[cfg(feature = "redis")]
 mod redis_feed;
 mod store;
 mod watch;
@@ -97,7 +104,7 @@ pub use key::{Counter, Key, Notified, StateKey};
 pub use memory::MemoryBackend;
 pub use rate_limit::{Decision, Policy, Quota, RateLimit};
 #[cfg(feature = "redis")]
-pub use redis_backend::{RedisBackend, RedisOptions};
+pub use redis_backend::{RedisBackend, RedisConnection, RedisOptions};
 pub use state_store_derive::StateKey;
 pub use store::{Item, Store};
 pub use watch::{Change, Changes};

@@ -10,12 +10,14 @@ use futures_core::Stream;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Client, Cmd, FromRedisValue, RedisError, Script, ScriptInvocation};
 
+pub use crate::redis_conn::RedisConnection;
+
 use crate::backend::{
     Backend, BoxFuture, BoxStream, Event, Expiry, Notify, PutMode, Version, Versioned, Watch,
     ceil_millis, not_a_counter,
 };
 use crate::rate_limit::Decision;
-use crate::redis_feed::{RedisFeed, set_message, wire_channel};
+use crate::redis_feed::{RedisFeed, Source, set_message, wire_channel};
 use crate::{Error, Result};
 
 /// Scripts run atomically on the server in one round trip (`EVALSHA`). Each reports a value that
@@ -327,6 +329,34 @@ impl RedisOptions {
         self
     }
 
+    /// How long connecting may take in all: every attempt and the backoff between them.
+    #[cfg(any(feature = "cluster", feature = "sentinel"))]
+    fn connect_bound(&self) -> Duration {
+        let attempts = u32::try_from(self.reconnect_retries.saturating_add(1)).unwrap_or(u32::MAX);
+        self.connect_timeout
+            .saturating_mul(attempts)
+            .saturating_add(self.response_timeout)
+            .saturating_add(Duration::from_secs(1))
+    }
+
+    /// The certificates of these options, for the cluster and sentinel clients.
+    #[cfg(all(feature = "tls", any(feature = "cluster", feature = "sentinel")))]
+    fn certificates(&self) -> Option<redis::TlsCertificates> {
+        if self.tls_root_cert.is_none() && self.tls_client_cert.is_none() {
+            return None;
+        }
+        Some(redis::TlsCertificates {
+            client_tls: self
+                .tls_client_cert
+                .as_ref()
+                .map(|(cert, key)| redis::ClientTlsConfig {
+                    client_cert: cert.clone(),
+                    client_key: key.clone(),
+                }),
+            root_cert: self.tls_root_cert.clone(),
+        })
+    }
+
     /// The `redis` client for `url` with these options' certificates.
     fn client(&self, url: &str) -> Result<Client> {
         // The URL did not parse, so there is no safe way to show its parts.
@@ -417,7 +447,7 @@ mod tls {
 /// the connection breaks, the calls in flight fail and the next calls reconnect.
 #[derive(Clone)]
 pub struct RedisBackend {
-    conn: ConnectionManager,
+    conn: RedisConnection,
     target: String,
     /// The database, whose number the feeds' channels carry outside database 0.
     db: i64,
@@ -448,25 +478,219 @@ impl RedisBackend {
         let target = describe(&client);
         let db = client.get_connection_info().redis_settings().db();
         let feed = RedisFeed::new(
-            client.clone(),
+            Source::Node(client.clone()),
+            db,
             target.clone(),
             options.connect_timeout,
             options.response_timeout,
         );
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(options.connect_timeout))
-            .set_response_timeout(Some(options.response_timeout))
-            .set_number_of_retries(options.reconnect_retries)
-            .set_min_delay(Duration::from_millis(100))
-            .set_max_delay(Duration::from_secs(1));
-        let conn = ConnectionManager::new_with_config(client, config)
+        let conn = ConnectionManager::new_with_config(client, manager_config(&options))
             .await
             .map_err(|source| Error::Connect {
                 target: target.clone(),
                 source: Box::new(source),
             })?;
         Ok(RedisBackend {
-            conn,
+            conn: RedisConnection::node(conn),
+            target,
+            db,
+            feed: Arc::new(feed),
+        })
+    }
+
+    /// Connects to a Redis Cluster through any of its nodes (`redis://` or, with the `tls`
+    /// feature, `rediss://` URLs; one is enough, more survive one being down), with default
+    /// [`RedisOptions`].
+    ///
+    /// Every operation keeps its guarantees: single-key operations, counters, rate limits and
+    /// `update` touch one key each; `get_many` and `remove_many` are split per hash slot and
+    /// their results put back in the caller's order; `set_many` is one atomic `MULTI` per slot,
+    /// the slots' transactions sent concurrently (atomic per slot, not across slots: when one
+    /// fails, the error says how many of the other keys were written, and the call can be
+    /// repeated as a whole); `ids` scans every primary. Change feeds hear `Set` and `Removed`
+    /// from every node, and `Expired` from every node's own expired-key events. After a primary
+    /// fails, operations on its slots fail with errors until a replica is promoted, then succeed
+    /// again through the same backend.
+    #[cfg(feature = "cluster")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "cluster")))]
+    pub async fn cluster<I, S>(nodes: I) -> Result<Self>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        Self::cluster_with(nodes, RedisOptions::default()).await
+    }
+
+    /// [`cluster`](Self::cluster) with the given options (timeouts, TLS certificates; retries
+    /// bound the cluster connection's own retries of a command after a connection error or a
+    /// slot move).
+    #[cfg(feature = "cluster")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "cluster")))]
+    pub async fn cluster_with<I, S>(nodes: I, options: RedisOptions) -> Result<Self>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let clients = nodes
+            .into_iter()
+            .map(|url| options.client(url.as_ref()))
+            .collect::<Result<Vec<_>>>()?;
+        let Some(template) = clients.first().cloned() else {
+            return Err(Error::Connect {
+                target: "a Redis Cluster".into(),
+                source: "no node URL was given".into(),
+            });
+        };
+        let target = format!(
+            "redis cluster at {}",
+            clients
+                .iter()
+                .map(|c| c.get_connection_info().addr().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let connect_error = |source: RedisError| Error::Connect {
+            target: target.clone(),
+            source: Box::new(source),
+        };
+        let infos = clients.iter().map(|c| c.get_connection_info().clone());
+        let builder = redis::cluster::ClusterClientBuilder::new(infos)
+            .connection_timeout(options.connect_timeout)
+            .response_timeout(options.response_timeout)
+            .retries(u32::try_from(options.reconnect_retries).unwrap_or(u32::MAX))
+            .min_retry_wait(100)
+            .max_retry_wait(1000);
+        #[cfg(feature = "tls")]
+        let builder = match options.certificates() {
+            Some(certificates) => builder.certs(certificates),
+            None => builder,
+        };
+        let client = builder.build().map_err(connect_error)?;
+        let conn = tokio::time::timeout(options.connect_bound(), client.get_async_connection())
+            .await
+            .map_err(|_| Error::Connect {
+                target: target.clone(),
+                source: format!("no node answered within {:?}", options.connect_bound()).into(),
+            })?
+            .map_err(connect_error)?;
+        let feed = RedisFeed::new(
+            Source::Cluster {
+                conn: conn.clone(),
+                template,
+            },
+            0,
+            target.clone(),
+            options.connect_timeout,
+            options.response_timeout,
+        );
+        Ok(RedisBackend {
+            conn: RedisConnection::cluster(conn),
+            target,
+            db: 0,
+            feed: Arc::new(feed),
+        })
+    }
+
+    /// Connects to the primary that Redis Sentinel names `master_name`, asking the sentinels at
+    /// `sentinels` (`redis://` URLs of the sentinels; their user, password and database, if
+    /// any, are used for the sentinels and the primary alike; with the `tls` feature,
+    /// `rediss://` for both), with default [`RedisOptions`].
+    ///
+    /// After a failover it finds the new primary by itself: when a command fails in a way a
+    /// failover explains (the connection broke or was refused, no answer in time, `READONLY`
+    /// from a primary turned replica), the sentinels are asked again (at most every 200 ms) and
+    /// the next commands go to the primary they name. The failing command is not sent again,
+    /// so reads and writes fail with errors during the failover and succeed again after it.
+    /// Commands only ever go to a server that said it is the primary when connected to.
+    #[cfg(feature = "sentinel")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "sentinel")))]
+    pub async fn sentinel<I, S>(sentinels: I, master_name: &str) -> Result<Self>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        Self::sentinel_with(sentinels, master_name, RedisOptions::default()).await
+    }
+
+    /// [`sentinel`](Self::sentinel) with the given options (timeouts, retries, TLS
+    /// certificates, used for the sentinels and the primary alike).
+    #[cfg(feature = "sentinel")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "sentinel")))]
+    pub async fn sentinel_with<I, S>(
+        sentinels: I,
+        master_name: &str,
+        options: RedisOptions,
+    ) -> Result<Self>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        use redis::sentinel::{SentinelClientBuilder, SentinelServerType};
+        let clients = sentinels
+            .into_iter()
+            .map(|url| options.client(url.as_ref()))
+            .collect::<Result<Vec<_>>>()?;
+        let target = format!("redis primary `{master_name}` named by sentinel");
+        let connect_error = |source: RedisError| Error::Connect {
+            target: target.clone(),
+            source: Box::new(source),
+        };
+        let Some(first) = clients.first().map(|c| c.get_connection_info().clone()) else {
+            return Err(Error::Connect {
+                target,
+                source: "no sentinel URL was given".into(),
+            });
+        };
+        let addresses = clients.iter().map(|c| c.get_connection_info().addr().clone());
+        let mut builder =
+            SentinelClientBuilder::new(addresses, master_name, SentinelServerType::Master)
+                .map_err(connect_error)?;
+        let settings = first.redis_settings();
+        if let Some(username) = settings.username() {
+            builder = builder
+                .set_client_to_sentinel_username(username)
+                .set_client_to_redis_username(username);
+        }
+        if let Some(password) = settings.password() {
+            builder = builder
+                .set_client_to_sentinel_password(password)
+                .set_client_to_redis_password(password);
+        }
+        let db = settings.db();
+        builder = builder.set_client_to_redis_db(db);
+        #[cfg(feature = "tls")]
+        if let redis::ConnectionAddr::TcpTls { .. } = first.addr() {
+            builder = builder
+                .set_client_to_sentinel_tls_mode(redis::TlsMode::Secure)
+                .set_client_to_redis_tls_mode(redis::TlsMode::Secure);
+            if let Some(certificates) = options.certificates() {
+                builder = builder
+                    .set_client_to_sentinel_certificates(certificates.clone())
+                    .set_client_to_redis_certificates(certificates);
+            }
+        }
+        let client = builder.build().map_err(connect_error)?;
+        let primary = crate::redis_conn::Primary::connect(
+            client,
+            manager_config(&options),
+            options.connect_bound(),
+            db,
+        )
+        .await
+        .map_err(|reason| Error::Connect {
+            target: target.clone(),
+            source: reason.into(),
+        })?;
+        let primary = Arc::new(primary);
+        let feed = RedisFeed::new(
+            Source::Sentinel(primary.clone()),
+            db,
+            target.clone(),
+            options.connect_timeout,
+            options.response_timeout,
+        );
+        Ok(RedisBackend {
+            conn: RedisConnection::sentinel(primary),
             target,
             db,
             feed: Arc::new(feed),
@@ -474,7 +698,7 @@ impl RedisBackend {
     }
 
     /// The underlying connection, for commands this crate does not wrap.
-    pub fn connection(&self) -> &ConnectionManager {
+    pub fn connection(&self) -> &RedisConnection {
         &self.conn
     }
 
@@ -522,6 +746,16 @@ impl RedisBackend {
             result => result.map_err(|e| backend_error(operation, key, e)),
         }
     }
+}
+
+/// The connection manager's settings from `options`.
+fn manager_config(options: &RedisOptions) -> ConnectionManagerConfig {
+    ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(options.connect_timeout))
+        .set_response_timeout(Some(options.response_timeout))
+        .set_number_of_retries(options.reconnect_retries)
+        .set_min_delay(Duration::from_millis(100))
+        .set_max_delay(Duration::from_secs(1))
 }
 
 /// Whether the connection broke under a command, so that the manager is reconnecting and one
@@ -744,6 +978,8 @@ impl Backend for RedisBackend {
             let Some(first) = keys.first() else {
                 return Ok(Vec::new());
             };
+            // On a Cluster, the `redis` crate splits an `MGET` per slot and puts the values back
+            // in the order of `keys`.
             self.query_idempotent("get_many", first, redis::cmd("MGET").arg(keys))
                 .await
         })
@@ -768,10 +1004,33 @@ impl Backend for RedisBackend {
                 return Ok(0);
             };
             if let Some(channel) = notify {
-                let mut invocation = REMOVE_NOTIFY.key(keys);
-                invocation.arg(&*wire_channel(channel, self.db));
-                return self.run("remove_many", first, &invocation).await;
+                let wire = wire_channel(channel, self.db);
+                let remove = |keys: &[String]| {
+                    let mut invocation = REMOVE_NOTIFY.key(keys);
+                    invocation.arg(&*wire);
+                    let first = keys.first().cloned().unwrap_or_default();
+                    async move { self.run::<u64>("remove_many", &first, &invocation).await }
+                };
+                return match self.per_slot(keys.to_vec()) {
+                    None => Ok(0),
+                    Some(PerSlot::One(keys)) => remove(&keys).await,
+                    // A script may only touch keys of one slot: one per slot, all at once.
+                    Some(PerSlot::Many(groups)) => {
+                        let results =
+                            futures_util::future::join_all(groups.iter().map(|keys| remove(keys)))
+                                .await;
+                        let removed: u64 = results.iter().filter_map(|r| r.as_ref().ok()).sum();
+                        match results.into_iter().find_map(Result::err) {
+                            None => Ok(removed),
+                            Some(e) => Err(partly_done(
+                                e,
+                                format!("{removed} keys in the other hash slots were removed"),
+                            )),
+                        }
+                    }
+                };
             }
+            // On a Cluster, the `redis` crate splits a `DEL` per slot and sums the counts.
             self.query("remove_many", first, redis::cmd("DEL").arg(keys))
                 .await
         })
@@ -889,6 +1148,47 @@ impl Backend for RedisBackend {
     }
 }
 
+/// Items of a multi-key operation, split by hash slot on a Cluster.
+#[cfg_attr(not(feature = "cluster"), allow(dead_code))]
+enum PerSlot<T> {
+    One(Vec<T>),
+    Many(Vec<Vec<T>>),
+}
+
+/// What a multi-key operation's items are keyed by.
+#[cfg_attr(not(feature = "cluster"), allow(dead_code))]
+trait SlotKey {
+    fn slot_key(&self) -> &str;
+}
+
+impl SlotKey for (String, Vec<u8>) {
+    fn slot_key(&self) -> &str {
+        &self.0
+    }
+}
+
+impl SlotKey for String {
+    fn slot_key(&self) -> &str {
+        self
+    }
+}
+
+/// `e`, with what the rest of a call split per slot did.
+fn partly_done(e: Error, rest: String) -> Error {
+    match e {
+        Error::Backend {
+            operation,
+            key,
+            source,
+        } => Error::Backend {
+            operation,
+            key,
+            source: format!("{source} ({rest})").into(),
+        },
+        other => other,
+    }
+}
+
 /// Whether `text` is a version this backend hands out, a SHA-1 in lowercase hex, and so can be
 /// passed to a script as one (and never be taken for another argument such as `nx`).
 fn is_digest(text: &str) -> bool {
@@ -964,7 +1264,86 @@ impl RedisBackend {
     /// because nothing can interleave inside it (no `WATCH` involved). A user who may not
     /// publish on the channel has the whole transaction refused as it is queued (`EXECABORT`),
     /// so nothing is written.
+    ///
+    /// On a Cluster, the items are grouped by hash slot, one transaction per slot, all sent at
+    /// once. When some fail, the first failure is reported with how many of the other keys were
+    /// written.
     async fn set_in_multi(
+        &self,
+        operation: &'static str,
+        items: Vec<(String, Vec<u8>)>,
+        expiry: Expiry,
+        notify: Notify<'_>,
+    ) -> Result<()> {
+        let Some(groups) = self.per_slot(items) else {
+            return Ok(());
+        };
+        let groups = match groups {
+            PerSlot::One(items) => return self.set_group(operation, items, expiry, notify).await,
+            PerSlot::Many(groups) => groups,
+        };
+        let total: usize = groups.iter().map(Vec::len).sum();
+        let sizes: Vec<usize> = groups.iter().map(Vec::len).collect();
+        let results = futures_util::future::join_all(
+            groups
+                .into_iter()
+                .map(|items| self.set_group(operation, items, expiry, notify)),
+        )
+        .await;
+        let written: usize = results
+            .iter()
+            .zip(&sizes)
+            .filter(|(result, _)| result.is_ok())
+            .map(|(_, size)| size)
+            .sum();
+        match results.into_iter().find_map(Result::err) {
+            None => Ok(()),
+            Some(e) => Err(partly_done(e, format!(
+                "{written} of the {total} keys, in the other hash slots, were written; \
+                 repeat the call to write them all"
+            ))),
+        }
+    }
+
+    /// `items` grouped by the hash slot of their key on a Cluster (in their order within a
+    /// group), or as one group elsewhere; `None` when there are none.
+    fn per_slot<T>(&self, items: Vec<T>) -> Option<PerSlot<T>>
+    where
+        T: SlotKey,
+    {
+        if items.is_empty() {
+            return None;
+        }
+        #[cfg(feature = "cluster")]
+        if self.conn.is_cluster() {
+            let mut order = Vec::new();
+            let mut groups: std::collections::HashMap<_, Vec<T>> =
+                std::collections::HashMap::new();
+            for item in items {
+                let slot = crate::redis_conn::cluster::slot(item.slot_key());
+                groups
+                    .entry(slot)
+                    .or_insert_with(|| {
+                        order.push(slot);
+                        Vec::new()
+                    })
+                    .push(item);
+            }
+            if groups.len() > 1 {
+                return Some(PerSlot::Many(
+                    order
+                        .iter()
+                        .filter_map(|slot| groups.remove(slot))
+                        .collect(),
+                ));
+            }
+            return groups.into_values().next().map(PerSlot::One);
+        }
+        Some(PerSlot::One(items))
+    }
+
+    /// One `MULTI` of `set_in_multi`, whose keys share a slot on a Cluster.
+    async fn set_group(
         &self,
         operation: &'static str,
         items: Vec<(String, Vec<u8>)>,
@@ -1003,7 +1382,59 @@ impl RedisBackend {
         }
     }
 
-    /// `SCAN MATCH` over the keys starting with `prefix`, each reported once.
+    /// `host:port` of every primary of the Cluster, as it knows them now.
+    async fn primaries(&self, key: &str) -> Result<Vec<(String, u16)>> {
+        let nodes: String = self
+            .query_idempotent("ids", key, redis::cmd("CLUSTER").arg("NODES"))
+            .await?;
+        Ok(crate::redis_feed::parse_nodes(&nodes)
+            .filter(|node| node.primary && !node.failed)
+            .map(|node| (node.host.to_owned(), node.port))
+            .collect())
+    }
+
+    /// Sends `cmd` to the Cluster node at `node`, once more if the connection broke.
+    #[cfg(feature = "cluster")]
+    async fn on_node<T: FromRedisValue>(
+        &self,
+        node: &(String, u16),
+        operation: &'static str,
+        key: &str,
+        cmd: Cmd,
+    ) -> Result<T> {
+        use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
+        let Some(conn) = self.conn.as_cluster() else {
+            return self.query_idempotent(operation, key, &cmd).await;
+        };
+        let mut conn = conn.clone();
+        let route = || {
+            RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
+                host: node.0.clone(),
+                port: node.1,
+            })
+        };
+        let reply = match conn.route_command(cmd.clone(), route()).await {
+            Err(e) if worth_one_retry(&e) => conn.route_command(cmd, route()).await,
+            reply => reply,
+        };
+        reply
+            .and_then(|value| redis::from_redis_value(value).map_err(RedisError::from))
+            .map_err(|e| backend_error(operation, key, e))
+    }
+
+    #[cfg(not(feature = "cluster"))]
+    async fn on_node<T: FromRedisValue>(
+        &self,
+        _node: &(String, u16),
+        operation: &'static str,
+        key: &str,
+        cmd: Cmd,
+    ) -> Result<T> {
+        self.query_idempotent(operation, key, &cmd).await
+    }
+
+    /// `SCAN MATCH` over the keys starting with `prefix`, each reported once; on a Cluster,
+    /// over every primary in turn.
     fn scan(&self, prefix: &str) -> impl Stream<Item = Result<String>> + Send + use<> {
         struct Scan {
             backend: RedisBackend,
@@ -1011,8 +1442,13 @@ impl RedisBackend {
             /// `None` once the server said the walk is complete.
             cursor: Option<u64>,
             batch: VecDeque<Vec<u8>>,
-            /// SCAN may return a key more than once; each is reported once.
+            /// SCAN may return a key more than once (and on a Cluster, a failover during the
+            /// walk may show a key on two nodes); each is reported once.
             seen: HashSet<Vec<u8>>,
+            /// On a Cluster, the primaries not walked yet (`None` until they are listed), and
+            /// the one being walked.
+            primaries: Option<VecDeque<(String, u16)>>,
+            node: Option<(String, u16)>,
         }
         let state = Scan {
             backend: self.clone(),
@@ -1020,6 +1456,8 @@ impl RedisBackend {
             cursor: Some(0),
             batch: VecDeque::new(),
             seen: HashSet::new(),
+            primaries: None,
+            node: None,
         };
         futures_util::stream::unfold(state, |mut state| async move {
             loop {
@@ -1033,6 +1471,25 @@ impl RedisBackend {
                     });
                     return Some((item, state));
                 }
+                if state.backend.conn.is_cluster() {
+                    if state.primaries.is_none() {
+                        match state.backend.primaries(&state.pattern).await {
+                            Ok(primaries) => state.primaries = Some(primaries.into()),
+                            Err(e) => {
+                                state.cursor = None;
+                                state.primaries = Some(VecDeque::new());
+                                return Some((Err(e), state));
+                            }
+                        }
+                        state.cursor = None;
+                    }
+                    if state.cursor.is_none() {
+                        // The next primary, from the start of its keys.
+                        state.node = state.primaries.as_mut()?.pop_front();
+                        state.node.as_ref()?;
+                        state.cursor = Some(0);
+                    }
+                }
                 let cursor = state.cursor?;
                 let mut cmd = redis::cmd("SCAN");
                 cmd.arg(cursor)
@@ -1040,10 +1497,15 @@ impl RedisBackend {
                     .arg(&state.pattern)
                     .arg("COUNT")
                     .arg(1000);
-                let reply: Result<(u64, Vec<Vec<u8>>)> = state
-                    .backend
-                    .query_idempotent("ids", &state.pattern, &cmd)
-                    .await;
+                let reply: Result<(u64, Vec<Vec<u8>>)> = match &state.node {
+                    None => {
+                        state
+                            .backend
+                            .query_idempotent("ids", &state.pattern, &cmd)
+                            .await
+                    }
+                    Some(node) => state.backend.on_node(node, "ids", &state.pattern, cmd).await,
+                };
                 match reply {
                     Ok((next, keys)) => {
                         state.cursor = (next != 0).then_some(next);
@@ -1052,6 +1514,7 @@ impl RedisBackend {
                     Err(e) => {
                         // Without a cursor the walk cannot go on: report and end.
                         state.cursor = None;
+                        state.primaries = Some(VecDeque::new());
                         return Some((Err(e), state));
                     }
                 }

@@ -65,17 +65,17 @@ pub(crate) struct RedisFeed {
 impl RedisFeed {
     /// `connect_timeout` bounds a connection attempt, `timeout` each subscription command.
     pub(crate) fn new(
-        client: Client,
+        source: Source,
+        db: i64,
         target: String,
         connect_timeout: Duration,
         timeout: Duration,
     ) -> RedisFeed {
-        let db = client.get_connection_info().redis_settings().db();
         RedisFeed {
             connection: Connection {
                 hub: Arc::new(Hub::default()),
                 db,
-                client,
+                source,
                 target,
                 connect_timeout,
                 timeout,
@@ -147,12 +147,45 @@ impl RedisFeed {
     }
 }
 
+/// Where the feed's pub/sub connection goes.
+#[derive(Clone)]
+pub(crate) enum Source {
+    /// One server.
+    Node(Client),
+    /// The primary the sentinels name at each connection: expired-key events are the
+    /// primary's (a replica deletes what its primary expires, and announces no expiry).
+    #[cfg(feature = "sentinel")]
+    Sentinel(Arc<crate::redis_conn::Primary>),
+    /// Any node of a Cluster for the feeds' channels (the cluster bus carries a `PUBLISH` to
+    /// every node), and every node for the expired-key events, which each primary announces only
+    /// on itself. Replicas announce none, so listening on all nodes hears each expiry once, and
+    /// hears a promoted replica's without a topology change to follow.
+    #[cfg(feature = "cluster")]
+    Cluster {
+        conn: redis::cluster_async::ClusterConnection,
+        /// The client of the first node given: its settings (credentials, TLS) for every node.
+        template: Client,
+    },
+}
+
+impl Source {
+    #[cfg(feature = "cluster")]
+    fn is_cluster(&self) -> bool {
+        matches!(self, Source::Cluster { .. })
+    }
+
+    #[cfg(not(feature = "cluster"))]
+    fn is_cluster(&self) -> bool {
+        false
+    }
+}
+
 /// The task's side: where the pub/sub connection goes, and the hub it routes messages to.
 #[derive(Clone)]
 struct Connection {
     hub: Arc<Hub>,
     db: i64,
-    client: Client,
+    source: Source,
     target: String,
     connect_timeout: Duration,
     timeout: Duration,
@@ -193,6 +226,9 @@ impl Connection {
         let mut refused: HashMap<Arc<str>, String> = HashMap::new();
         let mut pending: Vec<Waiting> = Vec::new();
         let mut retry = RETRY_MIN;
+        // On a Cluster, the expired-key listeners of the nodes, while anyone watches.
+        #[cfg(feature = "cluster")]
+        let mut listeners: Option<cluster::Listeners> = None;
         loop {
             let wake = match conn.as_mut() {
                 Some((_, messages)) => tokio::select! {
@@ -241,9 +277,12 @@ impl Connection {
             }
 
             let mut desired = self.hub.channels();
-            if !desired.is_empty() {
+            if !desired.is_empty() && !self.source.is_cluster() {
                 desired.insert(self.expired_channel.clone());
             }
+            #[cfg(feature = "cluster")]
+            self.keep_expiry_listeners(&mut listeners, !desired.is_empty())
+                .await;
             let mut error = None;
             if conn.is_none() && !desired.is_empty() {
                 match self.connect().await {
@@ -318,11 +357,26 @@ impl Connection {
     }
 
     async fn connect(&self) -> std::result::Result<redis::aio::PubSub, String> {
-        let connecting = self.client.get_async_pubsub();
-        match tokio::time::timeout(self.connect_timeout, connecting).await {
-            Ok(Ok(pubsub)) => Ok(pubsub),
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(_) => Err("timed out".into()),
+        match &self.source {
+            Source::Node(client) => pubsub(client, self.connect_timeout).await,
+            #[cfg(feature = "sentinel")]
+            Source::Sentinel(primary) => {
+                let client = primary.resolve().await?;
+                pubsub(&client, self.connect_timeout).await
+            }
+            #[cfg(feature = "cluster")]
+            Source::Cluster { conn, template } => {
+                // The first node that answers, of those the cluster knows now.
+                let nodes = cluster_nodes(conn, template, self.timeout).await?;
+                let mut last = String::from("the cluster named no node");
+                for node in nodes {
+                    match pubsub(&node, self.connect_timeout).await {
+                        Ok(connected) => return Ok(connected),
+                        Err(e) => last = e,
+                    }
+                }
+                Err(last)
+            }
         }
     }
 
@@ -426,6 +480,205 @@ impl Connection {
         match parse(payload) {
             Ok(event) => self.hub.publish(channel, || event),
             Err(reason) => self.hub.publish_malformed(channel, &reason),
+        }
+    }
+}
+
+/// A pub/sub connection to `client`, within `connect_timeout`.
+async fn pubsub(
+    client: &Client,
+    connect_timeout: Duration,
+) -> std::result::Result<redis::aio::PubSub, String> {
+    match tokio::time::timeout(connect_timeout, client.get_async_pubsub()).await {
+        Ok(Ok(pubsub)) => Ok(pubsub),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("timed out".into()),
+    }
+}
+
+#[cfg(feature = "cluster")]
+use cluster::cluster_nodes;
+
+/// A node of a Cluster, from a line of `CLUSTER NODES`.
+pub(crate) struct Node<'a> {
+    pub(crate) host: &'a str,
+    pub(crate) port: u16,
+    pub(crate) primary: bool,
+    /// Marked failing (`fail` or `fail?`).
+    pub(crate) failed: bool,
+}
+
+/// The nodes of a `CLUSTER NODES` reply, `<id> <host>:<port>@<bus port>[,<hostname>] <flags>
+/// ...` per line, without those that have no address yet.
+pub(crate) fn parse_nodes(reply: &str) -> impl Iterator<Item = Node<'_>> {
+    reply.lines().filter_map(|line| {
+        let mut fields = line.split(' ');
+        let address = fields.nth(1)?;
+        let flags = fields.next()?;
+        if flags.contains("noaddr") || flags.contains("handshake") {
+            return None;
+        }
+        let address = address.split(['@', ',']).next()?;
+        let (host, port) = address.rsplit_once(':')?;
+        let port = port.parse().ok()?;
+        (!host.is_empty() && port != 0).then_some(Node {
+            host,
+            port,
+            primary: flags.split(',').any(|flag| flag == "master"),
+            failed: flags.contains("fail"),
+        })
+    })
+}
+
+/// The Cluster side of the feed: the nodes, and a listener of expired-key events on each.
+#[cfg(feature = "cluster")]
+mod cluster {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use futures_util::StreamExt;
+    use redis::{Client, ConnectionAddr};
+    use tokio::task::JoinHandle;
+
+    use super::{Connection, RETRY_MAX, RETRY_MIN, parse_nodes, pubsub};
+    use crate::feed::Hub;
+
+    /// The listener tasks, stopped when dropped.
+    pub(super) struct Listeners(Vec<JoinHandle<()>>);
+
+    impl Drop for Listeners {
+        fn drop(&mut self) {
+            for task in &self.0 {
+                task.abort();
+            }
+        }
+    }
+
+    impl Connection {
+        /// Starts a listener on every node of the cluster while `wanted`, and stops them when
+        /// not. A cluster that cannot be asked for its nodes is asked again at the next wake.
+        pub(super) async fn keep_expiry_listeners(
+            &self,
+            listeners: &mut Option<Listeners>,
+            wanted: bool,
+        ) {
+            if !wanted {
+                *listeners = None;
+                return;
+            }
+            if listeners.is_some() {
+                return;
+            }
+            let super::Source::Cluster { conn, template } = &self.source else {
+                return;
+            };
+            let Ok(nodes) = cluster_nodes(conn, template, self.timeout).await else {
+                return;
+            };
+            let tasks = nodes
+                .into_iter()
+                .map(|node| {
+                    tokio::spawn(listen(
+                        node,
+                        self.hub.clone(),
+                        self.expired_channel.clone(),
+                        self.connect_timeout,
+                        self.timeout,
+                    ))
+                })
+                .collect();
+            *listeners = Some(Listeners(tasks));
+        }
+    }
+
+    /// Hears one node's expired-key events, reconnecting when its connection breaks (a node
+    /// killed for good is tried again every two seconds, at no cost to the others). When a
+    /// connection that was subscribed breaks, watchers hear of the gap at once. A node that
+    /// refuses the subscription (an ACL user without the channel) is left alone.
+    async fn listen(
+        node: Client,
+        hub: Arc<Hub>,
+        channel: Arc<str>,
+        connect_timeout: Duration,
+        timeout: Duration,
+    ) {
+        let mut retry = RETRY_MIN;
+        loop {
+            if let Ok(mut connection) = pubsub(&node, connect_timeout).await {
+                match tokio::time::timeout(timeout, connection.subscribe(&*channel)).await {
+                    Ok(Ok(())) => {
+                        retry = RETRY_MIN;
+                        let mut messages = connection.into_on_message();
+                        while let Some(message) = messages.next().await {
+                            if let Ok(key) = std::str::from_utf8(message.get_payload_bytes()) {
+                                hub.publish_expired(key);
+                            }
+                        }
+                        hub.interrupt(&hub.channels());
+                    }
+                    Ok(Err(e)) if e.code().is_some() => return,
+                    _ => {}
+                }
+            }
+            tokio::time::sleep(retry).await;
+            retry = (retry * 2).min(RETRY_MAX);
+        }
+    }
+
+    /// A client for every node the cluster knows now (`CLUSTER NODES`), with the settings of
+    /// `template`.
+    pub(crate) async fn cluster_nodes(
+        conn: &redis::cluster_async::ClusterConnection,
+        template: &Client,
+        timeout: Duration,
+    ) -> Result<Vec<Client>, String> {
+        let mut conn = conn.clone();
+        let command = redis::cmd("CLUSTER").arg("NODES").to_owned();
+        let reply: String = match tokio::time::timeout(timeout, command.query_async(&mut conn)).await
+        {
+            Ok(Ok(reply)) => reply,
+            Ok(Err(e)) => return Err(format!("cannot list the cluster's nodes: {e}")),
+            Err(_) => return Err(format!("the cluster did not list its nodes within {timeout:?}")),
+        };
+        Ok(parse_nodes(&reply)
+            .filter_map(|node| node_client(template, node.host, node.port))
+            .collect())
+    }
+
+
+    fn node_client(template: &Client, host: &str, port: u16) -> Option<Client> {
+        let info = template.get_connection_info().clone();
+        let address = match info.addr() {
+            ConnectionAddr::Tcp(..) => ConnectionAddr::Tcp(host.to_owned(), port),
+            ConnectionAddr::TcpTls {
+                insecure,
+                tls_params,
+                ..
+            } => ConnectionAddr::TcpTls {
+                host: host.to_owned(),
+                port,
+                insecure: *insecure,
+                tls_params: tls_params.clone(),
+            },
+            _ => return None,
+        };
+        Client::open(info.set_addr(address)).ok()
+    }
+
+    #[cfg(test)]
+    mod tests {
+        #[test]
+        fn node_lines_give_their_address() {
+            let reply = "07c3 127.0.0.1:30004@40004 slave e7d1 0 1 4 connected\n\
+                         67ed 127.0.0.1:30002@40002,host.example master - 0 1 2 connected 5461-10922\n\
+                         2929 :0@0 master,noaddr - 0 1 3 connected\n";
+            let nodes: Vec<_> = super::super::parse_nodes(reply)
+                .map(|node| (node.host, node.port, node.primary))
+                .collect();
+            assert_eq!(
+                nodes,
+                [("127.0.0.1", 30004, false), ("127.0.0.1", 30002, true)]
+            );
         }
     }
 }
