@@ -641,7 +641,9 @@ impl RedisBackend {
                 source: "no sentinel URL was given".into(),
             });
         };
-        let addresses = clients.iter().map(|c| c.get_connection_info().addr().clone());
+        let addresses = clients
+            .iter()
+            .map(|c| c.get_connection_info().addr().clone());
         let mut builder =
             SentinelClientBuilder::new(addresses, master_name, SentinelServerType::Master)
                 .map_err(connect_error)?;
@@ -1298,10 +1300,13 @@ impl RedisBackend {
             .sum();
         match results.into_iter().find_map(Result::err) {
             None => Ok(()),
-            Some(e) => Err(partly_done(e, format!(
-                "{written} of the {total} keys, in the other hash slots, were written; \
+            Some(e) => Err(partly_done(
+                e,
+                format!(
+                    "{written} of the {total} keys, in the other hash slots, were written; \
                  repeat the call to write them all"
-            ))),
+                ),
+            )),
         }
     }
 
@@ -1317,8 +1322,7 @@ impl RedisBackend {
         #[cfg(feature = "cluster")]
         if self.conn.is_cluster() {
             let mut order = Vec::new();
-            let mut groups: std::collections::HashMap<_, Vec<T>> =
-                std::collections::HashMap::new();
+            let mut groups: std::collections::HashMap<_, Vec<T>> = std::collections::HashMap::new();
             for item in items {
                 let slot = crate::redis_conn::cluster::slot(item.slot_key());
                 groups
@@ -1504,7 +1508,12 @@ impl RedisBackend {
                             .query_idempotent("ids", &state.pattern, &cmd)
                             .await
                     }
-                    Some(node) => state.backend.on_node(node, "ids", &state.pattern, cmd).await,
+                    Some(node) => {
+                        state
+                            .backend
+                            .on_node(node, "ids", &state.pattern, cmd)
+                            .await
+                    }
                 };
                 match reply {
                     Ok((next, keys)) => {

@@ -8,9 +8,9 @@ use std::sync::Arc;
 #[cfg(feature = "sentinel")]
 use std::time::{Duration, Instant};
 
-use redis::aio::{ConnectionLike, ConnectionManager};
 #[cfg(feature = "sentinel")]
 use redis::aio::ConnectionManagerConfig;
+use redis::aio::{ConnectionLike, ConnectionManager};
 use redis::{Cmd, Pipeline, RedisFuture, Value};
 
 /// The connection a [`RedisBackend`](crate::RedisBackend) sends its commands over, for commands
@@ -121,7 +121,9 @@ impl ConnectionLike for RedisConnection {
                 // The `redis` crate takes a `PUBLISH` channel for a key when it routes a
                 // pipeline, and refuses a `SET` and its announcement as crossing slots: route by
                 // the keys instead (the server itself takes `PUBLISH` for keyless).
-                Some(route) => Box::pin(conn.route_pipeline(pipeline.clone(), offset, count, route)),
+                Some(route) => {
+                    Box::pin(conn.route_pipeline(pipeline.clone(), offset, count, route))
+                }
                 None => conn.req_packed_commands(pipeline, offset, count),
             },
             #[cfg(feature = "sentinel")]
@@ -257,7 +259,11 @@ impl Primary {
     }
 
     /// Passes `result` on, after asking the sentinels again if its error may mean a failover.
-    async fn check<T>(&self, generation: u64, result: redis::RedisResult<T>) -> redis::RedisResult<T> {
+    async fn check<T>(
+        &self,
+        generation: u64,
+        result: redis::RedisResult<T>,
+    ) -> redis::RedisResult<T> {
         if let Err(e) = &result
             && failover_may_explain(e)
         {
@@ -329,8 +335,7 @@ async fn manager(
     timeout: Duration,
 ) -> Result<ConnectionManager, String> {
     let address = client.get_connection_info().addr().to_string();
-    match tokio::time::timeout(timeout, ConnectionManager::new_with_config(client, config)).await
-    {
+    match tokio::time::timeout(timeout, ConnectionManager::new_with_config(client, config)).await {
         Ok(Ok(conn)) => Ok(conn),
         Ok(Err(e)) => Err(format!("cannot connect to the primary at {address}: {e}")),
         Err(_) => Err(format!(

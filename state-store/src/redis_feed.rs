@@ -71,15 +71,17 @@ impl RedisFeed {
         connect_timeout: Duration,
         timeout: Duration,
     ) -> RedisFeed {
+        let hub = Arc::new(Hub::default());
         RedisFeed {
             connection: Connection {
-                hub: Arc::new(Hub::default()),
+                hub: hub.clone(),
                 db,
                 source,
                 target,
                 connect_timeout,
                 timeout,
                 expired_channel: Arc::from(format!("__keyevent@{db}__:expired")),
+                barrier: Arc::from(format!("{}:{:p}", std::process::id(), Arc::as_ptr(&hub))),
             },
             task: Mutex::new(None),
         }
@@ -191,6 +193,10 @@ struct Connection {
     timeout: Duration,
     /// The channel of the server's expired-key events in the connection's database.
     expired_channel: Arc<str>,
+    /// On a Cluster, what makes this feed's catch-up barrier channels its own (see
+    /// `catch_up_with_cluster`).
+    #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
+    barrier: Arc<str>,
 }
 
 enum Wake {
@@ -322,7 +328,8 @@ impl Connection {
                     None => true,
                 });
                 if result.is_ok() && !pending.is_empty() {
-                    result = self.catch_up(sink, messages).await;
+                    let around = pending.first().map(|waiting| &*waiting.channel);
+                    result = self.catch_up(sink, messages, around).await;
                 }
                 if let Err(Broken(e)) = result {
                     conn = None;
@@ -418,11 +425,20 @@ impl Connection {
     /// Delivers every message the server sent before now: a `PING` answered after them (the
     /// connection keeps order), then whatever the connection has received. New watchers are
     /// activated after this, so they hear nothing published before their `watch` call.
+    /// On a Cluster, `_around` is a channel a new watcher watches: the barrier's channel is
+    /// named after it, so that a user allowed that channel may publish the barrier.
     async fn catch_up(
         &self,
         sink: &mut PubSubSink,
         messages: &mut PubSubStream,
+        _around: Option<&str>,
     ) -> std::result::Result<(), Broken> {
+        #[cfg(feature = "cluster")]
+        if let (Source::Cluster { conn, .. }, Some(channel)) = (&self.source, _around) {
+            return self
+                .catch_up_with_cluster(conn, sink, messages, channel)
+                .await;
+        }
         let pong = async { sink.ping::<redis::Value>().await.map(drop) };
         if let Err(e) = self.timed(pong).await? {
             return Err(Broken(e.to_string()));
@@ -555,6 +571,69 @@ mod cluster {
     }
 
     impl Connection {
+        /// `catch_up` on a Cluster, where a change written on another node may still be on its way
+        /// over the cluster bus when the connected node answers a `PING`: every primary publishes
+        /// a token on the feed's barrier channel, and once the connection has heard all of them,
+        /// it has heard everything those primaries published before (the bus carries one node's
+        /// messages to another in order).
+        pub(super) async fn catch_up_with_cluster(
+            &self,
+            conn: &redis::cluster_async::ClusterConnection,
+            sink: &mut redis::aio::PubSubSink,
+            messages: &mut redis::aio::PubSubStream,
+            around: &str,
+        ) -> Result<(), super::Broken> {
+            use redis::cluster_routing::{MultipleNodeRoutingInfo, RoutingInfo};
+            use std::sync::atomic::{AtomicU64, Ordering};
+            static TOKENS: AtomicU64 = AtomicU64::new(0);
+            let broken = |e: String| super::Broken(e);
+            // `@` appears in no feed's channel: the barrier is a channel of its own.
+            let barrier = &*format!("{around}@barrier:{}", self.barrier);
+            if let Err(e) = self.timed(sink.subscribe(barrier)).await? {
+                return Err(broken(format!(
+                    "cannot subscribe to the feed's barrier: {e}"
+                )));
+            }
+            let token = TOKENS.fetch_add(1, Ordering::Relaxed).to_string();
+            let mut publish = redis::cmd("PUBLISH");
+            publish.arg(barrier).arg(&token);
+            let mut conn = conn.clone();
+            let routing = RoutingInfo::MultiNode((MultipleNodeRoutingInfo::AllMasters, None));
+            let published =
+                tokio::time::timeout(self.timeout, conn.route_command(publish, routing));
+            let primaries = match published.await {
+                Ok(Ok(redis::Value::Map(replies))) => replies.len(),
+                Ok(Ok(other)) => return Err(broken(format!("unexpected barrier reply {other:?}"))),
+                Ok(Err(e)) => {
+                    return Err(broken(format!("cannot publish the feed's barrier: {e}")));
+                }
+                Err(_) => return Err(broken("the barrier was not published in time".into())),
+            };
+            let mut heard = 0;
+            let deadline = tokio::time::Instant::now() + self.timeout;
+            while heard < primaries {
+                let message = tokio::time::timeout_at(deadline, messages.next()).await;
+                match message {
+                    Ok(Some(message)) => {
+                        if message.get_channel_name() == barrier {
+                            heard += usize::from(message.get_payload_bytes() == token.as_bytes());
+                        } else {
+                            self.dispatch(&message);
+                        }
+                    }
+                    Ok(None) => return Err(broken("the connection closed".into())),
+                    Err(_) => {
+                        return Err(broken(format!(
+                            "{heard} of {primaries} primaries' barrier messages arrived in time"
+                        )));
+                    }
+                }
+            }
+            // A refusal to unsubscribe leaves nothing to undo.
+            let _ = self.timed(sink.unsubscribe(barrier)).await?;
+            Ok(())
+        }
+
         /// Starts a listener on every node of the cluster while `wanted`, and stops them when
         /// not. A cluster that cannot be asked for its nodes is asked again at the next wake.
         pub(super) async fn keep_expiry_listeners(
@@ -634,17 +713,20 @@ mod cluster {
     ) -> Result<Vec<Client>, String> {
         let mut conn = conn.clone();
         let command = redis::cmd("CLUSTER").arg("NODES").to_owned();
-        let reply: String = match tokio::time::timeout(timeout, command.query_async(&mut conn)).await
-        {
-            Ok(Ok(reply)) => reply,
-            Ok(Err(e)) => return Err(format!("cannot list the cluster's nodes: {e}")),
-            Err(_) => return Err(format!("the cluster did not list its nodes within {timeout:?}")),
-        };
+        let reply: String =
+            match tokio::time::timeout(timeout, command.query_async(&mut conn)).await {
+                Ok(Ok(reply)) => reply,
+                Ok(Err(e)) => return Err(format!("cannot list the cluster's nodes: {e}")),
+                Err(_) => {
+                    return Err(format!(
+                        "the cluster did not list its nodes within {timeout:?}"
+                    ));
+                }
+            };
         Ok(parse_nodes(&reply)
             .filter_map(|node| node_client(template, node.host, node.port))
             .collect())
     }
-
 
     fn node_client(template: &Client, host: &str, port: u16) -> Option<Client> {
         let info = template.get_connection_info().clone();
