@@ -2,7 +2,9 @@
 //! temporary directory, stopped when dropped. Never the machine's own Redis on 6379.
 #![allow(dead_code)] // each test binary uses its own part of the support code
 
+pub mod cluster;
 pub mod proxy;
+pub mod sentinel;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};

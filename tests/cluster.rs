@@ -1,0 +1,326 @@
+//! The Redis backend on a real Redis Cluster: 3 primaries and 3 replicas that the tests start on
+//! loopback (`tests/support/cluster.rs`), the conformance suite on it, multi-key operations over
+//! every slot, change feeds from every node, and a primary killed under load.
+#![cfg(feature = "cluster")]
+
+mod support;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+use state_store::conformance::{Session, session};
+use state_store::{Change, RedisBackend, StateKey, Store};
+use support::cluster::RedisCluster;
+
+/// A backend on `cluster` with nothing stored: every primary flushed (replicas follow), and
+/// every change the previous check published delivered.
+async fn fresh(cluster: &RedisCluster) -> ((), RedisBackend) {
+    for primary in cluster.primaries() {
+        let mut conn = cluster.connection(primary.port);
+        let () = redis::cmd("FLUSHALL").query(&mut conn).unwrap();
+    }
+    drain_the_bus(cluster).await;
+    let backend = RedisBackend::cluster(cluster.urls()).await.unwrap();
+    ((), backend)
+}
+
+/// Waits until every node has delivered what the primaries published so far: each primary
+/// publishes a token after it, and a subscriber on every node hears them all (the cluster bus
+/// carries one node's messages to another in order). The checks of the suite use the same
+/// channels one after another; without this, a change of one check could reach the next.
+async fn drain_the_bus(cluster: &RedisCluster) {
+    const BARRIER: &str = "test-barrier";
+    let token = format!("{:?}", Instant::now());
+    let mut subscribers = Vec::new();
+    for port in cluster.live_ports() {
+        let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).unwrap();
+        let mut pubsub = client.get_async_pubsub().await.unwrap();
+        pubsub.subscribe(BARRIER).await.unwrap();
+        subscribers.push((port, pubsub.into_on_message()));
+    }
+    let primaries = cluster.primaries();
+    for primary in &primaries {
+        let mut conn = cluster.connection(primary.port);
+        let _: i64 = redis::cmd("PUBLISH")
+            .arg(BARRIER)
+            .arg(format!("{token} {}", primary.port))
+            .query(&mut conn)
+            .unwrap();
+    }
+    for (port, mut messages) in subscribers {
+        let mut heard = HashSet::new();
+        while heard.len() < primaries.len() {
+            let message = tokio::time::timeout(Duration::from_secs(10), messages.next())
+                .await
+                .unwrap_or_else(|_| panic!("node {port} heard {heard:?} of the barrier"))
+                .expect("barrier subscription ended");
+            let payload: String = message.get_payload().unwrap();
+            if payload.starts_with(&token) {
+                heard.insert(payload);
+            }
+        }
+    }
+}
+
+state_store::conformance_tests!(
+    tokio::test(flavor = "multi_thread", worker_threads = 2),
+    in_one_test(cluster = RedisCluster::start()),
+    crate::fresh(&cluster),
+);
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, StateKey)]
+#[state(prefix = "item", id = u32, notify)]
+struct Item {
+    n: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, StateKey)]
+#[state(prefix = "beat", id = u32)]
+struct Beat {
+    writer: u32,
+    n: u64,
+}
+
+fn store(backend: &RedisBackend) -> Store<RedisBackend> {
+    Store::new(backend.clone())
+        .namespace("svc")
+        .enable_set()
+        .enable_remove()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_operations_span_every_slot_and_keep_the_callers_order() {
+    let cluster = RedisCluster::start();
+    let (_, backend) = fresh(&cluster).await;
+    let store = store(&backend);
+    let ids: Vec<u32> = (0..200).collect();
+    // The ids land on every primary: the test covers the split it means to.
+    let owners: HashSet<u16> = ids
+        .iter()
+        .map(|id| cluster.primary_for_key(&format!("svc:item:{id}")))
+        .collect();
+    assert_eq!(owners.len(), 3, "200 ids fell on {owners:?}");
+
+    let items: Vec<(u32, Item)> = ids.iter().map(|&id| (id, Item { n: id * 10 })).collect();
+    store.set_many::<Item>(&items).await.unwrap();
+
+    // Asked in a shuffled order, with ids that do not exist in between.
+    let mut asked: Vec<u32> = ids.iter().rev().copied().collect();
+    asked.insert(50, 1000);
+    asked.insert(120, 1001);
+    let got = store.get_many::<Item>(&asked).await.unwrap();
+    assert_eq!(got.len(), asked.len());
+    for (id, value) in asked.iter().zip(&got) {
+        let expected = (*id < 200).then(|| Item { n: id * 10 });
+        assert_eq!(value, &expected, "id {id}");
+    }
+
+    // Each key is on the primary of its slot, as the cluster itself says.
+    for id in [0u32, 77, 199] {
+        let key = format!("svc:item:{id}");
+        let mut conn = cluster.connection(cluster.primary_for_key(&key));
+        let stored: String = redis::cmd("GET").arg(&key).query(&mut conn).unwrap();
+        assert_eq!(stored, format!("{{\"n\":{}}}", id * 10));
+    }
+
+    let mut listed: Vec<u32> = store
+        .ids::<Item>()
+        .map(|id| id.unwrap())
+        .collect::<Vec<_>>()
+        .await;
+    listed.sort_unstable();
+    assert_eq!(listed, ids, "ids lists every id exactly once");
+
+    // Removal across slots: counts summed, ids that do not exist not counted.
+    let mut doomed: Vec<u32> = (0..100).collect();
+    doomed.push(5000);
+    assert_eq!(store.remove_many::<Item>(&doomed).await.unwrap(), 100);
+    let left = store.get_many::<Item>(&ids).await.unwrap();
+    assert_eq!(left.iter().filter(|v| v.is_some()).count(), 100);
+    assert!(left[..100].iter().all(Option::is_none));
+    let mut listed: Vec<u32> = store
+        .ids::<Item>()
+        .map(|id| id.unwrap())
+        .collect::<Vec<_>>()
+        .await;
+    listed.sort_unstable();
+    assert_eq!(listed, (100..200).collect::<Vec<_>>());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watchers_hear_changes_and_expiries_from_every_primary() {
+    let cluster = RedisCluster::start();
+    let (_, backend) = fresh(&cluster).await;
+    backend_enable_expiry_events(&backend).await;
+    let store = store(&backend);
+    let mut changes = store.watch::<Item>().await.unwrap();
+
+    // One id per primary.
+    let mut per_primary: Vec<(u16, u32)> = Vec::new();
+    for id in 0u32.. {
+        let owner = cluster.primary_for_key(&format!("svc:item:{id}"));
+        if per_primary.iter().all(|(port, _)| *port != owner) {
+            per_primary.push((owner, id));
+        }
+        if per_primary.len() == 3 {
+            break;
+        }
+    }
+    let ids: Vec<u32> = per_primary.iter().map(|(_, id)| *id).collect();
+
+    let items: Vec<(u32, Item)> = ids.iter().map(|&id| (id, Item { n: id })).collect();
+    store.set_many::<Item>(&items).await.unwrap();
+    store.remove_many::<Item>(&ids).await.unwrap();
+    for &id in &ids {
+        store
+            .set_with_ttl::<Item>(id, &Item { n: id + 1 }, Duration::from_millis(200))
+            .await
+            .unwrap();
+    }
+
+    let mut set = HashSet::new();
+    let mut removed = HashSet::new();
+    let mut expired = HashSet::new();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while expired.len() < 3 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let change = tokio::time::timeout(left, changes.next())
+            .await
+            .unwrap_or_else(|_| {
+                panic!("set {set:?}, removed {removed:?}, expired {expired:?} by the deadline")
+            })
+            .expect("the feed ended")
+            .unwrap();
+        match change {
+            Change::Set { id, .. } => set.insert(id),
+            Change::Removed { id } => removed.insert(id),
+            Change::Expired { id } => expired.insert(id),
+        };
+    }
+    let all: HashSet<u32> = ids.iter().copied().collect();
+    assert_eq!(set, all);
+    assert_eq!(removed, all);
+    assert_eq!(expired, all, "an expiry from each of the 3 primaries");
+}
+
+async fn backend_enable_expiry_events(backend: &RedisBackend) {
+    use state_store::Backend;
+    backend.enable_expiry_events().await.unwrap();
+}
+
+/// Writers run while the primary of one of their keys is killed. Operations on its slots fail
+/// with errors (never hang) until its replica is promoted, then succeed again through the same
+/// store; writes acknowledged by the replica before the kill are still there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_primary_is_replaced_and_the_same_store_recovers() {
+    let mut cluster = RedisCluster::start();
+    let (_, backend) = fresh(&cluster).await;
+    let store = store(&backend);
+
+    // Writes before the kill, confirmed on every replica.
+    let before: Vec<(u64, Session)> = (0..300).map(|id| (id as u64, session(id))).collect();
+    store.set_many::<Session>(&before).await.unwrap();
+    for primary in cluster.primaries() {
+        let mut conn = cluster.connection(primary.port);
+        let acked: i64 = redis::cmd("WAIT")
+            .arg(1)
+            .arg(5000)
+            .query(&mut conn)
+            .unwrap();
+        assert_eq!(acked, 1, "replica of {} behind", primary.port);
+    }
+
+    // Writer tasks, each on its own id; the victim serves writer 0's key.
+    let writers = 8u32;
+    let victim = cluster.primary_for_key("svc:beat:0");
+    let stop = Arc::new(AtomicBool::new(false));
+    let errors = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for writer in 0..writers {
+        let store = store.clone();
+        let stop = stop.clone();
+        let errors = errors.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut n = 0u64;
+            let mut longest = Duration::ZERO;
+            while !stop.load(Ordering::Relaxed) {
+                let started = Instant::now();
+                let result = store.set::<Beat>(writer, &Beat { writer, n }).await;
+                longest = longest.max(started.elapsed());
+                match result {
+                    Ok(()) => n += 1,
+                    Err(_) => {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                }
+            }
+            (n, longest)
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let killed_at = Instant::now();
+    cluster.kill_node(victim);
+    let failover = tokio::task::spawn_blocking({
+        // The harness polls with blocking connections.
+        let cluster = std::sync::Mutex::new(cluster);
+        move || {
+            let took = cluster.lock().unwrap().wait_for_failover(victim);
+            (cluster.into_inner().unwrap(), took)
+        }
+    });
+    let (cluster, failover_took) = failover.await.unwrap();
+
+    // The same store writes and reads the victim's slots again.
+    let recovered = loop {
+        let probe = store
+            .set::<Beat>(
+                0,
+                &Beat {
+                    writer: 0,
+                    n: u64::MAX,
+                },
+            )
+            .await;
+        if probe.is_ok() && store.get::<Beat>(0).await.is_ok() {
+            break killed_at.elapsed();
+        }
+        assert!(
+            killed_at.elapsed() < Duration::from_secs(60),
+            "no recovery 60 s after the kill: {probe:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut longest = Duration::ZERO;
+    for task in tasks {
+        let (n, slowest) = task.await.unwrap();
+        assert!(n > 0, "a writer never wrote");
+        longest = longest.max(slowest);
+    }
+    eprintln!(
+        "cluster failover: promoted after {failover_took:?}, the store wrote again {recovered:?} \
+         after the kill; {} failed writes meanwhile, slowest call {longest:?}",
+        errors.load(Ordering::Relaxed)
+    );
+    // No call hung: each failed or succeeded within the response timeout and the retries.
+    assert!(longest < Duration::from_secs(15), "a call took {longest:?}");
+
+    // Everything acknowledged by the replicas before the kill is readable.
+    let ids: Vec<u64> = before.iter().map(|(id, _)| *id).collect();
+    let after = store.get_many::<Session>(&ids).await.unwrap();
+    for ((id, expected), got) in before.iter().zip(after) {
+        assert_eq!(got.as_ref(), Some(expected), "session {id}");
+    }
+    // And the writers' keys are all readable, on the new primary too.
+    for writer in 0..writers {
+        assert!(store.get::<Beat>(writer).await.unwrap().is_some());
+    }
+    assert!(cluster.primaries().iter().all(|p| p.port != victim));
+}

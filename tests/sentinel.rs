@@ -1,0 +1,182 @@
+//! The Redis backend through Redis Sentinel: one primary, one replica and three sentinels that
+//! the tests start on loopback (`tests/support/sentinel.rs`). The conformance suite through the
+//! sentinels, and the primary killed under load: the same store reads and writes again on the
+//! promoted replica, and its watchers go on.
+#![cfg(feature = "sentinel")]
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+use state_store::conformance::{Session, session};
+use state_store::{Change, Error, RedisBackend, StateKey, Store};
+use support::sentinel::RedisSentinel;
+
+/// A backend through `topology`'s sentinels with nothing stored.
+async fn fresh(topology: &RedisSentinel) -> ((), RedisBackend) {
+    let client = redis::Client::open(topology.primary_url()).unwrap();
+    let mut conn = client.get_connection().unwrap();
+    let () = redis::cmd("FLUSHALL").query(&mut conn).unwrap();
+    let backend = RedisBackend::sentinel(topology.sentinel_urls(), topology.master_name())
+        .await
+        .unwrap();
+    ((), backend)
+}
+
+state_store::conformance_tests!(
+    tokio::test(flavor = "multi_thread", worker_threads = 2),
+    in_one_test(topology = RedisSentinel::start()),
+    crate::fresh(&topology),
+);
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, StateKey)]
+#[state(prefix = "beat", id = u32, notify)]
+struct Beat {
+    n: u64,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_master_name_is_a_clear_connect_error() {
+    let topology = RedisSentinel::start();
+    let e = RedisBackend::sentinel(topology.sentinel_urls(), "no-such-master")
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::Connect { .. }), "{e:?}");
+    let message = e.to_string();
+    assert!(message.contains("no-such-master"), "{message}");
+}
+
+/// The primary is killed while writers run. Calls fail with errors (never hang) until the
+/// sentinels promote the replica, then the same store reads and writes again, on the new
+/// primary; writes the replica had before the kill are there, and a watcher hears of the gap
+/// and then of new changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_failover_the_same_store_reads_and_writes_on_the_new_primary() {
+    let mut topology = RedisSentinel::start();
+    let (_, backend) = fresh(&topology).await;
+    let store = Store::new(backend).namespace("svc").enable_set();
+    let old_primary = topology.primary_port();
+
+    let before: Vec<(u64, Session)> = (0..100).map(|id| (id as u64, session(id))).collect();
+    store.set_many::<Session>(&before).await.unwrap();
+    {
+        let client = redis::Client::open(topology.primary_url()).unwrap();
+        let mut conn = client.get_connection().unwrap();
+        let acked: i64 = redis::cmd("WAIT")
+            .arg(1)
+            .arg(5000)
+            .query(&mut conn)
+            .unwrap();
+        assert_eq!(acked, 1, "the replica is behind");
+    }
+    let mut changes = store.watch::<Beat>().await.unwrap();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let errors = Arc::new(AtomicU64::new(0));
+    let mut writers = Vec::new();
+    for writer in 0..4u32 {
+        let store = store.clone();
+        let stop = stop.clone();
+        let errors = errors.clone();
+        writers.push(tokio::spawn(async move {
+            let mut n = 0u64;
+            let mut slowest = Duration::ZERO;
+            while !stop.load(Ordering::Relaxed) {
+                let started = Instant::now();
+                let result = store.set::<Beat>(writer, &Beat { n }).await;
+                slowest = slowest.max(started.elapsed());
+                match result {
+                    Ok(()) => n += 1,
+                    Err(_) => {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                }
+            }
+            (n, slowest)
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let killed_at = Instant::now();
+    let killed = topology.kill_primary();
+    assert_eq!(killed, old_primary);
+    let (topology, failover_took) = tokio::task::spawn_blocking(move || {
+        let took = topology.wait_for_failover(killed);
+        (topology, took)
+    })
+    .await
+    .unwrap();
+    let new_primary = topology.primary_port();
+    assert_ne!(new_primary, old_primary);
+
+    // Reads and writes through the same store succeed again.
+    let recovered = loop {
+        let wrote = store.set::<Beat>(99, &Beat { n: 1 }).await;
+        let read = store.get::<Session>(7).await;
+        if wrote.is_ok() && read.is_ok() {
+            break killed_at.elapsed();
+        }
+        assert!(
+            killed_at.elapsed() < failover_took + Duration::from_secs(10),
+            "not recovered {:?} after the kill (failover took {failover_took:?}): {wrote:?} {read:?}",
+            killed_at.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut slowest = Duration::ZERO;
+    for writer in writers {
+        let (n, slow) = writer.await.unwrap();
+        assert!(n > 0, "a writer never wrote");
+        slowest = slowest.max(slow);
+    }
+    eprintln!(
+        "sentinel failover: promoted after {failover_took:?}, the store read and wrote again \
+         {recovered:?} after the kill; {} failed writes meanwhile, slowest call {slowest:?}",
+        errors.load(Ordering::Relaxed)
+    );
+    assert!(slowest < Duration::from_secs(15), "a call took {slowest:?}");
+
+    // The writes are on the new primary (never on a replica), and the old ones survived.
+    let client = redis::Client::open(format!("redis://127.0.0.1:{new_primary}")).unwrap();
+    let mut conn = client.get_connection().unwrap();
+    let stored: Option<String> = redis::cmd("GET")
+        .arg("svc:beat:99")
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(stored.as_deref(), Some(r#"{"n":1}"#));
+    let ids: Vec<u64> = before.iter().map(|(id, _)| *id).collect();
+    let after = store.get_many::<Session>(&ids).await.unwrap();
+    for ((id, expected), got) in before.iter().zip(after) {
+        assert_eq!(got.as_ref(), Some(expected), "session {id}");
+    }
+
+    // The watcher heard of the gap, and hears changes written on the new primary.
+    let marker = Beat { n: u64::MAX };
+    store.set::<Beat>(1000, &marker).await.unwrap();
+    let mut interrupted = false;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let item = tokio::time::timeout(left, changes.next())
+            .await
+            .expect("the marker written after the failover never arrived")
+            .expect("the feed ended");
+        match item {
+            Err(e) if e.missed_changes() => interrupted = true,
+            Err(e) => panic!("{e}"),
+            Ok(Change::Set { id: 1000, value }) => {
+                assert_eq!(value, marker);
+                break;
+            }
+            Ok(_) => {}
+        }
+    }
+    assert!(interrupted, "the watcher was not told of the gap");
+}
