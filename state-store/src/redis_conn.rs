@@ -273,9 +273,12 @@ impl Primary {
     }
 
     /// Moves to the primary the sentinels name, if it is another one than that of
-    /// `generation`. One caller asks at a time; the others find the answer.
+    /// `generation`. One caller asks at a time; the others return their error at once rather
+    /// than wait for the answer (their next commands find it).
     async fn follow(&self, generation: u64) {
-        let mut sentinel = self.sentinel.lock().await;
+        let Ok(mut sentinel) = self.sentinel.try_lock() else {
+            return;
+        };
         if self.lock().generation != generation {
             return; // Another caller has moved on already.
         }
