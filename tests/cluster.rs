@@ -324,3 +324,106 @@ async fn a_killed_primary_is_replaced_and_the_same_store_recovers() {
     }
     assert!(cluster.primaries().iter().all(|p| p.port != victim));
 }
+
+/// The service user of the README's line, created on every node.
+const ACL_LINE: &str = "ACL SETUSER user-service on >secret resetchannels ~user-service:* \
+                        &user-service:* &__keyevent@0__:expired +@all -@dangerous";
+
+/// The README's ACL line holds on a Cluster too: the service user runs every kind of operation of
+/// its namespace, `watch` and `ids` included (`CLUSTER NODES`, the feed's barrier), and is refused
+/// another namespace's, with nothing written. Its password shows nowhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_service_user_works_on_a_cluster_and_stays_in_its_namespace() {
+    let cluster = RedisCluster::start();
+    for port in cluster.live_ports() {
+        let mut cmd = redis::cmd("ACL");
+        for word in ACL_LINE.split_whitespace().skip(1) {
+            cmd.arg(word);
+        }
+        let () = cmd.query(&mut cluster.connection(port)).unwrap();
+    }
+    let urls: Vec<String> = cluster
+        .ports()
+        .iter()
+        .map(|port| format!("redis://user-service:secret@127.0.0.1:{port}"))
+        .collect();
+    let backend = RedisBackend::cluster(&urls).await.unwrap();
+    for shown in [
+        format!("{backend:?}"),
+        format!("{:?}", backend.connection()),
+    ] {
+        assert!(!shown.contains("secret"), "{shown}");
+    }
+    let own = Store::new(backend.clone())
+        .namespace("user-service")
+        .enable_set()
+        .enable_remove();
+    let mut changes = own.watch::<Item>().await.unwrap();
+    let items: Vec<(u32, Item)> = (0..50).map(|id| (id, Item { n: id })).collect();
+    own.set_many::<Item>(&items).await.unwrap();
+    own.set::<Item>(7, &Item { n: 70 }).await.unwrap();
+    let ids: Vec<u32> = (0..50).collect();
+    let got = own.get_many::<Item>(&ids).await.unwrap();
+    assert_eq!(got[7], Some(Item { n: 70 }));
+    let mut listed: Vec<u32> = own
+        .ids::<Item>()
+        .map(|id| id.unwrap())
+        .collect::<Vec<_>>()
+        .await;
+    listed.sort_unstable();
+    assert_eq!(listed, ids);
+    assert_eq!(own.remove_many::<Item>(&ids).await.unwrap(), 50);
+    // 50 sets, one more, 50 removals: all heard.
+    for n in 0..101 {
+        let change = tokio::time::timeout(Duration::from_secs(5), changes.next())
+            .await
+            .unwrap_or_else(|_| panic!("change {n} of 101 never came"))
+            .unwrap()
+            .unwrap();
+        assert!(matches!(
+            change,
+            Change::Set { .. } | Change::Removed { .. }
+        ));
+    }
+
+    let other = Store::new(backend)
+        .namespace("billing")
+        .enable_set()
+        .enable_remove();
+    let refused = |what: &str, e: state_store::Error| {
+        let shown = format!("{e}");
+        assert!(shown.contains("billing:item:"), "{what}: {shown}");
+        assert!(shown.contains("no permissions"), "{what}: {shown}");
+        assert!(!format!("{e} {e:?}").contains("secret"), "{what}: {e:?}");
+    };
+    refused("get", other.get::<Item>(1).await.unwrap_err());
+    refused(
+        "set",
+        other.set::<Item>(1, &Item { n: 1 }).await.unwrap_err(),
+    );
+    refused(
+        "set_many",
+        other.set_many::<Item>(&items).await.unwrap_err(),
+    );
+    refused(
+        "remove_many",
+        other.remove_many::<Item>(&ids).await.unwrap_err(),
+    );
+    for primary in cluster.primaries() {
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg("billing:*")
+            .query(&mut cluster.connection(primary.port))
+            .unwrap();
+        assert!(keys.is_empty(), "written on {}: {keys:?}", primary.port);
+    }
+
+    // A wrong password: a connect error that names a node, not the password.
+    let wrong: Vec<String> = urls
+        .iter()
+        .map(|u| u.replace("secret", "wr0ng-pw"))
+        .collect();
+    let e = RedisBackend::cluster(&wrong).await.unwrap_err();
+    let shown = format!("{e}\n{e:?}");
+    assert!(!shown.contains("wr0ng-pw"), "{shown}");
+    assert!(shown.contains("127.0.0.1:"), "{shown}");
+}

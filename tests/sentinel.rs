@@ -40,7 +40,7 @@ struct Beat {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_unknown_master_name_is_a_clear_connect_error() {
+async fn connect_errors_are_clear_and_show_no_password() {
     let topology = RedisSentinel::start();
     let e = RedisBackend::sentinel(topology.sentinel_urls(), "no-such-master")
         .await
@@ -48,6 +48,23 @@ async fn an_unknown_master_name_is_a_clear_connect_error() {
     assert!(matches!(e, Error::Connect { .. }), "{e:?}");
     let message = e.to_string();
     assert!(message.contains("no-such-master"), "{message}");
+
+    // The sentinels have no password: one given is refused, and never shown.
+    let with_password: Vec<String> = topology
+        .sentinel_ports()
+        .iter()
+        .map(|port| format!("redis://:wr0ng-pw@127.0.0.1:{port}"))
+        .collect();
+    let e = RedisBackend::sentinel(&with_password, topology.master_name())
+        .await
+        .unwrap_err();
+    let shown = format!("{e}\n{e:?}");
+    assert!(matches!(e, Error::Connect { .. }), "{shown}");
+    assert!(!shown.contains("wr0ng-pw"), "{shown}");
+
+    let (_, backend) = fresh(&topology).await;
+    let shown = format!("{backend:?}");
+    assert!(shown.contains(topology.master_name()), "{shown}");
 }
 
 /// The primary is killed while writers run. Calls fail with errors (never hang) until the
