@@ -438,3 +438,102 @@ async fn a_full_server_refuses_counter_writes_as_backend_errors() {
         }
     }
 }
+
+/// Calls per command, from `INFO commandstats`.
+fn command_calls(raw: &mut redis::Connection, command: &str) -> u64 {
+    let stats: String = redis::cmd("INFO").arg("commandstats").query(raw).unwrap();
+    stats
+        .lines()
+        .find_map(|line| line.strip_prefix(&format!("cmdstat_{command}:calls=")))
+        .and_then(|rest| rest.split(',').next())
+        .map_or(0, |n| n.parse().unwrap())
+}
+
+/// Concurrent single `get`s go out in batches (one `MGET` for many callers), and each caller
+/// gets its own answer: its value, `None`, `InvalidKey` for a key holding a hash, a decode error
+/// for corrupt JSON, exactly as a lone `GET` answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_gets_are_batched_and_each_caller_gets_its_own_answer() {
+    let (server, backend) = fresh().await;
+    let store = Store::new(backend).enable_set();
+    let mut raw = server.raw();
+    for id in 0..100u64 {
+        store.set::<Session>(id, &session(id as i64)).await.unwrap();
+    }
+    let _: () = raw.hset("session:100", "f", "v").unwrap();
+    let _: () = raw.set("session:101", "{not json").unwrap();
+    let _: () = redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .query(&mut raw)
+        .unwrap();
+
+    const TASKS: u64 = 64;
+    const ROUNDS: u64 = 30;
+    let tasks: Vec<_> = (0..TASKS)
+        .map(|task| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                for round in 0..ROUNDS {
+                    // Ids 0..=104: values, the hash, the corrupt one, missing ones; the same id is
+                    // often asked by several tasks at once.
+                    let id = (task * 7 + round * 13) % 105;
+                    let got = store.get::<Session>(id).await;
+                    match id {
+                        0..=99 => assert_eq!(got.unwrap(), Some(session(id as i64)), "id {id}"),
+                        100 => assert!(
+                            matches!(&got, Err(Error::InvalidKey { key, .. }) if key == "session:100"),
+                            "{got:?}"
+                        ),
+                        101 => assert!(
+                            matches!(&got, Err(Error::Decode { key, .. }) if key == "session:101"),
+                            "{got:?}"
+                        ),
+                        _ => assert_eq!(got.unwrap(), None, "id {id}"),
+                    }
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let gets = command_calls(&mut raw, "get");
+    let mgets = command_calls(&mut raw, "mget");
+    assert!(mgets > 0, "no batch formed: {gets} GETs");
+    assert!(
+        gets + mgets < TASKS * ROUNDS,
+        "{gets} GETs and {mgets} MGETs for {} calls",
+        TASKS * ROUNDS
+    );
+}
+
+/// `read_batch(0)` turns batching off: every `get` is its own `GET`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_batching_can_be_turned_off() {
+    let server = RedisServer::start();
+    let backend = RedisBackend::connect_with(&server.url(), RedisOptions::default().read_batch(0))
+        .await
+        .unwrap();
+    let store = Store::new(backend).enable_set();
+    store.set::<Session>(1, &session(1)).await.unwrap();
+    let mut raw = server.raw();
+    let _: () = redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .query(&mut raw)
+        .unwrap();
+    let tasks: Vec<_> = (0..32)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                for _ in 0..10 {
+                    assert_eq!(store.get::<Session>(1).await.unwrap(), Some(session(1)));
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    assert_eq!(command_calls(&mut raw, "get"), 320);
+    assert_eq!(command_calls(&mut raw, "mget"), 0);
+}

@@ -53,6 +53,10 @@ pub(crate) const UPDATE_SOLO_ID: u64 = 100_000;
 pub(crate) const UPDATE_SHARED_ID: u64 = 100_001;
 /// The typed-vs-raw target.
 pub(crate) const TARGET: f64 = 0.95;
+/// Typed `get` at 1 task against raw: read batching must cost a lone caller nothing.
+pub(crate) const GET1_TARGET: f64 = 0.97;
+/// Typed `get` at many tasks against raw: what read batching must win.
+pub(crate) const BATCHED_TARGET: f64 = 1.5;
 /// The `AnyBackend`-vs-concrete target: within 2 %.
 pub(crate) const ANY_TARGET: f64 = 0.98;
 

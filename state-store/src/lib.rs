@@ -83,6 +83,8 @@ mod rate_limit;
 #[cfg(feature = "redis")]
 mod redis_backend;
 #[cfg(feature = "redis")]
+mod redis_batch;
+#[cfg(feature = "redis")]
 mod redis_conn;
 #[cfg(feature = "redis")]
 mod redis_feed;

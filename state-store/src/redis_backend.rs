@@ -17,6 +17,7 @@ use crate::backend::{
     ceil_millis, not_a_counter,
 };
 use crate::rate_limit::Decision;
+use crate::redis_batch::{Batcher, Turn};
 use crate::redis_feed::{RedisFeed, Source, set_message, wire_channel};
 use crate::{Error, Result};
 
@@ -245,6 +246,11 @@ pub struct RedisOptions {
     /// How many more connection attempts follow a failed one, with exponential backoff from
     /// 100 ms. Default 2.
     pub reconnect_retries: usize,
+    /// Automatic read batching: the most single `get`s sent together in one round trip. A `get`
+    /// that finds no read in flight goes out at once as a plain `GET`; those that arrive while
+    /// one is in flight wait for it and go out together, as one pipeline. 0 or 1 turns batching
+    /// off (every `get` is sent on its own, all in flight at once). Default 128.
+    pub read_batch: usize,
     /// A private CA to trust, PEM.
     #[cfg(feature = "tls")]
     tls_root_cert: Option<Vec<u8>>,
@@ -259,6 +265,7 @@ impl Default for RedisOptions {
             connect_timeout: Duration::from_secs(2),
             response_timeout: Duration::from_secs(2),
             reconnect_retries: 2,
+            read_batch: 128,
             #[cfg(feature = "tls")]
             tls_root_cert: None,
             #[cfg(feature = "tls")]
@@ -273,7 +280,8 @@ impl fmt::Debug for RedisOptions {
         options
             .field("connect_timeout", &self.connect_timeout)
             .field("response_timeout", &self.response_timeout)
-            .field("reconnect_retries", &self.reconnect_retries);
+            .field("reconnect_retries", &self.reconnect_retries)
+            .field("read_batch", &self.read_batch);
         #[cfg(feature = "tls")]
         options
             .field(
@@ -305,6 +313,17 @@ impl RedisOptions {
     pub fn reconnect_retries(mut self, retries: usize) -> Self {
         self.reconnect_retries = retries;
         self
+    }
+
+    /// Sets [`read_batch`](Self::read_batch); 0 turns automatic read batching off.
+    pub fn read_batch(mut self, keys: usize) -> Self {
+        self.read_batch = keys;
+        self
+    }
+
+    /// The read batcher these options ask for.
+    fn batcher(&self) -> Option<Arc<Batcher>> {
+        (self.read_batch > 1).then(|| Batcher::new(self.read_batch))
     }
 
     /// Trusts the CA in `pem` (PEM bytes, one or more certificates) for `rediss://` servers,
@@ -453,6 +472,8 @@ pub struct RedisBackend {
     db: i64,
     /// The change feeds' pub/sub connection, shared by clones; opened by the first watcher.
     feed: Arc<RedisFeed>,
+    /// Automatic read batching, shared by clones; `None` when turned off.
+    batch: Option<Arc<Batcher>>,
 }
 
 impl RedisBackend {
@@ -495,6 +516,7 @@ impl RedisBackend {
             target,
             db,
             feed: Arc::new(feed),
+            batch: options.batcher(),
         })
     }
 
@@ -588,6 +610,7 @@ impl RedisBackend {
             target,
             db: 0,
             feed: Arc::new(feed),
+            batch: options.batcher(),
         })
     }
 
@@ -696,6 +719,7 @@ impl RedisBackend {
             target,
             db,
             feed: Arc::new(feed),
+            batch: options.batcher(),
         })
     }
 
@@ -765,6 +789,16 @@ fn manager_config(options: &RedisOptions) -> ConnectionManagerConfig {
 /// server may have carried out the first one.
 fn worth_one_retry(e: &RedisError) -> bool {
     e.is_unrecoverable_error() || e.is_connection_dropped()
+}
+
+/// Whether a command failed because the connection broke, was refused or did not answer in
+/// time: the reads queued behind it fail with it.
+pub(crate) fn broke_connection(e: &RedisError) -> bool {
+    worth_one_retry(e)
+        || e.is_timeout()
+        || e.is_connection_refusal()
+        || e.is_io_error()
+        || e.is_connection_dropped()
 }
 
 /// `host:port/db` of the client, which is all an error or `Debug` may show of the URL.
@@ -959,10 +993,38 @@ impl Backend for RedisBackend {
         Box::pin(self.scan(prefix))
     }
 
+    /// A plain `GET`, or a place in the next batch while another read is in flight (see
+    /// [`RedisOptions::read_batch`]).
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Vec<u8>>>> {
         Box::pin(async move {
-            self.query_idempotent("get", key, redis::cmd("GET").arg(key))
-                .await
+            let mut get = redis::cmd("GET");
+            get.arg(key);
+            let Some(batcher) = &self.batch else {
+                return self.query_idempotent("get", key, &get).await;
+            };
+            match batcher.turn(self, key) {
+                Turn::Now(lead) => {
+                    let value = self.query_idempotent("get", key, &get).await;
+                    // The calls that queued meanwhile go out now, or fail with this one if the
+                    // connection broke under it.
+                    lead.end(match &value {
+                        Err(Error::Backend { source, .. }) => source
+                            .downcast_ref::<RedisError>()
+                            .filter(|e| broke_connection(e))
+                            .cloned(),
+                        _ => None,
+                    });
+                    value
+                }
+                Turn::Wait(answer) => answer.await.unwrap_or_else(|_| {
+                    Err(Error::Backend {
+                        operation: "get",
+                        key: key.to_owned(),
+                        source: "the read batch ended without an answer (its runtime shut down)"
+                            .into(),
+                    })
+                }),
+            }
         })
     }
 
@@ -1147,6 +1209,30 @@ impl Backend for RedisBackend {
                 .map_err(refused)?;
             Ok(())
         })
+    }
+}
+
+/// What a `GET` of one key of a batch would have answered.
+#[derive(Clone)]
+pub(crate) enum Reply {
+    Value(Option<Vec<u8>>),
+    /// The key holds a Redis value of this other type.
+    OtherType(String),
+    /// The batch failed.
+    Failed(RedisError),
+}
+
+impl Reply {
+    /// The caller's answer for `key`.
+    pub(crate) fn answer(self, key: &str) -> Result<Option<Vec<u8>>> {
+        match self {
+            Reply::Value(value) => Ok(value),
+            Reply::OtherType(kind) => Err(Error::InvalidKey {
+                key: key.to_owned(),
+                reason: format!("it holds a Redis value of another type than a string (a {kind})"),
+            }),
+            Reply::Failed(e) => Err(backend_error("get", key, e)),
+        }
     }
 }
 
@@ -1384,6 +1470,55 @@ impl RedisBackend {
                 .map_err(|e| backend_error(operation, &first, e)),
             result => result.map_err(|e| backend_error(operation, &first, e)),
         }
+    }
+
+    /// The value of each key, as a `GET` of it would answer: one `MGET` (split per hash slot by
+    /// the `redis` crate on a Cluster), then, only for the keys it found nil, a `TYPE` each (sent
+    /// together), since `MGET` says nil for a key of another type where `GET` says `WRONGTYPE`.
+    /// When the `MGET` itself fails, every key gets its failure. Sent once more if the
+    /// connection broke (reads may be).
+    pub(crate) async fn get_each(&self, keys: &[&str]) -> Vec<Reply> {
+        let mut conn = self.conn.clone();
+        let mut mget = redis::cmd("MGET");
+        mget.arg(keys);
+        let sent = match mget.query_async::<Vec<Option<Vec<u8>>>>(&mut conn).await {
+            Err(e) if worth_one_retry(&e) => mget.query_async(&mut conn).await,
+            sent => sent,
+        };
+        let values = match sent {
+            Ok(values) if values.len() == keys.len() => values,
+            Ok(values) => {
+                let e = RedisError::from((
+                    redis::ErrorKind::UnexpectedReturnType,
+                    "MGET answered another number of values",
+                    format!("{} values for {} keys", values.len(), keys.len()),
+                ));
+                return vec![Reply::Failed(e); keys.len()];
+            }
+            Err(e) => return vec![Reply::Failed(e); keys.len()],
+        };
+        // Nil: no such key, or a key of another type.
+        let nil: Vec<usize> = (0..keys.len()).filter(|&at| values[at].is_none()).collect();
+        let types = futures_util::future::join_all(nil.iter().map(|&at| {
+            let mut conn = self.conn.clone();
+            async move {
+                redis::cmd("TYPE")
+                    .arg(keys[at])
+                    .query_async::<String>(&mut conn)
+                    .await
+            }
+        }))
+        .await;
+        let mut replies: Vec<Reply> = values.into_iter().map(Reply::Value).collect();
+        for (at, kind) in nil.into_iter().zip(types) {
+            replies[at] = match kind {
+                // Written since the MGET: nil is what a GET at that moment said.
+                Ok(kind) if kind == "none" || kind == "string" => Reply::Value(None),
+                Ok(kind) => Reply::OtherType(kind),
+                Err(e) => Reply::Failed(e),
+            };
+        }
+        replies
     }
 
     /// `host:port` of every primary of the Cluster, as it knows them now.

@@ -1,0 +1,246 @@
+//! Automatic read batching: single `get`s of one backend (and its clones) that wait while an
+//! earlier read is in flight go out together, as one pipeline of `GET`s, in one round trip.
+//!
+//! A `get` that finds no read in flight is sent at once, as a plain `GET`: a lone caller waits for
+//! nothing (no timer). Calls that arrive while the allowed reads are in flight queue up; when a
+//! read completes, whoever completed it hands the queue (up to the batch size) to a task that
+//! sends it, and that task goes on with the next queue until none is left. A batch is one `MGET`;
+//! a key it finds nil is asked its `TYPE`, so that a key holding a hash is an error for its
+//! caller only, as a `GET` would make it, and not a missing value. A key asked twice in a batch
+//! is fetched once.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use redis::RedisError;
+use tokio::sync::oneshot;
+
+use crate::redis_backend::{RedisBackend, Reply};
+use crate::{Error, Result};
+
+/// The reads one backend has in flight, and the calls waiting for the next batch.
+pub(crate) struct Batcher {
+    state: Mutex<State>,
+    /// The most keys in one batch.
+    max_batch: usize,
+}
+
+#[derive(Default)]
+struct State {
+    /// Whether a read (a lone `GET` or a batch) is in flight.
+    busy: bool,
+    queue: Vec<Waiter>,
+}
+
+struct Waiter {
+    key: String,
+    reply: oneshot::Sender<Result<Option<Vec<u8>>>>,
+}
+
+/// What a `get` does: send its `GET` now (holding the turn), or wait for a batch.
+pub(crate) enum Turn<'a> {
+    Now(Lead<'a>),
+    Wait(oneshot::Receiver<Result<Option<Vec<u8>>>>),
+}
+
+/// The turn of a lone `GET`: when it ends (the answer came, or the caller gave up), the calls
+/// that queued meanwhile are sent, or fail with it if its connection broke.
+pub(crate) struct Lead<'a> {
+    batcher: &'a Arc<Batcher>,
+    backend: &'a RedisBackend,
+    broken: Option<RedisError>,
+}
+
+impl Lead<'_> {
+    /// Ends the turn after the `GET` failed because the connection broke (`broken`), or after
+    /// it got its answer (`None`).
+    pub(crate) fn end(mut self, broken: Option<RedisError>) {
+        self.broken = broken;
+    }
+}
+
+impl Drop for Lead<'_> {
+    fn drop(&mut self) {
+        match self.broken.take() {
+            Some(broken) => self.batcher.fail_queue(&broken),
+            None => self.batcher.hand_over(self.backend),
+        }
+    }
+}
+
+impl Batcher {
+    pub(crate) fn new(max_batch: usize) -> Arc<Batcher> {
+        Arc::new(Batcher {
+            state: Mutex::new(State::default()),
+            max_batch: max_batch.max(1),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The turn of a `get` of `key`.
+    pub(crate) fn turn<'a>(self: &'a Arc<Self>, backend: &'a RedisBackend, key: &str) -> Turn<'a> {
+        let mut state = self.lock();
+        if !state.busy {
+            state.busy = true;
+            return Turn::Now(Lead {
+                batcher: self,
+                backend,
+                broken: None,
+            });
+        }
+        let (reply, answer) = oneshot::channel();
+        state.queue.push(Waiter {
+            key: key.to_owned(),
+            reply,
+        });
+        Turn::Wait(answer)
+    }
+
+    /// The end of a read: the queue goes out as the next batch, or the backend is idle again.
+    fn hand_over(self: &Arc<Self>, backend: &RedisBackend) {
+        let Some(batch) = self.next_batch() else {
+            return;
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(drive(self.clone(), backend.clone(), batch));
+            }
+            // No runtime to send them on (the caller's has shut down): nothing can answer.
+            Err(e) => {
+                for waiter in batch {
+                    let _ = waiter.reply.send(Err(Error::Backend {
+                        operation: "get",
+                        key: waiter.key,
+                        source: e.to_string().into(),
+                    }));
+                }
+                self.lock().busy = false;
+            }
+        }
+    }
+
+    /// Fails every waiting call with `broken`, the failure of the connection they waited on
+    /// (as calls in flight fail when it breaks, rather than go out much later on the next one),
+    /// and releases the turn.
+    fn fail_queue(&self, broken: &RedisError) {
+        let waiting = {
+            let mut state = self.lock();
+            state.busy = false;
+            std::mem::take(&mut state.queue)
+        };
+        for waiter in waiting {
+            let answer = Reply::Failed(broken.clone()).answer(&waiter.key);
+            let _ = waiter.reply.send(answer);
+        }
+    }
+
+    /// Takes up to `max_batch` waiting calls, keeping the turn; `None` (and the turn released)
+    /// when none wait.
+    fn next_batch(&self) -> Option<Vec<Waiter>> {
+        let mut state = self.lock();
+        if state.queue.is_empty() {
+            state.busy = false;
+            return None;
+        }
+        let rest = state.queue.len().saturating_sub(self.max_batch);
+        let mut batch = std::mem::take(&mut state.queue);
+        state.queue = batch.split_off(batch.len() - rest);
+        // Those left over go first next time (`split_off` kept the oldest in `batch`).
+        Some(batch)
+    }
+}
+
+/// Sends batches until no call waits, or the connection breaks under one.
+async fn drive(batcher: Arc<Batcher>, backend: RedisBackend, mut batch: Vec<Waiter>) {
+    loop {
+        if let Some(broken) = send(&backend, batch).await {
+            batcher.fail_queue(&broken);
+            return;
+        }
+        match batcher.next_batch() {
+            Some(next) => batch = next,
+            None => return,
+        }
+    }
+}
+
+/// Sends one batch and answers each caller: one `MGET` of the distinct keys (see
+/// `RedisBackend::get_each`). Returns the connection's failure, if it broke.
+async fn send(backend: &RedisBackend, batch: Vec<Waiter>) -> Option<RedisError> {
+    let mut index: HashMap<&str, usize> = HashMap::with_capacity(batch.len());
+    let mut keys: Vec<&str> = Vec::with_capacity(batch.len());
+    // Each waiter's place among the distinct keys.
+    let places: Vec<usize> = batch
+        .iter()
+        .map(|waiter| {
+            *index.entry(&waiter.key).or_insert_with(|| {
+                keys.push(&waiter.key);
+                keys.len() - 1
+            })
+        })
+        .collect();
+    let replies = backend.get_each(&keys).await;
+    drop(index);
+    let broken = replies.iter().find_map(|reply| match reply {
+        Reply::Failed(e) if crate::redis_backend::broke_connection(e) => Some(e.clone()),
+        _ => None,
+    });
+    let mut replies: Vec<Option<Reply>> = replies.into_iter().map(Some).collect();
+    // Each reply goes to the callers of its key; the last of them takes it, the others clone.
+    let mut callers = vec![0usize; keys.len()];
+    for &at in &places {
+        callers[at] += 1;
+    }
+    for (waiter, at) in batch.into_iter().zip(places) {
+        callers[at] -= 1;
+        let reply = if callers[at] == 0 {
+            replies[at].take()
+        } else {
+            replies[at].clone()
+        };
+        let answer = match reply {
+            Some(reply) => reply.answer(&waiter.key),
+            None => Err(Error::Backend {
+                operation: "get",
+                key: waiter.key.clone(),
+                source: "the batch lost this key's reply".into(),
+            }),
+        };
+        // A caller that gave up has dropped its receiver.
+        let _ = waiter.reply.send(answer);
+    }
+    broken
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_are_bounded_and_keep_the_oldest_first() {
+        let batcher = Batcher::new(3);
+        let mut receivers = Vec::new();
+        {
+            let mut state = batcher.lock();
+            state.busy = true;
+            for n in 0..7 {
+                let (reply, answer) = oneshot::channel();
+                state.queue.push(Waiter {
+                    key: format!("k{n}"),
+                    reply,
+                });
+                receivers.push(answer);
+            }
+        }
+        let keys = |batch: Vec<Waiter>| batch.into_iter().map(|w| w.key).collect::<Vec<_>>();
+        assert_eq!(keys(batcher.next_batch().unwrap()), ["k0", "k1", "k2"]);
+        assert_eq!(keys(batcher.next_batch().unwrap()), ["k3", "k4", "k5"]);
+        assert_eq!(keys(batcher.next_batch().unwrap()), ["k6"]);
+        assert!(batcher.lock().busy, "the turn is kept while batches go out");
+        assert!(batcher.next_batch().is_none());
+        assert!(!batcher.lock().busy, "and released when none wait");
+    }
+}
