@@ -13,7 +13,7 @@ use crate::errors::Errors;
 use crate::ttl;
 
 /// The keys `#[state(...)]` accepts, for the unknown-key error.
-const KEYS: &str = "`prefix`, `id`, `ttl`, `counter` or `notify`";
+const KEYS: &str = "`prefix`, `id`, `ttl`, `counter`, `notify` or `cache`";
 
 const PREFIX: &str = "`prefix` takes one string literal, like `prefix = \"session\"`";
 const ID: &str = "`id` takes one type, like `id = u64` or `id = (String, u32)`";
@@ -34,6 +34,8 @@ pub(crate) struct Attrs<'a> {
     pub counter: Option<Ident>,
     /// The `notify` token: writes announce themselves on the type's change feed.
     pub notify: Option<Ident>,
+    /// The `cache` token: reads are kept decoded in the client's cache.
+    pub cache: Option<Ident>,
     given: Vec<&'static str>,
 }
 
@@ -50,11 +52,11 @@ pub(crate) fn get<'a>(attrs: &'a [Attribute], errors: &mut Errors) -> Attrs<'a> 
     for attr in attrs.iter().filter(|attr| attr.path().is_ident("state")) {
         out.first.get_or_insert(attr);
         let parsed = attr.parse_nested_meta(|meta| {
-            // #[state(prefix = "session", id = u64, ttl = "30m", counter, notify)]
+            // #[state(prefix = "session", id = u64, ttl = "30m", counter, notify, cache)]
             let Some(key) = meta.path.get_ident().cloned() else {
                 return unknown_key(&meta, errors);
             };
-            let Some(name) = ["prefix", "id", "ttl", "counter", "notify"]
+            let Some(name) = ["prefix", "id", "ttl", "counter", "notify", "cache"]
                 .into_iter()
                 .find(|name| key == name)
             else {
@@ -91,7 +93,7 @@ pub(crate) fn get<'a>(attrs: &'a [Attribute], errors: &mut Errors) -> Attrs<'a> 
                         out.ttl = ttl;
                     }
                 }
-                // counter, notify
+                // counter, notify, cache
                 _ => {
                     if !meta.input.is_empty() && !meta.input.peek(Token![,]) {
                         let extra = skip_value(meta.input);
@@ -101,10 +103,10 @@ pub(crate) fn get<'a>(attrs: &'a [Attribute], errors: &mut Errors) -> Attrs<'a> 
                         ));
                     }
                     if !duplicate {
-                        let flag = if name == "counter" {
-                            &mut out.counter
-                        } else {
-                            &mut out.notify
+                        let flag = match name {
+                            "counter" => &mut out.counter,
+                            "notify" => &mut out.notify,
+                            _ => &mut out.cache,
                         };
                         *flag = Some(key);
                     }
@@ -282,7 +284,7 @@ mod tests {
                 "ttl must be greater than zero; leave out `ttl` for keys that never expire",
                 "duplicate key `ttl` in `#[state(...)]`",
                 TTL,
-                "unknown key `size` in `#[state(...)]`; expected `prefix`, `id`, `ttl`, `counter` or `notify`",
+                "unknown key `size` in `#[state(...)]`; expected `prefix`, `id`, `ttl`, `counter`, `notify` or `cache`",
                 "`counter` takes no value: write `counter` alone",
                 "duplicate key `id` in `#[state(...)]`",
                 ID,

@@ -80,6 +80,16 @@ fn impls(input: &Input, id: &Type, prefix: &str, ttl: Option<u64>) -> TokenStrea
         ),
         None => (TokenStream::new(), None),
     };
+    // A cached value is handed out as a clone of the one kept: the type must be `Clone`, and
+    // the error says so at `cache`.
+    let cache = input.attrs.cache.as_ref().map(|cache| {
+        quote_spanned! {cache.span()=>
+            const CACHE: bool = true;
+            fn __cached_clone(&self) -> ::state_store::__private::Option<Self> {
+                ::state_store::__private::Some(::state_store::__private::Clone::clone(self))
+            }
+        }
+    });
     quote! {
         #[automatically_derived]
         impl ::state_store::__private::StateKey for #ident {
@@ -87,6 +97,7 @@ fn impls(input: &Input, id: &Type, prefix: &str, ttl: Option<u64>) -> TokenStrea
             const PREFIX: &'static str = #prefix;
             const TTL: ::state_store::__private::Option<::state_store::__private::Duration> = #ttl;
             #notify_const
+            #cache
         }
 
         impl #ident {

@@ -45,7 +45,9 @@ use syn::{DeriveInput, parse_macro_input};
 ///   (`ttl = 90`); without it keys never expire;
 /// - `counter` (optional): marks a tuple struct with one integer field as a `Counter`;
 /// - `notify` (optional): every write announces itself on the type's change feed, which
-///   `Store::watch` reads (the type implements `Notified`).
+///   `Store::watch` reads (the type implements `Notified`);
+/// - `cache` (optional, on a `Clone` type): reads keep the decoded value in the backend's
+///   client-side cache (`StateKey::CACHE`).
 ///
 /// The type must not be generic. Mistakes are compile errors at the offending token.
 #[proc_macro_derive(StateKey, attributes(state))]

@@ -5,7 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::backend::{
-    Backend, BoxFuture, BoxStream, Event, Expiry, Notify, PutMode, UpdateFn, Versioned, Watch,
+    Backend, BoxFuture, BoxStream, Decode, Decoded, Event, Expiry, Notify, PutMode, UpdateFn,
+    Versioned, Watch,
 };
 use crate::rate_limit::Decision;
 use crate::{Error, MemoryBackend, Result};
@@ -169,6 +170,15 @@ impl Backend for AnyBackend {
 
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Vec<u8>>>> {
         self.inner.get(key)
+    }
+
+    fn get_cached<'a>(
+        &'a self,
+        key: &'a str,
+        prefix: &'a str,
+        decode: &'a Decode<'a>,
+    ) -> BoxFuture<'a, Result<Option<Decoded>>> {
+        self.inner.get_cached(key, prefix, decode)
     }
 
     fn exists<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool>> {

@@ -97,6 +97,13 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// A boxed stream of a [`Backend`] method, such as the keys of [`Backend::list`].
 pub type BoxStream<'a, T> = Pin<Box<dyn Stream<Item = T> + Send + 'a>>;
 
+/// A value kept decoded by a client-side cache (see [`Backend::get_cached`]): the typed value,
+/// behind `Any` so that one cache holds every type.
+pub type Decoded = Arc<dyn std::any::Any + Send + Sync>;
+
+/// How [`Backend::get_cached`] decodes stored bytes into a [`Decoded`] value.
+pub type Decode<'a> = dyn Fn(&[u8]) -> Result<Decoded> + Send + Sync + 'a;
+
 /// How many times the provided counter and rate-limit methods retry a lost conditional write
 /// before [`Error::Conflict`]. Each try is two or three round trips on the contended key, and
 /// the backoff between tries grows to 10 ms, so this bounds a call to about three seconds of
@@ -344,6 +351,26 @@ pub trait Backend: fmt::Debug + Send + Sync + 'static {
     /// The value under `key`, without its version (which some engines compute).
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Vec<u8>>>> {
         Box::pin(async move { Ok(self.get_versioned(key).await?.map(|v| v.value)) })
+    }
+
+    /// The value under `key` of a type declared with `cache`, decoded by `decode`: from the
+    /// engine's client-side cache when it keeps one and holds the key, else read and decoded
+    /// (and kept, if the engine can be told when the key changes). `prefix` is the start of
+    /// every key of the type (`{namespace}:{prefix}:`), which an engine that tracks changes by
+    /// prefix registers. The provided method keeps nothing: it is `get`, then `decode`.
+    fn get_cached<'a>(
+        &'a self,
+        key: &'a str,
+        prefix: &'a str,
+        decode: &'a Decode<'a>,
+    ) -> BoxFuture<'a, Result<Option<Decoded>>> {
+        let _ = prefix;
+        Box::pin(async move {
+            match self.get(key).await? {
+                Some(bytes) => decode(&bytes).map(Some),
+                None => Ok(None),
+            }
+        })
     }
 
     /// Whether `key` holds a value.

@@ -36,7 +36,9 @@ use crate::id::StateId;
 ///   units or as an integer number of seconds; without it keys do not expire;
 /// - `counter` (optional): on a tuple struct with one integer field, allows `Store::incr`;
 /// - `notify` (optional): every write announces itself on the type's change feed, which
-///   [`Store::watch`](crate::Store::watch) reads (see [`Notified`]).
+///   [`Store::watch`](crate::Store::watch) reads (see [`Notified`]);
+/// - `cache` (optional, on a `Clone` type): reads keep the decoded value in the backend's
+///   client-side cache (see [`CACHE`](StateKey::CACHE)).
 pub trait StateKey: Serialize + DeserializeOwned + Send + Sync + 'static {
     /// The id that tells values of this type apart.
     type Id: StateId;
@@ -51,6 +53,22 @@ pub trait StateKey: Serialize + DeserializeOwned + Send + Sync + 'static {
     /// `#[state(notify)]`, which also implements [`Notified`]. Writes of other types send
     /// nothing extra.
     const NOTIFY: bool = false;
+
+    /// Whether reads keep the decoded value in the backend's client-side cache: `true` with
+    /// `#[state(cache)]`, for types read often and written rarely. The Redis backend keeps such
+    /// values decoded and drops them when the server says the key changed (client-side caching,
+    /// `CLIENT TRACKING`); other backends read as usual.
+    const CACHE: bool = false;
+
+    /// A copy of a cached value to hand out; the derive implements it with `Clone` for types
+    /// declared with `cache`. Not public API.
+    #[doc(hidden)]
+    fn __cached_clone(&self) -> Option<Self>
+    where
+        Self: Sized,
+    {
+        None
+    }
 }
 
 /// A [`StateKey`] whose writes publish their changes, declared with `#[state(notify)]`: only

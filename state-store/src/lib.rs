@@ -85,6 +85,8 @@ mod redis_backend;
 #[cfg(feature = "redis")]
 mod redis_batch;
 #[cfg(feature = "redis")]
+mod redis_cache;
+#[cfg(feature = "redis")]
 mod redis_conn;
 #[cfg(feature = "redis")]
 mod redis_feed;
@@ -119,6 +121,7 @@ pub use redis;
 #[doc(hidden)]
 pub mod __private {
     pub use crate::key::{Counter, Key, Notified, StateKey};
+    pub use core::clone::Clone;
     pub use core::option::Option::{self, None, Some};
     pub use core::time::Duration;
 }

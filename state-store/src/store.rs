@@ -10,7 +10,7 @@ use futures_core::Stream;
 use futures_util::StreamExt;
 use futures_util::future::Either;
 
-use crate::backend::{Backend, Notify, WATCH_BUFFER, Watch, ceil_millis};
+use crate::backend::{Backend, Decoded, Notify, WATCH_BUFFER, Watch, ceil_millis};
 use crate::id::{StateId, id_from_key};
 use crate::key::{Counter, Notified, StateKey};
 use crate::rate_limit::{Decision, Policy, RateLimit};
@@ -210,11 +210,39 @@ impl<B: Backend> Store<B> {
         let key = self.full_key::<S>(id);
         async move {
             let key = key?;
+            if S::CACHE {
+                return self.get_cached::<S>(&key).await;
+            }
             match self.backend.get(&key).await? {
                 Some(bytes) => decode(&key, &bytes).map(Some),
                 None => Ok(None),
             }
         }
+    }
+
+    /// `get` of a type declared with `cache`: through the backend's client-side cache, which
+    /// keeps the decoded value and hands out clones of it.
+    async fn get_cached<S: StateKey>(&self, key: &str) -> Result<Option<S>> {
+        // `{namespace}{prefix}:`, the start of every key of `S` (see `full_key`).
+        let prefix = &key[..self.namespace_prefix()?.len() + S::PREFIX.len() + 1];
+        let decode = |bytes: &[u8]| -> Result<Decoded> { Ok(Arc::new(decode::<S>(key, bytes)?)) };
+        let Some(value) = self.backend.get_cached(key, prefix, &decode).await? else {
+            return Ok(None);
+        };
+        let value = value.downcast::<S>().map_err(|_| Error::Backend {
+            operation: "get",
+            key: key.to_owned(),
+            source: "the client-side cache held a value of another type under this key".into(),
+        })?;
+        Ok(Some(value.__cached_clone().ok_or_else(|| {
+            Error::Backend {
+                operation: "get",
+                key: key.to_owned(),
+                source: "a cached type that cannot be cloned (implement `StateKey` through the \
+                     derive, which implements its copy with `Clone`)"
+                    .into(),
+            }
+        })?))
     }
 
     /// Stores `value` under `id` with the type's `ttl` (no expiry, clearing any earlier one, when
