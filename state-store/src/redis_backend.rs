@@ -13,11 +13,12 @@ use redis::{Client, Cmd, FromRedisValue, RedisError, Script, ScriptInvocation};
 pub use crate::redis_conn::RedisConnection;
 
 use crate::backend::{
-    Backend, BoxFuture, BoxStream, Event, Expiry, Notify, PutMode, Version, Versioned, Watch,
-    ceil_millis, not_a_counter,
+    Backend, BoxFuture, BoxStream, Decode, Decoded, Event, Expiry, Notify, PutMode, Version,
+    Versioned, Watch, ceil_millis, not_a_counter,
 };
 use crate::rate_limit::Decision;
 use crate::redis_batch::{Batcher, Turn};
+use crate::redis_cache::Tracker;
 use crate::redis_feed::{RedisFeed, Source, set_message, wire_channel};
 use crate::{Error, Result};
 
@@ -251,6 +252,9 @@ pub struct RedisOptions {
     /// one is in flight wait for it and go out together, as one pipeline. 0 or 1 turns batching
     /// off (every `get` is sent on its own, all in flight at once). Default 128.
     pub read_batch: usize,
+    /// The most values the client-side cache keeps decoded, for types declared with
+    /// `#[state(cache)]` (single server only); 0 turns it off. Default 10,000.
+    pub client_cache: usize,
     /// A private CA to trust, PEM.
     #[cfg(feature = "tls")]
     tls_root_cert: Option<Vec<u8>>,
@@ -266,6 +270,7 @@ impl Default for RedisOptions {
             response_timeout: Duration::from_secs(2),
             reconnect_retries: 2,
             read_batch: 128,
+            client_cache: 10_000,
             #[cfg(feature = "tls")]
             tls_root_cert: None,
             #[cfg(feature = "tls")]
@@ -281,7 +286,8 @@ impl fmt::Debug for RedisOptions {
             .field("connect_timeout", &self.connect_timeout)
             .field("response_timeout", &self.response_timeout)
             .field("reconnect_retries", &self.reconnect_retries)
-            .field("read_batch", &self.read_batch);
+            .field("read_batch", &self.read_batch)
+            .field("client_cache", &self.client_cache);
         #[cfg(feature = "tls")]
         options
             .field(
@@ -318,6 +324,12 @@ impl RedisOptions {
     /// Sets [`read_batch`](Self::read_batch); 0 turns automatic read batching off.
     pub fn read_batch(mut self, keys: usize) -> Self {
         self.read_batch = keys;
+        self
+    }
+
+    /// Sets [`client_cache`](Self::client_cache); 0 turns the client-side cache off.
+    pub fn client_cache(mut self, entries: usize) -> Self {
+        self.client_cache = entries;
         self
     }
 
@@ -474,6 +486,9 @@ pub struct RedisBackend {
     feed: Arc<RedisFeed>,
     /// Automatic read batching, shared by clones; `None` when turned off.
     batch: Option<Arc<Batcher>>,
+    /// The client-side cache of types declared with `cache`, shared by clones; `None` when
+    /// turned off, and on a Cluster or through Sentinel.
+    cache: Option<Arc<Tracker>>,
 }
 
 impl RedisBackend {
@@ -505,6 +520,7 @@ impl RedisBackend {
             options.connect_timeout,
             options.response_timeout,
         );
+        let cache_client = client.clone();
         let conn = ConnectionManager::new_with_config(client, manager_config(&options))
             .await
             .map_err(|source| Error::Connect {
@@ -517,6 +533,13 @@ impl RedisBackend {
             db,
             feed: Arc::new(feed),
             batch: options.batcher(),
+            cache: (options.client_cache > 0).then(|| {
+                Arc::new(Tracker::new(
+                    cache_client,
+                    options.client_cache,
+                    options.response_timeout.max(options.connect_timeout),
+                ))
+            }),
         })
     }
 
@@ -611,6 +634,7 @@ impl RedisBackend {
             db: 0,
             feed: Arc::new(feed),
             batch: options.batcher(),
+            cache: None,
         })
     }
 
@@ -720,6 +744,7 @@ impl RedisBackend {
             db,
             feed: Arc::new(feed),
             batch: options.batcher(),
+            cache: None,
         })
     }
 
@@ -910,6 +935,7 @@ impl Backend for RedisBackend {
         notify: Notify<'a>,
     ) -> BoxFuture<'a, Result<bool>> {
         Box::pin(async move {
+            let _forget = self.forget_around(std::slice::from_ref(&key));
             if let Some(channel) = notify {
                 return self.put_notify(key, value, mode, expiry, channel).await;
             }
@@ -964,6 +990,7 @@ impl Backend for RedisBackend {
 
     fn remove<'a>(&'a self, key: &'a str, notify: Notify<'a>) -> BoxFuture<'a, Result<bool>> {
         Box::pin(async move {
+            let _forget = self.forget_around(std::slice::from_ref(&key));
             if let Some(channel) = notify {
                 let mut invocation = REMOVE_NOTIFY.key(key);
                 invocation.arg(&*wire_channel(channel, self.db));
@@ -1028,6 +1055,53 @@ impl Backend for RedisBackend {
         })
     }
 
+    /// Through the client-side cache: a kept value is handed out as it is; otherwise `GET` and
+    /// `PTTL` in one round trip, and the decoded value is kept for at most the key's remaining
+    /// ttl, unless the key changed meanwhile (see `redis_cache.rs`). Without a cache (turned
+    /// off, Cluster, Sentinel) or when the server cannot track the prefix, a plain read.
+    fn get_cached<'a>(
+        &'a self,
+        key: &'a str,
+        prefix: &'a str,
+        decode: &'a Decode<'a>,
+    ) -> BoxFuture<'a, Result<Option<Decoded>>> {
+        Box::pin(async move {
+            let tracked = match &self.cache {
+                Some(cache) => cache.track(prefix).await.then_some(cache),
+                None => None,
+            };
+            let Some(cache) = tracked else {
+                return match self.get(key).await? {
+                    Some(bytes) => decode(&bytes).map(Some),
+                    None => Ok(None),
+                };
+            };
+            if let Some(value) = cache.lookup(key) {
+                return Ok(Some(value));
+            }
+            let read = cache.begin(key);
+            let mut pipe = redis::pipe();
+            pipe.cmd("GET").arg(key).cmd("PTTL").arg(key);
+            let mut conn = self.conn.clone();
+            let reply: redis::RedisResult<(Option<Vec<u8>>, i64)> =
+                match pipe.query_async(&mut conn).await {
+                    Err(e) if worth_one_retry(&e) => pipe.query_async(&mut conn).await,
+                    reply => reply,
+                };
+            let (bytes, ttl) = reply.map_err(|e| backend_error("get", key, e))?;
+            let Some(bytes) = bytes else {
+                return Ok(None);
+            };
+            let value = decode(&bytes)?;
+            // -1: no expiry; -2: gone since the GET, so not kept.
+            if ttl != -2 {
+                let ttl = u64::try_from(ttl).ok().map(Duration::from_millis);
+                read.keep(value.clone(), ttl);
+            }
+            Ok(Some(value))
+        })
+    }
+
     fn exists<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool>> {
         Box::pin(async move {
             let n: u64 = self
@@ -1055,7 +1129,12 @@ impl Backend for RedisBackend {
         ttl: Option<Duration>,
         notify: Notify<'a>,
     ) -> BoxFuture<'a, Result<()>> {
-        Box::pin(self.set_in_multi("set_many", items, Expiry::from_ttl(ttl), notify))
+        let forget = self.forget_keys(items.iter().map(|(key, _)| key.as_str()));
+        Box::pin(async move {
+            let _forget = forget;
+            self.set_in_multi("set_many", items, Expiry::from_ttl(ttl), notify)
+                .await
+        })
     }
 
     fn remove_many<'a>(
@@ -1064,6 +1143,7 @@ impl Backend for RedisBackend {
         notify: Notify<'a>,
     ) -> BoxFuture<'a, Result<u64>> {
         Box::pin(async move {
+            let _forget = self.forget_keys(keys.iter().map(String::as_str));
             let Some(first) = keys.first() else {
                 return Ok(0);
             };
@@ -1108,6 +1188,7 @@ impl Backend for RedisBackend {
         notify: Notify<'a>,
     ) -> BoxFuture<'a, Result<i64>> {
         Box::pin(async move {
+            let _forget = self.forget_around(std::slice::from_ref(&key));
             let mut invocation = INCR.key(key);
             invocation.arg(by).arg(millis_arg(ttl_if_created)).arg(
                 notify
@@ -1125,6 +1206,7 @@ impl Backend for RedisBackend {
         window: Duration,
     ) -> BoxFuture<'a, Result<Decision>> {
         Box::pin(async move {
+            let _forget = self.forget_around(std::slice::from_ref(&key));
             let mut invocation = FIXED_WINDOW.key(key);
             invocation.arg(limit).arg(millis(window));
             let reply: [i64; 4] = self.run("check", key, &invocation).await?;
@@ -1139,6 +1221,7 @@ impl Backend for RedisBackend {
         burst: u32,
     ) -> BoxFuture<'a, Result<Decision>> {
         Box::pin(async move {
+            let _forget = self.forget_around(std::slice::from_ref(&key));
             let mut invocation = GCRA.key(key);
             invocation
                 // At least a microsecond, as the provided `gcra` counts it: the script divides
@@ -1299,6 +1382,47 @@ fn expiry_event_flags(flags: &str) -> Option<String> {
         flags.push('x');
     }
     Some(flags)
+}
+
+/// Drops the keys of a write from the client-side cache when made and again when dropped (the
+/// write answered, failed or given up): see `redis_cache.rs`.
+struct Forget<'a> {
+    cache: Option<&'a Tracker>,
+    keys: Vec<String>,
+}
+
+impl Drop for Forget<'_> {
+    fn drop(&mut self) {
+        if let Some(cache) = self.cache {
+            for key in &self.keys {
+                cache.forget(key);
+            }
+        }
+    }
+}
+
+impl RedisBackend {
+    /// [`Forget`] for the keys of a write, when the cache tracks anything.
+    fn forget_keys<'k>(&self, keys: impl Iterator<Item = &'k str>) -> Forget<'_> {
+        let Some(cache) = self.cache.as_deref().filter(|cache| cache.is_active()) else {
+            return Forget {
+                cache: None,
+                keys: Vec::new(),
+            };
+        };
+        let keys: Vec<String> = keys.map(str::to_owned).collect();
+        for key in &keys {
+            cache.forget(key);
+        }
+        Forget {
+            cache: Some(cache),
+            keys,
+        }
+    }
+
+    fn forget_around(&self, keys: &[&str]) -> Forget<'_> {
+        self.forget_keys(keys.iter().copied())
+    }
 }
 
 impl RedisBackend {

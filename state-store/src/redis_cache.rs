@@ -1,0 +1,377 @@
+//! The Redis backend's client-side cache of decoded values, for types declared with `cache`.
+//!
+//! A dedicated RESP3 connection asks the server to track the types' key prefixes
+//! (`CLIENT TRACKING ON BCAST PREFIX ...`): from then on the server pushes an invalidation on that
+//! connection for every change of a key under them, by any client. The push is applied as soon as
+//! the connection reads it (the `redis` crate calls our push handler from its reader).
+//!
+//! Correctness rests on three rules:
+//! - A value read from the server is kept only if no invalidation of its key arrived between the
+//!   moment the read was sent and the moment it is kept (an invalidation for a write that
+//!   happened after the read reaches the client before or after the read's answer, through
+//!   another connection; either way the old value is not kept past it).
+//! - This backend's own writes of a covered key drop it before they are sent and again once they
+//!   are answered, and mark reads in flight as invalidated, so a task that wrote and then reads
+//!   never sees the value from before its write, without waiting for the server's push.
+//! - When the tracking connection breaks (or the server sends a flush), everything is dropped,
+//!   and nothing is kept until tracking is on again on a new connection.
+//!
+//! Entries expire with their key's remaining ttl (read with the value) and the cache holds at most
+//! a fixed number of entries, the oldest dropped first.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncConnectionConfig, Client, ProtocolVersion, PushInfo, PushKind, Value};
+use tokio::time::Instant;
+
+use crate::backend::Decoded;
+
+/// The cache and its tracking connection, shared by a backend's clones.
+pub(crate) struct Tracker {
+    client: Client,
+    state: Arc<Mutex<State>>,
+    /// Whether any prefix is tracked: writes skip the cache's lock when none is.
+    active: Arc<AtomicBool>,
+    /// The tracking connection and its number; set up by one caller at a time.
+    connection: tokio::sync::Mutex<Option<(u64, MultiplexedConnection)>>,
+    timeout: Duration,
+}
+
+struct State {
+    capacity: usize,
+    /// The number of the tracking connection the prefixes below are tracked on; pushes of an
+    /// older one are ignored. Advanced when a connection breaks.
+    connection: u64,
+    /// Whether that connection is alive.
+    alive: bool,
+    /// The prefixes tracked on it.
+    tracked: Vec<String>,
+    /// Every prefix asked for, tracked again on a new connection.
+    wanted: Vec<String>,
+    entries: HashMap<String, Entry>,
+    /// Keys in the order they were kept, with the stamp of that entry, for eviction.
+    order: VecDeque<(String, u64)>,
+    next_stamp: u64,
+    /// Reads in flight per key, and whether an invalidation arrived since the first began.
+    reads: HashMap<String, Reads>,
+}
+
+struct Entry {
+    value: Decoded,
+    expires: Option<Instant>,
+    stamp: u64,
+}
+
+#[derive(Default)]
+struct Reads {
+    count: usize,
+    invalidated: bool,
+}
+
+impl State {
+    fn forget(&mut self, key: &str) {
+        self.entries.remove(key);
+        if let Some(reads) = self.reads.get_mut(key) {
+            reads.invalidated = true;
+        }
+    }
+
+    fn forget_all(&mut self) {
+        self.entries.clear();
+        self.order.clear();
+        for reads in self.reads.values_mut() {
+            reads.invalidated = true;
+        }
+    }
+
+    fn covers(&self, key: &str) -> bool {
+        self.alive
+            && self
+                .tracked
+                .iter()
+                .any(|prefix| key.starts_with(prefix.as_str()))
+    }
+
+    /// Applies a push of the tracking connection `connection`.
+    fn apply(&mut self, connection: u64, push: &PushInfo) {
+        if connection != self.connection {
+            return; // From a connection that has been replaced.
+        }
+        match push.kind {
+            PushKind::Invalidate => match push.data.first() {
+                Some(Value::Array(keys)) => {
+                    for key in keys {
+                        match key {
+                            Value::BulkString(key) => match std::str::from_utf8(key) {
+                                Ok(key) => self.forget(key),
+                                Err(_) => self.forget_all(),
+                            },
+                            _ => self.forget_all(),
+                        }
+                    }
+                }
+                // Nil: the server flushed its keys, or dropped its tracking state.
+                _ => self.forget_all(),
+            },
+            PushKind::Disconnection => {
+                self.alive = false;
+                self.tracked.clear();
+                self.connection += 1;
+                self.forget_all();
+            }
+            _ => {}
+        }
+    }
+}
+
+impl Tracker {
+    /// A cache of at most `capacity` values, tracked through a connection of `client`'s.
+    pub(crate) fn new(client: Client, capacity: usize, timeout: Duration) -> Tracker {
+        Tracker {
+            client,
+            state: Arc::new(Mutex::new(State {
+                capacity,
+                connection: 0,
+                alive: false,
+                tracked: Vec::new(),
+                wanted: Vec::new(),
+                entries: HashMap::new(),
+                order: VecDeque::new(),
+                next_stamp: 0,
+                reads: HashMap::new(),
+            })),
+            active: Arc::new(AtomicBool::new(false)),
+            connection: tokio::sync::Mutex::new(None),
+            timeout,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Makes sure the server tracks `prefix` for this cache; `false` when it cannot be done
+    /// (the read then goes uncached).
+    pub(crate) async fn track(&self, prefix: &str) -> bool {
+        {
+            let state = self.lock();
+            if state.alive && state.tracked.iter().any(|p| p == prefix) {
+                return true;
+            }
+        }
+        let mut connection = self.connection.lock().await;
+        let (number, alive) = {
+            let mut state = self.lock();
+            if state.alive && state.tracked.iter().any(|p| p == prefix) {
+                return true;
+            }
+            if !state.wanted.iter().any(|p| p == prefix) {
+                state.wanted.push(prefix.to_owned());
+            }
+            (state.connection, state.alive)
+        };
+        let fresh = !alive || connection.as_ref().is_none_or(|(n, _)| *n != number);
+        let result = if fresh {
+            self.reconnect(&mut connection).await
+        } else {
+            match connection.as_mut() {
+                Some((_, conn)) => self.tracking_on(conn, &[prefix.to_owned()]).await,
+                None => Err("no tracking connection".into()),
+            }
+        };
+        match result {
+            Ok(()) => {
+                let mut state = self.lock();
+                if fresh {
+                    state.tracked = state.wanted.clone();
+                } else if !state.tracked.iter().any(|p| p == prefix) {
+                    state.tracked.push(prefix.to_owned());
+                }
+                self.active.store(true, Ordering::Release);
+                state.alive && state.tracked.iter().any(|p| p == prefix)
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// A new tracking connection, tracking every wanted prefix.
+    async fn reconnect(
+        &self,
+        connection: &mut Option<(u64, MultiplexedConnection)>,
+    ) -> Result<(), String> {
+        *connection = None;
+        let (number, wanted) = {
+            let mut state = self.lock();
+            // Pushes of whatever connection came before are ignored from here on.
+            state.connection += 1;
+            state.alive = false;
+            state.tracked.clear();
+            state.forget_all();
+            (state.connection, state.wanted.clone())
+        };
+        let info = self.client.get_connection_info().clone();
+        let settings = info
+            .redis_settings()
+            .clone()
+            .set_protocol(ProtocolVersion::RESP3);
+        let client = Client::open(info.set_redis_settings(settings)).map_err(|e| e.to_string())?;
+        let state = self.state.clone();
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(self.timeout))
+            .set_response_timeout(Some(self.timeout))
+            .set_push_sender(move |push: PushInfo| {
+                state
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .apply(number, &push);
+                Ok::<(), std::convert::Infallible>(())
+            });
+        let mut conn = client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+            .map_err(|e| e.to_string())?;
+        self.tracking_on(&mut conn, &wanted).await?;
+        {
+            let mut state = self.lock();
+            if state.connection != number {
+                return Err("the tracking connection broke while it was set up".into());
+            }
+            state.alive = true;
+        }
+        *connection = Some((number, conn));
+        Ok(())
+    }
+
+    async fn tracking_on(
+        &self,
+        conn: &mut MultiplexedConnection,
+        prefixes: &[String],
+    ) -> Result<(), String> {
+        let mut cmd = redis::cmd("CLIENT");
+        cmd.arg("TRACKING").arg("ON").arg("BCAST");
+        for prefix in prefixes {
+            cmd.arg("PREFIX").arg(prefix);
+        }
+        cmd.query_async::<()>(conn).await.map_err(|e| e.to_string())
+    }
+
+    /// The kept value of `key`, if any and not expired.
+    pub(crate) fn lookup(&self, key: &str) -> Option<Decoded> {
+        let mut state = self.lock();
+        let entry = state.entries.get(key)?;
+        if entry.expires.is_some_and(|at| at <= Instant::now()) {
+            state.entries.remove(key);
+            return None;
+        }
+        Some(entry.value.clone())
+    }
+
+    /// A read of `key` about to be sent: what it reads may be kept if nothing invalidates the key
+    /// before [`Read::keep`].
+    pub(crate) fn begin(&self, key: &str) -> Read<'_> {
+        let mut state = self.lock();
+        let covered = state.covers(key);
+        if covered {
+            state.reads.entry(key.to_owned()).or_default().count += 1;
+        }
+        Read {
+            tracker: self,
+            key: covered.then(|| key.to_owned()),
+            connection: state.connection,
+        }
+    }
+
+    /// Drops `key` (a write of it is about to be sent, or has been answered).
+    pub(crate) fn forget(&self, key: &str) {
+        if !self.active.load(Ordering::Acquire) {
+            return;
+        }
+        let mut state = self.lock();
+        if state
+            .tracked
+            .iter()
+            .any(|prefix| key.starts_with(prefix.as_str()))
+        {
+            state.forget(key);
+        }
+    }
+
+    /// Whether writes need to tell the cache anything.
+    pub(crate) fn is_active(&self) -> bool {
+        self.active.load(Ordering::Acquire)
+    }
+}
+
+/// A read in flight (see [`Tracker::begin`]); ends when dropped.
+pub(crate) struct Read<'a> {
+    tracker: &'a Tracker,
+    /// The key, when it is under a tracked prefix.
+    key: Option<String>,
+    connection: u64,
+}
+
+impl Read<'_> {
+    /// Keeps `value`, read for this key, for at most `ttl`, unless the key was invalidated since
+    /// the read began or tracking broke meanwhile.
+    pub(crate) fn keep(mut self, value: Decoded, ttl: Option<Duration>) {
+        let Some(key) = self.key.take() else {
+            return;
+        };
+        let mut state = self.tracker.lock();
+        let invalidated = end(&mut state, &key);
+        if invalidated || !state.alive || state.connection != self.connection {
+            return;
+        }
+        let stamp = state.next_stamp;
+        state.next_stamp += 1;
+        let expires = ttl.map(|ttl| Instant::now() + ttl);
+        state.order.push_back((key.clone(), stamp));
+        state.entries.insert(
+            key,
+            Entry {
+                value,
+                expires,
+                stamp,
+            },
+        );
+        // The oldest go first; an order slot whose entry was replaced or dropped is skipped.
+        while state.entries.len() > state.capacity {
+            let Some((old, stamp)) = state.order.pop_front() else {
+                break;
+            };
+            if state.entries.get(&old).is_some_and(|e| e.stamp == stamp) {
+                state.entries.remove(&old);
+            }
+        }
+        // Slots of entries long gone are dropped too, so the order stays bounded.
+        if state.order.len() > 2 * state.capacity.max(1) {
+            let State { order, entries, .. } = &mut *state;
+            order.retain(|(key, stamp)| entries.get(key).is_some_and(|e| e.stamp == *stamp));
+        }
+    }
+}
+
+/// Ends one read of `key`: whether it was invalidated meanwhile.
+fn end(state: &mut State, key: &str) -> bool {
+    let Some(reads) = state.reads.get_mut(key) else {
+        return true;
+    };
+    let invalidated = reads.invalidated;
+    reads.count -= 1;
+    if reads.count == 0 {
+        state.reads.remove(key);
+    }
+    invalidated
+}
+
+impl Drop for Read<'_> {
+    fn drop(&mut self) {
+        if let Some(key) = self.key.take() {
+            end(&mut self.tracker.lock(), &key);
+        }
+    }
+}
