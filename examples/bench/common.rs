@@ -17,6 +17,34 @@ pub(crate) struct Session {
     pub(crate) flags: u32,
 }
 
+/// The same session, declared with `cache`: read often, kept decoded in the client.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, StateKey)]
+#[state(prefix = "csession", id = u64, ttl = "30m", cache)]
+pub(crate) struct CachedSession {
+    pub(crate) user: String,
+    pub(crate) cart: Vec<String>,
+    pub(crate) locale: String,
+    pub(crate) updated_at: i64,
+    pub(crate) flags: u32,
+}
+
+pub(crate) fn cached_session(id: u64) -> CachedSession {
+    let Session {
+        user,
+        cart,
+        locale,
+        updated_at,
+        flags,
+    } = session(id);
+    CachedSession {
+        user,
+        cart,
+        locale,
+        updated_at,
+        flags,
+    }
+}
+
 #[derive(Serialize, Deserialize, StateKey)]
 #[state(prefix = "calls", id = u64, ttl = "1m", counter)]
 pub(crate) struct Calls(i64);
@@ -57,6 +85,10 @@ pub(crate) const TARGET: f64 = 0.95;
 pub(crate) const GET1_TARGET: f64 = 0.97;
 /// Typed `get` at many tasks against raw: what read batching must win.
 pub(crate) const BATCHED_TARGET: f64 = 1.5;
+/// A cached hot-key get against a raw `GET` + decode, at 1 task.
+pub(crate) const CACHE_HIT_TARGET: f64 = 20.0;
+/// A write of a cached type against one of an uncached type.
+pub(crate) const CACHED_WRITE_TARGET: f64 = 0.95;
 /// The `AnyBackend`-vs-concrete target: within 2 %.
 pub(crate) const ANY_TARGET: f64 = 0.98;
 

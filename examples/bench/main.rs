@@ -40,13 +40,14 @@ use crate::bulk::{get_many, get_sequential, set_many, set_sequential};
 use crate::ceiling::ceiling;
 use crate::commands::command_table;
 use crate::common::{
-    ANY_TARGET, BATCH, BATCHED_TARGET, FixedRate, GET1_TARGET, MANY, POOL, Res, Session,
-    SmoothRate, TARGET, UPDATE_SHARED_ID, UPDATE_SOLO_ID, session,
+    ANY_TARGET, BATCH, BATCHED_TARGET, CACHE_HIT_TARGET, CACHED_WRITE_TARGET, CachedSession,
+    FixedRate, GET1_TARGET, MANY, POOL, Res, Session, SmoothRate, TARGET, UPDATE_SHARED_ID,
+    UPDATE_SOLO_ID, cached_session, session,
 };
 use crate::memory::{json_decode, json_encode, memory_get, memory_set};
 use crate::patterns::{check, incr, raw_incr, raw_read_modify_write, update};
 use crate::stats::{Series, measure, ratio};
-use crate::typed_vs_raw::{raw_get, raw_set, typed_get, typed_set};
+use crate::typed_vs_raw::{cached_get, raw_get, raw_set, typed_get, typed_set, typed_sets};
 use crate::watch::{delivery, delivery_note, delivery_sets, memory_store, set_notify, set_plain};
 
 // ---------------------------------------------------------------------------------------------
@@ -387,6 +388,10 @@ async fn run() -> Res<()> {
             (start..start + BATCH).map(|id| (id, session(id))).collect();
         store.set_many::<Session>(&items).await?;
         memory.set_many::<Session>(&items).await?;
+        let cached: Vec<(u64, CachedSession)> = (start..start + BATCH)
+            .map(|id| (id, cached_session(id)))
+            .collect();
+        store.set_many::<CachedSession>(&cached).await?;
     }
     for id in [UPDATE_SOLO_ID, UPDATE_SHARED_ID] {
         store.set::<Session>(id, &session(id)).await?;
@@ -497,6 +502,20 @@ async fn run() -> Res<()> {
     )
     .await?;
 
+    // 8. The client-side cache: hot-key reads of a type declared with `cache`, and what
+    // `cache` costs a write.
+    let cache_hits = measure(&config, vec![cached_get(&store, 1), raw_get(&raw, 1)]).await?;
+    let cache_hits64 =
+        measure(&config, vec![cached_get(&store, MANY), raw_get(&raw, MANY)]).await?;
+    let cached_sets = measure(
+        &config,
+        vec![
+            typed_sets(&store, "cached", 1, cached_session),
+            typed_sets(&store, "typed", 1, session),
+        ],
+    )
+    .await?;
+
     // The table.
     let mut table = Table::default();
     table.section("1. Typed Store vs the raw redis crate (same serde_json work, SET with PX)");
@@ -599,6 +618,23 @@ async fn run() -> Res<()> {
         table.row(&watched.received, None, None, &note);
         table.row(&watched.sets, unwatched, None, "");
     }
+    table.section(
+        "8. Client-side cache: get of a type declared with `cache` (every read a hit after the \
+         first round) vs a raw GET + decode; set of a cached type vs an uncached one",
+    );
+    table.row(
+        &cache_hits[0],
+        Some(&cache_hits[1]),
+        Some(CACHE_HIT_TARGET),
+        "",
+    );
+    table.row(&cache_hits64[0], Some(&cache_hits64[1]), None, "");
+    table.row(
+        &cached_sets[0],
+        Some(&cached_sets[1]),
+        Some(CACHED_WRITE_TARGET),
+        "",
+    );
 
     println!("# state-store bench");
     println!();

@@ -5,7 +5,7 @@ use std::hint::black_box;
 use redis::aio::ConnectionManager;
 use state_store::{Backend, RedisBackend, StateKey, Store};
 
-use crate::common::{SESSION_TTL_MS, Session, pick, session};
+use crate::common::{CachedSession, SESSION_TTL_MS, Session, pick, session};
 use crate::stats::{Count, Workload, workload};
 
 /// Typed gets through `store`; `side` names it in the table (`typed`, or `any` for a store over
@@ -22,6 +22,28 @@ pub(crate) fn typed_get<B: Backend>(store: &Store<B>, side: &str, tasks: usize) 
                 let mut n = 0;
                 while let Some(i) = ticker.tick() {
                     let session = store.get::<Session>(pick(t, i)).await?;
+                    black_box(session.ok_or("a seeded session is missing")?);
+                    n += 1;
+                }
+                Ok(Count::units(n))
+            }
+        },
+    )
+}
+
+/// Typed gets of the cached copy of the sessions: after the first round every read is a hit.
+pub(crate) fn cached_get<B: Backend>(store: &Store<B>, tasks: usize) -> Workload {
+    let store = store.clone();
+    workload(
+        format!("get  cached {tasks:>2} task(s)"),
+        "ops",
+        tasks,
+        move |t, mut ticker| {
+            let store = store.clone();
+            async move {
+                let mut n = 0;
+                while let Some(i) = ticker.tick() {
+                    let session = store.get::<CachedSession>(pick(t, i)).await?;
                     black_box(session.ok_or("a seeded session is missing")?);
                     n += 1;
                 }

@@ -748,6 +748,19 @@ impl RedisBackend {
         })
     }
 
+    /// The connection for commands on `key`: the client-side cache's tracking connection when
+    /// the key is one of a cached type (see `redis_cache.rs`), else the backend's.
+    fn conn_for(&self, key: &str) -> RedisConnection {
+        match self
+            .cache
+            .as_deref()
+            .and_then(|cache| cache.writer_for(key))
+        {
+            Some(tracking) => RedisConnection::tracking(tracking),
+            None => self.conn.clone(),
+        }
+    }
+
     /// The underlying connection, for commands this crate does not wrap.
     pub fn connection(&self) -> &RedisConnection {
         &self.conn
@@ -760,7 +773,7 @@ impl RedisBackend {
         key: &str,
         cmd: &Cmd,
     ) -> Result<T> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn_for(key);
         cmd.query_async(&mut conn)
             .await
             .map_err(|e| backend_error(operation, key, e))
@@ -773,7 +786,7 @@ impl RedisBackend {
         key: &str,
         invocation: &ScriptInvocation<'_>,
     ) -> Result<T> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn_for(key);
         invocation
             .invoke_async(&mut conn)
             .await
@@ -788,7 +801,7 @@ impl RedisBackend {
         key: &str,
         cmd: &Cmd,
     ) -> Result<T> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn_for(key);
         match cmd.query_async(&mut conn).await {
             Err(e) if worth_one_retry(&e) => cmd
                 .query_async(&mut conn)
@@ -1583,7 +1596,7 @@ impl RedisBackend {
                 pipe.cmd("PUBLISH").arg(&**wire).arg(message).ignore();
             }
         }
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn_for(&first);
         let result: redis::RedisResult<()> = pipe.query_async(&mut conn).await;
         match result {
             // Retried only when nothing is announced: a second run would announce every item

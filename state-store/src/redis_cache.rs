@@ -50,6 +50,10 @@ struct State {
     alive: bool,
     /// The prefixes tracked on it.
     tracked: Vec<String>,
+    /// The tracking connection while it is alive: writes of covered keys go through it, and
+    /// with `NOLOOP` the server sends it no invalidation for them (the cache drops their keys
+    /// itself), which would otherwise cost every cached write a push to parse.
+    writer: Option<MultiplexedConnection>,
     /// Every prefix asked for, tracked again on a new connection.
     wanted: Vec<String>,
     entries: HashMap<String, Entry>,
@@ -119,6 +123,7 @@ impl State {
             },
             PushKind::Disconnection => {
                 self.alive = false;
+                self.writer = None;
                 self.tracked.clear();
                 self.connection += 1;
                 self.forget_all();
@@ -138,6 +143,7 @@ impl Tracker {
                 connection: 0,
                 alive: false,
                 tracked: Vec::new(),
+                writer: None,
                 wanted: Vec::new(),
                 entries: HashMap::new(),
                 order: VecDeque::new(),
@@ -209,6 +215,7 @@ impl Tracker {
             // Pushes of whatever connection came before are ignored from here on.
             state.connection += 1;
             state.alive = false;
+            state.writer = None;
             state.tracked.clear();
             state.forget_all();
             (state.connection, state.wanted.clone())
@@ -241,6 +248,7 @@ impl Tracker {
                 return Err("the tracking connection broke while it was set up".into());
             }
             state.alive = true;
+            state.writer = Some(conn.clone());
         }
         *connection = Some((number, conn));
         Ok(())
@@ -252,7 +260,7 @@ impl Tracker {
         prefixes: &[String],
     ) -> Result<(), String> {
         let mut cmd = redis::cmd("CLIENT");
-        cmd.arg("TRACKING").arg("ON").arg("BCAST");
+        cmd.arg("TRACKING").arg("ON").arg("BCAST").arg("NOLOOP");
         for prefix in prefixes {
             cmd.arg("PREFIX").arg(prefix);
         }
@@ -297,6 +305,20 @@ impl Tracker {
             .any(|prefix| key.starts_with(prefix.as_str()))
         {
             state.forget(key);
+        }
+    }
+
+    /// The connection to send commands on `key` through, when it is under a tracked prefix:
+    /// the tracking connection (see [`State::writer`]).
+    pub(crate) fn writer_for(&self, key: &str) -> Option<MultiplexedConnection> {
+        if !self.active.load(Ordering::Acquire) {
+            return None;
+        }
+        let state = self.lock();
+        if state.covers(key) {
+            state.writer.clone()
+        } else {
+            None
         }
     }
 

@@ -29,6 +29,8 @@ pub struct RedisConnection {
 #[derive(Clone)]
 enum Inner {
     Node(ConnectionManager),
+    /// The client-side cache's tracking connection, for commands on its keys.
+    Tracking(redis::aio::MultiplexedConnection),
     #[cfg(feature = "cluster")]
     Cluster(redis::cluster_async::ClusterConnection),
     #[cfg(feature = "sentinel")]
@@ -38,7 +40,7 @@ enum Inner {
 impl fmt::Debug for RedisConnection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let kind = match &self.inner {
-            Inner::Node(_) => "node",
+            Inner::Node(_) | Inner::Tracking(_) => "node",
             #[cfg(feature = "cluster")]
             Inner::Cluster(_) => "cluster",
             #[cfg(feature = "sentinel")]
@@ -54,6 +56,12 @@ impl RedisConnection {
     pub(crate) fn node(conn: ConnectionManager) -> Self {
         RedisConnection {
             inner: Inner::Node(conn),
+        }
+    }
+
+    pub(crate) fn tracking(conn: redis::aio::MultiplexedConnection) -> Self {
+        RedisConnection {
+            inner: Inner::Tracking(conn),
         }
     }
 
@@ -94,6 +102,7 @@ impl ConnectionLike for RedisConnection {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match &mut self.inner {
             Inner::Node(conn) => conn.req_packed_command(cmd),
+            Inner::Tracking(conn) => conn.req_packed_command(cmd),
             #[cfg(feature = "cluster")]
             Inner::Cluster(conn) => conn.req_packed_command(cmd),
             #[cfg(feature = "sentinel")]
@@ -116,6 +125,7 @@ impl ConnectionLike for RedisConnection {
     ) -> RedisFuture<'a, Vec<Value>> {
         match &mut self.inner {
             Inner::Node(conn) => conn.req_packed_commands(pipeline, offset, count),
+            Inner::Tracking(conn) => conn.req_packed_commands(pipeline, offset, count),
             #[cfg(feature = "cluster")]
             Inner::Cluster(conn) => match cluster::publishing_pipeline_route(pipeline) {
                 // The `redis` crate takes a `PUBLISH` channel for a key when it routes a
@@ -141,6 +151,7 @@ impl ConnectionLike for RedisConnection {
     fn get_db(&self) -> i64 {
         match &self.inner {
             Inner::Node(conn) => conn.get_db(),
+            Inner::Tracking(conn) => conn.get_db(),
             #[cfg(feature = "cluster")]
             Inner::Cluster(conn) => conn.get_db(),
             #[cfg(feature = "sentinel")]
