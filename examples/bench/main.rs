@@ -249,7 +249,7 @@ fn machine_line(server_version: &str) -> String {
     )
 }
 
-const PROFILES: [&str; 11] = [
+const PROFILES: [&str; 12] = [
     "get-typed",
     "get-any",
     "get-raw",
@@ -258,6 +258,7 @@ const PROFILES: [&str; 11] = [
     "incr",
     "raw-incr",
     "update",
+    "update-shared",
     "raw-update",
     "memory-get",
     "decode",
@@ -280,6 +281,7 @@ async fn profile(
         "get-typed" => typed_get(store, "typed", tasks),
         "get-any" => typed_get(any, "any", tasks),
         "update" => update(store, "update, 1 task, own key", 1, UPDATE_SOLO_ID),
+        "update-shared" => update(store, "update, N tasks, 1 key", tasks, UPDATE_SHARED_ID),
         "raw-update" => raw_read_modify_write(raw, UPDATE_SOLO_ID),
         "get-raw" => raw_get(raw, tasks),
         "set-typed" => typed_set(store, tasks),
@@ -302,8 +304,18 @@ async fn profile(
     let cpu = cpu.map_or("-".into(), |c| {
         format!("{:.2}", c as f64 / 1000.0 / count.units.max(1) as f64)
     });
+    let races = if count.retries + count.conflicts > 0 {
+        format!(
+            "; lost races {} ({:.2} per success), Error::Conflict {}",
+            count.retries,
+            count.retries as f64 / count.units.max(1) as f64,
+            count.conflicts
+        )
+    } else {
+        String::new()
+    };
     println!(
-        "{}: {} {} in {:?}: {:.0} {}/s, cpu µs/{} {cpu}",
+        "{}: {} {} in {:?}: {:.0} {}/s, cpu µs/{} {cpu}{races}",
         w.name.trim(),
         count.units,
         w.unit,
