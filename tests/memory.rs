@@ -30,6 +30,42 @@ async fn expiry_follows_tokios_clock() {
     assert!(!store.exists::<Session>(1).await.unwrap());
 }
 
+/// Sliding expiry on the clock: a session (`ttl = "30m"`) that is touched, read with
+/// `get_and_touch` or changed with `update_and_touch` every 20 minutes lives on; left alone for
+/// 30 minutes it is gone.
+#[tokio::test(start_paused = true)]
+async fn a_session_kept_active_outlives_its_first_deadline() {
+    let store = Store::new(MemoryBackend::new()).enable_set();
+    let twenty = Duration::from_secs(20 * 60);
+    store.set::<Session>(1, &session(1)).await.unwrap();
+    tokio::time::advance(twenty).await;
+    assert!(store.touch::<Session>(1).await.unwrap());
+    tokio::time::advance(twenty).await;
+    assert_eq!(
+        store.get_and_touch::<Session>(1).await.unwrap(),
+        Some(session(1))
+    );
+    tokio::time::advance(twenty).await;
+    store
+        .update_and_touch::<Session>(1, |s| s.map(|_| session(2)))
+        .await
+        .unwrap();
+    tokio::time::advance(twenty).await;
+    // 80 minutes after it was written, 20 after its last activity.
+    assert_eq!(store.get::<Session>(1).await.unwrap(), Some(session(2)));
+    tokio::time::advance(Duration::from_secs(10 * 60) + Duration::from_millis(1)).await;
+    assert_eq!(store.get::<Session>(1).await.unwrap(), None);
+    // `update` alone does not slide it.
+    store.set::<Session>(2, &session(2)).await.unwrap();
+    tokio::time::advance(twenty).await;
+    store
+        .update::<Session>(2, |s| s.map(|_| session(3)))
+        .await
+        .unwrap();
+    tokio::time::advance(Duration::from_secs(10 * 60) + Duration::from_millis(1)).await;
+    assert_eq!(store.get::<Session>(2).await.unwrap(), None);
+}
+
 #[tokio::test(start_paused = true)]
 async fn expired_entries_are_purged_not_hidden() {
     let backend = MemoryBackend::new();

@@ -537,3 +537,24 @@ async fn read_batching_can_be_turned_off() {
     assert_eq!(command_calls(&mut raw, "get"), 320);
     assert_eq!(command_calls(&mut raw, "mget"), 0);
 }
+
+/// `touch` is one `PEXPIRE`, `get_and_touch` one `GETEX ... PX`: one round trip each.
+#[tokio::test]
+async fn touch_and_get_and_touch_are_one_command_each() {
+    let (server, backend) = fresh().await;
+    let store = Store::new(backend).enable_set();
+    store.set::<Session>(1, &session(1)).await.unwrap();
+    let monitor = support::Monitor::start(server.port());
+    assert!(store.touch::<Session>(1).await.unwrap());
+    assert_eq!(monitor.take_client_commands(), ["pexpire"]);
+    assert_eq!(
+        store.get_and_touch::<Session>(1).await.unwrap(),
+        Some(session(1))
+    );
+    let lines = monitor.take_client_lines();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].starts_with(r#"GETEX" "session:1" "PX" "1800000""#),
+        "{lines:?}"
+    );
+}

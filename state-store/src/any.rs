@@ -270,6 +270,30 @@ impl Backend for AnyBackend {
             .update(key, change, ttl_if_created, attempts, notify)
     }
 
+    fn update_refreshing<'a>(
+        &'a self,
+        key: &'a str,
+        change: &'a mut UpdateFn<'_>,
+        ttl: Option<Duration>,
+        attempts: u32,
+        notify: Notify<'a>,
+    ) -> BoxFuture<'a, Result<bool>> {
+        self.inner
+            .update_refreshing(key, change, ttl, attempts, notify)
+    }
+
+    fn get_and_touch<'a>(
+        &'a self,
+        key: &'a str,
+        expiry: Expiry,
+    ) -> BoxFuture<'a, Result<Option<Vec<u8>>>> {
+        self.inner.get_and_touch(key, expiry)
+    }
+
+    fn touch<'a>(&'a self, key: &'a str, expiry: Expiry) -> BoxFuture<'a, Result<bool>> {
+        self.inner.touch(key, expiry)
+    }
+
     fn watch<'a>(
         &'a self,
         watch: &'a Watch,

@@ -12,7 +12,8 @@
 //! | [`list`](Backend::list) | every key under a prefix |
 //!
 //! Everything else ([`get_many`](Backend::get_many), [`set_many`](Backend::set_many),
-//! [`incr`](Backend::incr), both rate-limit policies, the [`update`](Backend::update) retry loop,
+//! [`incr`](Backend::incr), both rate-limit policies, the [`update`](Backend::update) retry loop
+//! (and [`update_refreshing`](Backend::update_refreshing)), [`touch`](Backend::touch),
 //! ...) is a provided method written once on top of the core, with the semantics the
 //! [conformance suite](crate::conformance) fixes. An engine overrides one when it can do better:
 //! the Redis backend keeps `MGET`, a `MULTI` pipeline and its Lua scripts; the memory backend
@@ -534,23 +535,69 @@ pub trait Backend: fmt::Debug + Send + Sync + 'static {
         attempts: u32,
         notify: Notify<'a>,
     ) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(update_loop(
+            self,
+            key,
+            change,
+            Expiry::Keep,
+            ttl_if_created,
+            attempts,
+            notify,
+        ))
+    }
+
+    /// [`update`](Self::update), except that a replaced value gets `ttl` too (a new expiry from
+    /// now, or none), as a created one does: for sliding expiry, where each change extends the
+    /// key's life. By default the same loop as `update`, with that expiry on the conditional
+    /// `put`.
+    fn update_refreshing<'a>(
+        &'a self,
+        key: &'a str,
+        change: &'a mut UpdateFn<'_>,
+        ttl: Option<Duration>,
+        attempts: u32,
+        notify: Notify<'a>,
+    ) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(update_loop(
+            self,
+            key,
+            change,
+            Expiry::from_ttl(ttl),
+            ttl,
+            attempts,
+            notify,
+        ))
+    }
+
+    /// The value under `key`, with its expiry reset to `expiry` in the same step (`None` when
+    /// there is no key, which stays absent). Not a change of the value: nothing is announced.
+    /// By default a compare-and-set of the value read onto itself with the new expiry
+    /// ([`get_versioned`](Self::get_versioned), then [`PutMode::Update`]), again on a lost race.
+    fn get_and_touch<'a>(
+        &'a self,
+        key: &'a str,
+        expiry: Expiry,
+    ) -> BoxFuture<'a, Result<Option<Vec<u8>>>> {
         Box::pin(async move {
-            let mut backoff = Backoff::new(attempts);
+            let mut backoff = Backoff::new(COUNTER_ATTEMPTS);
             loop {
-                let current = self.get_versioned(key).await?;
-                let Some(new) = change(current.as_ref().map(|v| v.value.as_slice()))? else {
-                    return Ok(false);
+                let Some(current) = self.get_versioned(key).await? else {
+                    return Ok(None);
                 };
-                let (mode, expiry) = match current {
-                    Some(v) => (PutMode::Update(v.version), Expiry::Keep),
-                    None => (PutMode::Create, Expiry::from_ttl(ttl_if_created)),
-                };
-                if self.put(key, new, mode, expiry, notify).await? {
-                    return Ok(true);
+                let Versioned { value, version } = current;
+                let mode = PutMode::Update(version);
+                if self.put(key, value.clone(), mode, expiry, None).await? {
+                    return Ok(Some(value));
                 }
                 backoff.wait(key).await?;
             }
         })
+    }
+
+    /// Resets the expiry of `key` to `expiry` without changing its value; `true` when the key
+    /// exists. By default [`get_and_touch`](Self::get_and_touch).
+    fn touch<'a>(&'a self, key: &'a str, expiry: Expiry) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(async move { Ok(self.get_and_touch(key, expiry).await?.is_some()) })
     }
 
     /// Subscribes to a change feed: every change announced on `watch.channel` (or only those of
@@ -627,6 +674,35 @@ where
         let value = value.to_string().into_bytes();
         if backend.put(key, value, mode, expiry, notify).await? {
             return Ok(answer);
+        }
+        backoff.wait(key).await?;
+    }
+}
+
+/// The read-then-conditional-write loop of [`Backend::update`] and
+/// [`Backend::update_refreshing`]: a replaced value gets `replaced`, a created one
+/// `ttl_if_created`.
+async fn update_loop<B: Backend + ?Sized>(
+    backend: &B,
+    key: &str,
+    change: &mut UpdateFn<'_>,
+    replaced: Expiry,
+    ttl_if_created: Option<Duration>,
+    attempts: u32,
+    notify: Notify<'_>,
+) -> Result<bool> {
+    let mut backoff = Backoff::new(attempts);
+    loop {
+        let current = backend.get_versioned(key).await?;
+        let Some(new) = change(current.as_ref().map(|v| v.value.as_slice()))? else {
+            return Ok(false);
+        };
+        let (mode, expiry) = match current {
+            Some(v) => (PutMode::Update(v.version), replaced),
+            None => (PutMode::Create, Expiry::from_ttl(ttl_if_created)),
+        };
+        if backend.put(key, new, mode, expiry, notify).await? {
+            return Ok(true);
         }
         backoff.wait(key).await?;
     }

@@ -1019,6 +1019,120 @@ pub async fn update_changes_only_what_the_closure_accepts<B: Backend + Clone>(ba
     assert!(!store.exists::<Task>(3).await.unwrap());
 }
 
+/// Checks: `touch` and `get_and_touch` reset a key's expiry to its type's `ttl` from now (or
+/// clear it, for a type without `ttl`) and leave the value as it is; a missing key stays
+/// missing; both are writes.
+pub async fn touch_slides_the_expiry<B: Backend + Clone>(backend: B) {
+    let store = writable(&backend);
+    let short = Duration::from_secs(60);
+    store
+        .set_with_ttl::<Session>(1, &session(1), short)
+        .await
+        .unwrap();
+    assert!(store.touch::<Session>(1).await.unwrap());
+    let left = store.ttl::<Session>(1).await.unwrap().expect("expires");
+    assert!(left > short && left <= THIRTY_MINUTES, "touch: {left:?}");
+    assert_eq!(store.get::<Session>(1).await.unwrap(), Some(session(1)));
+
+    store
+        .set_with_ttl::<Session>(2, &session(2), short)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_and_touch::<Session>(2).await.unwrap(),
+        Some(session(2))
+    );
+    let left = store.ttl::<Session>(2).await.unwrap().expect("expires");
+    assert!(
+        left > short && left <= THIRTY_MINUTES,
+        "get_and_touch: {left:?}"
+    );
+
+    assert!(!store.touch::<Session>(3).await.unwrap());
+    assert_eq!(store.get_and_touch::<Session>(3).await.unwrap(), None);
+    assert!(
+        !store.exists::<Session>(3).await.unwrap(),
+        "touch created a key"
+    );
+
+    // A type without `ttl`: touching clears an expiry given by `set_with_ttl`.
+    store
+        .set_with_ttl::<Marker>(1, &Marker(1), short)
+        .await
+        .unwrap();
+    assert!(store.touch::<Marker>(1).await.unwrap());
+    assert_eq!(store.ttl::<Marker>(1).await.unwrap(), None);
+    store
+        .set_with_ttl::<Marker>(2, &Marker(2), short)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_and_touch::<Marker>(2).await.unwrap(),
+        Some(Marker(2))
+    );
+    assert_eq!(store.ttl::<Marker>(2).await.unwrap(), None);
+
+    let read_only = Store::new(backend.clone());
+    assert!(matches!(
+        read_only.touch::<Session>(1).await,
+        Err(Error::Disabled { .. })
+    ));
+    assert!(matches!(
+        read_only.get_and_touch::<Session>(1).await,
+        Err(Error::Disabled { .. })
+    ));
+}
+
+/// Checks: `update_and_touch` gives a value it replaces the type's `ttl` from now (where
+/// `update` keeps the remaining expiry); a change the closure declines writes nothing and leaves
+/// the expiry; a value it creates gets the type's `ttl`.
+pub async fn update_and_touch_slides_the_expiry<B: Backend + Clone>(backend: B) {
+    let store = writable(&backend);
+    let short = Duration::from_secs(60);
+    let bump = |s: Option<Session>| {
+        s.map(|mut s| {
+            s.updated_at += 1;
+            s
+        })
+    };
+    store
+        .set_with_ttl::<Session>(1, &session(1), short)
+        .await
+        .unwrap();
+    store.update::<Session>(1, bump).await.unwrap();
+    let left = store.ttl::<Session>(1).await.unwrap().expect("expires");
+    assert!(left <= short, "update: {left:?}");
+    let now = store.update_and_touch::<Session>(1, bump).await.unwrap();
+    assert_eq!(now.map(|s| s.updated_at), Some(3));
+    let left = store.ttl::<Session>(1).await.unwrap().expect("expires");
+    assert!(
+        left > short && left <= THIRTY_MINUTES,
+        "update_and_touch: {left:?}"
+    );
+
+    store
+        .set_with_ttl::<Session>(2, &session(2), short)
+        .await
+        .unwrap();
+    let now = store
+        .update_and_touch::<Session>(2, |_| None)
+        .await
+        .unwrap();
+    assert_eq!(now, Some(session(2)));
+    let left = store.ttl::<Session>(2).await.unwrap().expect("expires");
+    assert!(
+        left <= short,
+        "a declined change extended the expiry: {left:?}"
+    );
+
+    store
+        .update_and_touch::<Session>(3, |_| Some(session(3)))
+        .await
+        .unwrap();
+    let left = store.ttl::<Session>(3).await.unwrap().expect("expires");
+    assert!(left > short && left <= THIRTY_MINUTES, "created: {left:?}");
+}
+
 /// Checks: update keeps the remaining expiry.
 pub async fn update_keeps_the_remaining_expiry<B: Backend + Clone>(backend: B) {
     let store = writable(&backend);
@@ -3085,6 +3199,8 @@ macro_rules! conformance_tests {
             rate_limits_refuse_values_that_are_not_counters,
             update_changes_only_what_the_closure_accepts,
             update_keeps_the_remaining_expiry,
+            update_and_touch_slides_the_expiry,
+            touch_slides_the_expiry,
             update_of_a_corrupt_value_is_a_decode_error,
             concurrent_updates_lose_nothing,
             set_if_absent_never_overwrites,

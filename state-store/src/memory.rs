@@ -212,6 +212,38 @@ impl Inner {
         }
     }
 
+    /// Gives `key` a new expiry (`Keep`: unchanged), its value and version as they are; `false`
+    /// when there is no such key.
+    fn touch(&mut self, key: &str, expiry: Expiry) -> bool {
+        let Some(old) = self.entries.get(key).map(|entry| entry.expiry) else {
+            return false;
+        };
+        let new = match expiry {
+            Expiry::Keep => return true,
+            Expiry::After(ttl) => {
+                let seq = self.next_seq;
+                self.next_seq += 1;
+                let deadline = deadline(ttl);
+                let shared = self
+                    .entries
+                    .get_key_value(key)
+                    .map(|(shared, _)| shared.clone())
+                    .unwrap_or_else(|| Arc::from(key));
+                self.expiries.insert((deadline, seq), shared);
+                if self.expiries.first_key_value().map(|(&slot, _)| slot) == Some((deadline, seq)) {
+                    self.wake.notify_one();
+                }
+                Some((deadline, seq))
+            }
+            _ => None,
+        };
+        self.forget_expiry(old);
+        if let Some(entry) = self.entries.get_mut(key) {
+            entry.expiry = new;
+        }
+        true
+    }
+
     fn remove(&mut self, key: &str, notify: Notify<'_>) -> bool {
         match self.entries.remove_entry(key) {
             Some((key, old)) => {
@@ -295,6 +327,24 @@ impl Backend for MemoryBackend {
 
     fn remove<'a>(&'a self, key: &'a str, notify: Notify<'a>) -> BoxFuture<'a, Result<bool>> {
         Box::pin(async move { Ok(self.lock().remove(key, notify)) })
+    }
+
+    fn get_and_touch<'a>(
+        &'a self,
+        key: &'a str,
+        expiry: Expiry,
+    ) -> BoxFuture<'a, Result<Option<Vec<u8>>>> {
+        Box::pin(async move {
+            let mut inner = self.lock();
+            if !inner.touch(key, expiry) {
+                return Ok(None);
+            }
+            Ok(inner.entries.get(key).map(|entry| entry.value.clone()))
+        })
+    }
+
+    fn touch<'a>(&'a self, key: &'a str, expiry: Expiry) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(async move { Ok(self.lock().touch(key, expiry)) })
     }
 
     fn ttl<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Duration>>> {

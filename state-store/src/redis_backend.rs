@@ -1019,6 +1019,61 @@ impl Backend for RedisBackend {
         })
     }
 
+    /// `GETEX key PX ms` (or `PERSIST`): the value and its new expiry in one command
+    /// (Redis 6.2+).
+    fn get_and_touch<'a>(
+        &'a self,
+        key: &'a str,
+        expiry: Expiry,
+    ) -> BoxFuture<'a, Result<Option<Vec<u8>>>> {
+        Box::pin(async move {
+            let _forget = self.forget_around(std::slice::from_ref(&key));
+            let mut cmd = redis::cmd("GETEX");
+            cmd.arg(key);
+            match expiry {
+                Expiry::After(ttl) => {
+                    cmd.arg("PX").arg(millis(ttl));
+                }
+                Expiry::Never => {
+                    cmd.arg("PERSIST");
+                }
+                Expiry::Keep => {}
+            }
+            // May run twice: the second run sets the same expiry again, from a moment later.
+            self.query_idempotent("get_and_touch", key, &cmd).await
+        })
+    }
+
+    /// `PEXPIRE key ms`, or `PERSIST` for no expiry (with `EXISTS`, since `PERSIST` answers 0
+    /// for a key without expiry too).
+    fn touch<'a>(&'a self, key: &'a str, expiry: Expiry) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(async move {
+            let _forget = self.forget_around(std::slice::from_ref(&key));
+            let found: u64 = match expiry {
+                Expiry::After(ttl) => {
+                    let mut cmd = redis::cmd("PEXPIRE");
+                    cmd.arg(key).arg(millis(ttl));
+                    self.query_idempotent("touch", key, &cmd).await?
+                }
+                Expiry::Never => {
+                    let mut pipe = redis::pipe();
+                    pipe.cmd("PERSIST").arg(key).ignore().cmd("EXISTS").arg(key);
+                    let mut conn = self.conn_for(key);
+                    let (found,): (u64,) = pipe
+                        .query_async(&mut conn)
+                        .await
+                        .map_err(|e| backend_error("touch", key, e))?;
+                    found
+                }
+                _ => {
+                    self.query_idempotent("touch", key, redis::cmd("EXISTS").arg(key))
+                        .await?
+                }
+            };
+            Ok(found > 0)
+        })
+    }
+
     fn ttl<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Duration>>> {
         Box::pin(async move {
             let ms: i64 = self

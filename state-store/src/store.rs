@@ -10,7 +10,7 @@ use futures_core::Stream;
 use futures_util::StreamExt;
 use futures_util::future::Either;
 
-use crate::backend::{Backend, Decoded, Notify, WATCH_BUFFER, Watch, ceil_millis};
+use crate::backend::{Backend, Decoded, Expiry, Notify, WATCH_BUFFER, Watch, ceil_millis};
 use crate::id::{StateId, id_from_key};
 use crate::key::{Counter, Notified, StateKey};
 use crate::rate_limit::{Decision, Policy, RateLimit};
@@ -383,9 +383,71 @@ impl<B: Backend> Store<B> {
     pub fn update<'a, S: StateKey>(
         &'a self,
         id: impl Borrow<S::Id>,
-        mut change: impl FnMut(Option<S>) -> Option<S> + Send + 'a,
+        change: impl FnMut(Option<S>) -> Option<S> + Send + 'a,
     ) -> impl Future<Output = Result<Option<S>>> + Send + 'a {
-        let key = self.write_key::<S>("update", id);
+        self.update_with::<S>("update", id, change, false)
+    }
+
+    /// [`update`](Self::update), except that a value it replaces gets the type's `ttl` again,
+    /// counted from this write: sliding expiry, for a session that should end after 30 minutes
+    /// without changes rather than 30 minutes after it began. When `change` returns `None`
+    /// nothing is written and the expiry is left as it is (use [`touch`](Self::touch) to extend
+    /// it without a change). Needs [`enable_set`](Self::enable_set).
+    pub fn update_and_touch<'a, S: StateKey>(
+        &'a self,
+        id: impl Borrow<S::Id>,
+        change: impl FnMut(Option<S>) -> Option<S> + Send + 'a,
+    ) -> impl Future<Output = Result<Option<S>>> + Send + 'a {
+        self.update_with::<S>("update_and_touch", id, change, true)
+    }
+
+    /// Resets the expiry of the `S` with `id` to the type's `ttl`, counted from now (or clears
+    /// it, for a type without `ttl`), without changing the value: one `PEXPIRE` on Redis.
+    /// `false` when there is no such value. Announces nothing on the change feed, since the
+    /// value did not change. Needs [`enable_set`](Self::enable_set).
+    pub fn touch<S: StateKey>(
+        &self,
+        id: impl Borrow<S::Id>,
+    ) -> impl Future<Output = Result<bool>> + Send + '_ {
+        let key = self.write_key::<S>("touch", id);
+        async move {
+            let key = key?;
+            let ttl = type_ttl::<S>(&key)?;
+            self.backend.touch(&key, Expiry::from_ttl(ttl)).await
+        }
+    }
+
+    /// The `S` with `id`, its expiry reset to the type's `ttl` in the same step (`GETEX ... PX`
+    /// on Redis 6.2+: one round trip): a read that keeps a session alive. `None` when there is
+    /// no such value. Needs [`enable_set`](Self::enable_set), since it changes the expiry.
+    pub fn get_and_touch<S: StateKey>(
+        &self,
+        id: impl Borrow<S::Id>,
+    ) -> impl Future<Output = Result<Option<S>>> + Send + '_ {
+        let key = self.write_key::<S>("get_and_touch", id);
+        async move {
+            let key = key?;
+            let ttl = type_ttl::<S>(&key)?;
+            match self
+                .backend
+                .get_and_touch(&key, Expiry::from_ttl(ttl))
+                .await?
+            {
+                Some(bytes) => decode(&key, &bytes).map(Some),
+                None => Ok(None),
+            }
+        }
+    }
+
+    /// `update` and `update_and_touch`: `refresh` gives a replaced value the type's `ttl`.
+    fn update_with<'a, S: StateKey>(
+        &'a self,
+        operation: &'static str,
+        id: impl Borrow<S::Id>,
+        mut change: impl FnMut(Option<S>) -> Option<S> + Send + 'a,
+        refresh: bool,
+    ) -> impl Future<Output = Result<Option<S>>> + Send + 'a {
+        let key = self.write_key::<S>(operation, id);
         async move {
             let key = key?;
             let ttl = type_ttl::<S>(&key)?;
@@ -409,9 +471,16 @@ impl<B: Backend> Store<B> {
                 }
             };
             let notify = self.notify::<S>(&key);
-            self.backend
-                .update(&key, &mut attempt, ttl, self.update_attempts, notify)
-                .await?;
+            let attempts = self.update_attempts;
+            if refresh {
+                self.backend
+                    .update_refreshing(&key, &mut attempt, ttl, attempts, notify)
+                    .await?;
+            } else {
+                self.backend
+                    .update(&key, &mut attempt, ttl, attempts, notify)
+                    .await?;
+            }
             Ok(outcome)
         }
     }
