@@ -1103,7 +1103,8 @@ pub async fn update_and_touch_slides_the_expiry<B: Backend + Clone>(backend: B) 
     let left = store.ttl::<Session>(1).await.unwrap().expect("expires");
     assert!(left <= short, "update: {left:?}");
     let now = store.update_and_touch::<Session>(1, bump).await.unwrap();
-    assert_eq!(now.map(|s| s.updated_at), Some(3));
+    assert!(now.is_written());
+    assert_eq!(now.into_value().map(|s| s.updated_at), Some(3));
     let left = store.ttl::<Session>(1).await.unwrap().expect("expires");
     assert!(
         left > short && left <= THIRTY_MINUTES,
@@ -1118,7 +1119,7 @@ pub async fn update_and_touch_slides_the_expiry<B: Backend + Clone>(backend: B) 
         .update_and_touch::<Session>(2, |_| None)
         .await
         .unwrap();
-    assert_eq!(now, Some(session(2)));
+    assert_eq!(now, crate::Updated::Unchanged(Some(session(2))));
     let left = store.ttl::<Session>(2).await.unwrap().expect("expires");
     assert!(
         left <= short,
@@ -1131,6 +1132,68 @@ pub async fn update_and_touch_slides_the_expiry<B: Backend + Clone>(backend: B) 
         .unwrap();
     let left = store.ttl::<Session>(3).await.unwrap().expect("expires");
     assert!(left > short && left <= THIRTY_MINUTES, "created: {left:?}");
+}
+
+/// Checks: `update_outcome` says whether the closure's value was written, without comparing
+/// values; of many workers claiming one queued job at once, exactly one hears `Written`.
+pub async fn update_outcome_says_what_happened<B: Backend + Clone>(backend: B) {
+    use crate::Updated;
+    let store = writable(&backend);
+    let task = |status: &str, runs: u64| Task {
+        status: status.into(),
+        runs,
+    };
+    assert_eq!(
+        store.update_outcome::<Task>(1, |_| None).await.unwrap(),
+        Updated::Unchanged(None)
+    );
+    assert!(
+        !store.exists::<Task>(1).await.unwrap(),
+        "declined, yet written"
+    );
+    assert_eq!(
+        store
+            .update_outcome::<Task>(1, |_| Some(task("queued", 0)))
+            .await
+            .unwrap(),
+        Updated::Written(task("queued", 0))
+    );
+    assert_eq!(
+        store.update_outcome::<Task>(1, |_| None).await.unwrap(),
+        Updated::Unchanged(Some(task("queued", 0)))
+    );
+
+    let claims: Vec<_> = (0..32u64)
+        .map(|worker| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .update_outcome::<Task>(1, move |current| match current {
+                        Some(t) if t.status == "queued" => Some(Task {
+                            status: "running".into(),
+                            runs: worker + 1,
+                        }),
+                        _ => None,
+                    })
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    for claim in claims {
+        match claim.await.unwrap() {
+            Updated::Written(t) => winners.push(t),
+            Updated::Unchanged(current) => {
+                assert_eq!(current.map(|t| t.status), Some("running".into()));
+            }
+        }
+    }
+    assert_eq!(winners.len(), 1, "{winners:?}");
+    assert_eq!(
+        store.get::<Task>(1).await.unwrap(),
+        Some(winners[0].clone())
+    );
 }
 
 /// Checks: update keeps the remaining expiry.
@@ -3200,6 +3263,7 @@ macro_rules! conformance_tests {
             update_changes_only_what_the_closure_accepts,
             update_keeps_the_remaining_expiry,
             update_and_touch_slides_the_expiry,
+            update_outcome_says_what_happened,
             touch_slides_the_expiry,
             update_of_a_corrupt_value_is_a_decode_error,
             concurrent_updates_lose_nothing,

@@ -110,7 +110,7 @@ pub use rate_limit::{Decision, Policy, Quota, RateLimit};
 #[cfg(feature = "redis")]
 pub use redis_backend::{RedisBackend, RedisConnection, RedisOptions};
 pub use state_store_derive::StateKey;
-pub use store::{Item, Store};
+pub use store::{Item, Store, Updated};
 pub use watch::{Change, Changes};
 
 /// Re-exported so that `RedisBackend::from_client` callers use the same `redis` version.

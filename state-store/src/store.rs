@@ -385,6 +385,41 @@ impl<B: Backend> Store<B> {
         id: impl Borrow<S::Id>,
         change: impl FnMut(Option<S>) -> Option<S> + Send + 'a,
     ) -> impl Future<Output = Result<Option<S>>> + Send + 'a {
+        let updated = self.update_with::<S>("update", id, change, false);
+        async move { Ok(updated.await?.into_value()) }
+    }
+
+    /// [`update`](Self::update), saying what happened: [`Updated::Written`] with the value
+    /// stored when `change` returned one and it was written, [`Updated::Unchanged`] with the
+    /// value as it is when `change` returned `None`. No comparing of values to find out.
+    ///
+    /// ```
+    /// # use serde::{Deserialize, Serialize};
+    /// # use state_store::{MemoryBackend, StateKey, Store, Updated};
+    /// # #[derive(Debug, PartialEq, Serialize, Deserialize, StateKey)]
+    /// # #[state(prefix = "job", id = u64)]
+    /// # struct Job { status: String }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> state_store::Result<()> {
+    /// # let store = Store::new(MemoryBackend::new()).enable_set();
+    /// # store.set::<Job>(7, &Job { status: "queued".into() }).await?;
+    /// let claim = |job: Option<Job>| match job {
+    ///     Some(job) if job.status == "queued" => Some(Job { status: "running".into() }),
+    ///     _ => None,
+    /// };
+    /// match store.update_outcome::<Job>(7, claim).await? {
+    ///     Updated::Written(job) => assert_eq!(job.status, "running"), // this worker has it
+    ///     Updated::Unchanged(current) => panic!("another worker has it: {current:?}"),
+    /// }
+    /// assert!(!store.update_outcome::<Job>(7, claim).await?.is_written());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn update_outcome<'a, S: StateKey>(
+        &'a self,
+        id: impl Borrow<S::Id>,
+        change: impl FnMut(Option<S>) -> Option<S> + Send + 'a,
+    ) -> impl Future<Output = Result<Updated<S>>> + Send + 'a {
         self.update_with::<S>("update", id, change, false)
     }
 
@@ -397,7 +432,7 @@ impl<B: Backend> Store<B> {
         &'a self,
         id: impl Borrow<S::Id>,
         change: impl FnMut(Option<S>) -> Option<S> + Send + 'a,
-    ) -> impl Future<Output = Result<Option<S>>> + Send + 'a {
+    ) -> impl Future<Output = Result<Updated<S>>> + Send + 'a {
         self.update_with::<S>("update_and_touch", id, change, true)
     }
 
@@ -446,7 +481,7 @@ impl<B: Backend> Store<B> {
         id: impl Borrow<S::Id>,
         mut change: impl FnMut(Option<S>) -> Option<S> + Send + 'a,
         refresh: bool,
-    ) -> impl Future<Output = Result<Option<S>>> + Send + 'a {
+    ) -> impl Future<Output = Result<Updated<S>>> + Send + 'a {
         let key = self.write_key::<S>(operation, id);
         async move {
             let key = key?;
@@ -472,16 +507,19 @@ impl<B: Backend> Store<B> {
             };
             let notify = self.notify::<S>(&key);
             let attempts = self.update_attempts;
-            if refresh {
+            let written = if refresh {
                 self.backend
                     .update_refreshing(&key, &mut attempt, ttl, attempts, notify)
-                    .await?;
+                    .await?
             } else {
                 self.backend
                     .update(&key, &mut attempt, ttl, attempts, notify)
-                    .await?;
-            }
-            Ok(outcome)
+                    .await?
+            };
+            Ok(match (written, outcome) {
+                (true, Some(value)) => Updated::Written(value),
+                (_, outcome) => Updated::Unchanged(outcome),
+            })
         }
     }
 
@@ -721,6 +759,39 @@ impl<B: Backend> Store<B> {
         ids: impl IntoIterator<Item = impl Borrow<S::Id>>,
     ) -> Result<Vec<String>> {
         ids.into_iter().map(|id| self.full_key::<S>(id)).collect()
+    }
+}
+
+/// What [`Store::update_outcome`] and [`Store::update_and_touch`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Updated<S> {
+    /// The closure returned a value and it was written: the value stored now.
+    Written(S),
+    /// The closure returned `None`, so nothing was written: the value it saw last (`None` when
+    /// there was none).
+    Unchanged(Option<S>),
+}
+
+impl<S> Updated<S> {
+    /// Whether the closure's value was written.
+    pub fn is_written(&self) -> bool {
+        matches!(self, Updated::Written(_))
+    }
+
+    /// The value stored after the call, written or not.
+    pub fn value(&self) -> Option<&S> {
+        match self {
+            Updated::Written(value) => Some(value),
+            Updated::Unchanged(value) => value.as_ref(),
+        }
+    }
+
+    /// The value stored after the call, written or not: what [`Store::update`] returns.
+    pub fn into_value(self) -> Option<S> {
+        match self {
+            Updated::Written(value) => Some(value),
+            Updated::Unchanged(value) => value,
+        }
     }
 }
 
