@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::backend::{
-    Backend, BoxFuture, BoxStream, Decode, Decoded, Event, Expiry, Notify, PutMode, UpdateFn,
-    Versioned, Watch,
+    Backend, BoxFuture, BoxStream, Decode, Decoded, Event, Expiry, Notify, PutMode, RemoveFn,
+    UpdateFn, Version, Versioned, Watch,
 };
 use crate::rate_limit::Decision;
 use crate::{Error, MemoryBackend, Result};
@@ -288,6 +288,25 @@ impl Backend for AnyBackend {
         expiry: Expiry,
     ) -> BoxFuture<'a, Result<Option<Vec<u8>>>> {
         self.inner.get_and_touch(key, expiry)
+    }
+
+    fn remove_version<'a>(
+        &'a self,
+        key: &'a str,
+        version: &'a Version,
+        notify: Notify<'a>,
+    ) -> BoxFuture<'a, Result<bool>> {
+        self.inner.remove_version(key, version, notify)
+    }
+
+    fn remove_if<'a>(
+        &'a self,
+        key: &'a str,
+        check: &'a mut RemoveFn<'_>,
+        attempts: u32,
+        notify: Notify<'a>,
+    ) -> BoxFuture<'a, Result<bool>> {
+        self.inner.remove_if(key, check, attempts, notify)
     }
 
     fn touch<'a>(&'a self, key: &'a str, expiry: Expiry) -> BoxFuture<'a, Result<bool>> {

@@ -301,6 +301,9 @@ impl Watch {
 /// bytes to write, `None` to leave the key as it is, or an error that ends the update.
 pub type UpdateFn<'a> = dyn FnMut(Option<&[u8]>) -> Result<Option<Vec<u8>>> + Send + 'a;
 
+/// The check of [`Backend::remove_if`]: given the bytes stored, whether to remove them.
+pub type RemoveFn<'a> = dyn FnMut(&[u8]) -> Result<bool> + Send + 'a;
+
 /// Storage under a [`Store`](crate::Store): bytes under full string keys, with expiry.
 ///
 /// The typed API lives in `Store`, so a backend only moves bytes. It is used as a trait object
@@ -567,6 +570,54 @@ pub trait Backend: fmt::Debug + Send + Sync + 'static {
             attempts,
             notify,
         ))
+    }
+
+    /// Removes `key` only if it still holds the value that [`get_versioned`](Self::get_versioned)
+    /// returned with `version`, in one atomic step; `true` when it did. By default
+    /// [`Error::Unsupported`]: a conditional delete needs the engine's own compare-and-delete,
+    /// which the core cannot express.
+    fn remove_version<'a>(
+        &'a self,
+        key: &'a str,
+        version: &'a Version,
+        notify: Notify<'a>,
+    ) -> BoxFuture<'a, Result<bool>> {
+        let _ = (key, version, notify);
+        Box::pin(async move {
+            Err(Error::Unsupported {
+                operation: "remove_if",
+                backend: self.name(),
+            })
+        })
+    }
+
+    /// Removes `key` if `check` accepts the value it holds, atomically: the removal lands only
+    /// if the value is still the one `check` saw; on a lost race `check` runs again on the newer
+    /// value, up to `attempts` times in all, then [`Error::Conflict`]. `true` when it removed.
+    /// By default [`get_versioned`](Self::get_versioned) then
+    /// [`remove_version`](Self::remove_version) per attempt.
+    fn remove_if<'a>(
+        &'a self,
+        key: &'a str,
+        check: &'a mut RemoveFn<'_>,
+        attempts: u32,
+        notify: Notify<'a>,
+    ) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(async move {
+            let mut backoff = Backoff::new(attempts);
+            loop {
+                let Some(current) = self.get_versioned(key).await? else {
+                    return Ok(false);
+                };
+                if !check(&current.value)? {
+                    return Ok(false);
+                }
+                if self.remove_version(key, &current.version, notify).await? {
+                    return Ok(true);
+                }
+                backoff.wait(key).await?;
+            }
+        })
     }
 
     /// The value under `key`, with its expiry reset to `expiry` in the same step (`None` when

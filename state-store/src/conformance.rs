@@ -1196,6 +1196,69 @@ pub async fn update_outcome_says_what_happened<B: Backend + Clone>(backend: B) {
     );
 }
 
+/// Checks: `remove_if` removes a value only when the check accepts it, atomically: of many
+/// tasks removing one finished job at once, exactly one hears `true`. It is a delete (needs
+/// `enable_remove`). An engine without a compare-and-delete says
+/// [`Error::Unsupported`], naming the operation.
+pub async fn remove_if_removes_only_what_the_check_accepts<B: Backend + Clone>(backend: B) {
+    let store = writable(&backend);
+    let task = |status: &str| Task {
+        status: status.into(),
+        runs: 1,
+    };
+    store.set::<Task>(1, &task("done")).await.unwrap();
+    match store.remove_if::<Task>(1, |t| t.status == "done").await {
+        Err(Error::Unsupported { operation, .. }) => {
+            assert_eq!(operation, "remove_if");
+            assert!(
+                store.exists::<Task>(1).await.unwrap(),
+                "refused, yet removed"
+            );
+            return;
+        }
+        other => assert!(other.unwrap(), "a finished task was not removed"),
+    }
+    assert!(!store.exists::<Task>(1).await.unwrap());
+    assert!(
+        !store.remove_if::<Task>(1, |_| true).await.unwrap(),
+        "removed a value that does not exist"
+    );
+    store.set::<Task>(1, &task("running")).await.unwrap();
+    assert!(
+        !store
+            .remove_if::<Task>(1, |t| t.status == "done")
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.get::<Task>(1).await.unwrap(), Some(task("running")));
+
+    store.set::<Task>(2, &task("done")).await.unwrap();
+    let racers: Vec<_> = (0..16)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .remove_if::<Task>(2, |t| t.status == "done")
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut removed = 0;
+    for racer in racers {
+        removed += usize::from(racer.await.unwrap());
+    }
+    assert_eq!(removed, 1);
+
+    let no_remove = Store::new(backend.clone()).enable_set();
+    no_remove.set::<Task>(3, &task("done")).await.unwrap();
+    assert!(matches!(
+        no_remove.remove_if::<Task>(3, |_| true).await,
+        Err(Error::Disabled { .. })
+    ));
+    assert!(store.exists::<Task>(3).await.unwrap());
+}
+
 /// Checks: update keeps the remaining expiry.
 pub async fn update_keeps_the_remaining_expiry<B: Backend + Clone>(backend: B) {
     let store = writable(&backend);
@@ -3264,6 +3327,7 @@ macro_rules! conformance_tests {
             update_keeps_the_remaining_expiry,
             update_and_touch_slides_the_expiry,
             update_outcome_says_what_happened,
+            remove_if_removes_only_what_the_check_accepts,
             touch_slides_the_expiry,
             update_of_a_corrupt_value_is_a_decode_error,
             concurrent_updates_lose_nothing,

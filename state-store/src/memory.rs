@@ -347,6 +347,22 @@ impl Backend for MemoryBackend {
         Box::pin(async move { Ok(self.lock().touch(key, expiry)) })
     }
 
+    fn remove_version<'a>(
+        &'a self,
+        key: &'a str,
+        version: &'a Version,
+        notify: Notify<'a>,
+    ) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(async move {
+            let mut inner = self.lock();
+            let current = inner.entries.get(key).map(|entry| entry.version);
+            if current.is_none() || current != version.as_number() {
+                return Ok(false);
+            }
+            Ok(inner.remove(key, notify))
+        })
+    }
+
     fn ttl<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Duration>>> {
         Box::pin(async move { Ok(self.lock().ttl(key)) })
     }

@@ -134,6 +134,26 @@ static REMOVE_NOTIFY: LazyLock<Script> = LazyLock::new(|| {
     )
 });
 
+/// A removal only if the key still holds the value whose SHA-1 (hex) is ARGV[1]; ARGV[2] is the
+/// channel to announce it on, or empty. Returns 1 when removed.
+static REMOVE_IF_VERSION: LazyLock<Script> = LazyLock::new(|| {
+    script_that_publishes(
+        r#"
+        if ARGV[2] ~= '' then
+            local refused = may_publish(ARGV[2])
+            if refused then return refused end
+        end
+        local current = redis.call('GET', KEYS[1])
+        if not current or redis.sha1hex(current) ~= ARGV[1] then return 0 end
+        redis.call('DEL', KEYS[1])
+        if ARGV[2] ~= '' then
+            redis.call('PUBLISH', ARGV[2], '{"op":"removed","key":' .. cjson.encode(KEYS[1]) .. '}')
+        end
+        return 1
+        "#,
+    )
+});
+
 fn script_that_publishes(body: &str) -> Script {
     Script::new(&format!("{MAY_PUBLISH}{body}"))
 }
@@ -1041,6 +1061,31 @@ impl Backend for RedisBackend {
             }
             // May run twice: the second run sets the same expiry again, from a moment later.
             self.query_idempotent("get_and_touch", key, &cmd).await
+        })
+    }
+
+    /// The `REMOVE_IF_VERSION` script: compare the value's SHA-1 and delete, in one step.
+    fn remove_version<'a>(
+        &'a self,
+        key: &'a str,
+        version: &'a Version,
+        notify: Notify<'a>,
+    ) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(async move {
+            let Some(digest) = version.as_text().filter(|text| is_digest(text)) else {
+                // Not a version this backend handed out: it cannot match any value.
+                return Ok(false);
+            };
+            let _forget = self.forget_around(std::slice::from_ref(&key));
+            let mut invocation = REMOVE_IF_VERSION.key(key);
+            invocation.arg(digest).arg(
+                notify
+                    .map_or(Cow::Borrowed(""), |channel| wire_channel(channel, self.db))
+                    .as_ref(),
+            );
+            // Not retried: after a lost reply, a second run would find the key gone and say 0.
+            let removed: i64 = self.run("remove_if", key, &invocation).await?;
+            Ok(removed == 1)
         })
     }
 

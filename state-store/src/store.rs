@@ -474,6 +474,48 @@ impl<B: Backend> Store<B> {
         }
     }
 
+    /// Removes the `S` with `id` only if `check` accepts it, atomically: the removal lands only
+    /// if the value is still the one `check` saw (a compare-and-delete on the server); when
+    /// another writer changed it first, `check` runs again on the newer value. `true` when it
+    /// removed; `false` when there was no value or `check` declined. After
+    /// [`update_attempts`](Self::update_attempts) lost races, [`Error::Conflict`].
+    /// Needs [`enable_remove`](Self::enable_remove).
+    ///
+    /// ```
+    /// # use serde::{Deserialize, Serialize};
+    /// # use state_store::{MemoryBackend, StateKey, Store};
+    /// # #[derive(Debug, PartialEq, Serialize, Deserialize, StateKey)]
+    /// # #[state(prefix = "job", id = u64)]
+    /// # struct Job { status: String }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> state_store::Result<()> {
+    /// # let store = Store::new(MemoryBackend::new()).enable_set().enable_remove();
+    /// # store.set::<Job>(7, &Job { status: "done".into() }).await?;
+    /// // Clean up a job only once it is done, never one a worker just restarted.
+    /// let removed = store.remove_if::<Job>(7, |job| job.status == "done").await?;
+    /// assert!(removed);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn remove_if<'a, S: StateKey>(
+        &'a self,
+        id: impl Borrow<S::Id>,
+        mut check: impl FnMut(&S) -> bool + Send + 'a,
+    ) -> impl Future<Output = Result<bool>> + Send + 'a {
+        let key = self
+            .check_enabled(self.remove_enabled, "remove_if", "enable_remove")
+            .and_then(|()| self.full_key::<S>(id));
+        async move {
+            let key = key?;
+            let mut accept =
+                |bytes: &[u8]| -> Result<bool> { Ok(check(&decode::<S>(&key, bytes)?)) };
+            let notify = self.notify::<S>(&key);
+            self.backend
+                .remove_if(&key, &mut accept, self.update_attempts, notify)
+                .await
+        }
+    }
+
     /// `update` and `update_and_touch`: `refresh` gives a replaced value the type's `ttl`.
     fn update_with<'a, S: StateKey>(
         &'a self,
