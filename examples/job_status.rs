@@ -6,11 +6,12 @@
 //! The racy version this replaces reads the job, checks it is queued and writes it back with a
 //! plain `set`: two workers can both see "queued" and both run the job.
 
-use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
+use state_store::StreamExt;
 use state_store::{AnyBackend, Backend, Result, StateKey, Store};
 
-/// A job's status, kept for a day so finished jobs do not pile up forever.
+/// A job's status. It expires a day after it is created (the `update`s that move it along keep
+/// the time it has left), so finished jobs do not pile up forever.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, StateKey)]
 #[state(prefix = "job", id = (String, u32), ttl = "1d")]
 struct Job {

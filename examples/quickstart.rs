@@ -11,9 +11,10 @@
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use state_store::{AnyBackend, Backend, MemoryBackend, Result, StateKey, Store};
+use state_store::{AnyBackend, Backend, MemoryBackend, Result, StateKey, Store, Updated};
 
-/// A shopping session, kept for 30 minutes after each write.
+/// A shopping session. It expires 30 minutes after it is `set`, or after its last `touch`,
+/// `get_and_touch` or `update_and_touch`; a plain `update` keeps the time it has left.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, StateKey)]
 #[state(prefix = "session", id = u64, ttl = "30m")]
 pub struct Session {
@@ -28,16 +29,27 @@ pub struct Job {
     pub status: String,
 }
 
-/// Handler code is written once, for the backend chosen at run time.
+/// Handler code is written once, for the backend chosen at run time. The item is added with a
+/// compare-and-set (two concurrent requests cannot lose one another's item), and the session
+/// gets 30 more minutes.
 async fn add_to_cart(store: &Store<AnyBackend>, user: u64, item: &str) -> Result<Session> {
-    let mut session = store.get::<Session>(user).await?.unwrap_or(Session {
+    let empty = || Session {
         cart: Vec::new(),
         updated_at: 0,
-    });
-    session.cart.push(item.to_string());
-    session.updated_at += 1;
-    store.set::<Session>(user, &session).await?;
-    Ok(session)
+    };
+    let added = store
+        .update_and_touch::<Session>(user, |current| {
+            let mut session = current.unwrap_or_else(empty);
+            session.cart.push(item.to_string());
+            session.updated_at += 1;
+            Some(session)
+        })
+        .await?;
+    match added {
+        Updated::Written(session) => Ok(session),
+        // Not reached: the closure always returns a session.
+        Updated::Unchanged(session) => Ok(session.unwrap_or_else(empty)),
+    }
 }
 
 async fn demo(store: Store<AnyBackend>) -> Result<()> {

@@ -16,8 +16,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
+use state_store::StreamExt;
 use state_store::{AnyBackend, Backend, Change, Changes, Result, StateKey, Store};
 use tokio::time::Instant;
 

@@ -86,6 +86,12 @@ pub trait Notified: StateKey {}
 /// A [`StateKey`] whose value is a Redis integer counter, declared with `#[state(counter)]`.
 ///
 /// Only counters can be incremented with `Store::incr`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a counter",
+    label = "not declared with `counter`",
+    note = "add `counter` to `#[state(...)]` on a tuple struct of one integer, like \
+            `#[state(prefix = \"hits\", id = u64, counter)] struct Hits(i64);`"
+)]
 pub trait Counter: StateKey {}
 
 /// The key of one `S` value: `{prefix}:{id}`, without the store's namespace.

@@ -113,6 +113,11 @@ pub use state_store_derive::StateKey;
 pub use store::{Item, Store, Updated};
 pub use watch::{Change, Changes};
 
+/// Re-exported so that reading [`Store::ids`] and [`Store::watch`] streams needs no other
+/// crate: `use state_store::StreamExt;` brings `next()`.
+pub use futures_core::Stream;
+pub use futures_util::StreamExt;
+
 /// Re-exported so that `RedisBackend::from_client` callers use the same `redis` version.
 #[cfg(feature = "redis")]
 pub use redis;

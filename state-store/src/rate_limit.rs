@@ -122,6 +122,12 @@ pub enum Policy {
 ///     const POLICY: Policy = Policy::Smooth;
 /// }
 /// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a rate limit",
+    label = "no `impl RateLimit`",
+    note = "a rate limit is a `counter` state type with `impl RateLimit for {Self} {{ const QUOTA: \
+            Quota = ...; const POLICY: Policy = ...; }}`"
+)]
 pub trait RateLimit: Counter {
     /// How many calls are allowed.
     const QUOTA: Quota;

@@ -779,6 +779,26 @@ impl<B: Backend> Store<B> {
     /// server), a batch at a time. A key under the prefix that does not parse as an `S::Id` (a
     /// key written by something else) yields an [`Error::InvalidKey`] item naming it, and the
     /// stream goes on.
+    ///
+    /// ```
+    /// # use serde::{Deserialize, Serialize};
+    /// # use state_store::{MemoryBackend, StateKey, Store};
+    /// use state_store::StreamExt; // `next()`, re-exported from futures-util
+    /// # #[derive(Serialize, Deserialize, StateKey)]
+    /// # #[state(prefix = "job", id = u64)]
+    /// # struct Job { status: String }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> state_store::Result<()> {
+    /// # let store = Store::new(MemoryBackend::new()).enable_set();
+    /// # store.set::<Job>(7, &Job { status: "queued".into() }).await?;
+    /// let mut ids = std::pin::pin!(store.ids::<Job>());
+    /// while let Some(id) = ids.next().await {
+    ///     let id: u64 = id?;
+    /// #   assert_eq!(id, 7);
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn ids<S: StateKey>(&self) -> impl Stream<Item = Result<S::Id>> + Send + use<S, B> {
         let prefix = match self.namespace_prefix() {
             Ok(namespace) => format!("{namespace}{}:", S::PREFIX),
