@@ -1259,6 +1259,45 @@ pub async fn remove_if_removes_only_what_the_check_accepts<B: Backend + Clone>(b
     assert!(store.exists::<Task>(3).await.unwrap());
 }
 
+/// Checks: the id of a type declared `id = String` can be given as a `&str`, escaped exactly as
+/// the `String` is, in single-key calls and in `get_many`/`remove_many`.
+pub async fn string_ids_can_be_given_as_str<B: Backend + Clone>(backend: B) {
+    let store = writable(&backend);
+    let tricky = "a:b *?[]{x}";
+    let owned = tricky.to_string();
+    assert_eq!(
+        store.full_key::<Watched>(tricky).unwrap(),
+        store.full_key::<Watched>(&owned).unwrap()
+    );
+    store
+        .set::<Watched>(tricky, &watched("str", 1))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get::<Watched>(&owned).await.unwrap(),
+        Some(watched("str", 1))
+    );
+    assert_eq!(
+        store.get::<Watched>(tricky).await.unwrap(),
+        Some(watched("str", 1))
+    );
+    assert_eq!(
+        store
+            .get_many::<Watched>(&[tricky, "missing"])
+            .await
+            .unwrap(),
+        vec![Some(watched("str", 1)), None]
+    );
+    assert_eq!(
+        store
+            .remove_many::<Watched>(["missing", tricky])
+            .await
+            .unwrap(),
+        1
+    );
+    assert!(!store.exists::<Watched>(owned).await.unwrap());
+}
+
 /// Checks: update keeps the remaining expiry.
 pub async fn update_keeps_the_remaining_expiry<B: Backend + Clone>(backend: B) {
     let store = writable(&backend);
@@ -3328,6 +3367,7 @@ macro_rules! conformance_tests {
             update_and_touch_slides_the_expiry,
             update_outcome_says_what_happened,
             remove_if_removes_only_what_the_check_accepts,
+            string_ids_can_be_given_as_str,
             touch_slides_the_expiry,
             update_of_a_corrupt_value_is_a_decode_error,
             concurrent_updates_lose_nothing,

@@ -161,22 +161,7 @@ integer_ids!(
 
 impl StateId for String {
     fn write_key(&self, out: &mut String) {
-        if !self.bytes().any(needs_escape) {
-            out.push_str(self);
-            return;
-        }
-        const HEX: &[u8; 16] = b"0123456789ABCDEF";
-        for c in self.chars() {
-            // Every byte that needs escaping is ASCII, so checking whole chars is enough.
-            if c.is_ascii() && needs_escape(c as u8) {
-                let b = c as u8;
-                out.push('%');
-                out.push(HEX[usize::from(b >> 4)] as char);
-                out.push(HEX[usize::from(b & 0xf)] as char);
-            } else {
-                out.push(c);
-            }
-        }
+        write_str_key(self, out);
     }
 
     fn read_key(parts: &mut KeyParts<'_>) -> Result<Self, IdError> {
@@ -229,6 +214,64 @@ tuple_ids!(A);
 tuple_ids!(A, B);
 tuple_ids!(A, B, C);
 tuple_ids!(A, B, C, D);
+
+/// Appends the key form of a string id (escaped as [`StateId`] describes), for `String` ids
+/// and the `&str` that names one.
+fn write_str_key(id: &str, out: &mut String) {
+    if !id.bytes().any(needs_escape) {
+        out.push_str(id);
+        return;
+    }
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    for c in id.chars() {
+        // Every byte that needs escaping is ASCII, so checking whole chars is enough.
+        if c.is_ascii() && needs_escape(c as u8) {
+            let b = c as u8;
+            out.push('%');
+            out.push(HEX[usize::from(b >> 4)] as char);
+            out.push(HEX[usize::from(b & 0xf)] as char);
+        } else {
+            out.push(c);
+        }
+    }
+}
+
+/// What the [`Store`](crate::Store) methods take as the id of an `S`: the id (`42`), a
+/// reference to it (`&id`), or, for a `String` id, a `&str` (`"alice"`). All the store does
+/// with it is write its key form.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not an id of this state type: its id is `{I}`",
+    label = "expected `{I}` or `&{I}`",
+    note = "the id type comes from `#[state(id = ...)]` on the state type"
+)]
+pub trait IdArg<I: StateId> {
+    /// Appends the id's key form to `out`, as [`StateId::write_key`] does.
+    fn write_id(&self, out: &mut String);
+}
+
+impl<I: StateId> IdArg<I> for I {
+    fn write_id(&self, out: &mut String) {
+        self.write_key(out);
+    }
+}
+
+impl<I: StateId> IdArg<I> for &I {
+    fn write_id(&self, out: &mut String) {
+        (**self).write_key(out);
+    }
+}
+
+impl IdArg<String> for &str {
+    fn write_id(&self, out: &mut String) {
+        write_str_key(self, out);
+    }
+}
+
+impl IdArg<String> for &&str {
+    fn write_id(&self, out: &mut String) {
+        write_str_key(self, out);
+    }
+}
 
 #[cfg(test)]
 mod tests {

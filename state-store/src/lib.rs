@@ -103,7 +103,7 @@ mod rules {
 pub use any::AnyBackend;
 pub use backend::{Backend, Expiry, PutMode, Version, Versioned};
 pub use error::{BoxError, Error, Result};
-pub use id::{IdError, KeyParts, StateId, id_from_key, id_to_key};
+pub use id::{IdArg, IdError, KeyParts, StateId, id_from_key, id_to_key};
 pub use key::{Counter, Key, Notified, StateKey};
 pub use memory::MemoryBackend;
 pub use rate_limit::{Decision, Policy, Quota, RateLimit};

@@ -11,7 +11,7 @@ use futures_util::StreamExt;
 use futures_util::future::Either;
 
 use crate::backend::{Backend, Decoded, Expiry, Notify, WATCH_BUFFER, Watch, ceil_millis};
-use crate::id::{StateId, id_from_key};
+use crate::id::{IdArg, id_from_key};
 use crate::key::{Counter, Notified, StateKey};
 use crate::rate_limit::{Decision, Policy, RateLimit};
 use crate::rules;
@@ -139,13 +139,13 @@ impl<B: Backend> Store<B> {
     }
 
     /// The full key of `S` with `id`, namespace included, as stored in the backend.
-    pub fn full_key<S: StateKey>(&self, id: impl Borrow<S::Id>) -> Result<String> {
+    pub fn full_key<S: StateKey>(&self, id: impl IdArg<S::Id>) -> Result<String> {
         let namespace = self.namespace_prefix()?;
         let mut key = String::with_capacity(namespace.len() + S::PREFIX.len() + 24);
         key.push_str(namespace);
         key.push_str(S::PREFIX);
         key.push(':');
-        id.borrow().write_key(&mut key);
+        id.write_id(&mut key);
         Ok(key)
     }
 
@@ -191,7 +191,7 @@ impl<B: Backend> Store<B> {
     fn write_key<S: StateKey>(
         &self,
         operation: &'static str,
-        id: impl Borrow<S::Id>,
+        id: impl IdArg<S::Id>,
     ) -> Result<String> {
         self.check_enabled(self.set_enabled, operation, "enable_set")?;
         self.full_key::<S>(id)
@@ -203,7 +203,7 @@ impl<B: Backend> Store<B> {
     /// message; the stored value is left as it is.
     pub fn get<S: StateKey>(
         &self,
-        id: impl Borrow<S::Id>,
+        id: impl IdArg<S::Id>,
     ) -> impl Future<Output = Result<Option<S>>> + Send + '_ {
         // The key is built before the future so that the id is not held across an await: the
         // future is `Send` whatever the caller passes.
@@ -249,7 +249,7 @@ impl<B: Backend> Store<B> {
     /// the type has none). Needs [`enable_set`](Self::enable_set).
     pub fn set<S: StateKey>(
         &self,
-        id: impl Borrow<S::Id>,
+        id: impl IdArg<S::Id>,
         value: &S,
     ) -> impl Future<Output = Result<()>> + Send + '_ {
         self.write(id, value, S::TTL)
@@ -260,7 +260,7 @@ impl<B: Backend> Store<B> {
     /// [`enable_set`](Self::enable_set).
     pub fn set_with_ttl<S: StateKey>(
         &self,
-        id: impl Borrow<S::Id>,
+        id: impl IdArg<S::Id>,
         value: &S,
         ttl: Duration,
     ) -> impl Future<Output = Result<()>> + Send + '_ {
@@ -269,7 +269,7 @@ impl<B: Backend> Store<B> {
 
     fn write<S: StateKey>(
         &self,
-        id: impl Borrow<S::Id>,
+        id: impl IdArg<S::Id>,
         value: &S,
         ttl: Option<Duration>,
     ) -> impl Future<Output = Result<()>> + Send + '_ {
@@ -293,7 +293,7 @@ impl<B: Backend> Store<B> {
     /// so; calling again is safe.
     pub fn remove<S: StateKey>(
         &self,
-        id: impl Borrow<S::Id>,
+        id: impl IdArg<S::Id>,
     ) -> impl Future<Output = Result<bool>> + Send + '_ {
         let key = self
             .check_enabled(self.remove_enabled, "remove", "enable_remove")
@@ -307,7 +307,7 @@ impl<B: Backend> Store<B> {
     /// Whether there is an `S` with `id`.
     pub fn exists<S: StateKey>(
         &self,
-        id: impl Borrow<S::Id>,
+        id: impl IdArg<S::Id>,
     ) -> impl Future<Output = Result<bool>> + Send + '_ {
         let key = self.full_key::<S>(id);
         async move { self.backend.exists(&key?).await }
@@ -317,7 +317,7 @@ impl<B: Backend> Store<B> {
     /// such value or it does not expire.
     pub fn ttl<S: StateKey>(
         &self,
-        id: impl Borrow<S::Id>,
+        id: impl IdArg<S::Id>,
     ) -> impl Future<Output = Result<Option<Duration>>> + Send + '_ {
         let key = self.full_key::<S>(id);
         async move { self.backend.ttl(&key?).await }
@@ -328,7 +328,7 @@ impl<B: Backend> Store<B> {
     /// [`enable_set`](Self::enable_set).
     pub fn set_if_absent<S: StateKey>(
         &self,
-        id: impl Borrow<S::Id>,
+        id: impl IdArg<S::Id>,
         value: &S,
     ) -> impl Future<Output = Result<bool>> + Send + '_ {
         let prepared = self
@@ -382,7 +382,7 @@ impl<B: Backend> Store<B> {
     /// [`enable_set`](Self::enable_set).
     pub fn update<'a, S: StateKey>(
         &'a self,
-        id: impl Borrow<S::Id>,
+        id: impl IdArg<S::Id>,
         change: impl FnMut(Option<S>) -> Option<S> + Send + 'a,
     ) -> impl Future<Output = Result<Option<S>>> + Send + 'a {
         let updated = self.update_with::<S>("update", id, change, false);
@@ -417,7 +417,7 @@ impl<B: Backend> Store<B> {
     /// ```
     pub fn update_outcome<'a, S: StateKey>(
         &'a self,
-        id: impl Borrow<S::Id>,
+        id: impl IdArg<S::Id>,
         change: impl FnMut(Option<S>) -> Option<S> + Send + 'a,
     ) -> impl Future<Output = Result<Updated<S>>> + Send + 'a {
         self.update_with::<S>("update", id, change, false)
@@ -430,7 +430,7 @@ impl<B: Backend> Store<B> {
     /// it without a change). Needs [`enable_set`](Self::enable_set).
     pub fn update_and_touch<'a, S: StateKey>(
         &'a self,
-        id: impl Borrow<S::Id>,
+        id: impl IdArg<S::Id>,
         change: impl FnMut(Option<S>) -> Option<S> + Send + 'a,
     ) -> impl Future<Output = Result<Updated<S>>> + Send + 'a {
         self.update_with::<S>("update_and_touch", id, change, true)
@@ -442,7 +442,7 @@ impl<B: Backend> Store<B> {
     /// value did not change. Needs [`enable_set`](Self::enable_set).
     pub fn touch<S: StateKey>(
         &self,
-        id: impl Borrow<S::Id>,
+        id: impl IdArg<S::Id>,
     ) -> impl Future<Output = Result<bool>> + Send + '_ {
         let key = self.write_key::<S>("touch", id);
         async move {
@@ -457,7 +457,7 @@ impl<B: Backend> Store<B> {
     /// no such value. Needs [`enable_set`](Self::enable_set), since it changes the expiry.
     pub fn get_and_touch<S: StateKey>(
         &self,
-        id: impl Borrow<S::Id>,
+        id: impl IdArg<S::Id>,
     ) -> impl Future<Output = Result<Option<S>>> + Send + '_ {
         let key = self.write_key::<S>("get_and_touch", id);
         async move {
@@ -499,7 +499,7 @@ impl<B: Backend> Store<B> {
     /// ```
     pub fn remove_if<'a, S: StateKey>(
         &'a self,
-        id: impl Borrow<S::Id>,
+        id: impl IdArg<S::Id>,
         mut check: impl FnMut(&S) -> bool + Send + 'a,
     ) -> impl Future<Output = Result<bool>> + Send + 'a {
         let key = self
@@ -520,7 +520,7 @@ impl<B: Backend> Store<B> {
     fn update_with<'a, S: StateKey>(
         &'a self,
         operation: &'static str,
-        id: impl Borrow<S::Id>,
+        id: impl IdArg<S::Id>,
         mut change: impl FnMut(Option<S>) -> Option<S> + Send + 'a,
         refresh: bool,
     ) -> impl Future<Output = Result<Updated<S>>> + Send + 'a {
@@ -574,7 +574,7 @@ impl<B: Backend> Store<B> {
     /// result out of the `i64` range, gives [`Error::InvalidKey`] and changes nothing.
     pub fn incr<S: Counter>(
         &self,
-        id: impl Borrow<S::Id>,
+        id: impl IdArg<S::Id>,
         by: i64,
     ) -> impl Future<Output = Result<i64>> + Send + '_ {
         let key = self.write_key::<S>("incr", id);
@@ -619,7 +619,7 @@ impl<B: Backend> Store<B> {
     /// on the change feed, even for a type declared with `notify`: its count is bookkeeping.
     pub fn check<S: RateLimit>(
         &self,
-        id: impl Borrow<S::Id>,
+        id: impl IdArg<S::Id>,
     ) -> impl Future<Output = Result<Decision>> + Send + '_ {
         let key = self.write_key::<S>("check", id);
         async move {
@@ -644,7 +644,7 @@ impl<B: Backend> Store<B> {
     /// round trip (`MGET`). A value that does not decode gives [`Error::Decode`] naming its key.
     pub fn get_many<S: StateKey>(
         &self,
-        ids: impl IntoIterator<Item = impl Borrow<S::Id>>,
+        ids: impl IntoIterator<Item = impl IdArg<S::Id>>,
     ) -> impl Future<Output = Result<Vec<Option<S>>>> + Send + '_ {
         let keys = self.full_keys::<S>(ids);
         async move {
@@ -692,7 +692,7 @@ impl<B: Backend> Store<B> {
     /// [`enable_remove`](Self::enable_remove).
     pub fn remove_many<S: StateKey>(
         &self,
-        ids: impl IntoIterator<Item = impl Borrow<S::Id>>,
+        ids: impl IntoIterator<Item = impl IdArg<S::Id>>,
     ) -> impl Future<Output = Result<u64>> + Send + '_ {
         let keys = self
             .check_enabled(self.remove_enabled, "remove_many", "enable_remove")
@@ -759,7 +759,7 @@ impl<B: Backend> Store<B> {
     /// The changes of the `S` with `id` only, as [`watch`](Self::watch) delivers them.
     pub fn watch_id<S: Notified>(
         &self,
-        id: impl Borrow<S::Id>,
+        id: impl IdArg<S::Id>,
     ) -> impl Future<Output = Result<Changes<S>>> + Send + '_ {
         assert_announces::<S>();
         let watch = self.channel::<S>().and_then(|channel| {
@@ -818,7 +818,7 @@ impl<B: Backend> Store<B> {
 
     fn full_keys<S: StateKey>(
         &self,
-        ids: impl IntoIterator<Item = impl Borrow<S::Id>>,
+        ids: impl IntoIterator<Item = impl IdArg<S::Id>>,
     ) -> Result<Vec<String>> {
         ids.into_iter().map(|id| self.full_key::<S>(id)).collect()
     }
