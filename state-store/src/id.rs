@@ -215,6 +215,31 @@ tuple_ids!(A, B);
 tuple_ids!(A, B, C);
 tuple_ids!(A, B, C, D);
 
+/// `uuid::Uuid` ids (feature `uuid`): hyphenated lowercase in the key
+/// (`session:67e55044-10b1-426f-9247-bb680e5fe0c8`), read back only in that form, so each id has
+/// one key.
+#[cfg(feature = "uuid")]
+#[cfg_attr(docsrs, doc(cfg(feature = "uuid")))]
+impl StateId for uuid::Uuid {
+    fn write_key(&self, out: &mut String) {
+        let mut buf = uuid::Uuid::encode_buffer();
+        out.push_str(self.hyphenated().encode_lower(&mut buf));
+    }
+
+    fn read_key(parts: &mut KeyParts<'_>) -> Result<Self, IdError> {
+        let part = parts.next_part()?;
+        let id = uuid::Uuid::try_parse(part)
+            .map_err(|e| IdError::new(format!("`{part}` is not a UUID: {e}")))?;
+        let mut buf = uuid::Uuid::encode_buffer();
+        if id.hyphenated().encode_lower(&mut buf) != part {
+            return Err(IdError::new(format!(
+                "`{part}` is not a UUID in hyphenated lowercase, the form ids are stored in"
+            )));
+        }
+        Ok(id)
+    }
+}
+
 /// Appends the key form of a string id (escaped as [`StateId`] describes), for `String` ids
 /// and the `&str` that names one.
 fn write_str_key(id: &str, out: &mut String) {

@@ -56,6 +56,7 @@
 //! - `sentinel`: `RedisBackend::sentinel`, for a primary found through Redis Sentinel and found
 //!   again after a failover.
 //! - `redis-full`: `tls`, `cluster` and `sentinel` together.
+//! - `uuid`: `uuid::Uuid` as an id type (`id = Uuid`), hyphenated lowercase in the key.
 //! - `conformance`: the [`conformance`] suite, for testing a backend of your own.
 //!
 //! # Keys
