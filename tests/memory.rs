@@ -160,3 +160,24 @@ async fn a_future_dropped_unpolled_changes_nothing() {
     assert_eq!(backend.len(), 1);
     assert!(backend.exists("kept").await.unwrap());
 }
+
+/// `Debug` of an error is what `fn main() -> Result<(), Error>` and `unwrap` print: the message
+/// and the variant, not a nest of structs.
+#[tokio::test]
+async fn errors_debug_as_their_message_and_variant() {
+    let store = Store::new(MemoryBackend::new());
+    let e = store.set::<Session>(1, &session(1)).await.unwrap_err();
+    assert_eq!(
+        format!("{e:?}"),
+        "`set` is disabled on this store; turn it on with `Store::enable_set()` (Error::Disabled)"
+    );
+    let e = Store::new(MemoryBackend::new())
+        .try_namespace("bad space")
+        .unwrap_err();
+    let shown = format!("{e:?}");
+    assert!(
+        shown.starts_with("invalid namespace `bad space`: "),
+        "{shown}"
+    );
+    assert!(shown.ends_with("(Error::InvalidNamespace)"), "{shown}");
+}

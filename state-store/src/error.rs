@@ -12,7 +12,11 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 ///
 /// Every variant that concerns one key names the full key, namespace included, so a log line
 /// says where to look.
-#[derive(Debug, thiserror::Error)]
+///
+/// `Debug` prints the message and the variant (what `fn main() -> Result<(), Error>` shows):
+/// `cannot decode the value under `session:1`: expected value at line 1 column 1
+/// (Error::Decode)`. Match on the variant to handle one kind of failure.
+#[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// The operation is off for this store: writes and deletes are opt-in
@@ -178,5 +182,27 @@ impl Error {
             cause = error.source();
         }
         false
+    }
+}
+
+impl std::fmt::Debug for Error {
+    /// The message, then the variant: as readable as `Display` where `Debug` is what gets shown
+    /// (`main` returning an error, `unwrap`, `{:?}` in logs). The fields are the message's parts.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let variant = match self {
+            Error::Disabled { .. } => "Disabled",
+            Error::Decode { .. } => "Decode",
+            Error::Encode { .. } => "Encode",
+            Error::InvalidNamespace { .. } => "InvalidNamespace",
+            Error::InvalidKey { .. } => "InvalidKey",
+            Error::InvalidTtl { .. } => "InvalidTtl",
+            Error::Conflict { .. } => "Conflict",
+            Error::Unsupported { .. } => "Unsupported",
+            Error::Lagged { .. } => "Lagged",
+            Error::Interrupted { .. } => "Interrupted",
+            Error::Connect { .. } => "Connect",
+            Error::Backend { .. } => "Backend",
+        };
+        write!(f, "{self} (Error::{variant})")
     }
 }
