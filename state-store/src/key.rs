@@ -32,8 +32,10 @@ use crate::id::StateId;
 /// `#[state(...)]` takes:
 /// - `prefix = "..."` (required): ASCII letters, digits, `_`, `-` and `.`;
 /// - `id = Type` (required): a [`StateId`], such as an integer, `String` or a tuple of ids;
-/// - `ttl = "1h30m"` (optional): the expiry every write gives the key, in `d`, `h`, `m`, `s`
-///   units or as an integer number of seconds; without it keys do not expire;
+/// - `ttl = "1h30m"` (optional): the expiry `set`, `set_many`, `set_if_absent`, `touch` and the
+///   `_and_touch` calls give the key, counted from that call (`update` keeps the time left, and
+///   a counter keeps the window it started with), in `d`, `h`, `m`, `s` units or as an integer
+///   number of seconds; without it keys do not expire;
 /// - `counter` (optional): on a tuple struct with one integer field, allows `Store::incr`;
 /// - `notify` (optional): every write announces itself on the type's change feed, which
 ///   [`Store::watch`](crate::Store::watch) reads (see [`Notified`]);
@@ -46,7 +48,9 @@ pub trait StateKey: Serialize + DeserializeOwned + Send + Sync + 'static {
     /// The key prefix, unique per state type within a namespace.
     const PREFIX: &'static str;
 
-    /// The expiry each write gives the key; `None` stores without expiry.
+    /// The expiry `set`, `set_many`, `set_if_absent`, `touch` and the `_and_touch` calls give
+    /// the key, from that call (`update` keeps the time left; an `incr` gives it to the counter
+    /// it creates only); `None` stores without expiry.
     const TTL: Option<Duration>;
 
     /// Whether writes publish their changes on the type's change feed: `true` with
