@@ -269,3 +269,56 @@ async fn the_cache_can_be_turned_off_and_memory_ignores_it() {
         Some(Flags { version: 1 })
     );
 }
+
+/// A write given up while in flight (its future dropped after it was sent) may still run; the
+/// cache must not keep the value from before it. Each round: the cached value is read, a `set`
+/// is started and dropped at once, reads go on, and within a bound every read gives the new
+/// value for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_given_up_in_flight_leaves_no_stale_value() {
+    let server = RedisServer::start();
+    let store = store_on(&server).await;
+    for round in 0..50u64 {
+        let key = id("given-up");
+        store
+            .set::<Flags>(&key, &Flags { version: round * 2 })
+            .await
+            .unwrap();
+        eventually(&store, "given-up", Some(Flags { version: round * 2 })).await;
+        let next = Flags {
+            version: round * 2 + 1,
+        };
+        // Polled once (the SET is sent), then dropped.
+        let write = store.set::<Flags>(&key, &next);
+        let _ = tokio::time::timeout(Duration::ZERO, write).await;
+        let deadline = Instant::now() + Duration::from_secs(2);
+        loop {
+            let got = store.get::<Flags>(&key).await.unwrap();
+            if got.as_ref() == Some(&next) {
+                break;
+            }
+            if Instant::now() > deadline {
+                // The SET never ran: nothing more to check this round.
+                let raw: Option<String> = redis::cmd("GET")
+                    .arg("svc:flags:given-up")
+                    .query(&mut server.raw())
+                    .unwrap();
+                assert_eq!(
+                    raw,
+                    Some(format!(r#"{{"version":{}}}"#, round * 2)),
+                    "round {round}: the server has the new value, the cache still {got:?}"
+                );
+                break;
+            }
+        }
+        for _ in 0..5 {
+            let got = store.get::<Flags>(&key).await.unwrap();
+            let raw: Option<String> = redis::cmd("GET")
+                .arg("svc:flags:given-up")
+                .query(&mut server.raw())
+                .unwrap();
+            let stored: Flags = serde_json::from_str(&raw.unwrap()).unwrap();
+            assert_eq!(got, Some(stored), "round {round}");
+        }
+    }
+}

@@ -269,8 +269,10 @@ pub struct RedisOptions {
     pub reconnect_retries: usize,
     /// Automatic read batching: the most single `get`s sent together in one round trip. A `get`
     /// that finds no read in flight goes out at once as a plain `GET`; those that arrive while
-    /// one is in flight wait for it and go out together, as one pipeline. 0 or 1 turns batching
-    /// off (every `get` is sent on its own, all in flight at once). Default 128.
+    /// one is in flight wait for it and go out together, as one `MGET` (then a `TYPE` for each
+    /// key it found nil, so that a key of another type is still an error for its caller). 0 or
+    /// 1 turns batching off (every `get` is sent on its own, all in flight at once). Off on a
+    /// Cluster, where a batch would span nodes. Default 128.
     pub read_batch: usize,
     /// The most values the client-side cache keeps decoded, for types declared with
     /// `#[state(cache)]` (single server only); 0 turns it off. Default 10,000.
@@ -653,7 +655,9 @@ impl RedisBackend {
             target,
             db: 0,
             feed: Arc::new(feed),
-            batch: options.batcher(),
+            // A batch's MGET spans nodes: one failing primary would fail the reads of the
+            // healthy ones with it. Each get goes to its own slot's primary instead.
+            batch: None,
             cache: None,
         })
     }
@@ -668,7 +672,10 @@ impl RedisBackend {
     /// from a primary turned replica), the sentinels are asked again (at most every 200 ms) and
     /// the next commands go to the primary they name. The failing command is not sent again,
     /// so reads and writes fail with errors during the failover and succeed again after it.
-    /// Commands only ever go to a server that said it is the primary when connected to.
+    /// A new primary is used only once it has said it is the primary. A replica refuses writes
+    /// (`READONLY`), which makes the backend ask again, so writes never land on a replica; reads
+    /// sent just after a primary was demoted in place (not killed) may reach it until an error
+    /// or a refused write shows the change.
     #[cfg(feature = "sentinel")]
     #[cfg_attr(docsrs, doc(cfg(feature = "sentinel")))]
     pub async fn sentinel<I, S>(sentinels: I, master_name: &str) -> Result<Self>
@@ -968,74 +975,84 @@ impl Backend for RedisBackend {
         notify: Notify<'a>,
     ) -> BoxFuture<'a, Result<bool>> {
         Box::pin(async move {
-            let _forget = self.forget_around(std::slice::from_ref(&key));
-            if let Some(channel) = notify {
-                return self.put_notify(key, value, mode, expiry, channel).await;
-            }
-            let create = mode == PutMode::Create;
-            let version = match mode {
-                PutMode::Overwrite | PutMode::Create => None,
-                PutMode::Update(version) => Some(version),
-            };
-            if let Some(version) = version {
-                let Some(digest) = version.as_text() else {
-                    // Not a version this backend handed out: it cannot match any value.
-                    return Ok(false);
+            let forget = self.forget_around(std::slice::from_ref(&key));
+            let result = async {
+                if let Some(channel) = notify {
+                    return self.put_notify(key, value, mode, expiry, channel).await;
+                }
+                let create = mode == PutMode::Create;
+                let version = match mode {
+                    PutMode::Overwrite | PutMode::Create => None,
+                    PutMode::Update(version) => Some(version),
                 };
-                let mut invocation = PUT_IF_VERSION.key(key);
-                invocation.arg(digest).arg(value);
+                if let Some(version) = version {
+                    let Some(digest) = version.as_text() else {
+                        // Not a version this backend handed out: it cannot match any value.
+                        return Ok(false);
+                    };
+                    let mut invocation = PUT_IF_VERSION.key(key);
+                    invocation.arg(digest).arg(value);
+                    match expiry {
+                        Expiry::Keep => invocation.arg("keep"),
+                        Expiry::Never => invocation.arg("never"),
+                        Expiry::After(ttl) => invocation.arg(millis(ttl)),
+                    };
+                    // Not retried: after a lost reply, a second try would find its own write and
+                    // report a conflict.
+                    let written: i64 = self.run("update", key, &invocation).await?;
+                    return Ok(written == 1);
+                }
+                let mut cmd = redis::cmd("SET");
+                cmd.arg(key).arg(value);
+                if create {
+                    cmd.arg("NX");
+                }
                 match expiry {
-                    Expiry::Keep => invocation.arg("keep"),
-                    Expiry::Never => invocation.arg("never"),
-                    Expiry::After(ttl) => invocation.arg(millis(ttl)),
-                };
-                // Not retried: after a lost reply, a second try would find its own write and
-                // report a conflict.
-                let written: i64 = self.run("update", key, &invocation).await?;
-                return Ok(written == 1);
-            }
-            let mut cmd = redis::cmd("SET");
-            cmd.arg(key).arg(value);
-            if create {
-                cmd.arg("NX");
-            }
-            match expiry {
-                Expiry::After(ttl) => {
-                    cmd.arg("PX").arg(millis(ttl));
+                    Expiry::After(ttl) => {
+                        cmd.arg("PX").arg(millis(ttl));
+                    }
+                    // A created key has no expiry to keep.
+                    Expiry::Keep if !create => {
+                        cmd.arg("KEEPTTL");
+                    }
+                    Expiry::Keep | Expiry::Never => {}
                 }
-                // A created key has no expiry to keep.
-                Expiry::Keep if !create => {
-                    cmd.arg("KEEPTTL");
+                if create {
+                    // Not retried: after a lost reply, a second try would find its own write and say
+                    // `false`.
+                    let reply: Option<String> = self.query("set_if_absent", key, &cmd).await?;
+                    Ok(reply.is_some())
+                } else {
+                    let () = self.query_idempotent("set", key, &cmd).await?;
+                    Ok(true)
                 }
-                Expiry::Keep | Expiry::Never => {}
             }
-            if create {
-                // Not retried: after a lost reply, a second try would find its own write and say
-                // `false`.
-                let reply: Option<String> = self.query("set_if_absent", key, &cmd).await?;
-                Ok(reply.is_some())
-            } else {
-                let () = self.query_idempotent("set", key, &cmd).await?;
-                Ok(true)
-            }
+            .await;
+            forget.finish(&result);
+            result
         })
     }
 
     fn remove<'a>(&'a self, key: &'a str, notify: Notify<'a>) -> BoxFuture<'a, Result<bool>> {
         Box::pin(async move {
-            let _forget = self.forget_around(std::slice::from_ref(&key));
-            if let Some(channel) = notify {
-                let mut invocation = REMOVE_NOTIFY.key(key);
-                invocation.arg(&*wire_channel(channel, self.db));
-                let removed: u64 = self.run("remove", key, &invocation).await?;
-                return Ok(removed > 0);
+            let forget = self.forget_around(std::slice::from_ref(&key));
+            let result = async {
+                if let Some(channel) = notify {
+                    let mut invocation = REMOVE_NOTIFY.key(key);
+                    invocation.arg(&*wire_channel(channel, self.db));
+                    let removed: u64 = self.run("remove", key, &invocation).await?;
+                    return Ok(removed > 0);
+                }
+                // Not retried: a DEL whose reply was lost has removed the key, and a second one
+                // would answer `false`.
+                let removed: u64 = self
+                    .query("remove", key, redis::cmd("DEL").arg(key))
+                    .await?;
+                Ok(removed > 0)
             }
-            // Not retried: a DEL whose reply was lost has removed the key, and a second one
-            // would answer `false`.
-            let removed: u64 = self
-                .query("remove", key, redis::cmd("DEL").arg(key))
-                .await?;
-            Ok(removed > 0)
+            .await;
+            forget.finish(&result);
+            result
         })
     }
 
@@ -1047,20 +1064,25 @@ impl Backend for RedisBackend {
         expiry: Expiry,
     ) -> BoxFuture<'a, Result<Option<Vec<u8>>>> {
         Box::pin(async move {
-            let _forget = self.forget_around(std::slice::from_ref(&key));
-            let mut cmd = redis::cmd("GETEX");
-            cmd.arg(key);
-            match expiry {
-                Expiry::After(ttl) => {
-                    cmd.arg("PX").arg(millis(ttl));
+            let forget = self.forget_around(std::slice::from_ref(&key));
+            let result = async {
+                let mut cmd = redis::cmd("GETEX");
+                cmd.arg(key);
+                match expiry {
+                    Expiry::After(ttl) => {
+                        cmd.arg("PX").arg(millis(ttl));
+                    }
+                    Expiry::Never => {
+                        cmd.arg("PERSIST");
+                    }
+                    Expiry::Keep => {}
                 }
-                Expiry::Never => {
-                    cmd.arg("PERSIST");
-                }
-                Expiry::Keep => {}
+                // May run twice: the second run sets the same expiry again, from a moment later.
+                self.query_idempotent("get_and_touch", key, &cmd).await
             }
-            // May run twice: the second run sets the same expiry again, from a moment later.
-            self.query_idempotent("get_and_touch", key, &cmd).await
+            .await;
+            forget.finish(&result);
+            result
         })
     }
 
@@ -1076,16 +1098,21 @@ impl Backend for RedisBackend {
                 // Not a version this backend handed out: it cannot match any value.
                 return Ok(false);
             };
-            let _forget = self.forget_around(std::slice::from_ref(&key));
-            let mut invocation = REMOVE_IF_VERSION.key(key);
-            invocation.arg(digest).arg(
-                notify
-                    .map_or(Cow::Borrowed(""), |channel| wire_channel(channel, self.db))
-                    .as_ref(),
-            );
-            // Not retried: after a lost reply, a second run would find the key gone and say 0.
-            let removed: i64 = self.run("remove_if", key, &invocation).await?;
-            Ok(removed == 1)
+            let forget = self.forget_around(std::slice::from_ref(&key));
+            let result = async {
+                let mut invocation = REMOVE_IF_VERSION.key(key);
+                invocation.arg(digest).arg(
+                    notify
+                        .map_or(Cow::Borrowed(""), |channel| wire_channel(channel, self.db))
+                        .as_ref(),
+                );
+                // Not retried: after a lost reply, a second run would find the key gone and say 0.
+                let removed: i64 = self.run("remove_if", key, &invocation).await?;
+                Ok(removed == 1)
+            }
+            .await;
+            forget.finish(&result);
+            result
         })
     }
 
@@ -1093,29 +1120,34 @@ impl Backend for RedisBackend {
     /// for a key without expiry too).
     fn touch<'a>(&'a self, key: &'a str, expiry: Expiry) -> BoxFuture<'a, Result<bool>> {
         Box::pin(async move {
-            let _forget = self.forget_around(std::slice::from_ref(&key));
-            let found: u64 = match expiry {
-                Expiry::After(ttl) => {
-                    let mut cmd = redis::cmd("PEXPIRE");
-                    cmd.arg(key).arg(millis(ttl));
-                    self.query_idempotent("touch", key, &cmd).await?
-                }
-                Expiry::Never => {
-                    let mut pipe = redis::pipe();
-                    pipe.cmd("PERSIST").arg(key).ignore().cmd("EXISTS").arg(key);
-                    let mut conn = self.conn_for(key);
-                    let (found,): (u64,) = pipe
-                        .query_async(&mut conn)
-                        .await
-                        .map_err(|e| backend_error("touch", key, e))?;
-                    found
-                }
-                _ => {
-                    self.query_idempotent("touch", key, redis::cmd("EXISTS").arg(key))
-                        .await?
-                }
-            };
-            Ok(found > 0)
+            let forget = self.forget_around(std::slice::from_ref(&key));
+            let result = async {
+                let found: u64 = match expiry {
+                    Expiry::After(ttl) => {
+                        let mut cmd = redis::cmd("PEXPIRE");
+                        cmd.arg(key).arg(millis(ttl));
+                        self.query_idempotent("touch", key, &cmd).await?
+                    }
+                    Expiry::Never => {
+                        let mut pipe = redis::pipe();
+                        pipe.cmd("PERSIST").arg(key).ignore().cmd("EXISTS").arg(key);
+                        let mut conn = self.conn_for(key);
+                        let (found,): (u64,) = pipe
+                            .query_async(&mut conn)
+                            .await
+                            .map_err(|e| backend_error("touch", key, e))?;
+                        found
+                    }
+                    _ => {
+                        self.query_idempotent("touch", key, redis::cmd("EXISTS").arg(key))
+                            .await?
+                    }
+                };
+                Ok(found > 0)
+            }
+            .await;
+            forget.finish(&result);
+            result
         })
     }
 
@@ -1244,9 +1276,14 @@ impl Backend for RedisBackend {
     ) -> BoxFuture<'a, Result<()>> {
         let forget = self.forget_keys(items.iter().map(|(key, _)| key.as_str()));
         Box::pin(async move {
-            let _forget = forget;
-            self.set_in_multi("set_many", items, Expiry::from_ttl(ttl), notify)
-                .await
+            let forget = forget;
+            let result = async {
+                self.set_in_multi("set_many", items, Expiry::from_ttl(ttl), notify)
+                    .await
+            }
+            .await;
+            forget.finish(&result);
+            result
         })
     }
 
@@ -1256,40 +1293,46 @@ impl Backend for RedisBackend {
         notify: Notify<'a>,
     ) -> BoxFuture<'a, Result<u64>> {
         Box::pin(async move {
-            let _forget = self.forget_keys(keys.iter().map(String::as_str));
-            let Some(first) = keys.first() else {
-                return Ok(0);
-            };
-            if let Some(channel) = notify {
-                let wire = wire_channel(channel, self.db);
-                let remove = |keys: &[String]| {
-                    let mut invocation = REMOVE_NOTIFY.key(keys);
-                    invocation.arg(&*wire);
-                    let first = keys.first().cloned().unwrap_or_default();
-                    async move { self.run::<u64>("remove_many", &first, &invocation).await }
+            let forget = self.forget_keys(keys.iter().map(String::as_str));
+            let result = async {
+                let Some(first) = keys.first() else {
+                    return Ok(0);
                 };
-                return match self.per_slot(keys.to_vec()) {
-                    None => Ok(0),
-                    Some(PerSlot::One(keys)) => remove(&keys).await,
-                    // A script may only touch keys of one slot: one per slot, all at once.
-                    Some(PerSlot::Many(groups)) => {
-                        let results =
-                            futures_util::future::join_all(groups.iter().map(|keys| remove(keys)))
-                                .await;
-                        let removed: u64 = results.iter().filter_map(|r| r.as_ref().ok()).sum();
-                        match results.into_iter().find_map(Result::err) {
-                            None => Ok(removed),
-                            Some(e) => Err(partly_done(
-                                e,
-                                format!("{removed} keys in the other hash slots were removed"),
-                            )),
+                if let Some(channel) = notify {
+                    let wire = wire_channel(channel, self.db);
+                    let remove = |keys: &[String]| {
+                        let mut invocation = REMOVE_NOTIFY.key(keys);
+                        invocation.arg(&*wire);
+                        let first = keys.first().cloned().unwrap_or_default();
+                        async move { self.run::<u64>("remove_many", &first, &invocation).await }
+                    };
+                    return match self.per_slot(keys.to_vec()) {
+                        None => Ok(0),
+                        Some(PerSlot::One(keys)) => remove(&keys).await,
+                        // A script may only touch keys of one slot: one per slot, all at once.
+                        Some(PerSlot::Many(groups)) => {
+                            let results = futures_util::future::join_all(
+                                groups.iter().map(|keys| remove(keys)),
+                            )
+                            .await;
+                            let removed: u64 = results.iter().filter_map(|r| r.as_ref().ok()).sum();
+                            match results.into_iter().find_map(Result::err) {
+                                None => Ok(removed),
+                                Some(e) => Err(partly_done(
+                                    e,
+                                    format!("{removed} keys in the other hash slots were removed"),
+                                )),
+                            }
                         }
-                    }
-                };
+                    };
+                }
+                // On a Cluster, the `redis` crate splits a `DEL` per slot and sums the counts.
+                self.query("remove_many", first, redis::cmd("DEL").arg(keys))
+                    .await
             }
-            // On a Cluster, the `redis` crate splits a `DEL` per slot and sums the counts.
-            self.query("remove_many", first, redis::cmd("DEL").arg(keys))
-                .await
+            .await;
+            forget.finish(&result);
+            result
         })
     }
 
@@ -1301,14 +1344,19 @@ impl Backend for RedisBackend {
         notify: Notify<'a>,
     ) -> BoxFuture<'a, Result<i64>> {
         Box::pin(async move {
-            let _forget = self.forget_around(std::slice::from_ref(&key));
-            let mut invocation = INCR.key(key);
-            invocation.arg(by).arg(millis_arg(ttl_if_created)).arg(
-                notify
-                    .map_or(Cow::Borrowed(""), |channel| wire_channel(channel, self.db))
-                    .as_ref(),
-            );
-            self.run("incr", key, &invocation).await
+            let forget = self.forget_around(std::slice::from_ref(&key));
+            let result = async {
+                let mut invocation = INCR.key(key);
+                invocation.arg(by).arg(millis_arg(ttl_if_created)).arg(
+                    notify
+                        .map_or(Cow::Borrowed(""), |channel| wire_channel(channel, self.db))
+                        .as_ref(),
+                );
+                self.run("incr", key, &invocation).await
+            }
+            .await;
+            forget.finish(&result);
+            result
         })
     }
 
@@ -1319,11 +1367,16 @@ impl Backend for RedisBackend {
         window: Duration,
     ) -> BoxFuture<'a, Result<Decision>> {
         Box::pin(async move {
-            let _forget = self.forget_around(std::slice::from_ref(&key));
-            let mut invocation = FIXED_WINDOW.key(key);
-            invocation.arg(limit).arg(millis(window));
-            let reply: [i64; 4] = self.run("check", key, &invocation).await?;
-            Ok(decision(reply, Duration::from_millis))
+            let forget = self.forget_around(std::slice::from_ref(&key));
+            let result = async {
+                let mut invocation = FIXED_WINDOW.key(key);
+                invocation.arg(limit).arg(millis(window));
+                let reply: [i64; 4] = self.run("check", key, &invocation).await?;
+                Ok(decision(reply, Duration::from_millis))
+            }
+            .await;
+            forget.finish(&result);
+            result
         })
     }
 
@@ -1334,19 +1387,24 @@ impl Backend for RedisBackend {
         burst: u32,
     ) -> BoxFuture<'a, Result<Decision>> {
         Box::pin(async move {
-            let _forget = self.forget_around(std::slice::from_ref(&key));
-            let mut invocation = GCRA.key(key);
-            invocation
-                // At least a microsecond, as the provided `gcra` counts it: the script divides
-                // by it.
-                .arg(
-                    u64::try_from(interval.as_micros())
-                        .unwrap_or(u64::MAX)
-                        .max(1),
-                )
-                .arg(burst);
-            let reply: [i64; 4] = self.run("check", key, &invocation).await?;
-            Ok(decision(reply, Duration::from_micros))
+            let forget = self.forget_around(std::slice::from_ref(&key));
+            let result = async {
+                let mut invocation = GCRA.key(key);
+                invocation
+                    // At least a microsecond, as the provided `gcra` counts it: the script divides
+                    // by it.
+                    .arg(
+                        u64::try_from(interval.as_micros())
+                            .unwrap_or(u64::MAX)
+                            .max(1),
+                    )
+                    .arg(burst);
+                let reply: [i64; 4] = self.run("check", key, &invocation).await?;
+                Ok(decision(reply, Duration::from_micros))
+            }
+            .await;
+            forget.finish(&result);
+            result
         })
     }
 
@@ -1497,38 +1555,57 @@ fn expiry_event_flags(flags: &str) -> Option<String> {
     Some(flags)
 }
 
-/// Drops the keys of a write from the client-side cache when made and again when dropped (the
-/// write answered, failed or given up): see `redis_cache.rs`.
+/// The keys of a write, for the client-side cache: dropped when the guard is made, and again
+/// when the write has run (see `redis_cache.rs`). [`finish`](Forget::finish) says whether an
+/// answer came; a write given up or timed out may still run, so the cache waits for it.
 struct Forget<'a> {
-    cache: Option<&'a Tracker>,
+    cache: Option<&'a Arc<Tracker>>,
     keys: Vec<String>,
+}
+
+impl Forget<'_> {
+    /// The write ended with `result`: an answer (a value or the server's refusal) means it ran
+    /// or never will; a broken connection or a timeout leaves it undecided.
+    fn finish<T>(mut self, result: &Result<T>) {
+        let Some(cache) = self.cache.take() else {
+            return;
+        };
+        let keys = std::mem::take(&mut self.keys);
+        let undecided = match result {
+            Err(Error::Backend { source, .. }) => source
+                .downcast_ref::<RedisError>()
+                .is_some_and(broke_connection),
+            _ => false,
+        };
+        if undecided {
+            cache.end_write_later(keys);
+        } else {
+            cache.end_write(&keys);
+        }
+    }
 }
 
 impl Drop for Forget<'_> {
     fn drop(&mut self) {
-        if let Some(cache) = self.cache {
-            for key in &self.keys {
-                cache.forget(key);
-            }
+        // Dropped before `finish`: the call was given up while the write was in flight.
+        if let Some(cache) = self.cache.take() {
+            cache.end_write_later(std::mem::take(&mut self.keys));
         }
     }
 }
 
 impl RedisBackend {
-    /// [`Forget`] for the keys of a write, when the cache tracks anything.
+    /// [`Forget`] for the keys of a write, when the cache tracks any of them.
     fn forget_keys<'k>(&self, keys: impl Iterator<Item = &'k str>) -> Forget<'_> {
-        let Some(cache) = self.cache.as_deref().filter(|cache| cache.is_active()) else {
+        let Some(cache) = self.cache.as_ref().filter(|cache| cache.is_active()) else {
             return Forget {
                 cache: None,
                 keys: Vec::new(),
             };
         };
-        let keys: Vec<String> = keys.map(str::to_owned).collect();
-        for key in &keys {
-            cache.forget(key);
-        }
+        let keys = cache.begin_write(keys);
         Forget {
-            cache: Some(cache),
+            cache: (!keys.is_empty()).then_some(cache),
             keys,
         }
     }

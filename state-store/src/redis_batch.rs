@@ -1,5 +1,5 @@
 //! Automatic read batching: single `get`s of one backend (and its clones) that wait while an
-//! earlier read is in flight go out together, as one pipeline of `GET`s, in one round trip.
+//! earlier read is in flight go out together, as one `MGET`, in one round trip.
 //!
 //! A `get` that finds no read in flight is sent at once, as a plain `GET`: a lone caller waits for
 //! nothing (no timer). Calls that arrive while the allowed reads are in flight queue up; when a
@@ -108,16 +108,15 @@ impl Batcher {
             Ok(runtime) => {
                 runtime.spawn(drive(self.clone(), backend.clone(), batch));
             }
-            // No runtime to send them on (the caller's has shut down): nothing can answer.
+            // No runtime to send them on (the caller's has shut down): nothing can answer, so
+            // this batch and every call still queued fail, and the turn is released.
             Err(e) => {
+                let gone = no_runtime(&e.to_string());
                 for waiter in batch {
-                    let _ = waiter.reply.send(Err(Error::Backend {
-                        operation: "get",
-                        key: waiter.key,
-                        source: e.to_string().into(),
-                    }));
+                    let answer = Reply::Failed(gone.clone()).answer(&waiter.key);
+                    let _ = waiter.reply.send(answer);
                 }
-                self.lock().busy = false;
+                self.fail_queue(&gone);
             }
         }
     }
@@ -155,16 +154,42 @@ impl Batcher {
 
 /// Sends batches until no call waits, or the connection breaks under one.
 async fn drive(batcher: Arc<Batcher>, backend: RedisBackend, mut batch: Vec<Waiter>) {
+    // If this task ends early (its runtime shut down, a panic), the calls still queued fail and
+    // the turn is released, instead of every later `get` queueing behind a task that is gone.
+    let mut stranded = Stranded(Some(&batcher));
     loop {
         if let Some(broken) = send(&backend, batch).await {
             batcher.fail_queue(&broken);
+            stranded.0 = None;
             return;
         }
         match batcher.next_batch() {
             Some(next) => batch = next,
-            None => return,
+            None => {
+                stranded.0 = None;
+                return;
+            }
         }
     }
+}
+
+/// Releases the turn of a `drive` that did not finish (see there).
+struct Stranded<'a>(Option<&'a Arc<Batcher>>);
+
+impl Drop for Stranded<'_> {
+    fn drop(&mut self) {
+        if let Some(batcher) = self.0 {
+            batcher.fail_queue(&no_runtime("the task sending the read batch ended early"));
+        }
+    }
+}
+
+fn no_runtime(why: &str) -> RedisError {
+    RedisError::from((
+        redis::ErrorKind::Client,
+        "the read batch could not be sent",
+        why.to_owned(),
+    ))
 }
 
 /// Sends one batch and answers each caller: one `MGET` of the distinct keys (see

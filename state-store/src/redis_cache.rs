@@ -1,7 +1,7 @@
 //! The Redis backend's client-side cache of decoded values, for types declared with `cache`.
 //!
 //! A dedicated RESP3 connection asks the server to track the types' key prefixes
-//! (`CLIENT TRACKING ON BCAST PREFIX ...`): from then on the server pushes an invalidation on that
+//! (`CLIENT TRACKING ON BCAST NOLOOP PREFIX ...`): from then on the server pushes an invalidation on that
 //! connection for every change of a key under them, by any client. The push is applied as soon as
 //! the connection reads it (the `redis` crate calls our push handler from its reader).
 //!
@@ -10,11 +10,15 @@
 //!   moment the read was sent and the moment it is kept (an invalidation for a write that
 //!   happened after the read reaches the client before or after the read's answer, through
 //!   another connection; either way the old value is not kept past it).
-//! - This backend's own writes of a covered key drop it before they are sent and again once they
-//!   are answered, and mark reads in flight as invalidated, so a task that wrote and then reads
-//!   never sees the value from before its write, without waiting for the server's push.
+//! - This backend's own writes of a covered key go through the tracking connection with
+//!   `NOLOOP` (the server pushes nothing back for them). They drop the key before they are sent
+//!   and again once answered, count as an invalidation for reads in flight, and while one is in
+//!   flight no read of the key is kept; a write given up or timed out is waited for with a
+//!   `PING` on the same connection. So a task that wrote and then reads never sees the value from
+//!   before its write, without waiting for a push.
 //! - When the tracking connection breaks (or the server sends a flush), everything is dropped,
-//!   and nothing is kept until tracking is on again on a new connection.
+//!   and nothing is kept until tracking is on again on a new connection. A `PING` every five
+//!   seconds finds a connection that was dropped without a word.
 //!
 //! Entries expire with their key's remaining ttl (read with the value) and the cache holds at most
 //! a fixed number of entries, the oldest dropped first.
@@ -54,14 +58,21 @@ struct State {
     /// with `NOLOOP` the server sends it no invalidation for them (the cache drops their keys
     /// itself), which would otherwise cost every cached write a push to parse.
     writer: Option<MultiplexedConnection>,
-    /// Every prefix asked for, tracked again on a new connection.
+    /// Every prefix the server agreed to track, tracked again on a new connection.
     wanted: Vec<String>,
+    /// After a failed attempt to set tracking up, when to try again (until then, reads of
+    /// cached types go uncached).
+    retry_after: Option<Instant>,
     entries: HashMap<String, Entry>,
     /// Keys in the order they were kept, with the stamp of that entry, for eviction.
     order: VecDeque<(String, u64)>,
     next_stamp: u64,
     /// Reads in flight per key, and whether an invalidation arrived since the first began.
     reads: HashMap<String, Reads>,
+    /// Writes of this backend in flight per key: while any is, no read of the key is kept. A
+    /// write goes through the tracking connection with `NOLOOP`, so no push follows it; until it
+    /// has run, a read sent on the other connection may still see the value before it.
+    writing: HashMap<String, usize>,
 }
 
 struct Entry {
@@ -73,14 +84,17 @@ struct Entry {
 #[derive(Default)]
 struct Reads {
     count: usize,
-    invalidated: bool,
+    /// Bumped by each invalidation of the key: a read keeps its value only if the key was not
+    /// invalidated since that read began (not since the first overlapping read began, which
+    /// under steady traffic would keep a hot key from ever being cached).
+    invalidations: u64,
 }
 
 impl State {
     fn forget(&mut self, key: &str) {
         self.entries.remove(key);
         if let Some(reads) = self.reads.get_mut(key) {
-            reads.invalidated = true;
+            reads.invalidations += 1;
         }
     }
 
@@ -88,7 +102,7 @@ impl State {
         self.entries.clear();
         self.order.clear();
         for reads in self.reads.values_mut() {
-            reads.invalidated = true;
+            reads.invalidations += 1;
         }
     }
 
@@ -145,10 +159,12 @@ impl Tracker {
                 tracked: Vec::new(),
                 writer: None,
                 wanted: Vec::new(),
+                retry_after: None,
                 entries: HashMap::new(),
                 order: VecDeque::new(),
                 next_stamp: 0,
                 reads: HashMap::new(),
+                writing: HashMap::new(),
             })),
             active: Arc::new(AtomicBool::new(false)),
             connection: tokio::sync::Mutex::new(None),
@@ -168,39 +184,59 @@ impl Tracker {
             if state.alive && state.tracked.iter().any(|p| p == prefix) {
                 return true;
             }
+            // A server that refused tracking is asked again only after a while; meanwhile reads
+            // go to it uncached rather than each paying for a new connection.
+            if state.retry_after.is_some_and(|at| Instant::now() < at) {
+                return false;
+            }
         }
-        let mut connection = self.connection.lock().await;
-        let (number, alive) = {
-            let mut state = self.lock();
+        // One caller sets tracking up; the others read uncached meanwhile instead of queueing.
+        let Ok(mut connection) = self.connection.try_lock() else {
+            return false;
+        };
+        let (number, alive, known) = {
+            let state = self.lock();
             if state.alive && state.tracked.iter().any(|p| p == prefix) {
                 return true;
             }
-            if !state.wanted.iter().any(|p| p == prefix) {
-                state.wanted.push(prefix.to_owned());
-            }
-            (state.connection, state.alive)
+            let known = state.wanted.iter().any(|p| p == prefix);
+            (state.connection, state.alive, known)
         };
         let fresh = !alive || connection.as_ref().is_none_or(|(n, _)| *n != number);
         let result = if fresh {
-            self.reconnect(&mut connection).await
+            // Every prefix tracked so far, and this one.
+            let mut prefixes = self.lock().wanted.clone();
+            if !known {
+                prefixes.push(prefix.to_owned());
+            }
+            self.reconnect(&mut connection, prefixes).await
         } else {
             match connection.as_mut() {
                 Some((_, conn)) => self.tracking_on(conn, &[prefix.to_owned()]).await,
                 None => Err("no tracking connection".into()),
             }
         };
+        let mut state = self.lock();
         match result {
             Ok(()) => {
-                let mut state = self.lock();
+                // Kept only once the server took it: a prefix it refused (overlapping another,
+                // say) would otherwise make every later connection fail.
+                if !known {
+                    state.wanted.push(prefix.to_owned());
+                }
                 if fresh {
                     state.tracked = state.wanted.clone();
                 } else if !state.tracked.iter().any(|p| p == prefix) {
                     state.tracked.push(prefix.to_owned());
                 }
+                state.retry_after = None;
                 self.active.store(true, Ordering::Release);
                 state.alive && state.tracked.iter().any(|p| p == prefix)
             }
-            Err(_) => false,
+            Err(_) => {
+                state.retry_after = Some(Instant::now() + RETRY_TRACKING);
+                false
+            }
         }
     }
 
@@ -208,9 +244,10 @@ impl Tracker {
     async fn reconnect(
         &self,
         connection: &mut Option<(u64, MultiplexedConnection)>,
+        wanted: Vec<String>,
     ) -> Result<(), String> {
         *connection = None;
-        let (number, wanted) = {
+        let number = {
             let mut state = self.lock();
             // Pushes of whatever connection came before are ignored from here on.
             state.connection += 1;
@@ -218,7 +255,7 @@ impl Tracker {
             state.writer = None;
             state.tracked.clear();
             state.forget_all();
-            (state.connection, state.wanted.clone())
+            state.connection
         };
         let info = self.client.get_connection_info().clone();
         let settings = info
@@ -249,6 +286,17 @@ impl Tracker {
             }
             state.alive = true;
             state.writer = Some(conn.clone());
+        }
+        // A connection dropped silently (a NAT or a load balancer forgetting an idle flow)
+        // would bring no invalidation and no disconnection: a `PING` every few seconds finds
+        // out, and a failed one counts as a disconnection.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(keep_alive(
+                Arc::downgrade(&self.state),
+                number,
+                conn.clone(),
+                self.timeout,
+            ));
         }
         *connection = Some((number, conn));
         Ok(())
@@ -283,28 +331,74 @@ impl Tracker {
     pub(crate) fn begin(&self, key: &str) -> Read<'_> {
         let mut state = self.lock();
         let covered = state.covers(key);
+        let mut seen = 0;
         if covered {
-            state.reads.entry(key.to_owned()).or_default().count += 1;
+            let reads = state.reads.entry(key.to_owned()).or_default();
+            reads.count += 1;
+            seen = reads.invalidations;
         }
         Read {
             tracker: self,
             key: covered.then(|| key.to_owned()),
             connection: state.connection,
+            seen,
         }
     }
 
-    /// Drops `key` (a write of it is about to be sent, or has been answered).
-    pub(crate) fn forget(&self, key: &str) {
+    /// A write of `keys` is about to be sent: each key under a tracked prefix is dropped and
+    /// counted as written until [`end_write`](Self::end_write). Returns those keys.
+    pub(crate) fn begin_write<'k>(&self, keys: impl Iterator<Item = &'k str>) -> Vec<String> {
         if !self.active.load(Ordering::Acquire) {
-            return;
+            return Vec::new();
         }
         let mut state = self.lock();
-        if state
-            .tracked
-            .iter()
-            .any(|prefix| key.starts_with(prefix.as_str()))
-        {
+        let mut covered = Vec::new();
+        for key in keys {
+            if state
+                .tracked
+                .iter()
+                .any(|prefix| key.starts_with(prefix.as_str()))
+            {
+                state.forget(key);
+                *state.writing.entry(key.to_owned()).or_default() += 1;
+                covered.push(key.to_owned());
+            }
+        }
+        covered
+    }
+
+    /// The write of `keys` has run (its answer came): drop them again, for the reads that
+    /// began meanwhile, and count the write done.
+    pub(crate) fn end_write(&self, keys: &[String]) {
+        let mut state = self.lock();
+        for key in keys {
             state.forget(key);
+            if let Some(count) = state.writing.get_mut(key.as_str()) {
+                *count -= 1;
+                if *count == 0 {
+                    state.writing.remove(key.as_str());
+                }
+            }
+        }
+    }
+
+    /// The write of `keys` ended without an answer (given up, timed out): it may still run. A
+    /// `PING` on the tracking connection, which carries the write, answers after it has; then
+    /// [`end_write`](Self::end_write). Without that connection (it broke, which dropped
+    /// everything) or a runtime, at once.
+    pub(crate) fn end_write_later(self: &Arc<Self>, keys: Vec<String>) {
+        let writer = self.lock().writer.clone();
+        match (writer, tokio::runtime::Handle::try_current()) {
+            (Some(mut writer), Ok(runtime)) => {
+                let tracker = self.clone();
+                runtime.spawn(async move {
+                    let ping = redis::cmd("PING");
+                    let answered = ping.query_async::<()>(&mut writer);
+                    let _ = tokio::time::timeout(tracker.timeout, answered).await;
+                    tracker.end_write(&keys);
+                });
+            }
+            _ => self.end_write(&keys),
         }
     }
 
@@ -328,12 +422,57 @@ impl Tracker {
     }
 }
 
+/// How long after a failed attempt to set tracking up the next one is made.
+const RETRY_TRACKING: Duration = Duration::from_secs(5);
+
+/// How often the tracking connection is checked with a `PING`.
+const KEEP_ALIVE: Duration = Duration::from_secs(5);
+
+/// Pings tracking connection `number` every [`KEEP_ALIVE`] while it is the current one; one
+/// without an answer within `timeout` is taken for broken: everything is dropped, and the next
+/// cached read sets tracking up again.
+async fn keep_alive(
+    state: std::sync::Weak<Mutex<State>>,
+    number: u64,
+    mut conn: MultiplexedConnection,
+    timeout: Duration,
+) {
+    loop {
+        tokio::time::sleep(KEEP_ALIVE).await;
+        let current = |state: &Arc<Mutex<State>>| {
+            let state = state.lock().unwrap_or_else(|e| e.into_inner());
+            state.alive && state.connection == number
+        };
+        match state.upgrade() {
+            Some(state) if current(&state) => {}
+            _ => return,
+        }
+        let ping = redis::cmd("PING");
+        let answered = tokio::time::timeout(timeout, ping.query_async::<()>(&mut conn)).await;
+        if !matches!(answered, Ok(Ok(()))) {
+            if let Some(state) = state.upgrade() {
+                let broken = PushInfo {
+                    kind: PushKind::Disconnection,
+                    data: Vec::new(),
+                };
+                state
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .apply(number, &broken);
+            }
+            return;
+        }
+    }
+}
+
 /// A read in flight (see [`Tracker::begin`]); ends when dropped.
 pub(crate) struct Read<'a> {
     tracker: &'a Tracker,
     /// The key, when it is under a tracked prefix.
     key: Option<String>,
     connection: u64,
+    /// The key's invalidation count when the read began.
+    seen: u64,
 }
 
 impl Read<'_> {
@@ -344,8 +483,12 @@ impl Read<'_> {
             return;
         };
         let mut state = self.tracker.lock();
-        let invalidated = end(&mut state, &key);
-        if invalidated || !state.alive || state.connection != self.connection {
+        let invalidated = end(&mut state, &key) != self.seen;
+        if invalidated
+            || !state.alive
+            || state.connection != self.connection
+            || state.writing.contains_key(&key)
+        {
             return;
         }
         let stamp = state.next_stamp;
@@ -377,17 +520,18 @@ impl Read<'_> {
     }
 }
 
-/// Ends one read of `key`: whether it was invalidated meanwhile.
-fn end(state: &mut State, key: &str) -> bool {
+/// Ends one read of `key`: the key's invalidation count now (`u64::MAX` if its reads were lost,
+/// which never matches).
+fn end(state: &mut State, key: &str) -> u64 {
     let Some(reads) = state.reads.get_mut(key) else {
-        return true;
+        return u64::MAX;
     };
-    let invalidated = reads.invalidated;
+    let invalidations = reads.invalidations;
     reads.count -= 1;
     if reads.count == 0 {
         state.reads.remove(key);
     }
-    invalidated
+    invalidations
 }
 
 impl Drop for Read<'_> {

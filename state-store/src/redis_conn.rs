@@ -269,16 +269,23 @@ impl Primary {
         (current.generation, current.conn.clone())
     }
 
-    /// Passes `result` on, after asking the sentinels again if its error may mean a failover.
+    /// Passes `result` on at once; if its error may mean a failover, the sentinels are asked
+    /// again in the background (the failing call does not wait for them).
     async fn check<T>(
-        &self,
+        self: &Arc<Self>,
         generation: u64,
         result: redis::RedisResult<T>,
     ) -> redis::RedisResult<T> {
         if let Err(e) = &result
             && failover_may_explain(e)
         {
-            self.follow(generation).await;
+            let primary = self.clone();
+            match tokio::runtime::Handle::try_current() {
+                Ok(runtime) => {
+                    runtime.spawn(async move { primary.follow(generation).await });
+                }
+                Err(_) => primary.follow(generation).await,
+            }
         }
         result
     }

@@ -520,7 +520,7 @@ pub(crate) struct Node<'a> {
     pub(crate) host: &'a str,
     pub(crate) port: u16,
     pub(crate) primary: bool,
-    /// Marked failing (`fail` or `fail?`).
+    /// Marked failing by the cluster (`fail`; not a single node's `fail?`).
     pub(crate) failed: bool,
 }
 
@@ -541,7 +541,8 @@ pub(crate) fn parse_nodes(reply: &str) -> impl Iterator<Item = Node<'_>> {
             host,
             port,
             primary: flags.split(',').any(|flag| flag == "master"),
-            failed: flags.contains("fail"),
+            // `fail?` is one node's suspicion; only the cluster's verdict counts.
+            failed: flags.split(',').any(|flag| flag == "fail"),
         })
     })
 }

@@ -437,7 +437,8 @@ impl<B: Backend> Store<B> {
     }
 
     /// Resets the expiry of the `S` with `id` to the type's `ttl`, counted from now (or clears
-    /// it, for a type without `ttl`), without changing the value: one `PEXPIRE` on Redis.
+    /// it, for a type without `ttl`), without changing the value: one `PEXPIRE` on Redis
+    /// (`PERSIST` and `EXISTS` in one round trip for a type without `ttl`).
     /// `false` when there is no such value. Announces nothing on the change feed, since the
     /// value did not change. Needs [`enable_set`](Self::enable_set).
     pub fn touch<S: StateKey>(
