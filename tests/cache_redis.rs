@@ -41,15 +41,6 @@ async fn store_on(server: &RedisServer) -> Store<RedisBackend> {
     Store::new(backend).namespace("svc").enable_set()
 }
 
-fn calls(raw: &mut redis::Connection, command: &str) -> u64 {
-    let stats: String = redis::cmd("INFO").arg("commandstats").query(raw).unwrap();
-    stats
-        .lines()
-        .find_map(|line| line.strip_prefix(&format!("cmdstat_{command}:calls=")))
-        .and_then(|rest| rest.split(',').next())
-        .map_or(0, |n| n.parse().unwrap())
-}
-
 /// Polls `get` until it gives `expected`, for at most two seconds.
 async fn eventually<S>(store: &Store<RedisBackend>, id: &str, expected: Option<S>)
 where
@@ -97,12 +88,12 @@ async fn hits_stay_in_the_client_and_other_types_are_not_cached() {
         );
     }
     // One read of the cached type reached the server; every read of the other did.
-    assert_eq!(calls(&mut raw, "get"), 101);
-    assert_eq!(calls(&mut raw, "pttl"), 1);
+    assert_eq!(support::command_calls(&mut raw, "get"), 101);
+    assert_eq!(support::command_calls(&mut raw, "pttl"), 1);
     // A missing key is not cached as missing: it is asked each time.
     assert_eq!(store.get::<Flags>(id("none")).await.unwrap(), None);
     assert_eq!(store.get::<Flags>(id("none")).await.unwrap(), None);
-    assert_eq!(calls(&mut raw, "get"), 103);
+    assert_eq!(support::command_calls(&mut raw, "get"), 103);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -257,7 +248,7 @@ async fn the_cache_can_be_turned_off_and_memory_ignores_it() {
     for _ in 0..10 {
         assert!(store.get::<Flags>(id("a")).await.unwrap().is_some());
     }
-    assert_eq!(calls(&mut raw, "get"), 10);
+    assert_eq!(support::command_calls(&mut raw, "get"), 10);
 
     let memory = Store::new(MemoryBackend::new()).enable_set();
     memory

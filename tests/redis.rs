@@ -439,16 +439,6 @@ async fn a_full_server_refuses_counter_writes_as_backend_errors() {
     }
 }
 
-/// Calls per command, from `INFO commandstats`.
-fn command_calls(raw: &mut redis::Connection, command: &str) -> u64 {
-    let stats: String = redis::cmd("INFO").arg("commandstats").query(raw).unwrap();
-    stats
-        .lines()
-        .find_map(|line| line.strip_prefix(&format!("cmdstat_{command}:calls=")))
-        .and_then(|rest| rest.split(',').next())
-        .map_or(0, |n| n.parse().unwrap())
-}
-
 /// Concurrent single `get`s go out in batches (one `MGET` for many callers), and each caller
 /// gets its own answer: its value, `None`, `InvalidKey` for a key holding a hash, a decode error
 /// for corrupt JSON, exactly as a lone `GET` answers.
@@ -497,8 +487,8 @@ async fn concurrent_gets_are_batched_and_each_caller_gets_its_own_answer() {
     for task in tasks {
         task.await.unwrap();
     }
-    let gets = command_calls(&mut raw, "get");
-    let mgets = command_calls(&mut raw, "mget");
+    let gets = support::command_calls(&mut raw, "get");
+    let mgets = support::command_calls(&mut raw, "mget");
     assert!(mgets > 0, "no batch formed: {gets} GETs");
     assert!(
         gets + mgets < TASKS * ROUNDS,
@@ -534,8 +524,8 @@ async fn read_batching_can_be_turned_off() {
     for task in tasks {
         task.await.unwrap();
     }
-    assert_eq!(command_calls(&mut raw, "get"), 320);
-    assert_eq!(command_calls(&mut raw, "mget"), 0);
+    assert_eq!(support::command_calls(&mut raw, "get"), 320);
+    assert_eq!(support::command_calls(&mut raw, "mget"), 0);
 }
 
 /// `touch` is one `PEXPIRE`, `get_and_touch` one `GETEX ... PX`: one round trip each.

@@ -11,6 +11,20 @@ use crate::stats::{Count, Workload, workload};
 /// Typed gets through `store`; `side` names it in the table (`typed`, or `any` for a store over
 /// `AnyBackend`).
 pub(crate) fn typed_get<B: Backend>(store: &Store<B>, side: &str, tasks: usize) -> Workload {
+    typed_gets::<B, Session>(store, side, tasks)
+}
+
+/// Typed gets of the cached copy of the sessions: after the first round every read is a hit.
+pub(crate) fn cached_get<B: Backend>(store: &Store<B>, tasks: usize) -> Workload {
+    typed_gets::<B, CachedSession>(store, "cached", tasks)
+}
+
+/// Typed gets of `S` over the seeded pool through `store`.
+fn typed_gets<B: Backend, S: StateKey<Id = u64>>(
+    store: &Store<B>,
+    side: &str,
+    tasks: usize,
+) -> Workload {
     let store = store.clone();
     workload(
         format!("get  {side:<6} {tasks:>2} task(s)"),
@@ -21,30 +35,8 @@ pub(crate) fn typed_get<B: Backend>(store: &Store<B>, side: &str, tasks: usize) 
             async move {
                 let mut n = 0;
                 while let Some(i) = ticker.tick() {
-                    let session = store.get::<Session>(pick(t, i)).await?;
-                    black_box(session.ok_or("a seeded session is missing")?);
-                    n += 1;
-                }
-                Ok(Count::units(n))
-            }
-        },
-    )
-}
-
-/// Typed gets of the cached copy of the sessions: after the first round every read is a hit.
-pub(crate) fn cached_get<B: Backend>(store: &Store<B>, tasks: usize) -> Workload {
-    let store = store.clone();
-    workload(
-        format!("get  cached {tasks:>2} task(s)"),
-        "ops",
-        tasks,
-        move |t, mut ticker| {
-            let store = store.clone();
-            async move {
-                let mut n = 0;
-                while let Some(i) = ticker.tick() {
-                    let session = store.get::<CachedSession>(pick(t, i)).await?;
-                    black_box(session.ok_or("a seeded session is missing")?);
+                    let value = store.get::<S>(pick(t, i)).await?;
+                    black_box(value.ok_or("a seeded session is missing")?);
                     n += 1;
                 }
                 Ok(Count::units(n))

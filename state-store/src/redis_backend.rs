@@ -975,8 +975,7 @@ impl Backend for RedisBackend {
         notify: Notify<'a>,
     ) -> BoxFuture<'a, Result<bool>> {
         Box::pin(async move {
-            let forget = self.forget_around(std::slice::from_ref(&key));
-            let result = async {
+            self.writing(self.forget_key(key), async {
                 if let Some(channel) = notify {
                     return self.put_notify(key, value, mode, expiry, channel).await;
                 }
@@ -1026,17 +1025,14 @@ impl Backend for RedisBackend {
                     let () = self.query_idempotent("set", key, &cmd).await?;
                     Ok(true)
                 }
-            }
-            .await;
-            forget.finish(&result);
-            result
+            })
+            .await
         })
     }
 
     fn remove<'a>(&'a self, key: &'a str, notify: Notify<'a>) -> BoxFuture<'a, Result<bool>> {
         Box::pin(async move {
-            let forget = self.forget_around(std::slice::from_ref(&key));
-            let result = async {
+            self.writing(self.forget_key(key), async {
                 if let Some(channel) = notify {
                     let mut invocation = REMOVE_NOTIFY.key(key);
                     invocation.arg(&*wire_channel(channel, self.db));
@@ -1049,10 +1045,8 @@ impl Backend for RedisBackend {
                     .query("remove", key, redis::cmd("DEL").arg(key))
                     .await?;
                 Ok(removed > 0)
-            }
-            .await;
-            forget.finish(&result);
-            result
+            })
+            .await
         })
     }
 
@@ -1064,8 +1058,7 @@ impl Backend for RedisBackend {
         expiry: Expiry,
     ) -> BoxFuture<'a, Result<Option<Vec<u8>>>> {
         Box::pin(async move {
-            let forget = self.forget_around(std::slice::from_ref(&key));
-            let result = async {
+            self.writing(self.forget_key(key), async {
                 let mut cmd = redis::cmd("GETEX");
                 cmd.arg(key);
                 match expiry {
@@ -1079,10 +1072,8 @@ impl Backend for RedisBackend {
                 }
                 // May run twice: the second run sets the same expiry again, from a moment later.
                 self.query_idempotent("get_and_touch", key, &cmd).await
-            }
-            .await;
-            forget.finish(&result);
-            result
+            })
+            .await
         })
     }
 
@@ -1098,8 +1089,7 @@ impl Backend for RedisBackend {
                 // Not a version this backend handed out: it cannot match any value.
                 return Ok(false);
             };
-            let forget = self.forget_around(std::slice::from_ref(&key));
-            let result = async {
+            self.writing(self.forget_key(key), async {
                 let mut invocation = REMOVE_IF_VERSION.key(key);
                 invocation.arg(digest).arg(
                     notify
@@ -1109,10 +1099,8 @@ impl Backend for RedisBackend {
                 // Not retried: after a lost reply, a second run would find the key gone and say 0.
                 let removed: i64 = self.run("remove_if", key, &invocation).await?;
                 Ok(removed == 1)
-            }
-            .await;
-            forget.finish(&result);
-            result
+            })
+            .await
         })
     }
 
@@ -1120,8 +1108,7 @@ impl Backend for RedisBackend {
     /// for a key without expiry too).
     fn touch<'a>(&'a self, key: &'a str, expiry: Expiry) -> BoxFuture<'a, Result<bool>> {
         Box::pin(async move {
-            let forget = self.forget_around(std::slice::from_ref(&key));
-            let result = async {
+            self.writing(self.forget_key(key), async {
                 let found: u64 = match expiry {
                     Expiry::After(ttl) => {
                         let mut cmd = redis::cmd("PEXPIRE");
@@ -1144,10 +1131,8 @@ impl Backend for RedisBackend {
                     }
                 };
                 Ok(found > 0)
-            }
-            .await;
-            forget.finish(&result);
-            result
+            })
+            .await
         })
     }
 
@@ -1275,16 +1260,8 @@ impl Backend for RedisBackend {
         notify: Notify<'a>,
     ) -> BoxFuture<'a, Result<()>> {
         let forget = self.forget_keys(items.iter().map(|(key, _)| key.as_str()));
-        Box::pin(async move {
-            let forget = forget;
-            let result = async {
-                self.set_in_multi("set_many", items, Expiry::from_ttl(ttl), notify)
-                    .await
-            }
-            .await;
-            forget.finish(&result);
-            result
-        })
+        let write = self.set_in_multi("set_many", items, Expiry::from_ttl(ttl), notify);
+        Box::pin(self.writing(forget, write))
     }
 
     fn remove_many<'a>(
@@ -1293,8 +1270,7 @@ impl Backend for RedisBackend {
         notify: Notify<'a>,
     ) -> BoxFuture<'a, Result<u64>> {
         Box::pin(async move {
-            let forget = self.forget_keys(keys.iter().map(String::as_str));
-            let result = async {
+            self.writing(self.forget_keys(keys.iter().map(String::as_str)), async {
                 let Some(first) = keys.first() else {
                     return Ok(0);
                 };
@@ -1329,10 +1305,8 @@ impl Backend for RedisBackend {
                 // On a Cluster, the `redis` crate splits a `DEL` per slot and sums the counts.
                 self.query("remove_many", first, redis::cmd("DEL").arg(keys))
                     .await
-            }
-            .await;
-            forget.finish(&result);
-            result
+            })
+            .await
         })
     }
 
@@ -1344,8 +1318,7 @@ impl Backend for RedisBackend {
         notify: Notify<'a>,
     ) -> BoxFuture<'a, Result<i64>> {
         Box::pin(async move {
-            let forget = self.forget_around(std::slice::from_ref(&key));
-            let result = async {
+            self.writing(self.forget_key(key), async {
                 let mut invocation = INCR.key(key);
                 invocation.arg(by).arg(millis_arg(ttl_if_created)).arg(
                     notify
@@ -1353,10 +1326,8 @@ impl Backend for RedisBackend {
                         .as_ref(),
                 );
                 self.run("incr", key, &invocation).await
-            }
-            .await;
-            forget.finish(&result);
-            result
+            })
+            .await
         })
     }
 
@@ -1367,16 +1338,13 @@ impl Backend for RedisBackend {
         window: Duration,
     ) -> BoxFuture<'a, Result<Decision>> {
         Box::pin(async move {
-            let forget = self.forget_around(std::slice::from_ref(&key));
-            let result = async {
+            self.writing(self.forget_key(key), async {
                 let mut invocation = FIXED_WINDOW.key(key);
                 invocation.arg(limit).arg(millis(window));
                 let reply: [i64; 4] = self.run("check", key, &invocation).await?;
                 Ok(decision(reply, Duration::from_millis))
-            }
-            .await;
-            forget.finish(&result);
-            result
+            })
+            .await
         })
     }
 
@@ -1387,8 +1355,7 @@ impl Backend for RedisBackend {
         burst: u32,
     ) -> BoxFuture<'a, Result<Decision>> {
         Box::pin(async move {
-            let forget = self.forget_around(std::slice::from_ref(&key));
-            let result = async {
+            self.writing(self.forget_key(key), async {
                 let mut invocation = GCRA.key(key);
                 invocation
                     // At least a microsecond, as the provided `gcra` counts it: the script divides
@@ -1401,10 +1368,8 @@ impl Backend for RedisBackend {
                     .arg(burst);
                 let reply: [i64; 4] = self.run("check", key, &invocation).await?;
                 Ok(decision(reply, Duration::from_micros))
-            }
-            .await;
-            forget.finish(&result);
-            result
+            })
+            .await
         })
     }
 
@@ -1610,8 +1575,20 @@ impl RedisBackend {
         }
     }
 
-    fn forget_around(&self, keys: &[&str]) -> Forget<'_> {
-        self.forget_keys(keys.iter().copied())
+    fn forget_key(&self, key: &str) -> Forget<'_> {
+        self.forget_keys(std::iter::once(key))
+    }
+
+    /// Runs the write `work` inside `forget` (made before `work` is first polled, so before
+    /// anything is sent), telling it how the write ended.
+    async fn writing<T>(
+        &self,
+        forget: Forget<'_>,
+        work: impl Future<Output = Result<T>>,
+    ) -> Result<T> {
+        let result = work.await;
+        forget.finish(&result);
+        result
     }
 }
 

@@ -181,6 +181,17 @@ impl RedisServer {
     }
 }
 
+/// How often the server ran `command` (lowercase, as `INFO commandstats` names it) since its
+/// stats were last reset (`CONFIG RESETSTAT`).
+pub fn command_calls(raw: &mut redis::Connection, command: &str) -> u64 {
+    let stats: String = redis::cmd("INFO").arg("commandstats").query(raw).unwrap();
+    stats
+        .lines()
+        .find_map(|line| line.strip_prefix(&format!("cmdstat_{command}:calls=")))
+        .and_then(|rest| rest.split(',').next())
+        .map_or(0, |n| n.parse().unwrap())
+}
+
 /// Records the commands clients send to a server (its `MONITOR` feed), leaving out those that
 /// scripts run inside the server.
 pub struct Monitor {
