@@ -24,6 +24,7 @@ mod bulk;
 mod ceiling;
 mod commands;
 mod common;
+mod evolve;
 mod memory;
 mod patterns;
 mod stats;
@@ -41,9 +42,10 @@ use crate::ceiling::ceiling;
 use crate::commands::command_table;
 use crate::common::{
     ANY_TARGET, BATCH, BATCHED_TARGET, CACHE_HIT_TARGET, CACHED_WRITE_TARGET, CachedSession,
-    FixedRate, GET1_TARGET, MANY, POOL, Res, Session, SmoothRate, TARGET, UPDATE_SHARED_ID,
-    UPDATE_SOLO_ID, cached_session, session,
+    FixedRate, GET1_TARGET, MANY, POOL, PREVIOUS_TARGET, Res, Session, SmoothRate, TARGET,
+    UPDATE_SHARED_ID, UPDATE_SOLO_ID, cached_session, session,
 };
+use crate::evolve::previous_get;
 use crate::memory::{json_decode, json_encode, memory_get, memory_set};
 use crate::patterns::{check, incr, raw_incr, raw_read_modify_write, update};
 use crate::stats::{Series, measure, ratio};
@@ -528,6 +530,25 @@ async fn run() -> Res<()> {
     )
     .await?;
 
+    // 9. Changing a state type: a read of a type declared with `previous`, of values in the
+    // current shape (the same keys as `Session`), against `Session`.
+    let previous_redis = measure(
+        &config,
+        vec![
+            previous_get(&store, "prev", 1),
+            typed_get(&store, "typed", 1),
+        ],
+    )
+    .await?;
+    let previous_memory = measure(
+        &config,
+        vec![
+            previous_get(&memory, "prev-m", 1),
+            typed_get(&memory, "mem", 1),
+        ],
+    )
+    .await?;
+
     // The table.
     let mut table = Table::default();
     table.section("1. Typed Store vs the raw redis crate (same serde_json work, SET with PX)");
@@ -647,6 +668,14 @@ async fn run() -> Res<()> {
         Some(CACHED_WRITE_TARGET),
         "",
     );
+
+    table.section(&format!(
+        "9. Changing a state type: get of a type declared with `previous` (values in the \
+         current shape) vs the same type without, 1 task (target {PREVIOUS_TARGET:.2}x)"
+    ));
+    for pair in [&previous_redis, &previous_memory] {
+        table.row(&pair[0], Some(&pair[1]), Some(PREVIOUS_TARGET), "");
+    }
 
     println!("# state-store bench");
     println!();

@@ -20,7 +20,7 @@ pub(crate) fn cached_get<B: Backend>(store: &Store<B>, tasks: usize) -> Workload
 }
 
 /// Typed gets of `S` over the seeded pool through `store`.
-fn typed_gets<B: Backend, S: StateKey<Id = u64>>(
+pub(crate) fn typed_gets<B: Backend, S: StateKey<Id = u64>>(
     store: &Store<B>,
     side: &str,
     tasks: usize,

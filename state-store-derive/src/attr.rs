@@ -13,11 +13,12 @@ use crate::errors::Errors;
 use crate::ttl;
 
 /// The keys `#[state(...)]` accepts, for the unknown-key error.
-const KEYS: &str = "`prefix`, `id`, `ttl`, `counter`, `notify` or `cache`";
+const KEYS: &str = "`prefix`, `id`, `ttl`, `counter`, `notify`, `cache` or `previous`";
 
 const PREFIX: &str = "`prefix` takes one string literal, like `prefix = \"session\"`";
 const ID: &str = "`id` takes one type, like `id = u64` or `id = (String, u32)`";
 const TTL: &str = "`ttl` takes a string like \"30m\" or \"1h30m\", or an integer number of seconds";
+const PREVIOUS: &str = "`previous` takes one type, like `previous = SessionV1`";
 
 /// What the `#[state(...)]` attributes of one type say. Invalid values are left out (their
 /// errors are already recorded), so a `None` here does not mean the key was missing: see
@@ -36,6 +37,8 @@ pub(crate) struct Attrs<'a> {
     pub notify: Option<Ident>,
     /// The `cache` token: reads are kept decoded in the client's cache.
     pub cache: Option<Ident>,
+    /// The type of `previous = Type`: the older shape that stored values may still have.
+    pub previous: Option<Type>,
     given: Vec<&'static str>,
 }
 
@@ -52,14 +55,16 @@ pub(crate) fn get<'a>(attrs: &'a [Attribute], errors: &mut Errors) -> Attrs<'a> 
     for attr in attrs.iter().filter(|attr| attr.path().is_ident("state")) {
         out.first.get_or_insert(attr);
         let parsed = attr.parse_nested_meta(|meta| {
-            // #[state(prefix = "session", id = u64, ttl = "30m", counter, notify, cache)]
+            // #[state(prefix = "session", id = u64, ttl = "30m", counter, notify, cache,
+            //         previous = SessionV1)]
             let Some(key) = meta.path.get_ident().cloned() else {
                 return unknown_key(&meta, errors);
             };
-            let Some(name) = ["prefix", "id", "ttl", "counter", "notify", "cache"]
-                .into_iter()
-                .find(|name| key == name)
-            else {
+            let Some(name) = [
+                "prefix", "id", "ttl", "counter", "notify", "cache", "previous",
+            ]
+            .into_iter()
+            .find(|name| key == name) else {
                 return unknown_key(&meta, errors);
             };
             let duplicate = out.given(name);
@@ -91,6 +96,13 @@ pub(crate) fn get<'a>(attrs: &'a [Attribute], errors: &mut Errors) -> Attrs<'a> 
                     let ttl = value(&meta, &key, errors, ttl_value, TTL);
                     if !duplicate {
                         out.ttl = ttl;
+                    }
+                }
+                // previous = SessionV1, previous = old::Session
+                "previous" => {
+                    let previous = value(&meta, &key, errors, previous_value, PREVIOUS);
+                    if !duplicate {
+                        out.previous = previous;
                     }
                 }
                 // counter, notify, cache
@@ -224,6 +236,22 @@ fn id_value(input: ParseStream) -> syn::Result<Type> {
     input.parse()
 }
 
+fn previous_value(input: ParseStream) -> syn::Result<Type> {
+    if let Ok(text) = input.fork().parse::<LitStr>() {
+        return Err(Error::new(
+            text.span(),
+            format_args!(
+                "`previous` takes a type, not a string: write `previous = {}`",
+                text.value()
+            ),
+        ));
+    }
+    if input.peek(Lit) {
+        return Err(input.error(PREVIOUS));
+    }
+    input.parse()
+}
+
 fn ttl_value(input: ParseStream) -> syn::Result<u64> {
     let lit = input
         .parse::<Lit>()
@@ -257,7 +285,7 @@ mod tests {
         let attrs: Vec<Attribute> = vec![
             parse_quote!(#[state(prefix = "job", id = (String, u32))]),
             parse_quote!(#[serde(rename_all = "camelCase")]),
-            parse_quote!(#[state(ttl = 1_800, counter, notify)]),
+            parse_quote!(#[state(ttl = 1_800, counter, notify, previous = old::Job)]),
         ];
         let mut errors = Errors::default();
         let got = get(&attrs, &mut errors);
@@ -268,6 +296,8 @@ mod tests {
         assert_eq!(got.ttl, Some(1800));
         assert!(got.counter.is_some());
         assert!(got.notify.is_some());
+        let previous = got.previous.map(|ty| quote::quote!(#ty).to_string());
+        assert_eq!(previous.as_deref(), Some("old :: Job"));
         assert!(got.first.is_some());
     }
 
@@ -284,7 +314,7 @@ mod tests {
                 "ttl must be greater than zero; leave out `ttl` for keys that never expire",
                 "duplicate key `ttl` in `#[state(...)]`",
                 TTL,
-                "unknown key `size` in `#[state(...)]`; expected `prefix`, `id`, `ttl`, `counter`, `notify` or `cache`",
+                "unknown key `size` in `#[state(...)]`; expected `prefix`, `id`, `ttl`, `counter`, `notify`, `cache` or `previous`",
                 "`counter` takes no value: write `counter` alone",
                 "duplicate key `id` in `#[state(...)]`",
                 ID,
@@ -305,6 +335,15 @@ mod tests {
                 "like `prefix = \"session\"`",
             ),
             (parse_quote!(#[state(id = u64 u32)]), ID),
+            (
+                parse_quote!(#[state(previous = "SessionV1")]),
+                "write `previous = SessionV1`",
+            ),
+            (parse_quote!(#[state(previous = 1)]), PREVIOUS),
+            (
+                parse_quote!(#[state(previous)]),
+                "expected `previous = ...`",
+            ),
             (parse_quote!(#[state(ttl = 30 * 60)]), TTL),
             (
                 parse_quote!(#[state(ttl = "1h", id)]),

@@ -90,6 +90,7 @@ fn impls(input: &Input, id: &Type, prefix: &str, ttl: Option<u64>) -> TokenStrea
             }
         }
     });
+    let previous = input.attrs.previous.as_ref().map(previous);
     quote! {
         #[automatically_derived]
         impl ::state_store::__private::StateKey for #ident {
@@ -98,6 +99,7 @@ fn impls(input: &Input, id: &Type, prefix: &str, ttl: Option<u64>) -> TokenStrea
             const TTL: ::state_store::__private::Option<::state_store::__private::Duration> = #ttl;
             #notify_const
             #cache
+            #previous
         }
 
         impl #ident {
@@ -112,5 +114,28 @@ fn impls(input: &Input, id: &Type, prefix: &str, ttl: Option<u64>) -> TokenStrea
 
         #counter
         #notified
+    }
+}
+
+/// `previous = Type`: a value that does not decode as the type is read as `Type` and converted
+/// with `From`.
+fn previous(ty: &Type) -> TokenStream {
+    // As the user wrote it, for the decode error that names both shapes.
+    let name = quote!(#ty).to_string().replace(' ', "");
+    // At the type in the attribute, so that a missing `From` (or `Deserialize`) is reported
+    // there rather than at the derive.
+    let convert = quote_spanned! {ty.span()=>
+        ::state_store::__private::from_slice::<#ty>(bytes)
+            .map(<Self as ::state_store::__private::From<#ty>>::from)
+    };
+    quote! {
+        fn __decode_previous(
+            bytes: &[u8],
+        ) -> ::state_store::__private::Option<(
+            &'static str,
+            ::state_store::__private::Result<Self, ::state_store::__private::JsonError>,
+        )> {
+            ::state_store::__private::Some((#name, #convert))
+        }
     }
 }

@@ -47,7 +47,10 @@ use syn::{DeriveInput, parse_macro_input};
 /// - `notify` (optional): every write announces itself on the type's change feed, which
 ///   `Store::watch` reads (the type implements `Notified`);
 /// - `cache` (optional, on a `Clone` type): reads keep the decoded value in the backend's
-///   client-side cache (`StateKey::CACHE`).
+///   client-side cache (`StateKey::CACHE`);
+/// - `previous = Type` (optional): the older shape stored values may have, a `Deserialize`
+///   type the state type implements `From`; reads convert such values and `Store::migrate`
+///   rewrites them (a missing `From` is a compile error at `Type`).
 ///
 /// The type must not be generic. Mistakes are compile errors at the offending token.
 #[proc_macro_derive(StateKey, attributes(state))]

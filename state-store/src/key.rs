@@ -40,7 +40,101 @@ use crate::id::StateId;
 /// - `notify` (optional): every write announces itself on the type's change feed, which
 ///   [`Store::watch`](crate::Store::watch) reads (see [`Notified`]);
 /// - `cache` (optional, on a `Clone` type): reads keep the decoded value in the backend's
-///   client-side cache (see [`CACHE`](StateKey::CACHE)).
+///   client-side cache (see [`CACHE`](StateKey::CACHE));
+/// - `previous = Type` (optional): the older shape stored values may still have, a
+///   `Deserialize` type the state type implements `From`; reads convert such values, and
+///   [`Store::migrate`](crate::Store::migrate) rewrites them in the current shape (see
+///   [Changing a state type](#changing-a-state-type)).
+///
+/// # Changing a state type
+/// Values outlive the code that wrote them: during a rolling deploy the old release and the new
+/// one read each other's writes. A field added with `#[serde(default)]` and a field renamed with
+/// `#[serde(alias = "old_name")]` read older values as they are. For a real reshape, declare the
+/// older shape as `previous`:
+///
+/// ```
+/// use serde::{Deserialize, Serialize};
+/// use state_store::{MemoryBackend, StateKey, Store};
+///
+/// #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, StateKey)]
+/// #[state(prefix = "session", id = u64, ttl = "30m", previous = SessionV1)]
+/// pub struct Session {
+///     pub cart: Vec<CartItem>,
+///     pub updated_at: i64,
+/// }
+///
+/// #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// pub struct CartItem {
+///     pub sku: String,
+///     pub quantity: u32,
+/// }
+///
+/// /// What the release before this one stored.
+/// #[derive(Deserialize)]
+/// pub struct SessionV1 {
+///     pub cart: Vec<String>,
+/// }
+///
+/// impl From<SessionV1> for Session {
+///     fn from(old: SessionV1) -> Self {
+///         let cart = old.cart.into_iter().map(|sku| CartItem { sku, quantity: 1 }).collect();
+///         Session { cart, updated_at: 0 }
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> state_store::Result<()> {
+/// let store = Store::new(MemoryBackend::new()).enable_set();
+/// # use state_store::Backend;
+/// # let key = store.full_key::<Session>(7)?;
+/// # store.backend().set(&key, br#"{"cart":["book"]}"#.to_vec(), None, None).await?;
+/// // Under `session:7`, an older release stored `{"cart":["book"]}`.
+/// let session = store.get::<Session>(7).await?.unwrap();
+/// assert_eq!(session.cart, [CartItem { sku: "book".into(), quantity: 1 }]);
+///
+/// let report = store.migrate::<Session>().await?; // rewrites it as a `Session`
+/// assert_eq!(report.rewritten, 1);
+/// # Ok(())
+/// # }
+/// ```
+///
+/// A value in the current shape decodes as before, at no extra cost: the previous shape is
+/// tried only when the current one fails. A value that decodes as neither is an
+/// [`Error::Decode`](crate::Error::Decode) naming the key, with both of serde's messages.
+/// Reads do not write; `update` writes what its closure returns, in the current shape.
+///
+/// For a longer history, make `previous` an enum of the older shapes that serde tells apart,
+/// with one `From`:
+///
+/// ```
+/// # use serde::{Deserialize, Serialize};
+/// # use state_store::StateKey;
+/// #[derive(Serialize, Deserialize, StateKey)]
+/// #[state(prefix = "session", id = u64, previous = OlderSession)]
+/// pub struct Session {
+///     pub items: Vec<String>,
+///     pub updated_at: i64,
+/// }
+///
+/// #[derive(Deserialize)]
+/// #[serde(untagged)]
+/// pub enum OlderSession {
+///     /// Release 2: the cart as items, no timestamp.
+///     V2 { items: Vec<String> },
+///     /// Release 1: a single item.
+///     V1 { item: String },
+/// }
+///
+/// impl From<OlderSession> for Session {
+///     fn from(old: OlderSession) -> Self {
+///         let items = match old {
+///             OlderSession::V2 { items } => items,
+///             OlderSession::V1 { item } => vec![item],
+///         };
+///         Session { items, updated_at: 0 }
+///     }
+/// }
+/// ```
 pub trait StateKey: Serialize + DeserializeOwned + Send + Sync + 'static {
     /// The id that tells values of this type apart.
     type Id: StateId;
@@ -71,6 +165,17 @@ pub trait StateKey: Serialize + DeserializeOwned + Send + Sync + 'static {
     where
         Self: Sized,
     {
+        None
+    }
+
+    /// `bytes` decoded as the `previous` shape and converted, with that shape's name; `None`
+    /// for a type without `previous`. The derive implements it. Not public API.
+    #[doc(hidden)]
+    fn __decode_previous(bytes: &[u8]) -> Option<(&'static str, Result<Self, serde_json::Error>)>
+    where
+        Self: Sized,
+    {
+        let _ = bytes;
         None
     }
 }

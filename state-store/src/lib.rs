@@ -109,9 +109,17 @@ pub use key::{Counter, Key, Notified, StateKey};
 pub use memory::MemoryBackend;
 pub use rate_limit::{Decision, Policy, Quota, RateLimit};
 #[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use redis_backend::{RedisBackend, RedisConnection, RedisOptions};
 pub use state_store_derive::StateKey;
-pub use store::{Item, Store, Updated};
+pub use store::{Item, MigrateOptions, MigrateReport, Store, Updated};
+#[cfg(feature = "tower")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
+pub use tower::{OnError, RateLimitLayer, RateLimitService};
+pub use usage::{
+    MAX_PREFIXES, PrefixUsage, ProgressFn, SampleSlot, TtlSpread, Usage, UsageOptions,
+    UsageProgress, UsageTally,
+};
 pub use watch::{Change, Changes};
 
 /// Re-exported so that reading [`Store::ids`] and [`Store::watch`] streams needs no other
@@ -128,6 +136,9 @@ pub use redis;
 pub mod __private {
     pub use crate::key::{Counter, Key, Notified, StateKey};
     pub use core::clone::Clone;
+    pub use core::convert::From;
     pub use core::option::Option::{self, None, Some};
+    pub use core::result::Result;
     pub use core::time::Duration;
+    pub use serde_json::{Error as JsonError, from_slice};
 }

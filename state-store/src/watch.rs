@@ -147,10 +147,7 @@ impl<S: StateKey> Changes<S> {
         Ok(match event {
             Event::Set { key, value } => Change::Set {
                 id: self.id(&key)?,
-                value: serde_json::from_slice(&value).map_err(|source| Error::Decode {
-                    key: key.to_string(),
-                    source,
-                })?,
+                value: crate::store::decode(&key, &value)?,
             },
             Event::Removed { key } => Change::Removed { id: self.id(&key)? },
             Event::Expired { key } => Change::Expired { id: self.id(&key)? },
