@@ -323,6 +323,14 @@ impl Backend for AnyBackend {
     fn enable_expiry_events(&self) -> BoxFuture<'_, Result<()>> {
         self.inner.enable_expiry_events()
     }
+
+    fn usage<'a>(
+        &'a self,
+        prefix: &'a str,
+        options: &'a UsageOptions,
+    ) -> BoxFuture<'a, Result<Usage>> {
+        self.inner.usage(prefix, options)
+    }
 }
 
 #[cfg(test)]
@@ -330,6 +338,7 @@ mod tests {
     use std::sync::Mutex;
 
     use super::*;
+    use crate::UsageTally;
 
     /// Records which of its methods ran (clones share the record); every method answers at
     /// once.
@@ -464,6 +473,9 @@ mod tests {
         fn enable_expiry_events(&self) -> BoxFuture<'_, Result<()>> {
             self.ran("enable_expiry_events", Ok(()))
         }
+        fn usage<'a>(&'a self, _: &'a str, o: &'a UsageOptions) -> BoxFuture<'a, Result<Usage>> {
+            self.ran("usage", Ok(UsageTally::new("", o).finish(true)))
+        }
     }
 
     #[tokio::test]
@@ -497,6 +509,7 @@ mod tests {
             .unwrap();
         drop(any.watch(&Watch::new("c")).await.unwrap());
         any.enable_expiry_events().await.unwrap();
+        any.usage("", &UsageOptions::new()).await.unwrap();
         assert_eq!(
             *recorder.0.lock().unwrap(),
             [
@@ -519,6 +532,7 @@ mod tests {
                 "update",
                 "watch",
                 "enable_expiry_events",
+                "usage",
             ],
             "each call ran the inner backend's own method, not a provided default"
         );

@@ -90,6 +90,7 @@ use std::time::Duration;
 use futures_core::Stream;
 
 use crate::rate_limit::{self, Decision};
+use crate::usage::{Usage, UsageOptions};
 use crate::{Error, Result};
 
 /// A boxed future of a [`Backend`] method: `Send`, borrowing the backend and the arguments.
@@ -687,6 +688,23 @@ pub trait Backend: fmt::Debug + Send + Sync + 'static {
                 backend: self.name(),
             })
         })
+    }
+
+    /// What the keys that start with `prefix` (`{namespace}:`, or empty for every key) hold,
+    /// per prefix: key counts, estimated bytes, keys without expiry and the spread of remaining
+    /// times, within the bounds of `options` (batch size, sample size, time limit; see
+    /// [`Usage`]). Reads only.
+    ///
+    /// By default [`list`](Self::list), then per key [`ttl`](Self::ttl) (and
+    /// [`exists`](Self::exists) when it has none), and [`get`](Self::get) for a bounded sample
+    /// of keys per prefix, whose size is taken as key length plus value length. An engine that
+    /// overrides it counts with a [`UsageTally`](crate::UsageTally).
+    fn usage<'a>(
+        &'a self,
+        prefix: &'a str,
+        options: &'a UsageOptions,
+    ) -> BoxFuture<'a, Result<Usage>> {
+        Box::pin(crate::usage::by_listing(self, prefix, options))
     }
 }
 

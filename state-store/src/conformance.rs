@@ -1687,6 +1687,72 @@ pub async fn ids_walk_large_key_spaces<B: Backend + Clone>(backend: B) {
     assert_eq!(ids, (0..2_500).collect::<Vec<u64>>());
 }
 
+/// Checks: [`Store::usage`] counts the keys of its namespace per prefix, exactly, with and
+/// without expiry, and nothing of other namespaces; it reads only, and reports progress.
+pub async fn usage_counts_the_namespace_per_prefix<B: Backend + Clone>(backend: B) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    let store = writable(&backend).namespace("usage");
+    store
+        .set_many::<Session>((0..300u64).map(|n| (n, session(n as i64))))
+        .await
+        .unwrap();
+    let job = Job {
+        status: "queued".into(),
+    };
+    let jobs: Vec<((String, u32), Job)> = (0..120u32)
+        .map(|n| (("a:b*[c]".to_string(), n), job.clone()))
+        .collect();
+    store.set_many::<Job>(&jobs).await.unwrap();
+    // A key of the namespace written by another client, without a prefix.
+    backend
+        .set("usage:loose", b"x".to_vec(), None, None)
+        .await
+        .unwrap();
+    // Other namespaces, one of them sharing the start of the name, and none.
+    let other = writable(&backend).namespace("usage2");
+    other.set::<Session>(1, &session(1)).await.unwrap();
+    writable(&backend)
+        .set::<Session>(1, &session(1))
+        .await
+        .unwrap();
+
+    let reports = Arc::new(AtomicU64::new(0));
+    let options = crate::UsageOptions::new()
+        .scan_count(100)
+        .sample(50)
+        .on_progress({
+            let reports = reports.clone();
+            move |_| {
+                reports.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+    // A read: a store without `enable_set` may ask.
+    let reader = Store::new(backend.clone()).namespace("usage");
+    let usage = reader.usage_with(options).await.unwrap();
+    assert!(usage.complete, "{usage:?}");
+    assert!(reports.load(Ordering::Relaxed) >= 1, "progress reported");
+    assert_eq!((usage.keys, usage.without_expiry), (421, 121), "{usage:?}");
+    assert_eq!(usage.prefixes.len(), 3, "{usage:?}");
+
+    let sessions = usage.prefix("session").expect("a row for sessions");
+    assert_eq!((sessions.keys, sessions.without_expiry), (300, 0));
+    assert!((50..=300).contains(&sessions.sampled), "{sessions:?}");
+    assert!(sessions.estimated_bytes > 0, "{sessions:?}");
+    let ttl = sessions.ttl.expect("sessions expire");
+    assert!(
+        ttl.min > Duration::from_secs(29 * 60) && ttl.max <= Duration::from_secs(30 * 60),
+        "{ttl:?}"
+    );
+    let jobs = usage.prefix("job").expect("a row for jobs");
+    assert_eq!((jobs.keys, jobs.without_expiry, jobs.ttl), (120, 120, None));
+    let loose = usage
+        .prefix(crate::PrefixUsage::NO_PREFIX)
+        .expect("a row for keys without prefix");
+    assert_eq!((loose.keys, loose.without_expiry), (1, 1));
+}
+
 // ---- size limits ----------------------------------------------------------------------------
 
 /// Checks: large values and ids round trip.

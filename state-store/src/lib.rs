@@ -44,6 +44,9 @@
 //!   are written once for `Store<AnyBackend>`.
 //! - [`Store::watch`]: the typed change feed of a type declared with `#[state(notify)]`, a
 //!   stream of [`Change`]s (Redis pub/sub, or in process on the memory backend).
+//! - [`Store::usage`]: what a namespace holds, per prefix ([`Usage`]): keys, estimated bytes,
+//!   keys without expiry and the spread of remaining ttls, walked with `SCAN` within a time
+//!   limit.
 //! - [`Error`]: one error type; decode errors carry the key and serde's message.
 //!
 //! # Features
@@ -92,6 +95,10 @@ mod redis_conn;
 #[cfg(feature = "redis")]
 mod redis_feed;
 mod store;
+#[cfg(feature = "tower")]
+mod tower;
+mod trace;
+mod usage;
 mod watch;
 
 /// The prefix and namespace character set and the ttl ceiling: the same source the derive

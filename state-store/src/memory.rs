@@ -14,7 +14,7 @@ use crate::backend::{
 };
 use crate::feed::{Hub, Watcher};
 use crate::rate_limit::{self, Decision};
-use crate::{Error, Result};
+use crate::{Error, Result, Usage, UsageOptions, UsageTally};
 
 /// State kept in this process, with the same observable behaviour as
 /// [`RedisBackend`](crate::RedisBackend): for tests, development and single-process services.
@@ -509,6 +509,38 @@ impl Backend for MemoryBackend {
     /// Expiries are always announced.
     fn enable_expiry_events(&self) -> BoxFuture<'_, Result<()>> {
         Box::pin(async { Ok(()) })
+    }
+
+    /// Exact figures, under one lock: every key counted, and its size taken as the length of
+    /// the key plus the length of the value (what this process holds for it, without the
+    /// maps' overhead). No sample, no time limit: the walk is one pass over a `HashMap`.
+    fn usage<'a>(
+        &'a self,
+        prefix: &'a str,
+        options: &'a UsageOptions,
+    ) -> BoxFuture<'a, Result<Usage>> {
+        Box::pin(async move {
+            let mut tally = UsageTally::new(prefix, options);
+            let examined = {
+                let inner = self.lock();
+                tally.set_database_keys(inner.entries.len() as u64);
+                let now = Instant::now();
+                for (key, entry) in &inner.entries {
+                    if !key.starts_with(prefix) {
+                        continue;
+                    }
+                    let ttl = entry
+                        .expiry
+                        .map(|(deadline, _)| whole_millis(deadline.saturating_duration_since(now)));
+                    let bytes = (key.len() + entry.value.len()) as u64;
+                    tally.count_measured(key.as_bytes(), ttl, bytes);
+                }
+                inner.entries.len() as u64
+            };
+            // The callback is the caller's code: never under the lock.
+            tally.progress(examined);
+            Ok(tally.finish(true))
+        })
     }
 }
 

@@ -20,7 +20,9 @@ use crate::rate_limit::Decision;
 use crate::redis_batch::{Batcher, Turn};
 use crate::redis_cache::Tracker;
 use crate::redis_feed::{RedisFeed, Source, set_message, wire_channel};
-use crate::{Error, Result};
+use crate::{Error, Result, Usage, UsageOptions};
+
+mod usage;
 
 /// Scripts run atomically on the server in one round trip (`EVALSHA`). Each reports a value that
 /// is not an integer counter (by Redis's own rule, checked with `INCRBY key 0`) as a
@@ -1428,6 +1430,17 @@ impl Backend for RedisBackend {
                 .map_err(refused)?;
             Ok(())
         })
+    }
+
+    /// `SCAN MATCH` with the options' `COUNT`; per batch one pipeline of `PTTL` (exact expiry
+    /// counts) and one of `MEMORY USAGE` for the keys of the sample; on a Cluster every primary
+    /// in turn. See `redis_backend/usage.rs`.
+    fn usage<'a>(
+        &'a self,
+        prefix: &'a str,
+        options: &'a UsageOptions,
+    ) -> BoxFuture<'a, Result<Usage>> {
+        Box::pin(self.scan_usage(prefix, options))
     }
 }
 

@@ -822,6 +822,60 @@ impl<B: Backend> Store<B> {
         }))
     }
 
+    /// What this store's namespace holds, per prefix: key counts, estimated bytes, keys
+    /// without expiry and the spread of remaining times, with the default [`UsageOptions`]
+    /// (`SCAN COUNT 1000`, 200 keys measured per prefix, 30 s at most). Reads only: no
+    /// [`enable_set`](Self::enable_set) needed. Without a namespace, every key of the database
+    /// is counted, each under its first segment.
+    ///
+    /// A row is the key segment after `{namespace}:` up to the next `:`, which for the keys
+    /// this crate writes is a [`StateKey`] type's prefix; keys of the namespace written by
+    /// other clients without a further `:` are counted under [`PrefixUsage::NO_PREFIX`].
+    ///
+    /// On Redis it is built to run against a large production server: `SCAN` with a `COUNT`
+    /// (never `KEYS`), one pipeline of `PTTL` per batch so that key counts and keys without
+    /// expiry are exact, `MEMORY USAGE` only for a bounded random sample of each prefix's keys
+    /// (bytes are the sample's mean times the count), and a time limit after which the walk
+    /// stops with [`Usage::complete`] false. The memory backend's figures are exact, its bytes
+    /// being key plus value lengths.
+    ///
+    /// ```
+    /// # use serde::{Deserialize, Serialize};
+    /// use state_store::{MemoryBackend, StateKey, Store};
+    /// # #[derive(Serialize, Deserialize, StateKey)]
+    /// # #[state(prefix = "session", id = u64, ttl = "30m")]
+    /// # struct Session { cart: Vec<String> }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> state_store::Result<()> {
+    /// let store = Store::new(MemoryBackend::new()).namespace("shop").enable_set();
+    /// store.set::<Session>(1, &Session { cart: vec![] }).await?;
+    /// let usage = store.usage().await?;
+    /// let sessions = usage.prefix("session").unwrap();
+    /// assert_eq!((sessions.keys, sessions.without_expiry), (1, 0));
+    /// assert!(usage.complete);
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// [`PrefixUsage::NO_PREFIX`]: crate::PrefixUsage::NO_PREFIX
+    pub fn usage(&self) -> impl Future<Output = Result<Usage>> + Send + '_ {
+        self.usage_with(UsageOptions::new())
+    }
+
+    /// [`usage`](Self::usage) with other options: batch size, sample size, time limit, and a
+    /// progress callback (for a progress bar).
+    pub fn usage_with(
+        &self,
+        options: UsageOptions,
+    ) -> impl Future<Output = Result<Usage>> + Send + '_ {
+        let prefix = self.namespace_prefix().map(str::to_owned);
+        let span = call_span!(@span self, "", "usage");
+        traced(
+            span,
+            async move { self.backend.usage(&prefix?, &options).await },
+        )
+    }
+
     fn full_keys<S: StateKey>(
         &self,
         ids: impl IntoIterator<Item = impl IdArg<S::Id>>,
