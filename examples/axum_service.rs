@@ -1,0 +1,293 @@
+//! A web service over the store: a session per user, a per-client rate limit, and job status.
+//!
+//!     cargo run --example axum_service                                   # in-memory backend
+//!     REDIS_URL=redis://127.0.0.1:6379 cargo run --example axum_service  # against Redis
+//!
+//! It listens on 127.0.0.1:3000 (`PORT` to change it) until Ctrl-C. Try it:
+//!
+//!     json='content-type: application/json'
+//!     curl -i localhost:3000/login -H "$json" -d '{"user":"alice"}'
+//!     curl -i localhost:3000/cart/items -H 'x-user: alice' -H "$json" -d '{"item":"book"}'
+//!     curl -i localhost:3000/cart -H 'x-user: alice'
+//!     curl -i localhost:3000/jobs -H "$json" -d '{"id":"report-1"}'
+//!     curl -i localhost:3000/jobs/report-1
+//!
+//! Every response carries `RateLimit-Limit`, `RateLimit-Remaining` and `RateLimit-Reset`; the
+//! eleventh request in a burst is `429 Too Many Requests` with `Retry-After`. On Redis, every
+//! instance of the service shares the sessions, the jobs and the limit.
+//!
+//! `tests/axum_service.rs` runs this file's `serve` over HTTP on both backends.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use state_store::{AnyBackend, Backend, Policy, Quota, RateLimit, RateLimitLayer, StateKey, Store};
+use tokio::net::TcpListener;
+
+/// A user's session: gone after 30 minutes without a request (reading the cart keeps it alive).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, StateKey)]
+#[state(prefix = "session", id = String, ttl = "30m")]
+pub struct Session {
+    pub user: String,
+    pub cart: Vec<String>,
+}
+
+/// A job's status, kept for a day.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, StateKey)]
+#[state(prefix = "job", id = String, ttl = "1d")]
+pub struct Job {
+    pub id: String,
+    pub status: Status,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Queued,
+    Running,
+    Done,
+}
+
+/// Requests per client: one a second on average, up to 10 at once (GCRA, no window edge).
+#[derive(Debug, Serialize, Deserialize, StateKey)]
+#[state(prefix = "api-rate", id = String, counter)]
+pub struct ApiRate(i64);
+
+impl RateLimit for ApiRate {
+    const QUOTA: Quota = Quota::per_minute(60).allow_burst(10);
+    const POLICY: Policy = Policy::Smooth;
+}
+
+/// How long the worker spends on a job in each state.
+const WORK: Duration = Duration::from_millis(50);
+
+/// The service's store: its own namespace, so that services sharing a Redis cannot collide,
+/// and writes on (sessions, jobs, and the rate limit's counts).
+pub fn store(backend: AnyBackend) -> Store<AnyBackend> {
+    Store::new(backend).namespace("axum-example").enable_set()
+}
+
+/// The service: handlers over one store, behind the rate limit.
+pub fn app(store: Store<AnyBackend>) -> Router {
+    // A store failure refuses the request (503) by default; `.on_error(OnError::FailOpen)`
+    // would let it through.
+    let limit = RateLimitLayer::<ApiRate, _, _>::new(store.clone(), client_key);
+    Router::new()
+        .route("/login", post(login))
+        .route("/cart", get(cart))
+        .route("/cart/items", post(add_to_cart))
+        .route("/jobs", post(create_job))
+        .route("/jobs/{id}", get(job_status))
+        .layer(limit)
+        .with_state(store)
+}
+
+/// Serves `app(store)` on `listener` until `shutdown` completes.
+pub async fn serve(
+    listener: TcpListener,
+    store: Store<AnyBackend>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    // With the peer's address in each request's extensions, for `client_key`.
+    let app = app(store).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// Whom the rate limit counts a request against: its API key, else its peer address. (A real
+/// service would check the key first; behind a proxy, the address is the proxy's.)
+fn client_key(request: &Parts) -> Option<String> {
+    if let Some(key) = request
+        .headers
+        .get("x-api-key")
+        .and_then(|key| key.to_str().ok())
+    {
+        return Some(format!("key:{key}"));
+    }
+    let ConnectInfo(peer) = request.extensions.get::<ConnectInfo<SocketAddr>>()?;
+    Some(format!("ip:{}", peer.ip()))
+}
+
+// ---- sessions -----------------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+struct Login {
+    user: String,
+}
+
+/// Starts a fresh session with an empty cart.
+async fn login(
+    State(store): State<Store<AnyBackend>>,
+    Json(login): Json<Login>,
+) -> Result<Json<Session>, AppError> {
+    let session = Session {
+        user: login.user,
+        cart: Vec::new(),
+    };
+    store.set::<Session>(&session.user, &session).await?;
+    Ok(Json(session))
+}
+
+/// The caller's cart; reading it gives the session another 30 minutes.
+async fn cart(
+    State(store): State<Store<AnyBackend>>,
+    headers: HeaderMap,
+) -> Result<Json<Session>, AppError> {
+    let user = user(&headers)?;
+    let session = store.get_and_touch::<Session>(user).await?;
+    session.map(Json).ok_or(AppError::NoSession)
+}
+
+#[derive(Deserialize)]
+struct AddItem {
+    item: String,
+}
+
+/// Adds an item to the caller's cart: `update` is a compare-and-set, so two concurrent adds
+/// both land (a `get` then `set` would lose one).
+async fn add_to_cart(
+    State(store): State<Store<AnyBackend>>,
+    headers: HeaderMap,
+    Json(add): Json<AddItem>,
+) -> Result<Json<Session>, AppError> {
+    let user = user(&headers)?;
+    let session = store
+        .update::<Session>(user, |session| {
+            // `None` (no session) leaves it absent; the closure may run again on a lost race.
+            session.map(|mut session| {
+                session.cart.push(add.item.clone());
+                session
+            })
+        })
+        .await?;
+    session.map(Json).ok_or(AppError::NoSession)
+}
+
+/// Who the caller is. A real service takes this from a verified token or cookie; the example
+/// trusts an `x-user` header to stay short.
+fn user(headers: &HeaderMap) -> Result<String, AppError> {
+    let user = headers.get("x-user").and_then(|user| user.to_str().ok());
+    user.map(str::to_string).ok_or(AppError::NoSession)
+}
+
+// ---- jobs ---------------------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+struct NewJob {
+    id: String,
+}
+
+/// Queues a job and starts a worker on it: 202 with the job, or 409 with the job as it is when
+/// the id is taken (`set_if_absent`: submitting twice never resets a job that started).
+async fn create_job(
+    State(store): State<Store<AnyBackend>>,
+    Json(new): Json<NewJob>,
+) -> Result<Response, AppError> {
+    let job = Job {
+        id: new.id,
+        status: Status::Queued,
+    };
+    if !store.set_if_absent::<Job>(&job.id, &job).await? {
+        let current = store.get::<Job>(&job.id).await?;
+        return Ok((StatusCode::CONFLICT, Json(current)).into_response());
+    }
+    tokio::spawn(work(store, job.id.clone()));
+    Ok((StatusCode::ACCEPTED, Json(job)).into_response())
+}
+
+/// The worker: queued -> running -> done, each step a compare-and-set, so that two workers
+/// never both run one job.
+async fn work(store: Store<AnyBackend>, id: String) {
+    let step = |from: Status, to: Status| {
+        let (store, id) = (store.clone(), id.clone());
+        async move {
+            let job = store
+                .update::<Job>(&id, |job| match job {
+                    Some(job) if job.status == from => Some(Job { status: to, ..job }),
+                    _ => None,
+                })
+                .await;
+            // Ours when the job is now in `to` (another worker would have left it elsewhere).
+            matches!(job, Ok(Some(job)) if job.status == to)
+        }
+    };
+    if !step(Status::Queued, Status::Running).await {
+        return;
+    }
+    tokio::time::sleep(WORK).await; // the work itself
+    if step(Status::Running, Status::Done).await {
+        println!("job {id} done");
+    }
+}
+
+async fn job_status(
+    State(store): State<Store<AnyBackend>>,
+    Path(id): Path<String>,
+) -> Result<Json<Job>, AppError> {
+    let job = store.get::<Job>(&id).await?;
+    job.map(Json).ok_or(AppError::NoJob)
+}
+
+// ---- errors -------------------------------------------------------------------------------------
+
+enum AppError {
+    NoSession,
+    NoJob,
+    Store(state_store::Error),
+}
+
+impl From<state_store::Error> for AppError {
+    fn from(error: state_store::Error) -> Self {
+        AppError::Store(error)
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let (status, message) = match self {
+            AppError::NoSession => (
+                StatusCode::UNAUTHORIZED,
+                "no session: POST /login first".to_string(),
+            ),
+            AppError::NoJob => (StatusCode::NOT_FOUND, "no such job".to_string()),
+            AppError::Store(error) => {
+                eprintln!("store error: {error}");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal error".to_string(),
+                )
+            }
+        };
+        (status, Json(serde_json::json!({ "error": message }))).into_response()
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // Redis when REDIS_URL is set, else the embedded memory backend: chosen at run time, so the
+    // handlers above are compiled once.
+    let backend = AnyBackend::from_env("REDIS_URL").await?;
+    println!("backend: {}", backend.name());
+    let store = store(backend);
+
+    let port: u16 = match std::env::var("PORT") {
+        Ok(port) => port.parse()?,
+        Err(_) => 3000,
+    };
+    let listener = TcpListener::bind(("127.0.0.1", port)).await?;
+    println!("listening on http://{}", listener.local_addr()?);
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    serve(listener, store, ctrl_c).await?;
+    Ok(())
+}
