@@ -168,6 +168,10 @@ impl Backend for AnyBackend {
         self.inner.name()
     }
 
+    fn system_name(&self) -> &'static str {
+        self.inner.system_name()
+    }
+
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Vec<u8>>>> {
         self.inner.get(key)
     }
@@ -379,6 +383,9 @@ mod tests {
         fn name(&self) -> &'static str {
             "recorder"
         }
+        fn system_name(&self) -> &'static str {
+            "recorder-system"
+        }
         fn get<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<Option<Vec<u8>>>> {
             self.ran("get", Ok(None))
         }
@@ -491,6 +498,7 @@ mod tests {
         any.ttl("k").await.unwrap();
         drop(any.list("k"));
         assert_eq!(any.name(), "recorder");
+        assert_eq!(any.system_name(), "recorder-system");
         any.get("k").await.unwrap();
         any.exists("k").await.unwrap();
         any.set("k", vec![], None, None).await.unwrap();
@@ -542,6 +550,7 @@ mod tests {
     async fn urls_choose_the_backend() {
         let memory = AnyBackend::connect("memory://").await.unwrap();
         assert_eq!(memory.name(), "MemoryBackend");
+        assert_eq!(memory.system_name(), "memory");
         for url in ["ftp://user:s3cret@host", "nonsense"] {
             let err = AnyBackend::connect(url).await.unwrap_err();
             assert!(matches!(err, Error::Connect { .. }), "{err:?}");

@@ -353,6 +353,12 @@ pub trait Backend: fmt::Debug + Send + Sync + 'static {
         full.rsplit("::").next().unwrap_or(full)
     }
 
+    /// The engine, as OpenTelemetry's `db.system.name` names it (`redis`), for the spans of
+    /// the `tracing` feature: [`name`](Self::name) by default.
+    fn system_name(&self) -> &'static str {
+        self.name()
+    }
+
     /// The value under `key`, without its version (which some engines compute).
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Vec<u8>>>> {
         Box::pin(async move { Ok(self.get_versioned(key).await?.map(|v| v.value)) })

@@ -32,6 +32,8 @@ pub enum Error {
 
     /// The value stored under `key` is not valid JSON for the state type: corrupt, written by
     /// something else, or from an older shape of the type. The stored value is left as it is.
+    /// For a type declared with `previous`, the value decodes as neither shape, and `source`'s
+    /// message holds both of serde's messages (`...; as the previous shape `SessionV1`: ...`).
     #[error("cannot decode the value under `{key}`: {source}")]
     Decode {
         /// The full key.
@@ -189,7 +191,14 @@ impl std::fmt::Debug for Error {
     /// The message, then the variant: as readable as `Display` where `Debug` is what gets shown
     /// (`main` returning an error, `unwrap`, `{:?}` in logs). The fields are the message's parts.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let variant = match self {
+        write!(f, "{self} (Error::{})", self.variant())
+    }
+}
+
+impl Error {
+    /// The variant's name (`Decode`), for `Debug` and the `error.type` of a call's span.
+    pub(crate) fn variant(&self) -> &'static str {
+        match self {
             Error::Disabled { .. } => "Disabled",
             Error::Decode { .. } => "Decode",
             Error::Encode { .. } => "Encode",
@@ -202,7 +211,6 @@ impl std::fmt::Debug for Error {
             Error::Interrupted { .. } => "Interrupted",
             Error::Connect { .. } => "Connect",
             Error::Backend { .. } => "Backend",
-        };
-        write!(f, "{self} (Error::{variant})")
+        }
     }
 }

@@ -302,6 +302,19 @@ impl Watcher {
     }
 }
 
+impl Watcher {
+    /// The item that says changes may have been missed, announced as an event too.
+    fn interrupted(&self) -> Error {
+        crate::trace::warn_event!(
+            channel = %self.queue.channel,
+            "state_store: a change feed was interrupted; changes may have been missed"
+        );
+        Error::Interrupted {
+            channel: self.queue.channel.to_string(),
+        }
+    }
+}
+
 impl Stream for Watcher {
     type Item = Result<Event>;
 
@@ -310,12 +323,15 @@ impl Stream for Watcher {
         if state.interrupted {
             // Older than everything still buffered.
             state.interrupted = false;
-            return Poll::Ready(Some(Err(Error::Interrupted {
-                channel: self.queue.channel.to_string(),
-            })));
+            return Poll::Ready(Some(Err(self.interrupted())));
         }
         if state.missed > 0 {
             let missed = std::mem::take(&mut state.missed);
+            crate::trace::warn_event!(
+                channel = %self.queue.channel,
+                missed,
+                "state_store: a watcher fell behind; changes were dropped (Error::Lagged)"
+            );
             return Poll::Ready(Some(Err(Error::Lagged { missed })));
         }
         match state.items.pop_front() {
@@ -326,9 +342,7 @@ impl Stream for Watcher {
                     reason: format!("a message on this change feed is not a change: {reason}"),
                 })))
             }
-            Some(Item::Interrupted) => Poll::Ready(Some(Err(Error::Interrupted {
-                channel: self.queue.channel.to_string(),
-            }))),
+            Some(Item::Interrupted) => Poll::Ready(Some(Err(self.interrupted()))),
             None if state.closed => match state.ended.take() {
                 Some(reason) => Poll::Ready(Some(Err(Error::Backend {
                     operation: "watch",

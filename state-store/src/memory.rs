@@ -289,6 +289,10 @@ impl Default for MemoryBackend {
 /// `update` keeps the provided loop, since its closure is the caller's code and must not run
 /// under the lock.
 impl Backend for MemoryBackend {
+    fn system_name(&self) -> &'static str {
+        "memory"
+    }
+
     fn get_versioned<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Versioned>>> {
         Box::pin(async move {
             let found = self

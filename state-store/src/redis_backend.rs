@@ -959,6 +959,10 @@ fn version_of(value: &[u8]) -> Version {
 /// `incr` and both rate limits as Lua scripts (one round trip each). `update` keeps the provided
 /// loop: `GET`, then the `PUT_IF_VERSION` script.
 impl Backend for RedisBackend {
+    fn system_name(&self) -> &'static str {
+        "redis"
+    }
+
     fn get_versioned<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Versioned>>> {
         Box::pin(async move {
             Ok(self.get(key).await?.map(|value| {

@@ -233,7 +233,12 @@ impl Tracker {
                 self.active.store(true, Ordering::Release);
                 state.alive && state.tracked.iter().any(|p| p == prefix)
             }
-            Err(_) => {
+            Err(_e) => {
+                crate::trace::warn_event!(
+                    error = %_e,
+                    "state_store: the client-side cache's tracking connection failed; reads go \
+                     to the server until it is back"
+                );
                 state.retry_after = Some(Instant::now() + RETRY_TRACKING);
                 false
             }

@@ -318,6 +318,11 @@ impl Primary {
             return;
         };
         let mut current = self.lock();
+        crate::trace::warn_event!(
+            from = %current.address,
+            to = %address,
+            "state_store: the sentinels name a new primary; following it"
+        );
         current.generation += 1;
         current.address = address;
         current.conn = conn;

@@ -270,6 +270,10 @@ impl Connection {
                 }
                 Wake::Message(None) => {
                     // The server closed the connection (restart, `CLIENT KILL`, network).
+                    crate::trace::warn_event!(
+                        server = %self.target,
+                        "state_store: the change feed's connection closed; reconnecting"
+                    );
                     conn = None;
                     lost.extend(subscribed.drain());
                     if connected_at.elapsed() < RETRY_MAX {
@@ -300,6 +304,11 @@ impl Connection {
                     }
                     Err(e) => {
                         retry = (retry * 2).min(RETRY_MAX);
+                        crate::trace::warn_event!(
+                            server = %self.target,
+                            error = %e,
+                            "state_store: the change feed cannot reconnect yet"
+                        );
                         error = Some(format!("cannot connect to {}: {e}", self.target));
                     }
                 }

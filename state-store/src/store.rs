@@ -66,6 +66,8 @@ pub struct Store<B> {
     remove_enabled: bool,
     update_attempts: u32,
     watch_buffer: usize,
+    /// Whether the spans of the `tracing` feature record ids.
+    trace_ids: bool,
 }
 
 #[derive(Debug)]
@@ -84,6 +86,7 @@ impl<B: Backend> Store<B> {
             remove_enabled: false,
             update_attempts: UPDATE_ATTEMPTS,
             watch_buffer: WATCH_BUFFER,
+            trace_ids: false,
         }
     }
 
@@ -138,6 +141,15 @@ impl<B: Backend> Store<B> {
         self
     }
 
+    /// Whether the spans of the `tracing` feature record the id of each call, as `state.id`
+    /// (the id as it is written in the key). Off by default: ids are often personal data (user
+    /// ids, email addresses) that traces should not carry. Without the feature it changes
+    /// nothing.
+    pub fn trace_ids(mut self, record: bool) -> Self {
+        self.trace_ids = record;
+        self
+    }
+
     /// The backend.
     pub fn backend(&self) -> &B {
         &self.backend
@@ -167,6 +179,29 @@ impl<B: Backend> Store<B> {
     /// The channel of `S`'s change feed.
     fn channel<S: StateKey>(&self) -> Result<String> {
         Ok(format!("{}{}", self.namespace_prefix()?, S::PREFIX))
+    }
+
+    /// The namespace as spans show it: without its `:`, empty without one (or an invalid one).
+    #[cfg(feature = "tracing")]
+    fn namespace_name(&self) -> &str {
+        self.namespace
+            .as_deref()
+            .map_or("", |prefix| prefix.trim_end_matches(':'))
+    }
+
+    /// Records on `span` the id in `key` (a key of `S`), when this store records ids.
+    #[cfg_attr(not(feature = "tracing"), allow(clippy::extra_unused_type_parameters))]
+    fn record_id<S: StateKey>(&self, span: &CallSpan, key: Result<&str, &Error>) {
+        #[cfg(feature = "tracing")]
+        if self.trace_ids
+            && !span.is_disabled()
+            && let Ok(key) = key
+        {
+            let start = self.namespace_prefix().map_or(0, str::len) + S::PREFIX.len() + 1;
+            span.record("state.id", key.get(start..).unwrap_or(key));
+        }
+        #[cfg(not(feature = "tracing"))]
+        let _ = (span, key);
     }
 
     fn namespace_prefix(&self) -> Result<&str> {
@@ -213,7 +248,8 @@ impl<B: Backend> Store<B> {
         // The key is built before the future so that the id is not held across an await: the
         // future is `Send` whatever the caller passes.
         let key = self.full_key::<S>(id);
-        async move {
+        let span = call_span!(self, S, "get", key.as_deref());
+        traced(span, async move {
             let key = key?;
             if S::CACHE {
                 return self.get_cached::<S>(&key).await;
@@ -222,7 +258,7 @@ impl<B: Backend> Store<B> {
                 Some(bytes) => decode(&key, &bytes).map(Some),
                 None => Ok(None),
             }
-        }
+        })
     }
 
     /// `get` of a type declared with `cache`: through the backend's client-side cache, which
@@ -257,7 +293,7 @@ impl<B: Backend> Store<B> {
         id: impl IdArg<S::Id>,
         value: &S,
     ) -> impl Future<Output = Result<()>> + Send + '_ {
-        self.write(id, value, S::TTL)
+        self.write(call_span!(self, S, "set"), id, value, S::TTL)
     }
 
     /// Stores `value` under `id`, expiring after `ttl` instead of the type's `ttl`. Redis counts
@@ -269,11 +305,12 @@ impl<B: Backend> Store<B> {
         value: &S,
         ttl: Duration,
     ) -> impl Future<Output = Result<()>> + Send + '_ {
-        self.write(id, value, Some(ttl))
+        self.write(call_span!(self, S, "set_with_ttl"), id, value, Some(ttl))
     }
 
     fn write<S: StateKey>(
         &self,
+        span: CallSpan,
         id: impl IdArg<S::Id>,
         value: &S,
         ttl: Option<Duration>,
@@ -283,11 +320,12 @@ impl<B: Backend> Store<B> {
             let value = encode(&key, value)?;
             Ok((key, value, ttl))
         });
-        async move {
+        self.record_id::<S>(&span, prepared.as_ref().map(|p| p.0.as_str()));
+        traced(span, async move {
             let (key, value, ttl) = prepared?;
             let notify = self.notify::<S>(&key);
             self.backend.set(&key, value, ttl, notify).await
-        }
+        })
     }
 
     /// Removes the `S` with `id`; `true` when there was one. Needs
@@ -303,10 +341,11 @@ impl<B: Backend> Store<B> {
         let key = self
             .check_enabled(self.remove_enabled, "remove", "enable_remove")
             .and_then(|()| self.full_key::<S>(id));
-        async move {
+        let span = call_span!(self, S, "remove", key.as_deref());
+        traced(span, async move {
             let key = key?;
             self.backend.remove(&key, self.notify::<S>(&key)).await
-        }
+        })
     }
 
     /// Whether there is an `S` with `id`.
@@ -315,7 +354,8 @@ impl<B: Backend> Store<B> {
         id: impl IdArg<S::Id>,
     ) -> impl Future<Output = Result<bool>> + Send + '_ {
         let key = self.full_key::<S>(id);
-        async move { self.backend.exists(&key?).await }
+        let span = call_span!(self, S, "exists", key.as_deref());
+        traced(span, async move { self.backend.exists(&key?).await })
     }
 
     /// Time left before the `S` with `id` expires, in whole milliseconds; `None` when there is no
@@ -325,7 +365,8 @@ impl<B: Backend> Store<B> {
         id: impl IdArg<S::Id>,
     ) -> impl Future<Output = Result<Option<Duration>>> + Send + '_ {
         let key = self.full_key::<S>(id);
-        async move { self.backend.ttl(&key?).await }
+        let span = call_span!(self, S, "ttl", key.as_deref());
+        traced(span, async move { self.backend.ttl(&key?).await })
     }
 
     /// Stores `value` under `id` with the type's `ttl`, only if there is no value there yet:
@@ -339,11 +380,17 @@ impl<B: Backend> Store<B> {
         let prepared = self
             .write_key::<S>("set_if_absent", id)
             .and_then(|key| Ok((encode(&key, value)?, type_ttl::<S>(&key)?, key)));
-        async move {
+        let span = call_span!(
+            self,
+            S,
+            "set_if_absent",
+            prepared.as_ref().map(|p| p.2.as_str())
+        );
+        traced(span, async move {
             let (value, ttl, key) = prepared?;
             let notify = self.notify::<S>(&key);
             self.backend.set_if_absent(&key, value, ttl, notify).await
-        }
+        })
     }
 
     /// Changes the `S` with `id` atomically: `change` sees the current value (`None` when there
@@ -390,7 +437,8 @@ impl<B: Backend> Store<B> {
         id: impl IdArg<S::Id>,
         change: impl FnMut(Option<S>) -> Option<S> + Send + 'a,
     ) -> impl Future<Output = Result<Option<S>>> + Send + 'a {
-        let updated = self.update_with::<S>("update", id, change, false);
+        let span = call_span!(self, S, "update");
+        let updated = self.update_with::<S>(span, "update", id, change, false);
         async move { Ok(updated.await?.into_value()) }
     }
 
@@ -425,7 +473,13 @@ impl<B: Backend> Store<B> {
         id: impl IdArg<S::Id>,
         change: impl FnMut(Option<S>) -> Option<S> + Send + 'a,
     ) -> impl Future<Output = Result<Updated<S>>> + Send + 'a {
-        self.update_with::<S>("update", id, change, false)
+        self.update_with::<S>(
+            call_span!(self, S, "update_outcome"),
+            "update",
+            id,
+            change,
+            false,
+        )
     }
 
     /// [`update`](Self::update), except that a value it replaces gets the type's `ttl` again,
@@ -438,7 +492,8 @@ impl<B: Backend> Store<B> {
         id: impl IdArg<S::Id>,
         change: impl FnMut(Option<S>) -> Option<S> + Send + 'a,
     ) -> impl Future<Output = Result<Updated<S>>> + Send + 'a {
-        self.update_with::<S>("update_and_touch", id, change, true)
+        let span = call_span!(self, S, "update_and_touch");
+        self.update_with::<S>(span, "update_and_touch", id, change, true)
     }
 
     /// Resets the expiry of the `S` with `id` to the type's `ttl`, counted from now (or clears
@@ -451,11 +506,12 @@ impl<B: Backend> Store<B> {
         id: impl IdArg<S::Id>,
     ) -> impl Future<Output = Result<bool>> + Send + '_ {
         let key = self.write_key::<S>("touch", id);
-        async move {
+        let span = call_span!(self, S, "touch", key.as_deref());
+        traced(span, async move {
             let key = key?;
             let ttl = type_ttl::<S>(&key)?;
             self.backend.touch(&key, Expiry::from_ttl(ttl)).await
-        }
+        })
     }
 
     /// The `S` with `id`, its expiry reset to the type's `ttl` in the same step (`GETEX ... PX`
@@ -466,7 +522,8 @@ impl<B: Backend> Store<B> {
         id: impl IdArg<S::Id>,
     ) -> impl Future<Output = Result<Option<S>>> + Send + '_ {
         let key = self.write_key::<S>("get_and_touch", id);
-        async move {
+        let span = call_span!(self, S, "get_and_touch", key.as_deref());
+        traced(span, async move {
             let key = key?;
             let ttl = type_ttl::<S>(&key)?;
             match self
@@ -477,7 +534,7 @@ impl<B: Backend> Store<B> {
                 Some(bytes) => decode(&key, &bytes).map(Some),
                 None => Ok(None),
             }
-        }
+        })
     }
 
     /// Removes the `S` with `id` only if `check` accepts it, atomically: the removal lands only
@@ -511,7 +568,8 @@ impl<B: Backend> Store<B> {
         let key = self
             .check_enabled(self.remove_enabled, "remove_if", "enable_remove")
             .and_then(|()| self.full_key::<S>(id));
-        async move {
+        let span = call_span!(self, S, "remove_if", key.as_deref());
+        traced(span, async move {
             let key = key?;
             let mut accept =
                 |bytes: &[u8]| -> Result<bool> { Ok(check(&decode::<S>(&key, bytes)?)) };
@@ -519,25 +577,29 @@ impl<B: Backend> Store<B> {
             self.backend
                 .remove_if(&key, &mut accept, self.update_attempts, notify)
                 .await
-        }
+        })
     }
 
     /// `update` and `update_and_touch`: `refresh` gives a replaced value the type's `ttl`.
     fn update_with<'a, S: StateKey>(
         &'a self,
+        span: CallSpan,
         operation: &'static str,
         id: impl IdArg<S::Id>,
         mut change: impl FnMut(Option<S>) -> Option<S> + Send + 'a,
         refresh: bool,
     ) -> impl Future<Output = Result<Updated<S>>> + Send + 'a {
         let key = self.write_key::<S>(operation, id);
-        async move {
+        self.record_id::<S>(&span, key.as_deref());
+        traced(span, async move {
             let key = key?;
             let ttl = type_ttl::<S>(&key)?;
             // What the call returns: the value written by the winning attempt, or the one the
             // closure declined to change.
             let mut outcome: Option<S> = None;
+            let mut tries = 0u32;
             let mut attempt = |current: Option<&[u8]>| -> Result<Option<Vec<u8>>> {
+                tries += 1;
                 let seen = current.map(|bytes| decode::<S>(&key, bytes)).transpose()?;
                 match change(seen) {
                     Some(new) => {
@@ -558,17 +620,19 @@ impl<B: Backend> Store<B> {
             let written = if refresh {
                 self.backend
                     .update_refreshing(&key, &mut attempt, ttl, attempts, notify)
-                    .await?
+                    .await
             } else {
                 self.backend
                     .update(&key, &mut attempt, ttl, attempts, notify)
-                    .await?
+                    .await
             };
+            trace::record_attempts(tries);
+            let written = written?;
             Ok(match (written, outcome) {
                 (true, Some(value)) => Updated::Written(value),
                 (_, outcome) => Updated::Unchanged(outcome),
             })
-        }
+        })
     }
 
     /// Adds `by` to the counter with `id` and returns its new value, atomically (on Redis, one
@@ -584,13 +648,14 @@ impl<B: Backend> Store<B> {
         by: i64,
     ) -> impl Future<Output = Result<i64>> + Send + '_ {
         let key = self.write_key::<S>("incr", id);
-        async move {
+        let span = call_span!(self, S, "incr", key.as_deref());
+        traced(span, async move {
             let key = key?;
             let ttl = type_ttl::<S>(&key)?;
             self.backend
                 .incr(&key, by, ttl, self.notify::<S>(&key))
                 .await
-        }
+        })
     }
 
     /// Checks one call against the rate limit `S` for `id`, counting it if it is allowed.
@@ -628,7 +693,8 @@ impl<B: Backend> Store<B> {
         id: impl IdArg<S::Id>,
     ) -> impl Future<Output = Result<Decision>> + Send + '_ {
         let key = self.write_key::<S>("check", id);
-        async move {
+        let span = call_span!(self, S, "check", key.as_deref());
+        traced(span, async move {
             let key = key?;
             match S::POLICY {
                 Policy::FixedWindow => {
@@ -643,7 +709,7 @@ impl<B: Backend> Store<B> {
                         .await
                 }
             }
-        }
+        })
     }
 
     /// The values with `ids`, in the order asked (`None` where there is none): on Redis in one
@@ -653,14 +719,16 @@ impl<B: Backend> Store<B> {
         ids: impl IntoIterator<Item = impl IdArg<S::Id>>,
     ) -> impl Future<Output = Result<Vec<Option<S>>>> + Send + '_ {
         let keys = self.full_keys::<S>(ids);
-        async move {
+        let span = call_span!(self, S, "get_many");
+        trace::record_batch(&span, keys.as_ref().map_or(0, Vec::len));
+        traced(span, async move {
             let keys = keys?;
             let values = self.backend.get_many(&keys).await?;
             keys.iter()
                 .zip(values)
                 .map(|(key, value)| value.map(|bytes| decode(key, &bytes)).transpose())
                 .collect()
-        }
+        })
     }
 
     /// Stores every `(id, value)` with the type's `ttl`: all or nothing on the built-in
@@ -684,14 +752,16 @@ impl<B: Backend> Store<B> {
                     })
                     .collect::<Result<Vec<_>>>()
             });
-        async move {
+        let span = call_span!(self, S, "set_many");
+        trace::record_batch(&span, prepared.as_ref().map_or(0, Vec::len));
+        traced(span, async move {
             let items = prepared?;
             let (ttl, notify) = match items.first() {
                 Some((key, _)) => (type_ttl::<S>(key)?, self.notify::<S>(key).map(String::from)),
                 None => return Ok(()),
             };
             self.backend.set_many(items, ttl, notify.as_deref()).await
-        }
+        })
     }
 
     /// Removes the values with `ids` (on Redis, one `DEL`); how many there were. Needs
@@ -703,11 +773,13 @@ impl<B: Backend> Store<B> {
         let keys = self
             .check_enabled(self.remove_enabled, "remove_many", "enable_remove")
             .and_then(|()| self.full_keys::<S>(ids));
-        async move {
+        let span = call_span!(self, S, "remove_many");
+        trace::record_batch(&span, keys.as_ref().map_or(0, Vec::len));
+        traced(span, async move {
             let keys = keys?;
             let notify = keys.first().and_then(|key| self.notify::<S>(key));
             self.backend.remove_many(&keys, notify).await
-        }
+        })
     }
 
     /// The changes of every `S` in this store's namespace, from the moment the returned future
@@ -755,11 +827,12 @@ impl<B: Backend> Store<B> {
     pub fn watch<S: Notified>(&self) -> impl Future<Output = Result<Changes<S>>> + Send + '_ {
         assert_announces::<S>();
         let channel = self.channel::<S>();
-        async move {
+        let span = call_span!(self, S, "watch");
+        traced(span, async move {
             let watch = Watch::new(channel?).buffer(self.watch_buffer);
             let changes = self.backend.watch(&watch).await?;
             Ok(Changes::new(changes, &watch.channel))
-        }
+        })
     }
 
     /// The changes of the `S` with `id` only, as [`watch`](Self::watch) delivers them.
@@ -772,11 +845,12 @@ impl<B: Backend> Store<B> {
             let key = self.full_key::<S>(id)?;
             Ok(Watch::new(channel).key(key).buffer(self.watch_buffer))
         });
-        async move {
+        let span = call_span!(self, S, "watch_id");
+        traced(span, async move {
             let watch = watch?;
             let changes = self.backend.watch(&watch).await?;
             Ok(Changes::new(changes, &watch.channel))
-        }
+        })
     }
 
     /// The ids of every `S` in this store's namespace, each once, in no particular order.
@@ -1042,6 +1116,7 @@ impl<B> Clone for Store<B> {
             remove_enabled: self.remove_enabled,
             update_attempts: self.update_attempts,
             watch_buffer: self.watch_buffer,
+            trace_ids: self.trace_ids,
         }
     }
 }

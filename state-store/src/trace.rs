@@ -1,0 +1,177 @@
+//! Spans of [`Store`](crate::Store) calls and events of the engines, with the `tracing` feature;
+//! nothing at all without it.
+//!
+//! Every `Store` call runs in one span at the `INFO` level, target `state_store`, named after
+//! the operation (`get`, `update`, `check`, ...), with OpenTelemetry's database client fields:
+//!
+//! | field | value |
+//! |---|---|
+//! | `otel.kind` | `client` |
+//! | `db.system.name` | the engine: `redis`, `memory` (see [`Backend::system_name`](crate::Backend::system_name)) |
+//! | `db.operation.name` | the operation, as the span's name |
+//! | `db.operation.batch.size` | how many ids a bulk call (`get_many`, `set_many`, `remove_many`) was given |
+//! | `state.namespace` | the store's namespace (empty without one) |
+//! | `state.prefix` | the state type's key prefix |
+//! | `state.id` | the id as written in the key, only with [`Store::trace_ids`](crate::Store::trace_ids) |
+//! | `state.outcome` | `found` / `none`, `true` / `false`, `written` / `unchanged`, `allowed` / `refused`, `ok`, or `error` |
+//! | `state.attempts` | for `update` and its siblings: how many times the change ran (1 without a lost race) |
+//! | `error.type` | on failure, the [`Error`](crate::Error) variant: `Decode`, `Conflict`, `Backend`, ... |
+//! | `otel.status_code` | `ERROR` on failure |
+//!
+//! The id is left out by default because ids are often personal data (user ids, emails).
+//! Events, at `WARN`: a watcher that fell behind ([`Error::Lagged`](crate::Error::Lagged)), a
+//! change feed interrupted by a lost connection, the Redis feed's and the client-side cache's
+//! reconnections, and a Sentinel failover followed to a new primary.
+//!
+//! Without a subscriber that wants them, the field values are not computed, and a call costs a
+//! few hundred instructions more (measured with callgrind; see the README's "Tracing"), which
+//! is why the feature is off by default.
+
+use crate::Result;
+use crate::rate_limit::Decision;
+use crate::store::Updated;
+
+/// The span of one call: a `tracing::Span` with the feature.
+#[cfg(feature = "tracing")]
+pub(crate) type CallSpan = tracing::Span;
+
+/// The span of one call: nothing, without the feature.
+#[cfg(not(feature = "tracing"))]
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CallSpan;
+
+/// `call_span!(store, S, "get")`: the span of a `get` of `S` through `store`; with a fourth
+/// argument, the `Result<&str, &Error>` key whose id to record when the store records ids.
+macro_rules! call_span {
+    ($store:expr, $state:ty, $op:literal) => {
+        $crate::trace::call_span!(@span $store, <$state as $crate::StateKey>::PREFIX, $op)
+    };
+    ($store:expr, $state:ty, $op:literal, $key:expr) => {{
+        let span = $crate::trace::call_span!($store, $state, $op);
+        $store.record_id::<$state>(&span, $key);
+        span
+    }};
+    (@span $store:expr, $prefix:expr, $op:literal) => {{
+        #[cfg(feature = "tracing")]
+        let span = ::tracing::info_span!(
+            target: "state_store",
+            $op,
+            "otel.kind" = "client",
+            "db.system.name" = $store.backend().system_name(),
+            "db.operation.name" = $op,
+            "db.operation.batch.size" = ::tracing::field::Empty,
+            "state.namespace" = $store.namespace_name(),
+            "state.prefix" = $prefix,
+            "state.id" = ::tracing::field::Empty,
+            "state.outcome" = ::tracing::field::Empty,
+            "state.attempts" = ::tracing::field::Empty,
+            "error.type" = ::tracing::field::Empty,
+            "otel.status_code" = ::tracing::field::Empty,
+        );
+        #[cfg(not(feature = "tracing"))]
+        let span = $crate::trace::CallSpan;
+        span
+    }};
+}
+pub(crate) use call_span;
+
+/// A warning event at target `state_store`, with the feature; nothing without it.
+macro_rules! warn_event {
+    ($($arg:tt)*) => {
+        #[cfg(feature = "tracing")]
+        ::tracing::warn!(target: "state_store", $($arg)*);
+    };
+}
+pub(crate) use warn_event;
+
+/// `call`, run in `span`, whose outcome (and failure) the span records when it ends.
+#[cfg(feature = "tracing")]
+pub(crate) fn traced<T: Outcome, F: Future<Output = Result<T>>>(
+    span: CallSpan,
+    call: F,
+) -> impl Future<Output = Result<T>> {
+    use tracing::Instrument;
+    async move {
+        if span.is_disabled() {
+            return call.await;
+        }
+        let result = call.instrument(span.clone()).await;
+        match &result {
+            Ok(value) => {
+                span.record("state.outcome", value.outcome());
+            }
+            Err(e) => {
+                span.record("state.outcome", "error");
+                span.record("error.type", e.variant());
+                span.record("otel.status_code", "ERROR");
+            }
+        }
+        result
+    }
+}
+
+/// `call` as it is, without the feature.
+#[cfg(not(feature = "tracing"))]
+pub(crate) fn traced<T: Outcome, F: Future<Output = Result<T>>>(_span: CallSpan, call: F) -> F {
+    call
+}
+
+/// Records how many ids a bulk call was given.
+pub(crate) fn record_batch(span: &CallSpan, size: usize) {
+    #[cfg(feature = "tracing")]
+    span.record("db.operation.batch.size", size);
+    #[cfg(not(feature = "tracing"))]
+    let _ = (span, size);
+}
+
+/// Records how many times an update's change ran, on the span of the call it runs in.
+pub(crate) fn record_attempts(attempts: u32) {
+    #[cfg(feature = "tracing")]
+    tracing::Span::current().record("state.attempts", attempts);
+    #[cfg(not(feature = "tracing"))]
+    let _ = attempts;
+}
+
+/// What a call's span records of a successful result, as `state.outcome`.
+pub(crate) trait Outcome {
+    #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
+    fn outcome(&self) -> &'static str {
+        "ok"
+    }
+}
+
+impl Outcome for () {}
+impl Outcome for i64 {}
+impl Outcome for u64 {}
+impl<T> Outcome for Vec<T> {}
+impl<S> Outcome for crate::Changes<S> {}
+impl Outcome for crate::Usage {}
+impl Outcome for crate::MigrateReport {}
+
+impl Outcome for bool {
+    fn outcome(&self) -> &'static str {
+        if *self { "true" } else { "false" }
+    }
+}
+
+impl<T> Outcome for Option<T> {
+    fn outcome(&self) -> &'static str {
+        if self.is_some() { "found" } else { "none" }
+    }
+}
+
+impl<S> Outcome for Updated<S> {
+    fn outcome(&self) -> &'static str {
+        if self.is_written() {
+            "written"
+        } else {
+            "unchanged"
+        }
+    }
+}
+
+impl Outcome for Decision {
+    fn outcome(&self) -> &'static str {
+        if self.allowed { "allowed" } else { "refused" }
+    }
+}
