@@ -1160,14 +1160,18 @@ impl Backend for RedisBackend {
     /// [`RedisOptions::read_batch`]).
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Vec<u8>>>> {
         Box::pin(async move {
-            let mut get = redis::cmd("GET");
-            get.arg(key);
+            // Built only for a `GET` that goes out: a batched caller's key goes in the `MGET`.
+            let get = || {
+                let mut get = redis::cmd("GET");
+                get.arg(key);
+                get
+            };
             let Some(batcher) = &self.batch else {
-                return self.query_idempotent("get", key, &get).await;
+                return self.query_idempotent("get", key, &get()).await;
             };
             match batcher.turn(self, key) {
                 Turn::Now(lead) => {
-                    let value = self.query_idempotent("get", key, &get).await;
+                    let value = self.query_idempotent("get", key, &get()).await;
                     // The calls that queued meanwhile go out now, or fail with this one if the
                     // connection broke under it.
                     lead.end(match &value {

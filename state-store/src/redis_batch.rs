@@ -9,7 +9,6 @@
 //! caller only, as a `GET` would make it, and not a missing value. A key asked twice in a batch
 //! is fetched once.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use redis::RedisError;
@@ -195,20 +194,20 @@ fn no_runtime(why: &str) -> RedisError {
 /// Sends one batch and answers each caller: one `MGET` of the distinct keys (see
 /// `RedisBackend::get_each`). Returns the connection's failure, if it broke.
 async fn send(backend: &RedisBackend, batch: Vec<Waiter>) -> Option<RedisError> {
-    let mut index: HashMap<&str, usize> = HashMap::with_capacity(batch.len());
+    // Each waiter's place among the distinct keys: the waiters sorted by key, so that equal keys
+    // sit side by side (cheaper than hashing every key of a batch of at most a few hundred).
+    let mut order: Vec<usize> = (0..batch.len()).collect();
+    order.sort_unstable_by(|&a, &b| batch[a].key.cmp(&batch[b].key));
     let mut keys: Vec<&str> = Vec::with_capacity(batch.len());
-    // Each waiter's place among the distinct keys.
-    let places: Vec<usize> = batch
-        .iter()
-        .map(|waiter| {
-            *index.entry(&waiter.key).or_insert_with(|| {
-                keys.push(&waiter.key);
-                keys.len() - 1
-            })
-        })
-        .collect();
+    let mut places = vec![0usize; batch.len()];
+    for &at in &order {
+        let key = batch[at].key.as_str();
+        if keys.last() != Some(&key) {
+            keys.push(key);
+        }
+        places[at] = keys.len() - 1;
+    }
     let replies = backend.get_each(&keys).await;
-    drop(index);
     let broken = replies.iter().find_map(|reply| match reply {
         Reply::Failed(e) if crate::redis_backend::broke_connection(e) => Some(e.clone()),
         _ => None,
