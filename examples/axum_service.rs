@@ -210,14 +210,15 @@ async fn work(store: Store<AnyBackend>, id: String) {
     let step = |from: Status, to: Status| {
         let (store, id) = (store.clone(), id.clone());
         async move {
-            let job = store
-                .update::<Job>(&id, |job| match job {
+            let step = store
+                .update_outcome::<Job>(&id, |job| match job {
                     Some(job) if job.status == from => Some(Job { status: to, ..job }),
                     _ => None,
                 })
                 .await;
-            // Ours when the job is now in `to` (another worker would have left it elsewhere).
-            matches!(job, Ok(Some(job)) if job.status == to)
+            // Ours only if this call wrote the step: a worker that finds the job already moved
+            // (by another worker) gets `Unchanged`, even when it is already in `to`.
+            matches!(step, Ok(step) if step.is_written())
         }
     };
     if !step(Status::Queued, Status::Running).await {

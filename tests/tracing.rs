@@ -179,6 +179,29 @@ fn each_call_is_one_span_with_the_database_fields_and_no_id() {
 }
 
 #[test]
+fn namespace_wide_calls_are_spans_too() {
+    let capture = Capture::default();
+    capture.run(async {
+        let store = Store::new(MemoryBackend::new())
+            .namespace("shop")
+            .enable_set();
+        store.set::<Session>(1, &session("ada")).await.unwrap();
+        let usage = store.usage().await.unwrap();
+        assert_eq!(usage.keys, 1);
+        let span = capture.only("usage");
+        assert_eq!(span.field("state.namespace"), Some("shop"));
+        assert_eq!(span.field("state.prefix"), Some(""));
+        assert_eq!(span.field("state.outcome"), Some("ok"));
+
+        let report = store.migrate::<Session>().await.unwrap();
+        assert_eq!(report.current, 1);
+        let span = capture.only("migrate");
+        assert_eq!(span.field("state.prefix"), Some("session"));
+        assert_eq!(span.field("state.outcome"), Some("ok"));
+    });
+}
+
+#[test]
 fn a_failure_records_its_error_type_and_status() {
     let capture = Capture::default();
     capture.run(async {

@@ -32,7 +32,8 @@ struct Written {
 #[cfg(feature = "redis")]
 fn write_known_mix(raw: &mut redis::Connection) -> Vec<Written> {
     // (prefix, keys, how many of them have no expiry, ttl range in ms)
-    let plan: [(&str, u64, u64, Option<(u64, u64)>); 5] = [
+    type Plan = (&'static str, u64, u64, Option<(u64, u64)>);
+    let plan: [Plan; 5] = [
         ("session", 40_000, 0, Some((60_000, 3_600_000))),
         ("job", 30_000, 30_000, None),
         ("cache", 20_000, 10_000, Some((600_000, 1_200_000))),

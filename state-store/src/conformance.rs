@@ -3685,6 +3685,12 @@ pub async fn migrate_rewrites_older_values_and_only_those<B: Backend + Clone>(ba
 
 /// Updates running while `migrate` rewrites the same keys lose nothing: the migration's
 /// compare-and-set never overwrites a value written after it read, and every increment lands.
+///
+/// The race only happens on an engine whose calls wait: on the memory backend under a
+/// current-thread runtime no call ever yields, so the migration runs to its end before the
+/// updaters start, and this check only shows that both finish exactly. The race itself is
+/// exercised on Redis (here and in `tests/migrate_redis.rs`), on a Cluster, and on the
+/// "Writing a backend" engine that yields before every call.
 pub async fn migrate_loses_no_concurrent_update<B: Backend + Clone>(backend: B) {
     let store = writable(&backend);
     const KEYS: u64 = 24;

@@ -1,7 +1,8 @@
 //! Spans of [`Store`](crate::Store) calls and events of the engines, with the `tracing` feature;
 //! nothing at all without it.
 //!
-//! Every `Store` call runs in one span at the `INFO` level, target `state_store`, named after
+//! Every `Store` call but [`Store::ids`](crate::Store::ids) (a stream, read at the caller's
+//! pace) runs in one span at the `INFO` level, target `state_store`, named after
 //! the operation (`get`, `update`, `check`, ...), with OpenTelemetry's database client fields:
 //!
 //! | field | value |

@@ -179,8 +179,8 @@ pub struct PrefixUsage {
     /// backend the exact sum of key and value lengths; by the provided
     /// [`Backend::usage`] the mean key and value length of the sample times `keys`.
     pub estimated_bytes: u64,
-    /// How many of its keys were measured for `estimated_bytes` (all of them: the figure is
-    /// exact).
+    /// How many of its keys were measured for `estimated_bytes`; when it equals `keys`, every
+    /// key was measured and the figure is exact.
     pub sampled: u64,
     /// How many of its keys have no expiry (exact for the part walked).
     pub without_expiry: u64,
@@ -578,9 +578,11 @@ pub(crate) async fn by_listing<B: Backend + ?Sized>(
         }
         if examined % batch == 0 {
             tally.progress(examined);
-            if tally.out_of_time() {
-                return Ok(tally.finish(false));
-            }
+        }
+        // Each key costs up to three calls here: the limit is checked after every one.
+        if tally.out_of_time() {
+            tally.progress(examined);
+            return Ok(tally.finish(false));
         }
     }
     tally.progress(examined);

@@ -205,6 +205,15 @@ impl<B: Backend> Store<B> {
     /// Values that decode as neither shape are counted, named (the first few) and left as they
     /// are, and the migration goes on.
     ///
+    /// # Namespaces
+    /// Run it on a store with a namespace. Without one, the type's keys (`session:...`) share
+    /// their start with every key of a store whose namespace is the type's prefix (a store with
+    /// `namespace("session")` writes `session:job:7`). Keys whose rest does not parse as an id
+    /// of `S` are left alone and reported as undecodable; but with an id type that parses
+    /// almost anything (a `String`, a tuple of `String`s) and a previous shape that accepts
+    /// such a value, migrate would rewrite the other store's value. Giving every service a
+    /// namespace rules it out.
+    ///
     /// Run it once the new release is out, from a deploy step or a command-line tool
     /// ([`migrate_with`](Self::migrate_with) reports progress); running it again is safe and
     /// finds nothing left to rewrite. On a type declared with `notify`, each rewrite announces
@@ -257,8 +266,9 @@ impl<B: Backend> Store<B> {
                 for key in chunk {
                     report.scanned += 1;
                     match key {
-                        // Only ids of `S`: with no namespace, `session:` also starts the keys
-                        // of a store whose namespace is `session`.
+                        // Only keys that parse as ids of `S`: with no namespace, `session:` also
+                        // starts the keys of a store whose namespace is `session`, and this
+                        // keeps most of them out. Not all: see "Namespaces" in the docs.
                         Ok(key) if is_id::<S>(&key, &prefix) => keys.push(key),
                         Ok(key) | Err(Error::InvalidKey { key, .. }) => report.undecodable(key),
                         Err(e) => return Err(e),
