@@ -74,13 +74,18 @@ async fn demo(store: Store<AnyBackend>) -> Result<()> {
         store.get::<Job>(&job_id).await?
     );
 
-    store
+    // A per-key expiry: on NATS JetStream KV (one `max_age` per bucket) only the type's ttl.
+    match store
         .set_with_ttl::<Session>(7, &session, Duration::from_millis(200))
-        .await?;
-    println!(
-        "short session stored: {}",
-        store.exists::<Session>(7).await?
-    );
+        .await
+    {
+        Ok(()) => println!(
+            "short session stored: {}",
+            store.exists::<Session>(7).await?
+        ),
+        Err(e @ state_store::Error::Unsupported { .. }) => println!("short session: {e}"),
+        Err(e) => return Err(e),
+    }
 
     println!("removed session 42: {}", store.remove::<Session>(42).await?);
     println!("removed job: {}", store.remove::<Job>(&job_id).await?);

@@ -9,12 +9,19 @@ use crate::backend::{
     UpdateFn, Version, Versioned, Watch,
 };
 use crate::rate_limit::Decision;
-use crate::{Error, MemoryBackend, Result};
+use crate::{Error, MemoryBackend, Result, Usage, UsageOptions};
 
 /// The URL schemes of the Redis backend, as a pattern.
 macro_rules! redis_schemes {
     () => {
         "redis" | "rediss" | "redis+unix" | "unix"
+    };
+}
+
+/// The URL schemes of the NATS backend, as a pattern.
+macro_rules! nats_schemes {
+    () => {
+        "nats" | "tls" | "ws" | "wss"
     };
 }
 
@@ -70,11 +77,13 @@ impl AnyBackend {
     /// The backend a URL names:
     /// - `memory://` (anything after it is ignored): a new, empty [`MemoryBackend`];
     /// - `redis://...` (and `rediss://`, `redis+unix://`, `unix://`; feature `redis`):
-    ///   `RedisBackend::connect(url)`.
+    ///   `RedisBackend::connect(url)`;
+    /// - `nats://...` (and `tls://`, `ws://`, `wss://`; feature `nats`):
+    ///   `NatsBackend::connect(url)`.
     ///
-    /// Any other scheme, or `redis://` in a build without the `redis` feature, is
-    /// [`Error::Connect`] naming the scheme (never the rest of the URL, which may hold a
-    /// password).
+    /// Any other scheme, or `redis://` (`nats://`) in a build without the `redis` (`nats`)
+    /// feature, is [`Error::Connect`] naming the scheme (never the rest of the URL, which may
+    /// hold a password).
     pub async fn connect(url: &str) -> Result<AnyBackend> {
         let scheme = url.split_once("://").map(|(scheme, _)| scheme);
         match scheme {
@@ -88,13 +97,22 @@ impl AnyBackend {
                          feature"
                     .into(),
             }),
+            #[cfg(feature = "nats")]
+            Some(nats_schemes!()) => Ok(AnyBackend::new(crate::NatsBackend::connect(url).await?)),
+            #[cfg(not(feature = "nats"))]
+            Some(nats_schemes!()) => Err(Error::Connect {
+                target: "nats".into(),
+                source: "this build of state-store has no NATS backend: enable its `nats` \
+                         feature"
+                    .into(),
+            }),
             Some(other) => Err(Error::Connect {
                 target: format!("a `{other}://` URL"),
-                source: "unknown backend; use `redis://` or `memory://`".into(),
+                source: "unknown backend; use `redis://`, `nats://` or `memory://`".into(),
             }),
             None => Err(Error::Connect {
                 target: "the given backend URL".into(),
-                source: "not a URL: expected `redis://...` or `memory://`".into(),
+                source: "not a URL: expected `redis://...`, `nats://...` or `memory://`".into(),
             }),
         }
     }
@@ -122,6 +140,13 @@ impl fmt::Debug for AnyBackend {
 
 impl From<MemoryBackend> for AnyBackend {
     fn from(backend: MemoryBackend) -> AnyBackend {
+        AnyBackend::new(backend)
+    }
+}
+
+#[cfg(feature = "nats")]
+impl From<crate::NatsBackend> for AnyBackend {
+    fn from(backend: crate::NatsBackend) -> AnyBackend {
         AnyBackend::new(backend)
     }
 }
@@ -170,6 +195,10 @@ impl Backend for AnyBackend {
 
     fn system_name(&self) -> &'static str {
         self.inner.system_name()
+    }
+
+    fn declare(&self, prefix: &str, ttl: Option<Duration>) {
+        self.inner.declare(prefix, ttl)
     }
 
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Vec<u8>>>> {
@@ -386,6 +415,9 @@ mod tests {
         fn system_name(&self) -> &'static str {
             "recorder-system"
         }
+        fn declare(&self, _: &str, _: Option<Duration>) {
+            self.0.lock().unwrap().push("declare");
+        }
         fn get<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<Option<Vec<u8>>>> {
             self.ran("get", Ok(None))
         }
@@ -499,6 +531,7 @@ mod tests {
         drop(any.list("k"));
         assert_eq!(any.name(), "recorder");
         assert_eq!(any.system_name(), "recorder-system");
+        any.declare("k", None);
         any.get("k").await.unwrap();
         any.exists("k").await.unwrap();
         any.set("k", vec![], None, None).await.unwrap();
@@ -526,6 +559,7 @@ mod tests {
                 "remove",
                 "ttl",
                 "list",
+                "declare",
                 "get",
                 "exists",
                 "set",

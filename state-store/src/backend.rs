@@ -359,6 +359,20 @@ pub trait Backend: fmt::Debug + Send + Sync + 'static {
         self.name()
     }
 
+    /// Tells the engine that `prefix` (`{namespace}:{prefix}`, or `{prefix}`: the channel form
+    /// of [`Notify`]) is a state type's key prefix, whose keys are `{prefix}:{id}` and whose
+    /// writes carry `ttl` (for a rate limit, the longest a check keeps its key). The
+    /// [`Store`](crate::Store) declares every type it computes a key of, before the call.
+    ///
+    /// For an engine that lays keys out by type, such as one bucket per type with a
+    /// bucket-wide expiry (NATS JetStream KV): the declaration says where the type prefix ends
+    /// (an id may hold `:`) and what expiry to give the type's storage. A declaration of
+    /// `None` adds the prefix but does not replace a ttl declared before. By default nothing:
+    /// engines with per-key expiry need no declaration.
+    fn declare(&self, prefix: &str, ttl: Option<Duration>) {
+        let _ = (prefix, ttl);
+    }
+
     /// The value under `key`, without its version (which some engines compute).
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Vec<u8>>>> {
         Box::pin(async move { Ok(self.get_versioned(key).await?.map(|v| v.value)) })
@@ -718,7 +732,7 @@ pub trait Backend: fmt::Debug + Send + Sync + 'static {
 /// `read_ttl`, its time left), lets `step` decide the answer and the write (a value and its
 /// expiry, or none), and makes the write conditional on what was read, again from the read when
 /// another writer got there first.
-async fn counter_step<B, T>(
+pub(crate) async fn counter_step<B, T>(
     backend: &B,
     key: &str,
     read_ttl: bool,

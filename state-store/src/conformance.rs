@@ -3793,6 +3793,29 @@ macro_rules! conformance_tests {
     ($flavor:meta, $new_backend:expr, without_feed $(,)?) => {
         $crate::conformance_tests!(@with each $flavor, $new_backend, [feed_is_unsupported]);
     };
+    ($flavor:meta, $new_backend:expr, capabilities = $caps:expr $(,)?) => {
+        $crate::conformance_tests!(@feed capable $flavor, ($new_backend, $caps));
+    };
+    (@capable $flavor:meta, ($new_backend:expr, $caps:expr), $($check:ident),* $(,)?) => {
+        mod conformance_checks {
+            #[allow(unused_imports)]
+            use super::*;
+            $(
+                #[$flavor]
+                async fn $check() {
+                    let (_guard, backend) = $new_backend.await;
+                    let caps: $crate::conformance::Capabilities = $caps;
+                    let name = stringify!($check);
+                    if let Some(backend) =
+                        $crate::conformance::__declared(name, &caps, backend).await
+                    {
+                        $crate::conformance::$check(backend).await;
+                    }
+                    drop(_guard);
+                }
+            )*
+        }
+    };
     ($flavor:meta, in_one_test($shared:ident = $start:expr), $new_backend:expr $(,)?) => {
         $crate::conformance_tests!(@feed sequence $flavor, ($shared, $start, $new_backend));
     };
@@ -3901,6 +3924,256 @@ macro_rules! conformance_tests {
             }
         }
     };
+}
+
+/// What a backend does differently from Redis, declared to the suite by the `capabilities = ...`
+/// form of [`conformance_tests!`](crate::conformance_tests): each capability a backend lacks
+/// replaces the checks that need it by one that checks the declared difference instead (see
+/// [`__declared`] for which). Nothing is skipped silently: a backend that declares nothing
+/// ([`Capabilities::FULL`]) runs every check as the default form does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Capabilities {
+    /// Any expiry on any write (`set_with_ttl` with any duration, no expiry under a type with
+    /// a ttl). Without: only the type's ttl, and any other is [`Error::Unsupported`] naming
+    /// `set_with_ttl`, writing nothing ([`expiry_is_the_types_alone`]).
+    pub per_key_expiry: bool,
+    /// A write that keeps the expiry (`update`, `incr` of an existing counter, a fixed
+    /// window's count) keeps the time left. Without: it restarts the type's ttl
+    /// ([`kept_expiry_restarts`]).
+    pub keeps_remaining_expiry: bool,
+    /// Expired keys are announced on the change feed. Without: `enable_expiry_events` is
+    /// [`Error::Unsupported`] ([`expiry_events_are_unsupported`]).
+    pub expiry_events: bool,
+    /// Every watcher of a backend is fed by one subscription, so a change that reached one
+    /// watcher has reached the queues of all. Without: each watcher has its own subscription,
+    /// and a slow one still lags and keeps the newest ([`each_watcher_lags_alone`]).
+    pub shared_subscription: bool,
+    /// The largest value stored, `None` for no limit below the suite's 10 MB values. With one:
+    /// [`values_up_to_the_limit`].
+    pub max_value_bytes: Option<usize>,
+    /// The longest expiry kept as asked, `None` for the derive's ceiling of 73 million years.
+    /// With one: [`expiry_up_to_the_limit`].
+    pub max_ttl: Option<Duration>,
+}
+
+impl Capabilities {
+    /// Everything Redis and the memory backend do.
+    pub const FULL: Capabilities = Capabilities {
+        per_key_expiry: true,
+        keeps_remaining_expiry: true,
+        expiry_events: true,
+        shared_subscription: true,
+        max_value_bytes: None,
+        max_ttl: None,
+    };
+}
+
+/// Runs instead of `check` the check of a difference `capabilities` declares, if `check` needs a
+/// capability the backend lacks; else gives `backend` back for `check`. Not public API: the
+/// `capabilities = ...` form of [`conformance_tests!`](crate::conformance_tests) calls it.
+#[doc(hidden)]
+pub async fn __declared<B: Backend + Clone>(
+    check: &str,
+    capabilities: &Capabilities,
+    backend: B,
+) -> Option<B> {
+    const PER_KEY_EXPIRY: &[&str] = &[
+        "values_expire",
+        "set_resets_the_expiry_to_the_types",
+        "touch_slides_the_expiry",
+        "update_and_touch_slides_the_expiry",
+        "update_keeps_the_remaining_expiry",
+        "corrupt_values_are_decode_errors",
+        "bulk_errors_name_the_key",
+        "ids_report_foreign_keys_and_go_on",
+        "migrate_rewrites_older_values_and_only_those",
+        "migrate_loses_no_concurrent_update",
+        "writes_publish_their_changes",
+        "writes_that_change_nothing_publish_nothing",
+        "types_without_notify_publish_nothing",
+        "undecodable_changes_are_errors_and_the_feed_goes_on",
+    ];
+    const KEPT_EXPIRY: &[&str] = &[
+        "incr_counts_and_starts_the_window_once",
+        "previous_shapes_are_read_converted",
+        "smooth_rate_limits_have_no_window_edge",
+    ];
+    const EXPIRY_EVENTS: &[&str] = &[
+        "expiries_are_changes",
+        "expiries_stay_in_their_namespace",
+        "rate_limit_checks_publish_only_their_windows_expiry",
+    ];
+    let c = capabilities;
+    if !c.per_key_expiry && PER_KEY_EXPIRY.contains(&check) {
+        expiry_is_the_types_alone(backend).await;
+    } else if !c.keeps_remaining_expiry && KEPT_EXPIRY.contains(&check) {
+        kept_expiry_restarts(backend).await;
+    } else if !c.expiry_events && EXPIRY_EVENTS.contains(&check) {
+        expiry_events_are_unsupported(backend).await;
+    } else if !c.shared_subscription && check == "slow_watchers_lag_and_keep_the_newest" {
+        each_watcher_lags_alone(backend).await;
+    } else if let (Some(limit), "large_values_and_ids_round_trip") = (c.max_value_bytes, check) {
+        values_up_to_the_limit(backend, limit).await;
+    } else if let (Some(limit), "invalid_ttls_are_rejected") = (c.max_ttl, check) {
+        expiry_up_to_the_limit(backend, limit).await;
+    } else {
+        return Some(backend);
+    }
+    None
+}
+
+/// Checks, for a backend without per-key expiry: `set_with_ttl` with another duration than the
+/// type's, or any on a type without ttl, is [`Error::Unsupported`] naming `set_with_ttl` and
+/// writes nothing; the type's own ttl is given.
+pub async fn expiry_is_the_types_alone<B: Backend + Clone>(backend: B) {
+    let store = writable(&backend).namespace("svc");
+    for ttl in [Duration::from_secs(5), THIRTY_MINUTES * 2] {
+        let err = store
+            .set_with_ttl::<Session>(1, &session(1), ttl)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::Unsupported {
+                    operation: "set_with_ttl",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains(backend.name()), "{err}");
+        assert_eq!(
+            store.get::<Session>(1).await.unwrap(),
+            None,
+            "nothing written"
+        );
+    }
+    let err = store
+        .set_with_ttl::<Job>(
+            ("a".to_string(), 1),
+            &Job { status: "x".into() },
+            THIRTY_MINUTES,
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Unsupported { .. }), "{err:?}");
+    store
+        .set_with_ttl::<Session>(1, &session(1), THIRTY_MINUTES)
+        .await
+        .unwrap();
+    store.set::<Session>(2, &session(2)).await.unwrap();
+    for id in [1, 2] {
+        let left = store.ttl::<Session>(id).await.unwrap().unwrap();
+        assert!(left > THIRTY_MINUTES - Duration::from_secs(60), "{left:?}");
+    }
+}
+
+/// Checks, for a backend whose writes cannot keep a remaining expiry: `update` and `incr` of an
+/// existing value give it the type's whole ttl again.
+pub async fn kept_expiry_restarts<B: Backend + Clone>(backend: B) {
+    let store = writable(&backend);
+    let window = Duration::from_secs(60);
+    store.incr::<ApiCalls>("a".to_string(), 1).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    assert_eq!(store.incr::<ApiCalls>("a".to_string(), 1).await.unwrap(), 2);
+    let left = store
+        .ttl::<ApiCalls>("a".to_string())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        left > window - Duration::from_millis(500),
+        "restarted: {left:?}"
+    );
+    let task = Task {
+        status: "queued".into(),
+        runs: 0,
+    };
+    store.set::<Task>(1, &task).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    store
+        .update::<Task>(1, |t| {
+            t.map(|t| Task {
+                runs: t.runs + 1,
+                ..t
+            })
+        })
+        .await
+        .unwrap();
+    let left = store.ttl::<Task>(1).await.unwrap().unwrap();
+    assert!(
+        left > Duration::from_secs(3600) - Duration::from_millis(500),
+        "{left:?}"
+    );
+}
+
+/// Checks, for a backend that cannot announce expiries: `enable_expiry_events` says so.
+pub async fn expiry_events_are_unsupported<B: Backend + Clone>(backend: B) {
+    let err = backend.enable_expiry_events().await.unwrap_err();
+    assert!(matches!(err, Error::Unsupported { .. }), "{err:?}");
+}
+
+/// Checks, for a backend whose watchers each have their own subscription: a watcher that does
+/// not read lags, says how many it missed, and keeps the newest changes.
+pub async fn each_watcher_lags_alone<B: Backend + Clone>(backend: B) {
+    let store = writable(&backend).watch_buffer(8);
+    let mut lagging = store.watch::<Watched>().await.unwrap();
+    for n in 0..100 {
+        store
+            .set::<Watched>("burst".to_string(), &watched("burst", n))
+            .await
+            .unwrap();
+    }
+    let mut missed = 0;
+    let mut last = None;
+    loop {
+        match tokio::time::timeout(Duration::from_secs(2), lagging.next()).await {
+            Ok(Some(Err(Error::Lagged { missed: m }))) => missed += m,
+            Ok(Some(Ok(Change::Set { value, .. }))) => last = Some(value.step),
+            Ok(other) => panic!("{other:?}"),
+            Err(_) => break,
+        }
+    }
+    assert!(missed > 0, "the watcher lagged");
+    assert_eq!(last, Some(99), "the newest change kept");
+}
+
+/// Checks, for a backend with a value size limit: values up to it round trip, a larger one is
+/// an error naming the key and writes nothing.
+pub async fn values_up_to_the_limit<B: Backend + Clone>(backend: B, limit: usize) {
+    let store = writable(&backend);
+    let big = Job {
+        status: "x".repeat(limit / 2),
+    };
+    let id = ("big".to_string(), 1);
+    store.set::<Job>(&id, &big).await.unwrap();
+    assert_eq!(store.get::<Job>(&id).await.unwrap(), Some(big));
+    let over = Job {
+        status: "x".repeat(limit + 1),
+    };
+    let err = store
+        .set::<Job>(("over".to_string(), 1), &over)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("job:over:1"), "{err}");
+    assert_eq!(
+        store.get::<Job>(("over".to_string(), 1)).await.unwrap(),
+        None
+    );
+}
+
+/// Checks, for a backend with a longest expiry: the derive's longest ttl is accepted and kept
+/// for that limit.
+pub async fn expiry_up_to_the_limit<B: Backend + Clone>(backend: B, limit: Duration) {
+    let store = writable(&backend);
+    store.set::<Forever>(1, &Forever(1)).await.unwrap();
+    let left = store.ttl::<Forever>(1).await.unwrap().unwrap();
+    assert!(
+        left <= limit && left > limit - Duration::from_secs(60),
+        "{left:?}"
+    );
 }
 
 /// The runtime of one check in the `in_one_test` form of [`conformance_tests!`]: two worker

@@ -59,7 +59,10 @@
 //! - `sentinel`: `RedisBackend::sentinel`, for a primary found through Redis Sentinel and found
 //!   again after a failover.
 //! - `redis-full`: `tls`, `cluster` and `sentinel` together.
+//! - `nats`: `NatsBackend`, state in NATS JetStream key-value buckets through `async-nats`.
 //! - `uuid`: `uuid::Uuid` as an id type (`id = Uuid`), hyphenated lowercase in the key.
+//! - `tower`: `RateLimitLayer`, a tower layer that checks a [`RateLimit`] type per HTTP
+//!   request and answers 429 with `Retry-After` and the `RateLimit-*` headers.
 //! - `conformance`: the [`conformance`] suite, for testing a backend of your own.
 //!
 //! # Keys
@@ -83,6 +86,8 @@ mod feed;
 mod id;
 mod key;
 mod memory;
+#[cfg(feature = "nats")]
+mod nats_backend;
 mod rate_limit;
 #[cfg(feature = "redis")]
 mod redis_backend;
@@ -114,6 +119,9 @@ pub use error::{BoxError, Error, Result};
 pub use id::{IdArg, IdError, KeyParts, StateId, id_from_key, id_to_key};
 pub use key::{Counter, Key, Notified, StateKey};
 pub use memory::MemoryBackend;
+#[cfg(feature = "nats")]
+#[cfg_attr(docsrs, doc(cfg(feature = "nats")))]
+pub use nats_backend::{NatsBackend, NatsOptions};
 pub use rate_limit::{Decision, Policy, Quota, RateLimit};
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
@@ -136,7 +144,13 @@ pub use futures_util::StreamExt;
 
 /// Re-exported so that `RedisBackend::from_client` callers use the same `redis` version.
 #[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use redis;
+
+/// Re-exported so that `NatsBackend::from_client` callers use the same `async-nats` version.
+#[cfg(feature = "nats")]
+#[cfg_attr(docsrs, doc(cfg(feature = "nats")))]
+pub use async_nats;
 
 /// Paths for the code `#[derive(StateKey)]` generates. Not public API.
 #[doc(hidden)]

@@ -161,6 +161,8 @@ impl<B: Backend> Store<B> {
         let mut key = String::with_capacity(namespace.len() + S::PREFIX.len() + 24);
         key.push_str(namespace);
         key.push_str(S::PREFIX);
+        // No-op but for engines that lay keys out by type (`Backend::declare`).
+        self.backend.declare(&key, S::TTL);
         key.push(':');
         id.write_id(&mut key);
         Ok(key)
@@ -696,6 +698,16 @@ impl<B: Backend> Store<B> {
         let span = call_span!(self, S, "check", key.as_deref());
         traced(span, async move {
             let key = key?;
+            // The longest a check keeps its key: the window, or a full burst's worth of spacing.
+            let keep = match S::POLICY {
+                Policy::FixedWindow => S::QUOTA.period(),
+                _ => S::QUOTA.emission_interval() * S::QUOTA.burst(),
+            };
+            let channel = self.namespace_prefix().map_or(0, str::len) + S::PREFIX.len();
+            self.backend.declare(
+                &key[..channel],
+                Some(Duration::from_millis(ceil_millis(keep))),
+            );
             match S::POLICY {
                 Policy::FixedWindow => {
                     let window = check_ttl(&key, S::QUOTA.period())?;

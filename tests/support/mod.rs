@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test binary uses its own part of the support code
 
 pub mod cluster;
+pub mod nats;
 pub mod proxy;
 pub mod sentinel;
 

@@ -1,0 +1,947 @@
+//! [`NatsBackend`]: state in NATS JetStream key-value buckets (feature `nats`).
+//!
+//! # Layout
+//! One bucket per state type and namespace: the type's key prefix `{namespace}:{prefix}` (or
+//! `{prefix}`) names the bucket, and the rest of the key, the escaped id, is the key in it. NATS
+//! allows only `[a-zA-Z0-9_-]` in bucket names and `[-/_=.a-zA-Z0-9]` in keys, so both are
+//! escaped reversibly:
+//! - bucket: `_` is written `_u`, `.` is `_d` and the `:` between namespace and prefix is `__`
+//!   (`user-service:session` is bucket `user-service__session`);
+//! - key: every byte outside `[-/_a-zA-Z0-9]` (so `.`, `=`, `:`, `%`, space, non-ASCII) is
+//!   `=XX` in upper-case hex, and the empty id is `=` alone (`a%3Ab:7` is `a=253Ab=3A7`).
+//!
+//! Two different keys never share a bucket and key, and [`Backend::list`] turns every bucket key
+//! back into the full key.
+//!
+//! # Expiry
+//! JetStream KV before NATS 2.11 has one `max_age` per bucket and no per-key expiry, and
+//! `max_age` counts from each write. So a type's `ttl` is its bucket's `max_age`, told to the
+//! backend by [`Backend::declare`] (the [`Store`](crate::Store) declares every type it touches);
+//! a write with any other expiry (`set_with_ttl` with another duration) is
+//! [`Error::Unsupported`] and writes nothing. A write that keeps the expiry
+//! ([`Expiry::Keep`]: `update`, `incr` on an existing counter) gets a whole new `max_age`
+//! instead. When a declared `ttl` differs from an existing bucket's `max_age`, the bucket's
+//! `max_age` is changed to it (which applies to every value in the bucket).
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_nats::jetstream::{self, kv};
+use futures_util::StreamExt;
+
+use crate::backend::{
+    Backend, BoxFuture, BoxStream, Event, Expiry, Notify, PutMode, Version, Versioned, Watch,
+    ceil_millis, counter_step, micros_i64,
+};
+use crate::feed::{Hub, Watcher};
+use crate::rate_limit::{self, Decision};
+use crate::{Error, Result};
+
+/// How long to wait for a connection, and for an answer (as on Redis): 5 s each by default.
+#[derive(Debug, Clone)]
+pub struct NatsOptions {
+    connect_timeout: Duration,
+    request_timeout: Duration,
+    options: Option<async_nats::ConnectOptions>,
+}
+
+impl Default for NatsOptions {
+    fn default() -> Self {
+        NatsOptions {
+            connect_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(5),
+            options: None,
+        }
+    }
+}
+
+impl NatsOptions {
+    /// The default options.
+    pub fn new() -> NatsOptions {
+        NatsOptions::default()
+    }
+
+    /// How long to wait for the connection to be established.
+    pub fn connect_timeout(mut self, timeout: Duration) -> NatsOptions {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// How long to wait for each answer of the server (a request, a JetStream acknowledgement).
+    pub fn request_timeout(mut self, timeout: Duration) -> NatsOptions {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// `async-nats` options to start from: credentials (`credentials_file`, `nkey`, `token`,
+    /// `user_and_password`), TLS, a name. The timeouts above are set on them.
+    pub fn client_options(mut self, options: async_nats::ConnectOptions) -> NatsOptions {
+        self.options = Some(options);
+        self
+    }
+}
+
+/// State in NATS JetStream key-value buckets, one bucket per state type and namespace
+/// (`user-service:session` is bucket `user-service__session`), the escaped id as the key in it
+/// (bytes outside `[-/_a-zA-Z0-9]` as `=XX`, the empty id as `=`).
+///
+/// Expiry is the bucket's `max_age` (NATS before 2.11 has no per-key expiry), so a type's `ttl`
+/// is its bucket's `max_age`: `set_with_ttl` with another duration is [`Error::Unsupported`]
+/// and writes nothing, and a write that keeps the expiry (`update`, `incr`) restarts the whole
+/// `ttl`, since `max_age` counts from each write. The README's "NATS JetStream KV" section has
+/// the full table of differences from Redis.
+///
+/// ```no_run
+/// # use state_store::{NatsBackend, Store};
+/// # async fn run() -> state_store::Result<()> {
+/// let store = Store::new(NatsBackend::connect("nats://127.0.0.1:4222").await?)
+///     .namespace("user-service")
+///     .enable_set();
+/// # Ok(())
+/// # }
+/// ```
+///
+/// Cloning is cheap; clones share the connection and the buckets opened.
+#[derive(Clone)]
+pub struct NatsBackend {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    client: async_nats::Client,
+    js: jetstream::Context,
+    /// Declared type prefixes (`{namespace}:{prefix}`) and their ttl.
+    types: RwLock<HashMap<Box<str>, Option<Duration>>>,
+    /// Open buckets, by type prefix.
+    buckets: RwLock<HashMap<Box<str>, Bucket>>,
+    per_key_ttl: bool,
+}
+
+#[derive(Clone)]
+struct Bucket {
+    kv: kv::Store,
+    max_age: Duration,
+}
+
+impl fmt::Debug for NatsBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NatsBackend")
+            .field("server", &self.inner.client.server_info().version)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The longest `max_age` a bucket takes: JetStream keeps it in nanoseconds as an `i64`. A longer
+/// `ttl` (the derive accepts up to 73 million years) is kept this long, about 292 years.
+const MAX_AGE_CEILING: Duration = Duration::from_secs(i64::MAX as u64 / 1_000_000_000);
+
+/// How many times a create or removal retries when the key changes between its read and its
+/// conditional write.
+const RACE_ATTEMPTS: u32 = 64;
+
+impl NatsBackend {
+    /// Connects to the NATS server at `url` (`nats://host:4222`, with `user:password@` or a
+    /// token in it if the server wants them) with the default timeouts.
+    pub async fn connect(url: &str) -> Result<NatsBackend> {
+        NatsBackend::connect_with(url, NatsOptions::default()).await
+    }
+
+    /// Connects with other timeouts or client options.
+    pub async fn connect_with(url: &str, options: NatsOptions) -> Result<NatsBackend> {
+        let target = || redact(url);
+        let client_options = options
+            .options
+            .unwrap_or_default()
+            .connection_timeout(options.connect_timeout)
+            .request_timeout(Some(options.request_timeout));
+        let client = client_options
+            .connect(url)
+            .await
+            .map_err(|e| Error::Connect {
+                target: target(),
+                source: Box::new(e),
+            })?;
+        let backend = NatsBackend::from_client_with_timeout(client, options.request_timeout);
+        // Fail now, not at the first call, when JetStream is off.
+        // (The account info, read raw: its typed form follows the newest server's fields.)
+        let answer = backend
+            .inner
+            .client
+            .request("$JS.API.INFO", Vec::new().into())
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|reply| {
+                let text = String::from_utf8_lossy(&reply.payload);
+                if text.contains("\"error\"") {
+                    Err(text.into_owned())
+                } else {
+                    Ok(())
+                }
+            });
+        answer.map_err(|e| Error::Connect {
+            target: target(),
+            source: format!("JetStream does not answer (is the server run with -js?): {e}").into(),
+        })?;
+        Ok(backend)
+    }
+
+    /// A backend on a connected `async-nats` client, with JetStream answers awaited for 5 s.
+    pub fn from_client(client: async_nats::Client) -> NatsBackend {
+        NatsBackend::from_client_with_timeout(client, Duration::from_secs(5))
+    }
+
+    fn from_client_with_timeout(client: async_nats::Client, timeout: Duration) -> NatsBackend {
+        let js = jetstream::context::ContextBuilder::new()
+            .timeout(timeout)
+            .build(client.clone());
+        let per_key_ttl = version_at_least(&client.server_info().version, 2, 11);
+        NatsBackend {
+            inner: Arc::new(Inner {
+                client,
+                js,
+                types: RwLock::default(),
+                buckets: RwLock::default(),
+                per_key_ttl,
+            }),
+        }
+    }
+
+    /// The client, for other NATS work on the same connection.
+    pub fn client(&self) -> &async_nats::Client {
+        &self.inner.client
+    }
+
+    /// Whether the server (NATS 2.11 or later) has per-message TTL, with which a later version
+    /// of this backend can give each key its own expiry. This version uses bucket `max_age`
+    /// whatever the server.
+    pub fn server_has_per_key_ttl(&self) -> bool {
+        self.inner.per_key_ttl
+    }
+
+    /// The bucket and the key in it where `key` is stored.
+    pub fn location(&self, key: &str) -> Result<(String, String)> {
+        let (prefix, rest) = self.split(key)?;
+        Ok((bucket_name(prefix), encode_key(rest)))
+    }
+
+    /// Where the type prefix of `key` ends: the longest declared prefix, else its first segment.
+    fn split<'k>(&self, key: &'k str) -> Result<(&'k str, &'k str)> {
+        let mut colons = key.match_indices(':').map(|(i, _)| i);
+        let Some(first) = colons.next() else {
+            return Err(Error::InvalidKey {
+                key: key.to_owned(),
+                reason: "not a state key: it has no `:` after a type prefix".into(),
+            });
+        };
+        if let Some(second) = colons.next() {
+            let types = read(&self.inner.types);
+            if types.contains_key(&key[..second]) {
+                return Ok((&key[..second], &key[second + 1..]));
+            }
+        }
+        Ok((&key[..first], &key[first + 1..]))
+    }
+
+    fn declared_ttl(&self, prefix: &str) -> Option<Duration> {
+        read(&self.inner.types).get(prefix).copied().flatten()
+    }
+
+    /// The bucket of the type `prefix`: opened (and cached), or created when `create`.
+    async fn bucket(&self, prefix: &str, create: bool, key: &str) -> Result<Option<Bucket>> {
+        if let Some(bucket) = read(&self.inner.buckets).get(prefix) {
+            return Ok(Some(bucket.clone()));
+        }
+        let name = bucket_name(prefix);
+        if !valid_bucket(&name) {
+            return if create {
+                Err(Error::InvalidKey {
+                    key: key.to_owned(),
+                    reason: format!("`{prefix}` cannot name a NATS bucket"),
+                })
+            } else {
+                Ok(None)
+            };
+        }
+        let js = &self.inner.js;
+        let found = match js.get_stream(format!("KV_{name}")).await {
+            Ok(_) => true,
+            Err(e) => match e.kind() {
+                jetstream::context::GetStreamErrorKind::JetStream(e)
+                    if e.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND =>
+                {
+                    false
+                }
+                _ => return Err(backend_error("open bucket", key, e)),
+            },
+        };
+        let kv = if found {
+            js.get_key_value(name.as_str())
+                .await
+                .map_err(|e| backend_error("open bucket", key, e))?
+        } else if create {
+            // The stream `create_key_value` would make, created directly: that call first
+            // reads the account info in a form newer than NATS 2.9 sends.
+            let config = jetstream::stream::Config {
+                name: format!("KV_{name}"),
+                subjects: vec![format!("$KV.{name}.>")],
+                max_messages_per_subject: 1,
+                max_age: self.declared_ttl(prefix).map_or(Duration::ZERO, max_age),
+                storage: jetstream::stream::StorageType::File,
+                allow_rollup: true,
+                deny_delete: true,
+                allow_direct: true,
+                discard: jetstream::stream::DiscardPolicy::New,
+                num_replicas: 1,
+                ..Default::default()
+            };
+            if let Err(created) = js.create_stream(config).await {
+                // Created by another client meanwhile, perhaps with another `max_age`.
+                if js.get_stream(format!("KV_{name}")).await.is_err() {
+                    return Err(backend_error("create bucket", key, created));
+                }
+            }
+            js.get_key_value(name.as_str())
+                .await
+                .map_err(|e| backend_error("open bucket", key, e))?
+        } else {
+            return Ok(None);
+        };
+        let bucket = Bucket {
+            max_age: kv.stream.cached_info().config.max_age,
+            kv,
+        };
+        write(&self.inner.buckets).insert(prefix.into(), bucket.clone());
+        Ok(Some(bucket))
+    }
+
+    /// The bucket a write with `expiry` goes to, its `max_age` changed to the declared ttl when
+    /// that is what the write asks for; [`Error::Unsupported`] when the bucket cannot give it.
+    async fn bucket_for_write(
+        &self,
+        prefix: &str,
+        expiry: Expiry,
+        key: &str,
+        operation: &'static str,
+    ) -> Result<Bucket> {
+        let bucket = self
+            .bucket(prefix, true, key)
+            .await?
+            .expect("created when missing");
+        if fits(bucket.max_age, expiry) {
+            return Ok(bucket);
+        }
+        let declared = self.declared_ttl(prefix).map(max_age);
+        let unsupported = Error::Unsupported {
+            operation,
+            backend: self.name(),
+        };
+        let Some(declared) = declared.filter(|d| fits(*d, expiry) && *d != bucket.max_age) else {
+            return Err(unsupported);
+        };
+        let mut config = bucket.kv.stream.cached_info().config.clone();
+        config.max_age = declared;
+        // JetStream refuses a duplicate window longer than `max_age`.
+        if !declared.is_zero()
+            && (config.duplicate_window.is_zero() || config.duplicate_window > declared)
+        {
+            config.duplicate_window = declared;
+        }
+        self.inner
+            .js
+            .update_stream(config)
+            .await
+            .map_err(|e| backend_error("update bucket max_age", key, e))?;
+        write(&self.inner.buckets).remove(prefix);
+        let bucket = self
+            .bucket(prefix, true, key)
+            .await?
+            .expect("created when missing");
+        if fits(bucket.max_age, expiry) {
+            Ok(bucket)
+        } else {
+            Err(unsupported)
+        }
+    }
+
+    /// The live entry of `key` in `bucket`: a put that has not outlived `max_age`.
+    async fn entry(&self, bucket: &Bucket, nkey: &str, key: &str) -> Result<Option<kv::Entry>> {
+        let entry = bucket
+            .kv
+            .entry(nkey)
+            .await
+            .map_err(|e| backend_error("get", key, e))?;
+        Ok(
+            entry
+                .filter(|e| e.operation == kv::Operation::Put && left(e, bucket.max_age).is_some()),
+        )
+    }
+
+    /// Writes `value` if `key` holds nothing live: a missing key, a delete marker, or a value
+    /// past its `max_age` that the server has not removed yet.
+    async fn create(&self, bucket: &Bucket, nkey: &str, key: &str, value: Vec<u8>) -> Result<bool> {
+        let mut expected = 0;
+        for _ in 0..RACE_ATTEMPTS {
+            match bucket.kv.update(nkey, value.clone().into(), expected).await {
+                Ok(_) => return Ok(true),
+                Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {}
+                Err(e) => return Err(backend_error("set_if_absent", key, e)),
+            }
+            let last = bucket
+                .kv
+                .entry(nkey)
+                .await
+                .map_err(|e| backend_error("set_if_absent", key, e))?;
+            match last {
+                Some(e)
+                    if e.operation == kv::Operation::Put && left(&e, bucket.max_age).is_some() =>
+                {
+                    return Ok(false);
+                }
+                Some(e) => expected = e.revision,
+                None => expected = 0,
+            }
+        }
+        Ok(false)
+    }
+}
+
+impl Backend for NatsBackend {
+    fn get_versioned<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Versioned>>> {
+        Box::pin(async move {
+            let (prefix, rest) = self.split(key)?;
+            let Some(bucket) = self.bucket(prefix, false, key).await? else {
+                return Ok(None);
+            };
+            let entry = self.entry(&bucket, &encode_key(rest), key).await?;
+            Ok(entry.map(|e| Versioned::new(e.value.to_vec(), Version::from_number(e.revision))))
+        })
+    }
+
+    fn put<'a>(
+        &'a self,
+        key: &'a str,
+        value: Vec<u8>,
+        mode: PutMode,
+        expiry: Expiry,
+        notify: Notify<'a>,
+    ) -> BoxFuture<'a, Result<bool>> {
+        // The bucket's stream is the change feed: every write is on it, announced or not.
+        let _ = notify;
+        Box::pin(async move {
+            let (prefix, rest) = self.split(key)?;
+            let bucket = self
+                .bucket_for_write(prefix, expiry, key, "a per-key expiry")
+                .await?;
+            let nkey = encode_key(rest);
+            match mode {
+                PutMode::Overwrite => {
+                    bucket
+                        .kv
+                        .put(&nkey, value.into())
+                        .await
+                        .map_err(|e| backend_error("set", key, e))?;
+                    Ok(true)
+                }
+                PutMode::Create => self.create(&bucket, &nkey, key, value).await,
+                PutMode::Update(version) => {
+                    let Some(revision) = version.as_number() else {
+                        return Ok(false);
+                    };
+                    match bucket.kv.update(&nkey, value.into(), revision).await {
+                        Ok(_) => Ok(true),
+                        Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => Ok(false),
+                        Err(e) => Err(backend_error("update", key, e)),
+                    }
+                }
+            }
+        })
+    }
+
+    fn remove<'a>(&'a self, key: &'a str, notify: Notify<'a>) -> BoxFuture<'a, Result<bool>> {
+        let _ = notify;
+        Box::pin(async move {
+            let (prefix, rest) = self.split(key)?;
+            let Some(bucket) = self.bucket(prefix, false, key).await? else {
+                return Ok(false);
+            };
+            let nkey = encode_key(rest);
+            // A delete conditional on the revision read, so that `true` means this call removed
+            // a live value.
+            for _ in 0..RACE_ATTEMPTS {
+                let Some(entry) = self.entry(&bucket, &nkey, key).await? else {
+                    return Ok(false);
+                };
+                match bucket
+                    .kv
+                    .delete_expect_revision(&nkey, Some(entry.revision))
+                    .await
+                {
+                    Ok(()) => return Ok(true),
+                    Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {}
+                    Err(e) => return Err(backend_error("remove", key, e)),
+                }
+            }
+            Err(Error::Conflict {
+                key: key.to_owned(),
+                attempts: RACE_ATTEMPTS,
+            })
+        })
+    }
+
+    fn ttl<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Duration>>> {
+        Box::pin(async move {
+            let (prefix, rest) = self.split(key)?;
+            let Some(bucket) = self.bucket(prefix, false, key).await? else {
+                return Ok(None);
+            };
+            let entry = self.entry(&bucket, &encode_key(rest), key).await?;
+            Ok(entry.and_then(|e| left(&e, bucket.max_age)).flatten())
+        })
+    }
+
+    fn list(&self, prefix: &str) -> BoxStream<'static, Result<String>> {
+        let this = self.clone();
+        let prefix = prefix.to_owned();
+        let keys = async move { this.list_all(&prefix).await };
+        Box::pin(futures_util::stream::once(keys).flat_map(|keys| {
+            let items: Vec<Result<String>> = match keys {
+                Ok(keys) => keys,
+                Err(e) => vec![Err(e)],
+            };
+            futures_util::stream::iter(items)
+        }))
+    }
+
+    fn system_name(&self) -> &'static str {
+        "nats"
+    }
+
+    fn declare(&self, prefix: &str, ttl: Option<Duration>) {
+        if let Some(known) = read(&self.inner.types).get(prefix)
+            && (ttl.is_none() || *known == ttl)
+        {
+            return;
+        }
+        let mut types = write(&self.inner.types);
+        let entry = types.entry(prefix.into()).or_insert(None);
+        if ttl.is_some() {
+            *entry = ttl;
+        }
+    }
+
+    fn set<'a>(
+        &'a self,
+        key: &'a str,
+        value: Vec<u8>,
+        ttl: Option<Duration>,
+        notify: Notify<'a>,
+    ) -> BoxFuture<'a, Result<()>> {
+        let _ = notify;
+        Box::pin(async move {
+            let (prefix, rest) = self.split(key)?;
+            // Any other duration than the type's comes from `set_with_ttl`.
+            let bucket = self
+                .bucket_for_write(prefix, Expiry::from_ttl(ttl), key, "set_with_ttl")
+                .await?;
+            bucket
+                .kv
+                .put(encode_key(rest), value.into())
+                .await
+                .map_err(|e| backend_error("set", key, e))?;
+            Ok(())
+        })
+    }
+
+    fn gcra<'a>(
+        &'a self,
+        key: &'a str,
+        interval: Duration,
+        burst: u32,
+    ) -> BoxFuture<'a, Result<Decision>> {
+        // The stored arrival time is absolute, so keeping it longer than GCRA needs changes no
+        // decision: each write keeps it for the bucket's `max_age` (the longest it may need),
+        // instead of the exact time the provided method asks for, which no bucket could give.
+        Box::pin(counter_step(self, key, false, None, move |tat, _| {
+            let now = micros_i64(self.now());
+            let (decision, write) = rate_limit::gcra(tat, now, interval, burst);
+            Ok((decision, write.map(|(new_tat, _)| (new_tat, Expiry::Keep))))
+        }))
+    }
+
+    fn remove_version<'a>(
+        &'a self,
+        key: &'a str,
+        version: &'a Version,
+        notify: Notify<'a>,
+    ) -> BoxFuture<'a, Result<bool>> {
+        let _ = notify;
+        Box::pin(async move {
+            let (prefix, rest) = self.split(key)?;
+            let Some(bucket) = self.bucket(prefix, false, key).await? else {
+                return Ok(false);
+            };
+            let Some(revision) = version.as_number() else {
+                return Ok(false);
+            };
+            match bucket
+                .kv
+                .delete_expect_revision(encode_key(rest), Some(revision))
+                .await
+            {
+                Ok(()) => Ok(true),
+                Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => Ok(false),
+                Err(e) => Err(backend_error("remove_if", key, e)),
+            }
+        })
+    }
+
+    fn watch<'a>(
+        &'a self,
+        watch: &'a Watch,
+    ) -> BoxFuture<'a, Result<BoxStream<'static, Result<Event>>>> {
+        Box::pin(async move {
+            let channel = watch.channel.as_str();
+            // The channel is the type prefix: its keys are in its bucket.
+            self.declare(channel, None);
+            let bucket = self
+                .bucket(channel, true, channel)
+                .await?
+                .expect("created when missing");
+            let changes = match &watch.key {
+                Some(key) => {
+                    let rest = key
+                        .strip_prefix(channel)
+                        .and_then(|rest| rest.strip_prefix(':'))
+                        .ok_or_else(|| Error::InvalidKey {
+                            key: key.clone(),
+                            reason: format!("not a key of `{channel}`"),
+                        })?;
+                    bucket.kv.watch(encode_key(rest)).await
+                }
+                None => bucket.kv.watch_all().await,
+            }
+            .map_err(|e| backend_error("watch", channel, e))?;
+            let hub = Arc::new(Hub::default());
+            let queue = hub.subscribe(watch, true);
+            let task = tokio::spawn(pump(changes, hub.clone(), channel.to_owned()));
+            let abort = task.abort_handle();
+            let on_drop: Box<dyn FnOnce(bool) + Send + Sync> = Box::new(move |_| abort.abort());
+            let watcher = Watcher::new(queue, &hub, Some(on_drop));
+            // The pump holds the hub; the watcher only a weak reference, which ends the stream
+            // once the pump stops (its subscription lost).
+            drop(hub);
+            Ok(Box::pin(watcher) as BoxStream<'static, Result<Event>>)
+        })
+    }
+}
+
+/// Hands the changes of a bucket's watch to the watcher's queue, as events on `channel`.
+async fn pump(mut changes: kv::Watch, hub: Arc<Hub>, channel: String) {
+    while let Some(change) = changes.next().await {
+        let Ok(entry) = change else {
+            hub.interrupt(&[Arc::from(channel.as_str())].into_iter().collect());
+            continue;
+        };
+        let key: Arc<str> = match decode_key(&entry.key) {
+            Some(rest) => Arc::from(format!("{channel}:{rest}")),
+            None => {
+                hub.publish_malformed(
+                    &channel,
+                    &format!("key `{}` is not one this crate writes", entry.key),
+                );
+                continue;
+            }
+        };
+        hub.publish(&channel, || match entry.operation {
+            kv::Operation::Put => Event::Set {
+                key,
+                value: Arc::from(&entry.value[..]),
+            },
+            kv::Operation::Delete | kv::Operation::Purge => Event::Removed { key },
+        });
+    }
+    hub.end(&channel, "the NATS watch ended");
+}
+
+impl NatsBackend {
+    /// Every full key that starts with `prefix`, over the buckets whose keys can.
+    async fn list_all(&self, prefix: &str) -> Result<Vec<Result<String>>> {
+        let mut names = self.inner.js.stream_names();
+        let mut types = Vec::new();
+        while let Some(name) = names.next().await {
+            let name = name.map_err(|e| backend_error("list", prefix, e))?;
+            let Some(bucket) = name.strip_prefix("KV_") else {
+                continue;
+            };
+            let Some(type_prefix) = decode_bucket(bucket) else {
+                continue;
+            };
+            let start = format!("{type_prefix}:");
+            if start.starts_with(prefix) || prefix.starts_with(&start) {
+                types.push(type_prefix);
+            }
+        }
+        let mut found = Vec::new();
+        for type_prefix in types {
+            let Some(bucket) = self.bucket(&type_prefix, false, prefix).await? else {
+                continue;
+            };
+            let mut keys = match bucket.kv.keys().await {
+                Ok(keys) => keys,
+                Err(e) => {
+                    found.push(Err(backend_error("list", prefix, e)));
+                    continue;
+                }
+            };
+            while let Some(key) = keys.next().await {
+                let key = match key {
+                    Ok(key) => key,
+                    Err(e) => {
+                        found.push(Err(backend_error("list", prefix, e)));
+                        break;
+                    }
+                };
+                match decode_key(&key) {
+                    Some(rest) => {
+                        let full = format!("{type_prefix}:{rest}");
+                        if full.starts_with(prefix) {
+                            found.push(Ok(full));
+                        }
+                    }
+                    None => found.push(Err(Error::InvalidKey {
+                        key: format!("{type_prefix}:{key}"),
+                        reason: format!(
+                            "key `{key}` of NATS bucket `{}` is not one this crate writes",
+                            bucket.kv.name
+                        ),
+                    })),
+                }
+            }
+        }
+        Ok(found)
+    }
+}
+
+/// Whether a bucket with `max_age` (zero: none) gives a write `expiry`.
+fn fits(max_age: Duration, expiry: Expiry) -> bool {
+    match expiry {
+        Expiry::Never => max_age.is_zero(),
+        Expiry::After(d) => {
+            !max_age.is_zero() && ceil_millis(self::max_age(d)) == ceil_millis(max_age)
+        }
+        Expiry::Keep => true,
+    }
+}
+
+/// The bucket `max_age` that keeps values `ttl`.
+fn max_age(ttl: Duration) -> Duration {
+    ttl.min(MAX_AGE_CEILING)
+}
+
+/// Time left to `entry` in a bucket with `max_age`: `None` when it has expired (the server
+/// removes it soon after), `Some(None)` when it does not expire.
+fn left(entry: &kv::Entry, max_age: Duration) -> Option<Option<Duration>> {
+    if max_age.is_zero() {
+        return Some(None);
+    }
+    let created = u128::try_from(entry.created.unix_timestamp_nanos()).unwrap_or(0);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    let ends = created.saturating_add(max_age.as_nanos());
+    let left = ends.checked_sub(now).filter(|left| *left > 0)?;
+    let millis = u64::try_from(left / 1_000_000).unwrap_or(u64::MAX);
+    Some(Some(Duration::from_millis(millis)))
+}
+
+/// The bucket of the type prefix `prefix`: `_` as `_u`, `.` as `_d`, `:` as `__`.
+fn bucket_name(prefix: &str) -> String {
+    let mut name = String::with_capacity(prefix.len() + 4);
+    for c in prefix.chars() {
+        match c {
+            '_' => name.push_str("_u"),
+            '.' => name.push_str("_d"),
+            ':' => name.push_str("__"),
+            c => name.push(c),
+        }
+    }
+    name
+}
+
+/// Whether NATS takes `name` as a bucket name.
+fn valid_bucket(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// The type prefix of a bucket name, `None` for a name [`bucket_name`] does not write.
+fn decode_bucket(name: &str) -> Option<String> {
+    let mut prefix = String::with_capacity(name.len());
+    let mut chars = name.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '_' => match chars.next()? {
+                'u' => prefix.push('_'),
+                'd' => prefix.push('.'),
+                '_' => prefix.push(':'),
+                _ => return None,
+            },
+            c if c.is_ascii_alphanumeric() || c == '-' => prefix.push(c),
+            _ => return None,
+        }
+    }
+    (!prefix.is_empty()).then_some(prefix)
+}
+
+/// The bucket key of `rest` (the part of a full key after the type prefix and its `:`).
+fn encode_key(rest: &str) -> String {
+    if rest.is_empty() {
+        return "=".to_owned();
+    }
+    let mut key = String::with_capacity(rest.len() + 8);
+    for &b in rest.as_bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'/' | b'_') {
+            key.push(char::from(b));
+        } else {
+            const HEX: &[u8; 16] = b"0123456789ABCDEF";
+            key.push('=');
+            key.push(char::from(HEX[usize::from(b >> 4)]));
+            key.push(char::from(HEX[usize::from(b & 15)]));
+        }
+    }
+    key
+}
+
+/// The inverse of [`encode_key`]; `None` for a key it does not write.
+fn decode_key(key: &str) -> Option<String> {
+    if key == "=" {
+        return Some(String::new());
+    }
+    let bytes = key.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b == b'=' {
+            let hex = key.get(i + 1..i + 3)?;
+            let byte = u8::from_str_radix(hex, 16).ok()?;
+            if hex.bytes().any(|h| h.is_ascii_lowercase()) {
+                return None;
+            }
+            out.push(byte);
+            i += 3;
+        } else if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'/' | b'_') {
+            out.push(b);
+            i += 1;
+        } else {
+            return None;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+fn version_at_least(version: &str, major: u64, minor: u64) -> bool {
+    let mut parts = version
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|p| p.parse::<u64>().unwrap_or(0));
+    let found = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    found >= (major, minor)
+}
+
+/// `url` without credentials, for errors.
+fn redact(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => match rest.rsplit_once('@') {
+            Some((_, host)) => format!("{scheme}://***@{host}"),
+            None => url.to_owned(),
+        },
+        None => "the given NATS URL".to_owned(),
+    }
+}
+
+fn backend_error(
+    operation: &'static str,
+    key: &str,
+    source: impl std::error::Error + Send + Sync + 'static,
+) -> Error {
+    Error::Backend {
+        operation,
+        key: key.to_owned(),
+        source: Box::new(source),
+    }
+}
+
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_round_trip_and_stay_valid() {
+        for rest in [
+            "", "42", "a%3Ab:7", "a.b", ".", "..", "x y", "é", "=", "==", "a=3A", "*?[]{}", "-_/",
+        ] {
+            let key = encode_key(rest);
+            assert!(
+                !key.is_empty() && !key.starts_with('.') && !key.ends_with('.'),
+                "{key}"
+            );
+            assert!(
+                key.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-/_=.".contains(&b)),
+                "{key}"
+            );
+            assert_eq!(decode_key(&key).as_deref(), Some(rest), "{key}");
+        }
+        assert_eq!(encode_key("a%3Ab:7"), "a=253Ab=3A7");
+        assert_eq!(decode_key("a=zz"), None);
+        assert_eq!(decode_key("a=3a"), None, "one spelling per key");
+    }
+
+    #[test]
+    fn buckets_round_trip() {
+        for prefix in ["session", "user-service:session", "a_b.c:d-e", "_:_"] {
+            let name = bucket_name(prefix);
+            assert!(
+                name.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b)),
+                "{name}"
+            );
+            assert_eq!(decode_bucket(&name).as_deref(), Some(prefix));
+        }
+        assert_eq!(bucket_name("user-service:session"), "user-service__session");
+        assert_eq!(decode_bucket("a_x"), None);
+    }
+
+    #[test]
+    fn expiry_fits_the_bucket() {
+        let hour = Duration::from_secs(3600);
+        assert!(fits(Duration::ZERO, Expiry::Never));
+        assert!(!fits(Duration::ZERO, Expiry::After(hour)));
+        assert!(fits(hour, Expiry::After(hour)));
+        assert!(!fits(hour, Expiry::After(hour / 2)));
+        assert!(!fits(hour, Expiry::Never));
+        assert!(fits(hour, Expiry::Keep));
+        assert!(fits(MAX_AGE_CEILING, Expiry::After(Duration::MAX)));
+    }
+
+    #[test]
+    fn versions_compare() {
+        assert!(version_at_least("2.11.0", 2, 11));
+        assert!(!version_at_least("2.9.10", 2, 11));
+        assert!(version_at_least("3.0.0-beta", 2, 11));
+        assert_eq!(redact("nats://u:p@h:4222"), "nats://***@h:4222");
+    }
+}

@@ -1,0 +1,224 @@
+//! The NATS JetStream KV backend against real `nats-server -js` processes that the tests start
+//! themselves, each on a free loopback port with its own store directory (never the NATS on
+//! 4222).
+#![cfg(feature = "nats")]
+
+mod support;
+
+use std::time::Duration;
+
+use state_store::StreamExt;
+use state_store::conformance::Capabilities;
+use state_store::{NatsBackend, async_nats};
+use support::nats::NatsServer;
+
+async fn fresh() -> (NatsServer, NatsBackend) {
+    let server = NatsServer::start();
+    let backend = NatsBackend::connect(&server.url()).await.unwrap();
+    (server, backend)
+}
+
+/// What JetStream KV on NATS 2.9 does differently from Redis (see the README's table).
+fn capabilities() -> Capabilities {
+    let mut caps = Capabilities::FULL;
+    // One `max_age` per bucket, counted from each write.
+    caps.per_key_expiry = false;
+    caps.keeps_remaining_expiry = false;
+    // Values past `max_age` are removed silently (no marker before 2.11).
+    caps.expiry_events = false;
+    // Each watcher is a consumer of its own.
+    caps.shared_subscription = false;
+    // The server's default `max_payload` (1 MB), which holds key and value.
+    caps.max_value_bytes = Some(1024 * 1024);
+    // `max_age` is kept in nanoseconds as an `i64`.
+    caps.max_ttl = Some(Duration::from_secs(i64::MAX as u64 / 1_000_000_000));
+    caps
+}
+
+state_store::conformance_tests!(
+    tokio::test(flavor = "multi_thread", worker_threads = 2),
+    crate::fresh(),
+    capabilities = crate::capabilities()
+);
+
+use state_store::conformance::{Job, Session, Task, session};
+use state_store::{Error, Store};
+
+#[derive(
+    Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize, state_store::StateKey,
+)]
+#[state(prefix = "hits", id = String, ttl = "1h", counter)]
+struct Hits(i64);
+
+fn tricky_ids() -> Vec<(String, u32)> {
+    [
+        "",
+        "a:b",
+        "a%3Ab",
+        "*",
+        "?",
+        "[x]",
+        "{y}",
+        "back\\slash",
+        "with space",
+        "é ü 字",
+        ".",
+        "..",
+        "=",
+        "=3A",
+        "a.b",
+        "-/_",
+        "%",
+    ]
+    .into_iter()
+    .enumerate()
+    .map(|(n, id)| (id.to_string(), n as u32))
+    .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tricky_ids_get_their_own_keys_and_parse_back() {
+    let (_server, backend) = fresh().await;
+    for namespace in [None, Some("user-service.v2_x")] {
+        let mut store = Store::new(backend.clone()).enable_set();
+        if let Some(namespace) = namespace {
+            store = store.namespace(namespace);
+        }
+        let ids = tricky_ids();
+        for (id, n) in &ids {
+            let job = Job {
+                status: format!("{id}/{n}"),
+            };
+            store.set::<Job>(&(id.clone(), *n), &job).await.unwrap();
+        }
+        for (id, n) in &ids {
+            let job = store.get::<Job>(&(id.clone(), *n)).await.unwrap().unwrap();
+            assert_eq!(job.status, format!("{id}/{n}"));
+        }
+        let mut listed: Vec<(String, u32)> = store
+            .ids::<Job>()
+            .map(Result::unwrap)
+            .collect::<Vec<_>>()
+            .await;
+        listed.sort();
+        let mut expected = ids.clone();
+        expected.sort();
+        assert_eq!(listed, expected, "{namespace:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_incr_and_update_lose_nothing() {
+    let (_server, backend) = fresh().await;
+    let store = Store::new(backend).enable_set().update_attempts(10_000);
+    store
+        .set::<Task>(
+            1,
+            &Task {
+                status: "x".into(),
+                runs: 0,
+            },
+        )
+        .await
+        .unwrap();
+    let tasks: Vec<_> = (0..64)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                for _ in 0..50 {
+                    store.incr::<Hits>("page".to_string(), 1).await.unwrap();
+                    store
+                        .update::<Task>(1, |t| {
+                            t.map(|t| Task {
+                                runs: t.runs + 1,
+                                ..t
+                            })
+                        })
+                        .await
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    assert_eq!(
+        store.incr::<Hits>("page".to_string(), 0).await.unwrap(),
+        64 * 50
+    );
+    assert_eq!(store.get::<Task>(1).await.unwrap().unwrap().runs, 64 * 50);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn foreign_ttls_are_unsupported_and_write_nothing() {
+    let (_server, backend) = fresh().await;
+    let store = Store::new(backend).namespace("svc").enable_set();
+    let err = store
+        .set_with_ttl::<Session>(7, &session(7), Duration::from_secs(5))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Unsupported {
+                operation: "set_with_ttl",
+                backend: "NatsBackend"
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(store.get::<Session>(7).await.unwrap(), None);
+    store.set::<Session>(7, &session(7)).await.unwrap();
+    let left = store.ttl::<Session>(7).await.unwrap().unwrap();
+    assert!(left > Duration::from_secs(29 * 60), "{left:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn values_from_another_client_that_are_not_json_are_decode_errors() {
+    let (server, backend) = fresh().await;
+    let store = Store::new(backend.clone()).namespace("svc").enable_set();
+    store.set::<Session>(1, &session(1)).await.unwrap();
+    let key = store.full_key::<Session>(2).unwrap();
+    let (bucket, nats_key) = backend.location(&key).unwrap();
+    assert_eq!((bucket.as_str(), nats_key.as_str()), ("svc__session", "2"));
+    let raw = async_nats::connect(server.url()).await.unwrap();
+    let kv = async_nats::jetstream::new(raw)
+        .get_key_value(bucket)
+        .await
+        .unwrap();
+    kv.put(nats_key, "not json".into()).await.unwrap();
+    match store.get::<Session>(2).await.unwrap_err() {
+        Error::Decode { key: reported, .. } => assert_eq!(reported, "svc:session:2"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_writes_survive_a_restart() {
+    let (mut server, backend) = fresh().await;
+    let store = Store::new(backend).namespace("svc").enable_set();
+    for n in 0..100 {
+        store.set::<Session>(n, &session(n as i64)).await.unwrap();
+    }
+    store.incr::<Hits>("page".to_string(), 5).await.unwrap();
+    server.restart();
+    let backend = NatsBackend::connect(&server.url()).await.unwrap();
+    let store = Store::new(backend).namespace("svc").enable_set();
+    for n in 0..100 {
+        assert_eq!(
+            store.get::<Session>(n).await.unwrap(),
+            Some(session(n as i64))
+        );
+    }
+    assert_eq!(store.incr::<Hits>("page".to_string(), 1).await.unwrap(), 6);
+}
+
+#[tokio::test]
+async fn any_backend_connects_by_url() {
+    let (server, _backend) = fresh().await;
+    let any = state_store::AnyBackend::connect(&server.url())
+        .await
+        .unwrap();
+    assert_eq!(state_store::Backend::system_name(&any), "nats");
+}
