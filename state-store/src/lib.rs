@@ -80,6 +80,7 @@ extern crate self as state_store;
 mod any;
 pub mod backend;
 #[cfg(feature = "conformance")]
+#[cfg_attr(docsrs, doc(cfg(feature = "conformance")))]
 pub mod conformance;
 mod error;
 mod feed;
