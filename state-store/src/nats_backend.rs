@@ -115,7 +115,9 @@ struct Inner {
     /// Declared type prefixes (`{namespace}:{prefix}`) and their ttl.
     types: RwLock<HashMap<Box<str>, Option<Duration>>>,
     /// Open buckets, by type prefix.
-    buckets: RwLock<HashMap<Box<str>, Bucket>>,
+    /// Shared (`Arc`): a `kv::Store` holds its stream's whole cached info, too much to clone
+    /// on every call.
+    buckets: RwLock<HashMap<Box<str>, Arc<Bucket>>>,
     per_key_ttl: bool,
 }
 
@@ -249,7 +251,7 @@ impl NatsBackend {
     }
 
     /// The bucket of the type `prefix`: opened (and cached), or created when `create`.
-    async fn bucket(&self, prefix: &str, create: bool, key: &str) -> Result<Option<Bucket>> {
+    async fn bucket(&self, prefix: &str, create: bool, key: &str) -> Result<Option<Arc<Bucket>>> {
         if let Some(bucket) = read(&self.inner.buckets).get(prefix) {
             return Ok(Some(bucket.clone()));
         }
@@ -308,10 +310,10 @@ impl NatsBackend {
         } else {
             return Ok(None);
         };
-        let bucket = Bucket {
+        let bucket = Arc::new(Bucket {
             max_age: kv.stream.cached_info().config.max_age,
             kv,
-        };
+        });
         write(&self.inner.buckets).insert(prefix.into(), bucket.clone());
         Ok(Some(bucket))
     }
@@ -324,7 +326,7 @@ impl NatsBackend {
         expiry: Expiry,
         key: &str,
         operation: &'static str,
-    ) -> Result<Bucket> {
+    ) -> Result<Arc<Bucket>> {
         let bucket = self
             .bucket(prefix, true, key)
             .await?
