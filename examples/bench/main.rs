@@ -26,6 +26,8 @@ mod commands;
 mod common;
 mod evolve;
 mod memory;
+#[cfg(feature = "nats")]
+mod nats;
 mod patterns;
 mod stats;
 mod typed_vs_raw;
@@ -549,6 +551,10 @@ async fn run() -> Res<()> {
     )
     .await?;
 
+    // 10. The NATS JetStream KV backend against the raw async-nats KV client.
+    #[cfg(feature = "nats")]
+    let nats = nats::nats_section(&config).await?;
+
     // The table.
     let mut table = Table::default();
     table.section("1. Typed Store vs the raw redis crate (same serde_json work, SET with PX)");
@@ -676,6 +682,20 @@ async fn run() -> Res<()> {
     for pair in [&previous_redis, &previous_memory] {
         table.row(&pair[0], Some(&pair[1]), Some(PREVIOUS_TARGET), "");
     }
+
+    #[cfg(feature = "nats")]
+    {
+        let (version, pairs) = &nats;
+        table.section(&format!(
+            "10. NATS JetStream KV (nats-server {version}, its own): typed Store vs the raw \
+             async-nats KV client, same bucket, keys and serde_json work (target {TARGET:.2}x)"
+        ));
+        for pair in pairs {
+            table.row(&pair[0], Some(&pair[1]), Some(TARGET), "");
+        }
+    }
+    #[cfg(not(feature = "nats"))]
+    table.section("10. NATS JetStream KV: not built (run with `--features nats`)");
 
     println!("# state-store bench");
     println!();
