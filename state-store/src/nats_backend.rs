@@ -697,6 +697,9 @@ impl NatsBackend {
                     continue;
                 }
             };
+            // The listing reads the bucket's stream: a key written while it runs comes again,
+            // later in the stream, and is listed once all the same.
+            let mut seen = std::collections::HashSet::new();
             while let Some(key) = keys.next().await {
                 let key = match key {
                     Ok(key) => key,
@@ -705,6 +708,9 @@ impl NatsBackend {
                         break;
                     }
                 };
+                if !seen.insert(key.clone()) {
+                    continue;
+                }
                 match decode_key(&key) {
                     Some(rest) => {
                         let full = format!("{type_prefix}:{rest}");
