@@ -28,6 +28,15 @@ fn capabilities() -> Capabilities {
     caps.expiry_events = false;
     // Each watcher is a consumer of its own.
     caps.shared_subscription = false;
+    // A watcher reads the bucket's stream, which holds every write (`touch` rewrites the value
+    // to restart `max_age`; rate-limit checks store their counts in the bucket).
+    caps.announced_writes_only = false;
+    // Listing keys reads the buckets' streams (last message per key): a key rewritten
+    // meanwhile may be missed.
+    caps.stable_listing = false;
+    // A bucket keeps one revision per key: a value replaced before a watcher's consumer read
+    // it is gone, so under fast writes a watcher may get a key's newer value only.
+    caps.every_change_delivered = false;
     // The server's default `max_payload` (1 MB), which holds key and value.
     caps.max_value_bytes = Some(1024 * 1024);
     // `max_age` is kept in nanoseconds as an `i64`.
