@@ -701,7 +701,9 @@ impl<B: Backend> Store<B> {
             // The longest a check keeps its key: the window, or a full burst's worth of spacing.
             let keep = match S::POLICY {
                 Policy::FixedWindow => S::QUOTA.period(),
-                _ => S::QUOTA.emission_interval().saturating_mul(S::QUOTA.burst()),
+                _ => S::QUOTA
+                    .emission_interval()
+                    .saturating_mul(S::QUOTA.burst()),
             };
             let channel = self.namespace_prefix().map_or(0, str::len) + S::PREFIX.len();
             self.backend.declare(
