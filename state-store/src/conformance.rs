@@ -2554,6 +2554,32 @@ pub async fn changes_of_one_id_arrive_in_order<B: Backend + Clone>(backend: B) {
     .await;
 }
 
+/// `writers` tasks, each setting its own id `writer-{w}` to steps 1 to `writes` and
+/// incrementing the shared counter after each set.
+fn spawn_writers<B: Backend>(
+    store: &Store<B>,
+    writers: u64,
+    writes: u64,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    (0..writers)
+        .map(|w| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                for n in 1..=writes {
+                    store
+                        .set::<Watched>(format!("writer-{w}"), &watched("write", n))
+                        .await
+                        .unwrap();
+                    store
+                        .incr::<WatchedCount>("shared".to_string(), 1)
+                        .await
+                        .unwrap();
+                }
+            })
+        })
+        .collect()
+}
+
 /// Writers in several tasks at once: a watcher gets every change exactly once, each id's in
 /// order. 8 tasks set their own id 25 times and increment one shared counter 25 times (so the
 /// counts 1 to 200 arrive once each, in order), while 4 more race to `update` one key (every
@@ -2571,24 +2597,9 @@ pub async fn concurrent_writers_deliver_every_change<B: Backend + Clone>(backend
         .await
         .unwrap();
 
-    let writers: Vec<_> = (0..WRITERS)
-        .map(|w| {
-            let store = store.clone();
-            tokio::spawn(async move {
-                for n in 1..=WRITES {
-                    store
-                        .set::<Watched>(format!("writer-{w}"), &watched("write", n))
-                        .await
-                        .unwrap();
-                    store
-                        .incr::<WatchedCount>("shared".to_string(), 1)
-                        .await
-                        .unwrap();
-                }
-                0
-            })
-        })
-        .chain((0..UPDATERS).map(|_| {
+    let writers = spawn_writers(&store, WRITERS, WRITES);
+    let updaters: Vec<_> = (0..UPDATERS)
+        .map(|_| {
             let store = store.clone();
             tokio::spawn(async move {
                 let mut ok = 0u64;
@@ -2606,10 +2617,13 @@ pub async fn concurrent_writers_deliver_every_change<B: Backend + Clone>(backend
                 }
                 ok
             })
-        }))
+        })
         .collect();
-    let mut updated = 0;
     for task in writers {
+        task.await.unwrap();
+    }
+    let mut updated = 0;
+    for task in updaters {
         updated += task.await.unwrap();
     }
     assert!(updated > 0);
@@ -2686,24 +2700,7 @@ pub async fn changes_arrive_in_order_and_converge<B: Backend + Clone>(backend: B
         .await
         .unwrap();
     let mut counts = store.watch::<WatchedCount>().await.unwrap();
-    let writers: Vec<_> = (0..WRITERS)
-        .map(|w| {
-            let store = store.clone();
-            tokio::spawn(async move {
-                for n in 1..=WRITES {
-                    store
-                        .set::<Watched>(format!("writer-{w}"), &watched("write", n))
-                        .await
-                        .unwrap();
-                    store
-                        .incr::<WatchedCount>("shared".to_string(), 1)
-                        .await
-                        .unwrap();
-                }
-            })
-        })
-        .collect();
-    for task in writers {
+    for task in spawn_writers(&store, WRITERS, WRITES) {
         task.await.unwrap();
     }
 
