@@ -1,7 +1,8 @@
 //! The client-side cache of types declared with `cache`, against real `redis-server` processes
 //! the tests start: hits stay in the client, another client's write is seen once its
 //! invalidation arrives, a task never reads a value older than its own last write, and a
-//! restarted server never gets a stale value served.
+//! restarted server never gets a stale value served, and neither does a tracking connection
+//! that falls silent.
 #![cfg(feature = "redis")]
 
 mod support;
@@ -12,6 +13,7 @@ use redis::Commands;
 use serde::{Deserialize, Serialize};
 use state_store::{MemoryBackend, RedisBackend, RedisOptions, StateKey, Store};
 use support::RedisServer;
+use support::proxy::Proxy;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, StateKey)]
 #[state(prefix = "flags", id = String, cache)]
@@ -210,6 +212,67 @@ async fn a_restarted_server_never_gets_a_stale_value_served() {
     let mut raw = server.raw();
     let () = raw.set("svc:flags:a", r#"{"version":3}"#).unwrap();
     eventually(&store, "a", Some(Flags { version: 3 })).await;
+}
+
+/// The tracking connection goes silent without closing (a NAT or load balancer that forgot the
+/// flow): the invalidation for another client's write never arrives. The keep-alive `PING`
+/// (every 5 s) goes unanswered within the timeout (1 s here), the cache is dropped, and the next
+/// read gets the new value from the server instead of the stale one forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_tracking_connection_is_found_by_its_keep_alive() {
+    let server = RedisServer::start();
+    let proxy = Proxy::start(server.port()).await;
+    let options = RedisOptions::default()
+        .connect_timeout(Duration::from_secs(1))
+        .response_timeout(Duration::from_secs(1));
+    let backend = RedisBackend::connect_with(&proxy.url(), options)
+        .await
+        .unwrap();
+    let store = Store::new(backend).namespace("svc").enable_set();
+    store
+        .set::<Flags>(id("a"), &Flags { version: 1 })
+        .await
+        .unwrap();
+    let before = proxy.connections();
+    // The first cached read opens the tracking connection, the last the proxy accepted.
+    assert_eq!(
+        store.get::<Flags>(id("a")).await.unwrap(),
+        Some(Flags { version: 1 })
+    );
+    assert_eq!(proxy.connections(), before + 1, "no tracking connection");
+    proxy.silence_latest();
+    let mut raw = server.raw();
+    let () = raw.set("svc:flags:a", r#"{"version":2}"#).unwrap();
+    // The invalidation is lost: the cache still answers with the old value.
+    let silenced = Instant::now();
+    assert_eq!(
+        store.get::<Flags>(id("a")).await.unwrap(),
+        Some(Flags { version: 1 }),
+        "the invalidation got through the silenced connection"
+    );
+    // Found within one keep-alive period and its timeout (plus slack for a loaded machine).
+    let deadline = silenced + Duration::from_secs(5 + 1 + 4);
+    loop {
+        let got = store.get::<Flags>(id("a")).await.unwrap();
+        if got == Some(Flags { version: 2 }) {
+            break;
+        }
+        assert_eq!(got, Some(Flags { version: 1 }));
+        assert!(
+            Instant::now() < deadline,
+            "the stale value was still served {:?} after the connection fell silent",
+            silenced.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Caching resumes on a new tracking connection, and its invalidations arrive.
+    eventually(&store, "a", Some(Flags { version: 2 })).await;
+    let () = raw.set("svc:flags:a", r#"{"version":3}"#).unwrap();
+    eventually(&store, "a", Some(Flags { version: 3 })).await;
+    assert!(
+        proxy.connections() > before + 1,
+        "no new tracking connection"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
