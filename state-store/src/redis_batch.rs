@@ -9,6 +9,7 @@
 //! caller only, as a `GET` would make it, and not a missing value. A key asked twice in a batch
 //! is fetched once.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use redis::RedisError;
@@ -20,6 +21,9 @@ use crate::{Error, Result};
 /// The reads one backend has in flight, and the calls waiting for the next batch.
 pub(crate) struct Batcher {
     state: Mutex<State>,
+    /// `State::busy` as last set, read without the lock: a `get` that will likely queue makes its
+    /// place in the queue before it takes the lock, so that others wait less for it.
+    busy_hint: AtomicBool,
     /// The most keys in one batch.
     max_batch: usize,
 }
@@ -29,6 +33,16 @@ struct State {
     /// Whether a read (a lone `GET` or a batch) is in flight.
     busy: bool,
     queue: Vec<Waiter>,
+    /// The emptied vector of the last batch sent, the next queue: under load the queue is not
+    /// grown from nothing for every batch.
+    spare: Vec<Waiter>,
+}
+
+impl State {
+    fn set_busy(&mut self, busy: bool, hint: &AtomicBool) {
+        self.busy = busy;
+        hint.store(busy, Ordering::Relaxed);
+    }
 }
 
 struct Waiter {
@@ -71,6 +85,7 @@ impl Batcher {
     pub(crate) fn new(max_batch: usize) -> Arc<Batcher> {
         Arc::new(Batcher {
             state: Mutex::new(State::default()),
+            busy_hint: AtomicBool::new(false),
             max_batch: max_batch.max(1),
         })
     }
@@ -81,26 +96,34 @@ impl Batcher {
 
     /// The turn of a `get` of `key`.
     pub(crate) fn turn<'a>(self: &'a Arc<Self>, backend: &'a RedisBackend, key: &str) -> Turn<'a> {
+        let place = || {
+            let (reply, answer) = oneshot::channel();
+            let waiter = Waiter {
+                key: key.to_owned(),
+                reply,
+            };
+            (waiter, answer)
+        };
+        // Made outside the lock when a read is likely in flight; a lone caller makes none.
+        let early = self.busy_hint.load(Ordering::Relaxed).then(place);
         let mut state = self.lock();
         if !state.busy {
-            state.busy = true;
+            state.set_busy(true, &self.busy_hint);
+            drop(state);
             return Turn::Now(Lead {
                 batcher: self,
                 backend,
                 broken: None,
             });
         }
-        let (reply, answer) = oneshot::channel();
-        state.queue.push(Waiter {
-            key: key.to_owned(),
-            reply,
-        });
+        let (waiter, answer) = early.unwrap_or_else(place);
+        state.queue.push(waiter);
         Turn::Wait(answer)
     }
 
     /// The end of a read: the queue goes out as the next batch, or the backend is idle again.
     fn hand_over(self: &Arc<Self>, backend: &RedisBackend) {
-        let Some(batch) = self.next_batch() else {
+        let Some(batch) = self.next_batch(None) else {
             return;
         };
         match tokio::runtime::Handle::try_current() {
@@ -126,7 +149,7 @@ impl Batcher {
     fn fail_queue(&self, broken: &RedisError) {
         let waiting = {
             let mut state = self.lock();
-            state.busy = false;
+            state.set_busy(false, &self.busy_hint);
             std::mem::take(&mut state.queue)
         };
         for waiter in waiting {
@@ -136,17 +159,21 @@ impl Batcher {
     }
 
     /// Takes up to `max_batch` waiting calls, keeping the turn; `None` (and the turn released)
-    /// when none wait.
-    fn next_batch(&self) -> Option<Vec<Waiter>> {
+    /// when none wait. `spent` is the emptied vector of the batch just sent, kept for reuse.
+    fn next_batch(&self, spent: Option<Vec<Waiter>>) -> Option<Vec<Waiter>> {
         let mut state = self.lock();
+        if let Some(spent) = spent {
+            state.spare = spent;
+        }
         if state.queue.is_empty() {
-            state.busy = false;
+            state.set_busy(false, &self.busy_hint);
             return None;
         }
         let rest = state.queue.len().saturating_sub(self.max_batch);
-        let mut batch = std::mem::take(&mut state.queue);
-        state.queue = batch.split_off(batch.len() - rest);
-        // Those left over go first next time (`split_off` kept the oldest in `batch`).
+        let spare = std::mem::take(&mut state.spare);
+        let mut batch = std::mem::replace(&mut state.queue, spare);
+        // Those left over go first next time (`split_off` keeps the oldest in `batch`).
+        state.queue.extend(batch.split_off(batch.len() - rest));
         Some(batch)
     }
 }
@@ -157,12 +184,12 @@ async fn drive(batcher: Arc<Batcher>, backend: RedisBackend, mut batch: Vec<Wait
     // the turn is released, instead of every later `get` queueing behind a task that is gone.
     let mut stranded = Stranded(Some(&batcher));
     loop {
-        if let Some(broken) = send(&backend, batch).await {
+        if let Some(broken) = send(&backend, &mut batch).await {
             batcher.fail_queue(&broken);
             stranded.0 = None;
             return;
         }
-        match batcher.next_batch() {
+        match batcher.next_batch(Some(batch)) {
             Some(next) => batch = next,
             None => {
                 stranded.0 = None;
@@ -192,8 +219,9 @@ fn no_runtime(why: &str) -> RedisError {
 }
 
 /// Sends one batch and answers each caller: one `MGET` of the distinct keys (see
-/// `RedisBackend::get_each`). Returns the connection's failure, if it broke.
-async fn send(backend: &RedisBackend, batch: Vec<Waiter>) -> Option<RedisError> {
+/// `RedisBackend::get_each`), leaving `batch` empty. Returns the connection's failure, if it
+/// broke.
+async fn send(backend: &RedisBackend, batch: &mut Vec<Waiter>) -> Option<RedisError> {
     // Each waiter's place among the distinct keys: the waiters sorted by key, so that equal keys
     // sit side by side (cheaper than hashing every key of a batch of at most a few hundred).
     let mut order: Vec<usize> = (0..batch.len()).collect();
@@ -218,7 +246,7 @@ async fn send(backend: &RedisBackend, batch: Vec<Waiter>) -> Option<RedisError> 
     for &at in &places {
         callers[at] += 1;
     }
-    for (waiter, at) in batch.into_iter().zip(places) {
+    for (waiter, at) in batch.drain(..).zip(places) {
         callers[at] -= 1;
         let reply = if callers[at] == 0 {
             replies[at].take()
@@ -249,7 +277,7 @@ mod tests {
         let mut receivers = Vec::new();
         {
             let mut state = batcher.lock();
-            state.busy = true;
+            state.set_busy(true, &batcher.busy_hint);
             for n in 0..7 {
                 let (reply, answer) = oneshot::channel();
                 state.queue.push(Waiter {
@@ -260,11 +288,11 @@ mod tests {
             }
         }
         let keys = |batch: Vec<Waiter>| batch.into_iter().map(|w| w.key).collect::<Vec<_>>();
-        assert_eq!(keys(batcher.next_batch().unwrap()), ["k0", "k1", "k2"]);
-        assert_eq!(keys(batcher.next_batch().unwrap()), ["k3", "k4", "k5"]);
-        assert_eq!(keys(batcher.next_batch().unwrap()), ["k6"]);
+        assert_eq!(keys(batcher.next_batch(None).unwrap()), ["k0", "k1", "k2"]);
+        assert_eq!(keys(batcher.next_batch(None).unwrap()), ["k3", "k4", "k5"]);
+        assert_eq!(keys(batcher.next_batch(None).unwrap()), ["k6"]);
         assert!(batcher.lock().busy, "the turn is kept while batches go out");
-        assert!(batcher.next_batch().is_none());
+        assert!(batcher.next_batch(None).is_none());
         assert!(!batcher.lock().busy, "and released when none wait");
     }
 }
