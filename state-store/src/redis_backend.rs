@@ -980,59 +980,21 @@ impl Backend for RedisBackend {
         expiry: Expiry,
         notify: Notify<'a>,
     ) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(self.put_one(key, value, mode, expiry, notify))
+    }
+
+    /// As the provided `set`, but one boxed future instead of two (`set` around `put`).
+    fn set<'a>(
+        &'a self,
+        key: &'a str,
+        value: Vec<u8>,
+        ttl: Option<Duration>,
+        notify: Notify<'a>,
+    ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
-            self.writing(self.forget_key(key), async {
-                if let Some(channel) = notify {
-                    return self.put_notify(key, value, mode, expiry, channel).await;
-                }
-                let create = mode == PutMode::Create;
-                let version = match mode {
-                    PutMode::Overwrite | PutMode::Create => None,
-                    PutMode::Update(version) => Some(version),
-                };
-                if let Some(version) = version {
-                    let Some(digest) = version.as_text() else {
-                        // Not a version this backend handed out: it cannot match any value.
-                        return Ok(false);
-                    };
-                    let mut invocation = PUT_IF_VERSION.key(key);
-                    invocation.arg(digest).arg(value);
-                    match expiry {
-                        Expiry::Keep => invocation.arg("keep"),
-                        Expiry::Never => invocation.arg("never"),
-                        Expiry::After(ttl) => invocation.arg(millis(ttl)),
-                    };
-                    // Not retried: after a lost reply, a second try would find its own write and
-                    // report a conflict.
-                    let written: i64 = self.run("update", key, &invocation).await?;
-                    return Ok(written == 1);
-                }
-                let mut cmd = redis::cmd("SET");
-                cmd.arg(key).arg(value);
-                if create {
-                    cmd.arg("NX");
-                }
-                match expiry {
-                    Expiry::After(ttl) => {
-                        cmd.arg("PX").arg(millis(ttl));
-                    }
-                    // A created key has no expiry to keep.
-                    Expiry::Keep if !create => {
-                        cmd.arg("KEEPTTL");
-                    }
-                    Expiry::Keep | Expiry::Never => {}
-                }
-                if create {
-                    // Not retried: after a lost reply, a second try would find its own write and say
-                    // `false`.
-                    let reply: Option<String> = self.query("set_if_absent", key, &cmd).await?;
-                    Ok(reply.is_some())
-                } else {
-                    let () = self.query_idempotent("set", key, &cmd).await?;
-                    Ok(true)
-                }
-            })
-            .await
+            let mode = PutMode::Overwrite;
+            let written = self.put_one(key, value, mode, Expiry::from_ttl(ttl), notify);
+            written.await.map(drop)
         })
     }
 
@@ -1614,6 +1576,71 @@ impl RedisBackend {
 }
 
 impl RedisBackend {
+    /// `put` and `set`: a plain `SET` (with `NX`, `PX` or `KEEPTTL`), else the compare-and-set
+    /// or notifying script. The rarer two are boxed, so that the future of the common `SET`
+    /// stays small (every call moves it into its box).
+    async fn put_one(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        mode: PutMode,
+        expiry: Expiry,
+        notify: Notify<'_>,
+    ) -> Result<bool> {
+        self.writing(self.forget_key(key), async {
+            if let Some(channel) = notify {
+                return Box::pin(self.put_notify(key, value, mode, expiry, channel)).await;
+            }
+            let create = mode == PutMode::Create;
+            let version = match mode {
+                PutMode::Overwrite | PutMode::Create => None,
+                PutMode::Update(version) => Some(version),
+            };
+            if let Some(version) = version {
+                let Some(digest) = version.as_text() else {
+                    // Not a version this backend handed out: it cannot match any value.
+                    return Ok(false);
+                };
+                let mut invocation = PUT_IF_VERSION.key(key);
+                invocation.arg(digest).arg(value);
+                match expiry {
+                    Expiry::Keep => invocation.arg("keep"),
+                    Expiry::Never => invocation.arg("never"),
+                    Expiry::After(ttl) => invocation.arg(millis(ttl)),
+                };
+                // Not retried: after a lost reply, a second try would find its own write and
+                // report a conflict.
+                let written: i64 = Box::pin(self.run("update", key, &invocation)).await?;
+                return Ok(written == 1);
+            }
+            let mut cmd = redis::cmd("SET");
+            cmd.arg(key).arg(value);
+            if create {
+                cmd.arg("NX");
+            }
+            match expiry {
+                Expiry::After(ttl) => {
+                    cmd.arg("PX").arg(millis(ttl));
+                }
+                // A created key has no expiry to keep.
+                Expiry::Keep if !create => {
+                    cmd.arg("KEEPTTL");
+                }
+                Expiry::Keep | Expiry::Never => {}
+            }
+            if create {
+                // Not retried: after a lost reply, a second try would find its own write and say
+                // `false`.
+                let reply: Option<String> = self.query("set_if_absent", key, &cmd).await?;
+                Ok(reply.is_some())
+            } else {
+                let () = self.query_idempotent("set", key, &cmd).await?;
+                Ok(true)
+            }
+        })
+        .await
+    }
+
     /// A write of a notified type: the `PUT_NOTIFY` script, which publishes what it wrote.
     async fn put_notify(
         &self,
