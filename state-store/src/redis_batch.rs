@@ -22,7 +22,8 @@ use crate::{Error, Result};
 pub(crate) struct Batcher {
     state: Mutex<State>,
     /// `State::busy` as last set, read without the lock: a `get` that will likely queue makes its
-    /// place in the queue before it takes the lock, so that others wait less for it.
+    /// waiter (key copy and reply channel) before it takes the lock, so that others wait less
+    /// for it.
     busy_hint: AtomicBool,
     /// The most keys in one batch.
     max_batch: usize,
@@ -163,6 +164,7 @@ impl Batcher {
     fn next_batch(&self, spent: Option<Vec<Waiter>>) -> Option<Vec<Waiter>> {
         let mut state = self.lock();
         if let Some(spent) = spent {
+            debug_assert!(spent.is_empty(), "a spent batch still holds waiters");
             state.spare = spent;
         }
         if state.queue.is_empty() {
@@ -172,8 +174,8 @@ impl Batcher {
         let rest = state.queue.len().saturating_sub(self.max_batch);
         let spare = std::mem::take(&mut state.spare);
         let mut batch = std::mem::replace(&mut state.queue, spare);
-        // Those left over go first next time (`split_off` keeps the oldest in `batch`).
-        state.queue.extend(batch.split_off(batch.len() - rest));
+        // Those left over go first next time (the oldest stay in `batch`).
+        state.queue.extend(batch.drain(batch.len() - rest..));
         Some(batch)
     }
 }
@@ -275,10 +277,9 @@ mod tests {
     fn batches_are_bounded_and_keep_the_oldest_first() {
         let batcher = Batcher::new(3);
         let mut receivers = Vec::new();
-        {
+        let mut queue = |keys: std::ops::Range<usize>| {
             let mut state = batcher.lock();
-            state.set_busy(true, &batcher.busy_hint);
-            for n in 0..7 {
+            for n in keys {
                 let (reply, answer) = oneshot::channel();
                 state.queue.push(Waiter {
                     key: format!("k{n}"),
@@ -286,13 +287,37 @@ mod tests {
                 });
                 receivers.push(answer);
             }
-        }
-        let keys = |batch: Vec<Waiter>| batch.into_iter().map(|w| w.key).collect::<Vec<_>>();
-        assert_eq!(keys(batcher.next_batch(None).unwrap()), ["k0", "k1", "k2"]);
-        assert_eq!(keys(batcher.next_batch(None).unwrap()), ["k3", "k4", "k5"]);
-        assert_eq!(keys(batcher.next_batch(None).unwrap()), ["k6"]);
-        assert!(batcher.lock().busy, "the turn is kept while batches go out");
-        assert!(batcher.next_batch(None).is_none());
-        assert!(!batcher.lock().busy, "and released when none wait");
+        };
+        batcher.lock().set_busy(true, &batcher.busy_hint);
+        queue(0..7);
+        let hint = || batcher.busy_hint.load(Ordering::Relaxed);
+        // What `send` does to a batch: answers (here: drops) every waiter, keeping the vector.
+        let spend = |mut batch: Vec<Waiter>| {
+            let keys: Vec<String> = batch.drain(..).map(|w| w.key).collect();
+            (keys, batch)
+        };
+        let (keys, spent) = spend(batcher.next_batch(None).unwrap());
+        assert_eq!(keys, ["k0", "k1", "k2"]);
+        // A call that queues now goes after the four left over.
+        queue(7..8);
+        let reused = spent.as_ptr();
+        let (keys, spent) = spend(batcher.next_batch(Some(spent)).unwrap());
+        assert_eq!(keys, ["k3", "k4", "k5"]);
+        assert_eq!(
+            batcher.lock().queue.as_ptr(),
+            reused,
+            "the spent batch's vector holds the next queue"
+        );
+        let (keys, spent) = spend(batcher.next_batch(Some(spent)).unwrap());
+        assert_eq!(keys, ["k6", "k7"]);
+        assert!(
+            batcher.lock().busy && hint(),
+            "the turn is kept while batches go out"
+        );
+        assert!(batcher.next_batch(Some(spent)).is_none());
+        assert!(
+            !batcher.lock().busy && !hint(),
+            "and released when none wait"
+        );
     }
 }
