@@ -83,7 +83,6 @@ pub mod backend;
 #[cfg_attr(docsrs, doc(cfg(feature = "conformance")))]
 pub mod conformance;
 mod error;
-mod feed;
 mod id;
 mod key;
 mod memory;
@@ -103,9 +102,6 @@ mod redis_feed;
 mod store;
 #[cfg(feature = "tower")]
 mod tower;
-mod trace;
-mod usage;
-mod watch;
 
 /// The prefix and namespace character set and the ttl ceiling: the same source the derive
 /// checks with, so that a type that compiles is a type every write accepts.
@@ -115,6 +111,10 @@ mod rules {
 }
 
 pub use any::AnyBackend;
+pub use backend::usage::{
+    MAX_PREFIXES, PrefixUsage, ProgressFn, SampleSlot, TtlSpread, Usage, UsageOptions,
+    UsageProgress, UsageTally,
+};
 pub use backend::{Backend, Expiry, PutMode, Version, Versioned};
 pub use error::{BoxError, Error, Result};
 pub use id::{IdArg, IdError, KeyParts, StateId, id_from_key, id_to_key};
@@ -128,15 +128,11 @@ pub use rate_limit::{Decision, Policy, Quota, RateLimit};
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use redis_backend::{RedisBackend, RedisConnection, RedisOptions};
 pub use state_store_derive::StateKey;
+pub use store::{Change, Changes};
 pub use store::{Item, MigrateOptions, MigrateReport, Store, Updated};
 #[cfg(feature = "tower")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
 pub use tower::{OnError, RateLimitLayer, RateLimitService};
-pub use usage::{
-    MAX_PREFIXES, PrefixUsage, ProgressFn, SampleSlot, TtlSpread, Usage, UsageOptions,
-    UsageProgress, UsageTally,
-};
-pub use watch::{Change, Changes};
 
 /// Re-exported so that reading [`Store::ids`] and [`Store::watch`] streams needs no other
 /// crate: `use state_store::StreamExt;` brings `next()`.

@@ -8,11 +8,12 @@ use tokio::sync::Notify as Wake;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use crate::backend::kit::feed::{Hub, Watcher};
+use crate::backend::kit::{incr_step, parse_counter};
 use crate::backend::{
     Backend, BoxFuture, BoxStream, Event, Expiry, Notify, PutMode, Version, Versioned, Watch,
-    incr_step, micros_i64, parse_counter,
+    micros_i64,
 };
-use crate::feed::{Hub, Watcher};
 use crate::rate_limit::{self, Decision};
 use crate::{Error, Result, Usage, UsageOptions, UsageTally};
 

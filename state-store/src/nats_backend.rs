@@ -31,11 +31,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_nats::jetstream::{self, kv};
 use futures_util::StreamExt;
 
+use crate::backend::kit::feed::{Hub, Watcher};
 use crate::backend::{
     Backend, BoxFuture, BoxStream, Event, Expiry, Notify, PutMode, Version, Versioned, Watch,
     ceil_millis, counter_step, micros_i64,
 };
-use crate::feed::{Hub, Watcher};
 use crate::rate_limit::{self, Decision};
 use crate::{Error, Result};
 

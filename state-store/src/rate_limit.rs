@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::backend::{Expiry, ceil_millis, micros_i64};
+use crate::backend::expiry::{Expiry, ceil_millis, micros_i64};
 use crate::key::Counter;
 
 /// How many calls a rate limit lets through, in the words of the `governor` crate: `count` cells

@@ -12,9 +12,10 @@ use redis::{Client, Cmd, FromRedisValue, RedisError, Script, ScriptInvocation};
 
 pub use crate::redis_conn::RedisConnection;
 
+use crate::backend::kit::not_a_counter;
 use crate::backend::{
     Backend, BoxFuture, BoxStream, Decode, Decoded, Event, Expiry, Notify, PutMode, Version,
-    Versioned, Watch, ceil_millis, not_a_counter,
+    Versioned, Watch, ceil_millis,
 };
 use crate::rate_limit::Decision;
 use crate::redis_batch::{Batcher, Turn};

@@ -234,7 +234,7 @@ impl Tracker {
                 state.alive && state.tracked.iter().any(|p| p == prefix)
             }
             Err(_e) => {
-                crate::trace::warn_event!(
+                crate::backend::kit::warn_event!(
                     error = %_e,
                     "state_store: the client-side cache's tracking connection failed; reads go \
                      to the server until it is back"

@@ -318,7 +318,7 @@ impl Primary {
             return;
         };
         let mut current = self.lock();
-        crate::trace::warn_event!(
+        crate::backend::kit::warn_event!(
             from = %current.address,
             to = %address,
             "state_store: the sentinels name a new primary; following it"

@@ -23,8 +23,8 @@ use serde::Deserialize;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use crate::backend::kit::feed::{Hub, Queue, Watcher};
 use crate::backend::{BoxStream, Event, Watch};
-use crate::feed::{Hub, Queue, Watcher};
 use crate::{Error, Result};
 
 /// What the feed task is asked to do: bring its subscriptions in line with the hub, and, for a
@@ -270,7 +270,7 @@ impl Connection {
                 }
                 Wake::Message(None) => {
                     // The server closed the connection (restart, `CLIENT KILL`, network).
-                    crate::trace::warn_event!(
+                    crate::backend::kit::warn_event!(
                         server = %self.target,
                         "state_store: the change feed's connection closed; reconnecting"
                     );
@@ -304,7 +304,7 @@ impl Connection {
                     }
                     Err(e) => {
                         retry = (retry * 2).min(RETRY_MAX);
-                        crate::trace::warn_event!(
+                        crate::backend::kit::warn_event!(
                             server = %self.target,
                             error = %e,
                             "state_store: the change feed cannot reconnect yet"
@@ -567,7 +567,7 @@ mod cluster {
     use tokio::task::JoinHandle;
 
     use super::{Connection, RETRY_MAX, RETRY_MIN, parse_nodes, pubsub};
-    use crate::feed::Hub;
+    use crate::backend::kit::feed::Hub;
 
     /// The listener tasks, stopped when dropped.
     pub(super) struct Listeners(Vec<JoinHandle<()>>);

@@ -6,11 +6,12 @@ use std::future::Future;
 use futures_util::StreamExt;
 use futures_util::future::join_all;
 
-use super::{Store, encode};
+use super::Store;
+use super::codec::encode;
+use super::trace::{call_span, traced};
 use crate::backend::{Backend, Expiry, PutMode};
 use crate::id::id_from_key;
 use crate::key::StateKey;
-use crate::trace::{call_span, traced};
 use crate::{Error, Result};
 
 /// How many keys [`MigrateReport::undecodable_keys`] names.

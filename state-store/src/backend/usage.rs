@@ -12,11 +12,6 @@ use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
-
-use crate::backend::Backend;
-use crate::{Error, Result};
-
 /// The progress callback of [`UsageOptions::on_progress`].
 pub type ProgressFn = dyn Fn(&UsageProgress) + Send + Sync;
 
@@ -544,49 +539,6 @@ impl TtlHistogram {
             max: Duration::from_millis(self.max),
         })
     }
-}
-
-/// The provided [`Backend::usage`]: [`Backend::list`], then per key its
-/// [`ttl`](Backend::ttl) (and [`exists`](Backend::exists) when it has none, to tell a key
-/// without expiry from one gone meanwhile), and [`get`](Backend::get) for the keys of the
-/// sample, whose size is taken as key length plus value length.
-pub(crate) async fn by_listing<B: Backend + ?Sized>(
-    backend: &B,
-    prefix: &str,
-    options: &UsageOptions,
-) -> Result<Usage> {
-    let mut tally = UsageTally::new(prefix, options);
-    let mut keys = backend.list(prefix);
-    let batch = u64::from(options.scan_count.max(1));
-    let mut examined = 0;
-    while let Some(key) = keys.next().await {
-        let key = match key {
-            Ok(key) => key,
-            // A key the engine cannot name as text cannot be looked up either.
-            Err(Error::InvalidKey { .. }) => continue,
-            Err(e) => return Err(e),
-        };
-        examined += 1;
-        let ttl = backend.ttl(&key).await?;
-        // A key without expiry, or one gone since it was listed?
-        let exists = ttl.is_some() || backend.exists(&key).await?;
-        if exists
-            && let Some(slot) = tally.count(key.as_bytes(), ttl)
-            && let Some(value) = backend.get(&key).await?
-        {
-            tally.measured(slot, (key.len() + value.len()) as u64);
-        }
-        if examined % batch == 0 {
-            tally.progress(examined);
-        }
-        // Each key costs up to three calls here: the limit is checked after every one.
-        if tally.out_of_time() {
-            tally.progress(examined);
-            return Ok(tally.finish(false));
-        }
-    }
-    tally.progress(examined);
-    Ok(tally.finish(true))
 }
 
 #[cfg(test)]

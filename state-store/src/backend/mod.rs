@@ -54,7 +54,7 @@
 //! repository's `tests/writing_a_backend.rs` checks:
 //!
 //! ```
-#![doc = include_str!("../docs/writing_a_backend.rs")]
+#![doc = include_str!("../../docs/writing_a_backend.rs")]
 //! # use state_store::{StateKey, Store};
 //! # #[derive(serde::Serialize, serde::Deserialize, StateKey)]
 //! # #[state(prefix = "visits", id = String, counter)]
@@ -90,8 +90,20 @@ use std::time::Duration;
 use futures_core::Stream;
 
 use crate::rate_limit::{self, Decision};
-use crate::usage::{Usage, UsageOptions};
 use crate::{Error, Result};
+
+pub(crate) mod expiry;
+pub mod kit;
+mod provided;
+pub(crate) mod usage;
+
+pub use expiry::Expiry;
+pub(crate) use expiry::{ceil_millis, micros_i64};
+use kit::Backoff;
+use kit::incr_step;
+pub(crate) use provided::counter_step;
+use provided::{COUNTER_ATTEMPTS, update_loop};
+use usage::{Usage, UsageOptions};
 
 /// A boxed future of a [`Backend`] method: `Send`, borrowing the backend and the arguments.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -106,12 +118,6 @@ pub type Decoded = Arc<dyn std::any::Any + Send + Sync>;
 /// How [`Backend::get_cached`] decodes stored bytes into a [`Decoded`] value.
 pub type Decode<'a> = dyn Fn(&[u8]) -> Result<Decoded> + Send + Sync + 'a;
 
-/// How many times the provided counter and rate-limit methods retry a lost conditional write
-/// before [`Error::Conflict`]. Each try is two or three round trips on the contended key, and
-/// the backoff between tries grows to 10 ms, so this bounds a call to about three seconds of
-/// waiting.
-const COUNTER_ATTEMPTS: u32 = 256;
-
 /// Which write [`Backend::put`] makes.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -123,27 +129,6 @@ pub enum PutMode {
     /// Write only if the key still holds the value that [`Backend::get_versioned`] returned
     /// with this version.
     Update(Version),
-}
-
-/// What expiry a key has after a [`Backend::put`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum Expiry {
-    /// None: the key stays until it is removed (an earlier expiry is cleared).
-    Never,
-    /// Expires this long after the write. The [`Store`](crate::Store) passes whole
-    /// milliseconds, at least one.
-    After(Duration),
-    /// An existing key keeps its remaining expiry (or its lack of one); a key the write creates
-    /// gets none.
-    Keep,
-}
-
-impl Expiry {
-    /// `After(ttl)`, or `Never` for `None`.
-    pub fn from_ttl(ttl: Option<Duration>) -> Expiry {
-        ttl.map_or(Expiry::Never, Expiry::After)
-    }
 }
 
 /// An opaque token for the state of one key, returned by [`Backend::get_versioned`] and
@@ -724,161 +709,8 @@ pub trait Backend: fmt::Debug + Send + Sync + 'static {
         prefix: &'a str,
         options: &'a UsageOptions,
     ) -> BoxFuture<'a, Result<Usage>> {
-        Box::pin(crate::usage::by_listing(self, prefix, options))
+        Box::pin(provided::by_listing(self, prefix, options))
     }
-}
-
-/// The provided counter methods' one mechanism: reads the counter under `key` (and, with
-/// `read_ttl`, its time left), lets `step` decide the answer and the write (a value and its
-/// expiry, or none), and makes the write conditional on what was read, again from the read when
-/// another writer got there first.
-pub(crate) async fn counter_step<B, T>(
-    backend: &B,
-    key: &str,
-    read_ttl: bool,
-    notify: Notify<'_>,
-    mut step: impl FnMut(Option<i64>, Option<Duration>) -> Result<(T, Option<(i64, Expiry)>)>,
-) -> Result<T>
-where
-    B: Backend + ?Sized,
-{
-    let mut backoff = Backoff::new(COUNTER_ATTEMPTS);
-    loop {
-        let (count, left, mode) = match backend.get_versioned(key).await? {
-            Some(v) => {
-                let count = parse_counter(key, &v.value)?;
-                let left = if read_ttl {
-                    backend.ttl(key).await?
-                } else {
-                    None
-                };
-                (Some(count), left, PutMode::Update(v.version))
-            }
-            None => (None, None, PutMode::Create),
-        };
-        let (answer, write) = step(count, left)?;
-        let Some((value, expiry)) = write else {
-            return Ok(answer);
-        };
-        let value = value.to_string().into_bytes();
-        if backend.put(key, value, mode, expiry, notify).await? {
-            return Ok(answer);
-        }
-        backoff.wait(key).await?;
-    }
-}
-
-/// The read-then-conditional-write loop of [`Backend::update`] and
-/// [`Backend::update_refreshing`]: a replaced value gets `replaced`, a created one
-/// `ttl_if_created`.
-async fn update_loop<B: Backend + ?Sized>(
-    backend: &B,
-    key: &str,
-    change: &mut UpdateFn<'_>,
-    replaced: Expiry,
-    ttl_if_created: Option<Duration>,
-    attempts: u32,
-    notify: Notify<'_>,
-) -> Result<bool> {
-    let mut backoff = Backoff::new(attempts);
-    loop {
-        let current = backend.get_versioned(key).await?;
-        let Some(new) = change(current.as_ref().map(|v| v.value.as_slice()))? else {
-            return Ok(false);
-        };
-        let (mode, expiry) = match current {
-            Some(v) => (PutMode::Update(v.version), replaced),
-            None => (PutMode::Create, Expiry::from_ttl(ttl_if_created)),
-        };
-        if backend.put(key, new, mode, expiry, notify).await? {
-            return Ok(true);
-        }
-        backoff.wait(key).await?;
-    }
-}
-
-/// Retries of a lost conditional write: a random wait of up to a few hundred microseconds,
-/// growing with each attempt to at most 10 ms, and [`Error::Conflict`] once `attempts` are
-/// spent.
-struct Backoff {
-    attempt: u32,
-    attempts: u32,
-    jitter: std::collections::hash_map::RandomState,
-}
-
-impl Backoff {
-    fn new(attempts: u32) -> Backoff {
-        Backoff {
-            attempt: 0,
-            attempts: attempts.max(1),
-            jitter: std::collections::hash_map::RandomState::new(),
-        }
-    }
-
-    async fn wait(&mut self, key: &str) -> Result<()> {
-        use std::hash::BuildHasher;
-        self.attempt += 1;
-        if self.attempt >= self.attempts {
-            return Err(Error::Conflict {
-                key: key.to_owned(),
-                attempts: self.attempts,
-            });
-        }
-        let ceiling = 200u64.saturating_mul(1 << self.attempt.min(6)).min(10_000);
-        let wait = self.jitter.hash_one(self.attempt) % ceiling;
-        tokio::time::sleep(Duration::from_micros(wait)).await;
-        Ok(())
-    }
-}
-
-/// The integer under `key` by Redis's rule: the exact decimal form of an `i64`, no sign, space
-/// or leading zero. Shared by every engine that keeps counters as text.
-pub(crate) fn parse_counter(key: &str, value: &[u8]) -> Result<i64> {
-    std::str::from_utf8(value)
-        .ok()
-        .and_then(|text| text.parse::<i64>().ok().filter(|n| n.to_string() == text))
-        .ok_or_else(|| not_a_counter(key, "value is not an integer or out of range"))
-}
-
-/// One increment of the counter holding `current` (`None`: no counter yet): the new value, and
-/// the expiry to write it with (a created counter starts its window, an existing one keeps its
-/// own). Shared by the memory backend and the provided `incr`.
-pub(crate) fn incr_step(
-    key: &str,
-    current: Option<i64>,
-    by: i64,
-    ttl_if_created: Option<Duration>,
-) -> Result<(i64, Expiry)> {
-    let next = current
-        .unwrap_or(0)
-        .checked_add(by)
-        .ok_or_else(|| not_a_counter(key, "increment or decrement would overflow"))?;
-    let expiry = match current {
-        Some(_) => Expiry::Keep,
-        None => Expiry::from_ttl(ttl_if_created),
-    };
-    Ok((next, expiry))
-}
-
-/// The error for a counter operation on a value that is not a counter.
-pub(crate) fn not_a_counter(key: &str, reason: &str) -> Error {
-    Error::InvalidKey {
-        key: key.to_owned(),
-        reason: reason.to_owned(),
-    }
-}
-
-/// `d` in whole milliseconds, rounded up, saturating. In `u64` arithmetic: it runs on every
-/// write, and `as_nanos` would divide in `u128`.
-pub(crate) fn ceil_millis(d: Duration) -> u64 {
-    d.as_secs()
-        .saturating_mul(1_000)
-        .saturating_add(u64::from(d.subsec_nanos().div_ceil(1_000_000)))
-}
-
-/// `d` in microseconds as the `i64` the rate limiters count in, saturating.
-pub(crate) fn micros_i64(d: Duration) -> i64 {
-    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
 }
 
 #[cfg(test)]
@@ -886,35 +718,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn counters_follow_redis_integer_rule() {
-        assert_eq!(parse_counter("k", b"42").unwrap(), 42);
-        assert_eq!(parse_counter("k", b"-7").unwrap(), -7);
-        for bad in [
-            &b"007"[..],
-            b"-0",
-            b"+1",
-            b" 1",
-            b"1.5",
-            b"",
-            b"\xff",
-            b"1e3",
-        ] {
-            assert!(parse_counter("k", bad).is_err(), "{bad:?}");
-        }
-    }
-
-    #[test]
     fn versions_show_what_they_hold() {
         assert_eq!(Version::from_number(7).as_number(), Some(7));
         assert_eq!(Version::from_text("ab").as_text(), Some("ab"));
         assert_ne!(Version::from_number(1), Version::from_text("1"));
         assert_eq!(format!("{:?}", Version::from_text("ab")), "Version(ab)");
-    }
-
-    #[test]
-    fn millis_round_up() {
-        assert_eq!(ceil_millis(Duration::from_nanos(1)), 1);
-        assert_eq!(ceil_millis(Duration::new(2, 1_000_000)), 2_001);
-        assert_eq!(ceil_millis(Duration::MAX), u64::MAX);
     }
 }

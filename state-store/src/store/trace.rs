@@ -30,7 +30,6 @@
 
 use crate::Result;
 use crate::rate_limit::Decision;
-use crate::store::Updated;
 
 /// The span of one call: a `tracing::Span` with the feature.
 #[cfg(feature = "tracing")]
@@ -45,10 +44,10 @@ pub(crate) struct CallSpan;
 /// argument, the `Result<&str, &Error>` key whose id to record when the store records ids.
 macro_rules! call_span {
     ($store:expr, $state:ty, $op:literal) => {
-        $crate::trace::call_span!(@span $store, <$state as $crate::StateKey>::PREFIX, $op)
+        $crate::store::trace::call_span!(@span $store, <$state as $crate::StateKey>::PREFIX, $op)
     };
     ($store:expr, $state:ty, $op:literal, $key:expr) => {{
-        let span = $crate::trace::call_span!($store, $state, $op);
+        let span = $crate::store::trace::call_span!($store, $state, $op);
         $store.record_id::<$state>(&span, $key);
         span
     }};
@@ -70,20 +69,11 @@ macro_rules! call_span {
             "otel.status_code" = ::tracing::field::Empty,
         );
         #[cfg(not(feature = "tracing"))]
-        let span = $crate::trace::CallSpan;
+        let span = $crate::store::trace::CallSpan;
         span
     }};
 }
 pub(crate) use call_span;
-
-/// A warning event at target `state_store`, with the feature; nothing without it.
-macro_rules! warn_event {
-    ($($arg:tt)*) => {
-        #[cfg(feature = "tracing")]
-        ::tracing::warn!(target: "state_store", $($arg)*);
-    };
-}
-pub(crate) use warn_event;
 
 /// `call`, run in `span`, whose outcome (and failure) the span records when it ends.
 #[cfg(feature = "tracing")]
@@ -161,15 +151,6 @@ impl<T> Outcome for Option<T> {
     }
 }
 
-impl<S> Outcome for Updated<S> {
-    fn outcome(&self) -> &'static str {
-        if self.is_written() {
-            "written"
-        } else {
-            "unchanged"
-        }
-    }
-}
 
 impl Outcome for Decision {
     fn outcome(&self) -> &'static str {

@@ -305,7 +305,7 @@ impl Watcher {
 impl Watcher {
     /// The item that says changes may have been missed, announced as an event too.
     fn interrupted(&self) -> Error {
-        crate::trace::warn_event!(
+        super::warn_event!(
             channel = %self.queue.channel,
             "state_store: a change feed was interrupted; changes may have been missed"
         );
@@ -327,7 +327,7 @@ impl Stream for Watcher {
         }
         if state.missed > 0 {
             let missed = std::mem::take(&mut state.missed);
-            crate::trace::warn_event!(
+            super::warn_event!(
                 channel = %self.queue.channel,
                 missed,
                 "state_store: a watcher fell behind; changes were dropped (Error::Lagged)"

@@ -8,8 +8,14 @@ use std::task::{Context, Poll};
 
 use futures_core::Stream;
 
-use crate::backend::{BoxStream, Event};
+use std::future::Future;
+
+use super::Store;
+use super::trace::{call_span, traced};
+use crate::backend::{Backend, BoxStream, Event, Watch};
+use crate::id::IdArg;
 use crate::id::id_from_key;
+use crate::key::Notified;
 use crate::key::StateKey;
 use crate::{Error, Result};
 
@@ -147,7 +153,7 @@ impl<S: StateKey> Changes<S> {
         Ok(match event {
             Event::Set { key, value } => Change::Set {
                 id: self.id(&key)?,
-                value: crate::store::decode(&key, &value)?,
+                value: super::codec::decode(&key, &value)?,
             },
             Event::Removed { key } => Change::Removed { id: self.id(&key)? },
             Event::Expired { key } => Change::Expired { id: self.id(&key)? },
@@ -179,5 +185,89 @@ impl<S> fmt::Debug for Changes<S> {
         f.debug_struct("Changes")
             .field("channel", &self.prefix.trim_end_matches(':'))
             .finish_non_exhaustive()
+    }
+}
+
+impl<B: Backend> Store<B> {
+    /// The changes of every `S` in this store's namespace, from the moment the returned future
+    /// completes: a [`Change`](crate::Change) for each write, removal and expiry, in the order
+    /// they were stored for any one id. `S` must be declared with `#[state(notify)]`.
+    ///
+    /// ```
+    /// use futures_util::StreamExt;
+    /// # use serde::{Deserialize, Serialize};
+    /// use state_store::{Change, MemoryBackend, StateKey, Store};
+    ///
+    /// #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, StateKey)]
+    /// #[state(prefix = "job", id = String, ttl = "7d", notify)]
+    /// struct Job { status: String }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> state_store::Result<()> {
+    /// let store = Store::new(MemoryBackend::new()).enable_set();
+    /// let mut changes = store.watch::<Job>().await?;
+    /// store.set::<Job>("j1".to_string(), &Job { status: "done".into() }).await?;
+    /// match changes.next().await.unwrap()? {
+    ///     Change::Set { id, value } => assert_eq!((id.as_str(), value.status.as_str()), ("j1", "done")),
+    ///     other => panic!("{other:?}"),
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// The stream is `Send + 'static`: move it into a spawned task. Each watcher buffers up to
+    /// [`watch_buffer`](Self::watch_buffer) changes; a watcher that falls further behind gets
+    /// one [`Error::Lagged`] item and goes on with the newer changes. On Redis the feed is
+    /// pub/sub, which is at most once: after a reconnection the stream yields
+    /// [`Error::Interrupted`], and changes stored while the connection was down are not
+    /// delivered. Where a change must not be missed, treat both errors
+    /// ([`Error::missed_changes`]) as a cue to read the state again. A value that does not
+    /// decode is an [`Error::Decode`] item naming its key, and the stream goes on.
+    ///
+    /// What publishes: `set`, `set_with_ttl`, a winning `set_if_absent`, an `update` that wrote,
+    /// `incr` (the new count as the value) and `set_many` (one change per item) publish
+    /// [`Change::Set`](crate::Change::Set); `remove` and `remove_many` publish
+    /// [`Change::Removed`](crate::Change::Removed) for keys that existed. Rate-limit
+    /// [`check`](Self::check)s publish nothing. [`Change::Expired`](crate::Change::Expired) comes
+    /// from the engine: always on the memory backend, on Redis only when the server announces
+    /// expired keys (see `RedisBackend::enable_expiry_events`).
+    pub fn watch<S: Notified>(&self) -> impl Future<Output = Result<Changes<S>>> + Send + '_ {
+        assert_announces::<S>();
+        let channel = self.channel::<S>();
+        let span = call_span!(self, S, "watch");
+        traced(span, async move {
+            let watch = Watch::new(channel?).buffer(self.watch_buffer);
+            let changes = self.backend.watch(&watch).await?;
+            Ok(Changes::new(changes, &watch.channel))
+        })
+    }
+
+    /// The changes of the `S` with `id` only, as [`watch`](Self::watch) delivers them.
+    pub fn watch_id<S: Notified>(
+        &self,
+        id: impl IdArg<S::Id>,
+    ) -> impl Future<Output = Result<Changes<S>>> + Send + '_ {
+        assert_announces::<S>();
+        let watch = self.channel::<S>().and_then(|channel| {
+            let key = self.full_key::<S>(id)?;
+            Ok(Watch::new(channel).key(key).buffer(self.watch_buffer))
+        });
+        let span = call_span!(self, S, "watch_id");
+        traced(span, async move {
+            let watch = watch?;
+            let changes = self.backend.watch(&watch).await?;
+            Ok(Changes::new(changes, &watch.channel))
+        })
+    }
+}
+
+/// A hand-written [`Notified`] whose writes do not announce (`NOTIFY` left `false`) could only
+/// be watched in silence: a compile error instead, where `watch` is used with it.
+fn assert_announces<S: Notified>() {
+    const {
+        assert!(
+            S::NOTIFY,
+            "a `Notified` type must set `StateKey::NOTIFY = true` (the derive does)"
+        )
     }
 }

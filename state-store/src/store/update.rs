@@ -1,0 +1,297 @@
+//! Read-modify-write: `update` and its variants, `touch`, and `remove_if`.
+
+use std::future::Future;
+
+use super::Store;
+use super::codec::{decode, encode, type_ttl};
+use super::trace::{self, CallSpan, call_span, traced};
+use crate::Result;
+use crate::backend::{Backend, Expiry};
+use crate::id::IdArg;
+use crate::key::StateKey;
+impl<B: Backend> Store<B> {
+    /// Changes the `S` with `id` atomically: `change` sees the current value (`None` when there
+    /// is none) and returns the new one, or `None` to leave it as it is. Returns the value stored
+    /// after the call.
+    ///
+    /// ```
+    /// # use serde::{Deserialize, Serialize};
+    /// # use state_store::{MemoryBackend, StateKey, Store};
+    /// #[derive(Debug, PartialEq, Serialize, Deserialize, StateKey)]
+    /// #[state(prefix = "job", id = u64)]
+    /// struct Job { status: String }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> state_store::Result<()> {
+    /// # let store = Store::new(MemoryBackend::new()).enable_set();
+    /// # store.set::<Job>(7, &Job { status: "queued".into() }).await?;
+    /// // Claim the job only if it is still queued.
+    /// let now = store
+    ///     .update::<Job>(7, |current| match current {
+    ///         Some(mut job) if job.status == "queued" => {
+    ///             job.status = "running".into();
+    ///             Some(job)
+    ///         }
+    ///         _ => None,
+    ///     })
+    ///     .await?;
+    /// assert_eq!(now, Some(Job { status: "running".into() }));
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// The write only lands if the value is still the one `change` saw (a compare-and-set in one
+    /// server-side step, not `WATCH`, which is unsafe on a shared connection). When another writer
+    /// got there first, `change` runs again on the newer value, so keep it free of side effects.
+    /// After [`update_attempts`](Self::update_attempts) lost races the call fails with
+    /// [`Error::Conflict`] and has written nothing.
+    ///
+    /// An updated key keeps its remaining expiry; a key it creates gets the type's `ttl`. Each
+    /// attempt costs two round trips (read, then compare-and-set). Needs
+    /// [`enable_set`](Self::enable_set).
+    pub fn update<'a, S: StateKey>(
+        &'a self,
+        id: impl IdArg<S::Id>,
+        change: impl FnMut(Option<S>) -> Option<S> + Send + 'a,
+    ) -> impl Future<Output = Result<Option<S>>> + Send + 'a {
+        let span = call_span!(self, S, "update");
+        let updated = self.update_with::<S>(span, "update", id, change, false);
+        async move { Ok(updated.await?.into_value()) }
+    }
+
+    /// [`update`](Self::update), saying what happened: [`Updated::Written`] with the value
+    /// stored when `change` returned one and it was written, [`Updated::Unchanged`] with the
+    /// value as it is when `change` returned `None`. No comparing of values to find out.
+    ///
+    /// ```
+    /// # use serde::{Deserialize, Serialize};
+    /// # use state_store::{MemoryBackend, StateKey, Store, Updated};
+    /// # #[derive(Debug, PartialEq, Serialize, Deserialize, StateKey)]
+    /// # #[state(prefix = "job", id = u64)]
+    /// # struct Job { status: String }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> state_store::Result<()> {
+    /// # let store = Store::new(MemoryBackend::new()).enable_set();
+    /// # store.set::<Job>(7, &Job { status: "queued".into() }).await?;
+    /// let claim = |job: Option<Job>| match job {
+    ///     Some(job) if job.status == "queued" => Some(Job { status: "running".into() }),
+    ///     _ => None,
+    /// };
+    /// match store.update_outcome::<Job>(7, claim).await? {
+    ///     Updated::Written(job) => assert_eq!(job.status, "running"), // this worker has it
+    ///     Updated::Unchanged(current) => panic!("another worker has it: {current:?}"),
+    /// }
+    /// assert!(!store.update_outcome::<Job>(7, claim).await?.is_written());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn update_outcome<'a, S: StateKey>(
+        &'a self,
+        id: impl IdArg<S::Id>,
+        change: impl FnMut(Option<S>) -> Option<S> + Send + 'a,
+    ) -> impl Future<Output = Result<Updated<S>>> + Send + 'a {
+        self.update_with::<S>(
+            call_span!(self, S, "update_outcome"),
+            "update",
+            id,
+            change,
+            false,
+        )
+    }
+
+    /// [`update`](Self::update), except that a value it replaces gets the type's `ttl` again,
+    /// counted from this write: sliding expiry, for a session that should end after 30 minutes
+    /// without changes rather than 30 minutes after it began. When `change` returns `None`
+    /// nothing is written and the expiry is left as it is (use [`touch`](Self::touch) to extend
+    /// it without a change). Needs [`enable_set`](Self::enable_set).
+    pub fn update_and_touch<'a, S: StateKey>(
+        &'a self,
+        id: impl IdArg<S::Id>,
+        change: impl FnMut(Option<S>) -> Option<S> + Send + 'a,
+    ) -> impl Future<Output = Result<Updated<S>>> + Send + 'a {
+        let span = call_span!(self, S, "update_and_touch");
+        self.update_with::<S>(span, "update_and_touch", id, change, true)
+    }
+
+    /// Resets the expiry of the `S` with `id` to the type's `ttl`, counted from now (or clears
+    /// it, for a type without `ttl`), without changing the value: one `PEXPIRE` on Redis
+    /// (`PERSIST` and `EXISTS` in one round trip for a type without `ttl`).
+    /// `false` when there is no such value. Announces nothing on the change feed, since the
+    /// value did not change. Needs [`enable_set`](Self::enable_set).
+    pub fn touch<S: StateKey>(
+        &self,
+        id: impl IdArg<S::Id>,
+    ) -> impl Future<Output = Result<bool>> + Send + '_ {
+        let key = self.write_key::<S>("touch", id);
+        let span = call_span!(self, S, "touch", key.as_deref());
+        traced(span, async move {
+            let key = key?;
+            let ttl = type_ttl::<S>(&key)?;
+            self.backend.touch(&key, Expiry::from_ttl(ttl)).await
+        })
+    }
+
+    /// The `S` with `id`, its expiry reset to the type's `ttl` in the same step (`GETEX ... PX`
+    /// on Redis 6.2+: one round trip): a read that keeps a session alive. `None` when there is
+    /// no such value. Needs [`enable_set`](Self::enable_set), since it changes the expiry.
+    pub fn get_and_touch<S: StateKey>(
+        &self,
+        id: impl IdArg<S::Id>,
+    ) -> impl Future<Output = Result<Option<S>>> + Send + '_ {
+        let key = self.write_key::<S>("get_and_touch", id);
+        let span = call_span!(self, S, "get_and_touch", key.as_deref());
+        traced(span, async move {
+            let key = key?;
+            let ttl = type_ttl::<S>(&key)?;
+            match self
+                .backend
+                .get_and_touch(&key, Expiry::from_ttl(ttl))
+                .await?
+            {
+                Some(bytes) => decode(&key, &bytes).map(Some),
+                None => Ok(None),
+            }
+        })
+    }
+
+    /// Removes the `S` with `id` only if `check` accepts it, atomically: the removal lands only
+    /// if the value is still the one `check` saw (a compare-and-delete on the server); when
+    /// another writer changed it first, `check` runs again on the newer value. `true` when it
+    /// removed; `false` when there was no value or `check` declined. After
+    /// [`update_attempts`](Self::update_attempts) lost races, [`Error::Conflict`].
+    /// Needs [`enable_remove`](Self::enable_remove).
+    ///
+    /// ```
+    /// # use serde::{Deserialize, Serialize};
+    /// # use state_store::{MemoryBackend, StateKey, Store};
+    /// # #[derive(Debug, PartialEq, Serialize, Deserialize, StateKey)]
+    /// # #[state(prefix = "job", id = u64)]
+    /// # struct Job { status: String }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> state_store::Result<()> {
+    /// # let store = Store::new(MemoryBackend::new()).enable_set().enable_remove();
+    /// # store.set::<Job>(7, &Job { status: "done".into() }).await?;
+    /// // Clean up a job only once it is done, never one a worker just restarted.
+    /// let removed = store.remove_if::<Job>(7, |job| job.status == "done").await?;
+    /// assert!(removed);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn remove_if<'a, S: StateKey>(
+        &'a self,
+        id: impl IdArg<S::Id>,
+        mut check: impl FnMut(&S) -> bool + Send + 'a,
+    ) -> impl Future<Output = Result<bool>> + Send + 'a {
+        let key = self
+            .check_enabled(self.remove_enabled, "remove_if", "enable_remove")
+            .and_then(|()| self.full_key::<S>(id));
+        let span = call_span!(self, S, "remove_if", key.as_deref());
+        traced(span, async move {
+            let key = key?;
+            let mut accept =
+                |bytes: &[u8]| -> Result<bool> { Ok(check(&decode::<S>(&key, bytes)?)) };
+            let notify = self.notify::<S>(&key);
+            self.backend
+                .remove_if(&key, &mut accept, self.update_attempts, notify)
+                .await
+        })
+    }
+
+    /// `update` and `update_and_touch`: `refresh` gives a replaced value the type's `ttl`.
+    pub(super) fn update_with<'a, S: StateKey>(
+        &'a self,
+        span: CallSpan,
+        operation: &'static str,
+        id: impl IdArg<S::Id>,
+        mut change: impl FnMut(Option<S>) -> Option<S> + Send + 'a,
+        refresh: bool,
+    ) -> impl Future<Output = Result<Updated<S>>> + Send + 'a {
+        let key = self.write_key::<S>(operation, id);
+        self.record_id::<S>(&span, key.as_deref());
+        traced(span, async move {
+            let key = key?;
+            let ttl = type_ttl::<S>(&key)?;
+            // What the call returns: the value written by the winning attempt, or the one the
+            // closure declined to change.
+            let mut outcome: Option<S> = None;
+            let mut tries = 0u32;
+            let mut attempt = |current: Option<&[u8]>| -> Result<Option<Vec<u8>>> {
+                tries += 1;
+                let seen = current.map(|bytes| decode::<S>(&key, bytes)).transpose()?;
+                match change(seen) {
+                    Some(new) => {
+                        let bytes = encode(&key, &new)?;
+                        outcome = Some(new);
+                        Ok(Some(bytes))
+                    }
+                    None => {
+                        // The closure consumed the value it saw; decoding again spares
+                        // `S: Clone`.
+                        outcome = current.map(|bytes| decode(&key, bytes)).transpose()?;
+                        Ok(None)
+                    }
+                }
+            };
+            let notify = self.notify::<S>(&key);
+            let attempts = self.update_attempts;
+            let written = if refresh {
+                self.backend
+                    .update_refreshing(&key, &mut attempt, ttl, attempts, notify)
+                    .await
+            } else {
+                self.backend
+                    .update(&key, &mut attempt, ttl, attempts, notify)
+                    .await
+            };
+            trace::record_attempts(tries);
+            let written = written?;
+            Ok(match (written, outcome) {
+                (true, Some(value)) => Updated::Written(value),
+                (_, outcome) => Updated::Unchanged(outcome),
+            })
+        })
+    }
+}
+
+/// What [`Store::update_outcome`] and [`Store::update_and_touch`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Updated<S> {
+    /// The closure returned a value and it was written: the value stored now.
+    Written(S),
+    /// The closure returned `None`, so nothing was written: the value it saw last (`None` when
+    /// there was none).
+    Unchanged(Option<S>),
+}
+
+impl<S> Updated<S> {
+    /// Whether the closure's value was written.
+    pub fn is_written(&self) -> bool {
+        matches!(self, Updated::Written(_))
+    }
+
+    /// The value stored after the call, written or not.
+    pub fn value(&self) -> Option<&S> {
+        match self {
+            Updated::Written(value) => Some(value),
+            Updated::Unchanged(value) => value.as_ref(),
+        }
+    }
+
+    /// The value stored after the call, written or not: what [`Store::update`] returns.
+    pub fn into_value(self) -> Option<S> {
+        match self {
+            Updated::Written(value) => Some(value),
+            Updated::Unchanged(value) => value,
+        }
+    }
+}
+
+impl<S> trace::Outcome for Updated<S> {
+    fn outcome(&self) -> &'static str {
+        if self.is_written() {
+            "written"
+        } else {
+            "unchanged"
+        }
+    }
+}

@@ -1,0 +1,268 @@
+//! Writes: set, remove, conditional create, bulk writes, counters and rate-limit checks.
+
+use std::borrow::Borrow;
+use std::future::Future;
+use std::time::Duration;
+
+use super::Store;
+use super::codec::{check_ttl, encode, type_ttl};
+use super::trace::{self, CallSpan, call_span, traced};
+use crate::Result;
+use crate::backend::{Backend, ceil_millis};
+use crate::id::IdArg;
+use crate::key::{Counter, StateKey};
+use crate::rate_limit::{Decision, Policy, RateLimit};
+impl<B: Backend> Store<B> {
+    /// Stores `value` under `id` with the type's `ttl` (no expiry, clearing any earlier one, when
+    /// the type has none). Needs [`enable_set`](Self::enable_set).
+    pub fn set<S: StateKey>(
+        &self,
+        id: impl IdArg<S::Id>,
+        value: &S,
+    ) -> impl Future<Output = Result<()>> + Send + '_ {
+        self.write(call_span!(self, S, "set"), id, value, S::TTL)
+    }
+
+    /// Stores `value` under `id`, expiring after `ttl` instead of the type's `ttl`. Redis counts
+    /// expiry in milliseconds: a `ttl` with a fraction of a millisecond is rounded up. Needs
+    /// [`enable_set`](Self::enable_set).
+    pub fn set_with_ttl<S: StateKey>(
+        &self,
+        id: impl IdArg<S::Id>,
+        value: &S,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<()>> + Send + '_ {
+        self.write(call_span!(self, S, "set_with_ttl"), id, value, Some(ttl))
+    }
+
+    pub(super) fn write<S: StateKey>(
+        &self,
+        span: CallSpan,
+        id: impl IdArg<S::Id>,
+        value: &S,
+        ttl: Option<Duration>,
+    ) -> impl Future<Output = Result<()>> + Send + '_ {
+        let prepared = self.write_key::<S>("set", id).and_then(|key| {
+            let ttl = ttl.map(|ttl| check_ttl(&key, ttl)).transpose()?;
+            let value = encode(&key, value)?;
+            Ok((key, value, ttl))
+        });
+        self.record_id::<S>(&span, prepared.as_ref().map(|p| p.0.as_str()));
+        traced(span, async move {
+            let (key, value, ttl) = prepared?;
+            let notify = self.notify::<S>(&key);
+            self.backend.set(&key, value, ttl, notify).await
+        })
+    }
+
+    /// Removes the `S` with `id`; `true` when there was one. Needs
+    /// [`enable_remove`](Self::enable_remove).
+    ///
+    /// Not retried when the connection breaks under it: the server may have removed the key
+    /// without the answer arriving, and a second try would then report `false`. The error says
+    /// so; calling again is safe.
+    pub fn remove<S: StateKey>(
+        &self,
+        id: impl IdArg<S::Id>,
+    ) -> impl Future<Output = Result<bool>> + Send + '_ {
+        let key = self
+            .check_enabled(self.remove_enabled, "remove", "enable_remove")
+            .and_then(|()| self.full_key::<S>(id));
+        let span = call_span!(self, S, "remove", key.as_deref());
+        traced(span, async move {
+            let key = key?;
+            self.backend.remove(&key, self.notify::<S>(&key)).await
+        })
+    }
+
+    /// Stores `value` under `id` with the type's `ttl`, only if there is no value there yet:
+    /// `true` when it was written. One `SET NX PX` command. Needs
+    /// [`enable_set`](Self::enable_set).
+    pub fn set_if_absent<S: StateKey>(
+        &self,
+        id: impl IdArg<S::Id>,
+        value: &S,
+    ) -> impl Future<Output = Result<bool>> + Send + '_ {
+        let prepared = self
+            .write_key::<S>("set_if_absent", id)
+            .and_then(|key| Ok((encode(&key, value)?, type_ttl::<S>(&key)?, key)));
+        let span = call_span!(
+            self,
+            S,
+            "set_if_absent",
+            prepared.as_ref().map(|p| p.2.as_str())
+        );
+        traced(span, async move {
+            let (value, ttl, key) = prepared?;
+            let notify = self.notify::<S>(&key);
+            self.backend.set_if_absent(&key, value, ttl, notify).await
+        })
+    }
+
+    /// Stores every `(id, value)` with the type's `ttl`: all or nothing on the built-in
+    /// backends (on Redis one `MULTI` pipeline, one round trip); a backend that keeps the
+    /// provided [`Backend::set_many`] writes one key at a time.
+    /// `items` may yield pairs or references to pairs, so `&vec_of_pairs` works. Needs
+    /// [`enable_set`](Self::enable_set); nothing is written if any value fails to encode.
+    pub fn set_many<S: StateKey>(
+        &self,
+        items: impl IntoIterator<Item = impl Item<S>>,
+    ) -> impl Future<Output = Result<()>> + Send + '_ {
+        let prepared = self
+            .check_enabled(self.set_enabled, "set_many", "enable_set")
+            .and_then(|()| {
+                items
+                    .into_iter()
+                    .map(|item| {
+                        let key = self.full_key::<S>(item.id())?;
+                        let value = encode(&key, item.value())?;
+                        Ok((key, value))
+                    })
+                    .collect::<Result<Vec<_>>>()
+            });
+        let span = call_span!(self, S, "set_many");
+        trace::record_batch(&span, prepared.as_ref().map_or(0, Vec::len));
+        traced(span, async move {
+            let items = prepared?;
+            let (ttl, notify) = match items.first() {
+                Some((key, _)) => (type_ttl::<S>(key)?, self.notify::<S>(key).map(String::from)),
+                None => return Ok(()),
+            };
+            self.backend.set_many(items, ttl, notify.as_deref()).await
+        })
+    }
+
+    /// Removes the values with `ids` (on Redis, one `DEL`); how many there were. Needs
+    /// [`enable_remove`](Self::enable_remove).
+    pub fn remove_many<S: StateKey>(
+        &self,
+        ids: impl IntoIterator<Item = impl IdArg<S::Id>>,
+    ) -> impl Future<Output = Result<u64>> + Send + '_ {
+        let keys = self
+            .check_enabled(self.remove_enabled, "remove_many", "enable_remove")
+            .and_then(|()| self.full_keys::<S>(ids));
+        let span = call_span!(self, S, "remove_many");
+        trace::record_batch(&span, keys.as_ref().map_or(0, Vec::len));
+        traced(span, async move {
+            let keys = keys?;
+            let notify = keys.first().and_then(|key| self.notify::<S>(key));
+            self.backend.remove_many(&keys, notify).await
+        })
+    }
+
+    /// Adds `by` to the counter with `id` and returns its new value, atomically (on Redis, one
+    /// round trip; see [`Backend::incr`] for other engines). A missing counter starts at 0 and
+    /// gets the type's `ttl` (the window); later increments do not extend it, whatever the
+    /// value.
+    ///
+    /// Needs [`enable_set`](Self::enable_set). A value under the key that is not an integer, or a
+    /// result out of the `i64` range, gives [`Error::InvalidKey`] and changes nothing.
+    pub fn incr<S: Counter>(
+        &self,
+        id: impl IdArg<S::Id>,
+        by: i64,
+    ) -> impl Future<Output = Result<i64>> + Send + '_ {
+        let key = self.write_key::<S>("incr", id);
+        let span = call_span!(self, S, "incr", key.as_deref());
+        traced(span, async move {
+            let key = key?;
+            let ttl = type_ttl::<S>(&key)?;
+            self.backend
+                .incr(&key, by, ttl, self.notify::<S>(&key))
+                .await
+        })
+    }
+
+    /// Checks one call against the rate limit `S` for `id`, counting it if it is allowed.
+    /// Atomic (on Redis, one round trip), so concurrent callers never get more than the quota.
+    ///
+    /// ```
+    /// # use serde::{Deserialize, Serialize};
+    /// # use state_store::{MemoryBackend, Policy, Quota, RateLimit, StateKey, Store};
+    /// #[derive(Serialize, Deserialize, StateKey)]
+    /// #[state(prefix = "login-attempts", id = String, counter)]
+    /// struct LoginAttempts(i64);
+    ///
+    /// impl RateLimit for LoginAttempts {
+    ///     const QUOTA: Quota = Quota::per_minute(3);
+    ///     const POLICY: Policy = Policy::FixedWindow;
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> state_store::Result<()> {
+    /// let store = Store::new(MemoryBackend::new()).enable_set();
+    /// for _ in 0..3 {
+    ///     assert!(store.check::<LoginAttempts>("alice".to_string()).await?.allowed);
+    /// }
+    /// let refused = store.check::<LoginAttempts>("alice".to_string()).await?;
+    /// assert!(!refused.allowed);
+    /// assert!(refused.retry_after <= std::time::Duration::from_secs(60));
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// Needs [`enable_set`](Self::enable_set), since a check writes. A check announces nothing
+    /// on the change feed, even for a type declared with `notify`: its count is bookkeeping.
+    pub fn check<S: RateLimit>(
+        &self,
+        id: impl IdArg<S::Id>,
+    ) -> impl Future<Output = Result<Decision>> + Send + '_ {
+        let key = self.write_key::<S>("check", id);
+        let span = call_span!(self, S, "check", key.as_deref());
+        traced(span, async move {
+            let key = key?;
+            // The longest a check keeps its key: the window, or a full burst's worth of spacing.
+            let keep = match S::POLICY {
+                Policy::FixedWindow => S::QUOTA.period(),
+                _ => S::QUOTA
+                    .emission_interval()
+                    .saturating_mul(S::QUOTA.burst()),
+            };
+            let channel = self.namespace_prefix().map_or(0, str::len) + S::PREFIX.len();
+            self.backend.declare(
+                &key[..channel],
+                Some(Duration::from_millis(ceil_millis(keep))),
+            );
+            match S::POLICY {
+                Policy::FixedWindow => {
+                    let window = check_ttl(&key, S::QUOTA.period())?;
+                    self.backend
+                        .fixed_window(&key, u64::from(S::QUOTA.count()), window)
+                        .await
+                }
+                Policy::Smooth => {
+                    self.backend
+                        .gcra(&key, S::QUOTA.emission_interval(), S::QUOTA.burst())
+                        .await
+                }
+            }
+        })
+    }
+}
+
+/// One `(id, value)` pair for [`Store::set_many`]: a pair of anything that borrows as the id
+/// and the value, or a reference to such a pair.
+pub trait Item<S: StateKey> {
+    /// The id.
+    fn id(&self) -> &S::Id;
+    /// The value.
+    fn value(&self) -> &S;
+}
+
+impl<S: StateKey, I: Borrow<S::Id>, V: Borrow<S>> Item<S> for (I, V) {
+    fn id(&self) -> &S::Id {
+        self.0.borrow()
+    }
+    fn value(&self) -> &S {
+        self.1.borrow()
+    }
+}
+
+impl<S: StateKey, I: Borrow<S::Id>, V: Borrow<S>> Item<S> for &(I, V) {
+    fn id(&self) -> &S::Id {
+        self.0.borrow()
+    }
+    fn value(&self) -> &S {
+        self.1.borrow()
+    }
+}
