@@ -2,9 +2,14 @@
 //! temporary directory, stopped when dropped. Never the machine's own Redis on 6379.
 #![allow(dead_code)] // each test binary uses its own part of the support code
 
+// The topologies and the NATS servers are compiled only into the builds that test them, as
+// the test files that use them are (`#![cfg(feature = ...)]`).
+#[cfg(feature = "cluster")]
 pub mod cluster;
+#[cfg(feature = "nats")]
 pub mod nats;
 pub mod proxy;
+#[cfg(feature = "sentinel")]
 pub mod sentinel;
 
 use std::io::{Read, Write};
@@ -259,7 +264,7 @@ impl Drop for RedisServer {
     }
 }
 
-fn ping(port: u16) -> bool {
+pub fn ping(port: u16) -> bool {
     let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
         return false;
     };
