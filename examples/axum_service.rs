@@ -29,7 +29,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
-use state_store::{AnyBackend, Backend, Policy, Quota, RateLimit, RateLimitLayer, StateKey, Store};
+use state_store::{
+    AnyBackend, Backend, Policy, Quota, RateLimit, RateLimitLayer, StateKey, Store, UpdateOptions,
+};
 use tokio::net::TcpListener;
 
 /// A user's session: gone after 30 minutes without a request (reading the cart keeps it alive).
@@ -211,7 +213,7 @@ async fn work(store: Store<AnyBackend>, id: String) {
         let (store, id) = (store.clone(), id.clone());
         async move {
             let step = store
-                .update_outcome::<Job>(&id, |job| match job {
+                .update_with::<Job>(&id, UpdateOptions::new(), |job| match job {
                     Some(job) if job.status == from => Some(Job { status: to, ..job }),
                     _ => None,
                 })

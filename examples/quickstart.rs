@@ -11,10 +11,12 @@
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use state_store::{AnyBackend, Backend, MemoryBackend, Result, StateKey, Store, Updated};
+use state_store::{
+    AnyBackend, Backend, MemoryBackend, Result, SetOptions, StateKey, Store, UpdateOptions, Updated,
+};
 
 /// A shopping session. It expires 30 minutes after it is `set`, or after its last `touch`,
-/// `get_and_touch` or `update_and_touch`; a plain `update` keeps the time it has left.
+/// `get_and_touch` or `update_with` with `UpdateOptions::new().refresh_ttl()`; a plain `update` keeps the time it has left.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, StateKey)]
 #[state(prefix = "session", id = u64, ttl = "30m")]
 pub struct Session {
@@ -38,7 +40,7 @@ async fn add_to_cart(store: &Store<AnyBackend>, user: u64, item: &str) -> Result
         updated_at: 0,
     };
     let added = store
-        .update_and_touch::<Session>(user, |current| {
+        .update_with::<Session>(user, UpdateOptions::new().refresh_ttl(), |current| {
             let mut session = current.unwrap_or_else(empty);
             session.cart.push(item.to_string());
             session.updated_at += 1;
@@ -76,7 +78,11 @@ async fn demo(store: Store<AnyBackend>) -> Result<()> {
 
     // A per-key expiry: on NATS JetStream KV (one `max_age` per bucket) only the type's ttl.
     match store
-        .set_with_ttl::<Session>(7, &session, Duration::from_millis(200))
+        .set_with::<Session>(
+            7,
+            &session,
+            SetOptions::new().ttl(Duration::from_millis(200)),
+        )
         .await
     {
         Ok(()) => println!(

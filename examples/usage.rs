@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
-use state_store::{AnyBackend, Backend, Result, StateKey, Store, Usage, UsageOptions};
+use state_store::{AnyBackend, Backend, Result, SetOptions, StateKey, Store, Usage, UsageOptions};
 
 /// The demo namespace, removed again after the report.
 const DEMO: &str = "usage-demo";
@@ -83,7 +83,11 @@ async fn demo() -> Result<()> {
     }
     // A short-lived session, so that the spread of ttls shows.
     store
-        .set_with_ttl::<Session>(9_999, &Session { cart: vec![] }, Duration::from_secs(20))
+        .set_with::<Session>(
+            9_999,
+            &Session { cart: vec![] },
+            SetOptions::new().ttl(Duration::from_secs(20)),
+        )
         .await?;
 
     let reported = report(&store).await;

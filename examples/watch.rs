@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use state_store::StreamExt;
-use state_store::{AnyBackend, Backend, Change, Changes, Result, StateKey, Store};
+use state_store::{AnyBackend, Backend, Change, Changes, Result, SetOptions, StateKey, Store};
 use tokio::time::Instant;
 
 /// A job's status; writes announce themselves on the `job` change feed.
@@ -173,7 +173,11 @@ async fn demo(store: Store<AnyBackend>) -> Result<()> {
     );
     // Queued with a short deadline, and nobody claims it.
     store
-        .set_with_ttl::<Job>(&ids[2], &job("queued"), Duration::from_millis(300))
+        .set_with::<Job>(
+            &ids[2],
+            &job("queued"),
+            SetOptions::new().ttl(Duration::from_millis(300)),
+        )
         .await?;
     println!("worker: job 9 queued for 300 ms, left to expire");
 

@@ -13,7 +13,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use state_store::{
-    Backend, Change, Changes, Policy, Quota, RateLimit, RedisBackend, StateKey, Store,
+    Backend, Change, Changes, Policy, Quota, RateLimit, RedisBackend, SetOptions, StateKey, Store,
 };
 use support::RedisServer;
 
@@ -158,7 +158,7 @@ async fn the_service_user_can_do_everything_in_its_namespace() {
     assert!(within("exists", store.exists::<Job>(1)).await.unwrap());
     assert_eq!(within("ttl", store.ttl::<Job>(1)).await.unwrap(), None);
     let minute = Duration::from_secs(60);
-    let with_ttl = store.set_with_ttl::<Job>(2, &job("b"), minute);
+    let with_ttl = store.set_with::<Job>(2, &job("b"), SetOptions::new().ttl(minute));
     within("set_with_ttl", with_ttl).await.unwrap();
     let left = within("ttl", store.ttl::<Job>(2)).await.unwrap().unwrap();
     assert!(left > Duration::from_secs(50) && left <= minute, "{left:?}");
@@ -269,7 +269,11 @@ async fn the_service_user_can_do_everything_in_its_namespace() {
         .arg(&["SET", "notify-keyspace-events", "Ex"])
         .query(&mut admin)
         .unwrap();
-    let short = store.set_with_ttl::<Job>(6, &job("f"), Duration::from_millis(50));
+    let short = store.set_with::<Job>(
+        6,
+        &job("f"),
+        SetOptions::new().ttl(Duration::from_millis(50)),
+    );
     within("set_with_ttl", short).await.unwrap();
     assert_eq!(next_change(&mut all).await, set(6, "f"));
     // Redis announces the expiry when it deletes the key: in its background cycle, or at the
@@ -333,7 +337,8 @@ async fn another_namespace_is_refused_and_nothing_is_written() {
         key,
         within("set", store.set::<Job>(1, &job("x"))).await,
     );
-    let with_ttl = store.set_with_ttl::<Job>(1, &job("x"), Duration::from_secs(60));
+    let with_ttl =
+        store.set_with::<Job>(1, &job("x"), SetOptions::new().ttl(Duration::from_secs(60)));
     assert_refused("set_with_ttl", key, within("set_with_ttl", with_ttl).await);
     let if_absent = store.set_if_absent::<Job>(2, &job("x"));
     assert_refused(

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use state_store::conformance::{Session, session};
-use state_store::{Change, RedisBackend, StateKey, Store};
+use state_store::{Change, RedisBackend, SetOptions, StateKey, Store};
 use support::cluster::RedisCluster;
 
 /// A backend on `cluster` with nothing stored: every primary flushed (replicas follow), and
@@ -177,7 +177,11 @@ async fn watchers_hear_changes_and_expiries_from_every_primary() {
     store.remove_many::<Item>(&ids).await.unwrap();
     for &id in &ids {
         store
-            .set_with_ttl::<Item>(id, &Item { n: id + 1 }, Duration::from_millis(200))
+            .set_with::<Item>(
+                id,
+                &Item { n: id + 1 },
+                SetOptions::new().ttl(Duration::from_millis(200)),
+            )
             .await
             .unwrap();
     }

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use state_store::conformance::{Marker, Session, session};
-use state_store::{MemoryBackend, Store};
+use state_store::{MemoryBackend, SetOptions, Store, UpdateOptions};
 
 // Paused time: the suite's sleeps advance the clock at once and deterministically.
 state_store::conformance_tests!(tokio::test(start_paused = true), async {
@@ -14,7 +14,11 @@ state_store::conformance_tests!(tokio::test(start_paused = true), async {
 async fn expiry_follows_tokios_clock() {
     let store = Store::new(MemoryBackend::new()).enable_set();
     store
-        .set_with_ttl::<Session>(1, &session(1), Duration::from_secs(5))
+        .set_with::<Session>(
+            1,
+            &session(1),
+            SetOptions::new().ttl(Duration::from_secs(5)),
+        )
         .await
         .unwrap();
     tokio::time::advance(Duration::from_millis(4_999)).await;
@@ -47,7 +51,9 @@ async fn a_session_kept_active_outlives_its_first_deadline() {
     );
     tokio::time::advance(twenty).await;
     store
-        .update_and_touch::<Session>(1, |s| s.map(|_| session(2)))
+        .update_with::<Session>(1, UpdateOptions::new().refresh_ttl(), |s| {
+            s.map(|_| session(2))
+        })
         .await
         .unwrap();
     tokio::time::advance(twenty).await;
@@ -75,7 +81,11 @@ async fn expired_entries_are_purged_not_hidden() {
     for round in 0..50u64 {
         for n in 0..1_000u64 {
             store
-                .set_with_ttl::<Session>(round * 1_000 + n, &session(0), Duration::from_millis(10))
+                .set_with::<Session>(
+                    round * 1_000 + n,
+                    &session(0),
+                    SetOptions::new().ttl(Duration::from_millis(10)),
+                )
                 .await
                 .unwrap();
         }
@@ -95,7 +105,11 @@ async fn expired_entries_are_purged_not_hidden() {
     // Overwriting a key many times leaves one entry and one expiry, which goes when it expires.
     for n in 0..1_000 {
         store
-            .set_with_ttl::<Session>(1, &session(n), Duration::from_secs(1))
+            .set_with::<Session>(
+                1,
+                &session(n),
+                SetOptions::new().ttl(Duration::from_secs(1)),
+            )
             .await
             .unwrap();
     }
@@ -121,7 +135,7 @@ async fn a_million_short_lived_writes_leave_nothing_behind() {
     let ttl = Duration::from_secs(1);
     for n in 0..1_000_000u64 {
         store
-            .set_with_ttl::<Marker>(n, &Marker(n), ttl)
+            .set_with::<Marker>(n, &Marker(n), SetOptions::new().ttl(ttl))
             .await
             .unwrap();
     }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use state_store::StreamExt;
 use state_store::conformance::Capabilities;
-use state_store::{NatsBackend, async_nats};
+use state_store::{NatsBackend, SetOptions, async_nats};
 use support::nats::NatsServer;
 
 async fn fresh() -> (NatsServer, NatsBackend) {
@@ -164,7 +164,11 @@ async fn foreign_ttls_are_unsupported_and_write_nothing() {
     let (_server, backend) = fresh().await;
     let store = Store::new(backend).namespace("svc").enable_set();
     let err = store
-        .set_with_ttl::<Session>(7, &session(7), Duration::from_secs(5))
+        .set_with::<Session>(
+            7,
+            &session(7),
+            SetOptions::new().ttl(Duration::from_secs(5)),
+        )
         .await
         .unwrap_err();
     assert!(

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use state_store::backend::{BoxFuture, BoxStream, Notify};
 use state_store::{
     AnyBackend, Backend, Error, Expiry, MemoryBackend, PutMode, RedisBackend, StateKey, Store,
-    Versioned,
+    UpdateOptions, Versioned,
 };
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
@@ -341,13 +341,19 @@ fn an_update_records_how_many_times_its_change_ran() {
         assert_eq!(update.field("state.attempts"), Some("2"));
         assert_eq!(update.field("state.outcome"), Some("written"));
         // No lost race the second time.
-        store.update_outcome::<Session>(1, bump).await.unwrap();
-        let outcome = capture.only("update_outcome");
+        store
+            .update_with::<Session>(1, UpdateOptions::new(), bump)
+            .await
+            .unwrap();
+        let outcome = capture.only("update_with");
         assert_eq!(outcome.field("state.attempts"), Some("1"));
         assert_eq!(outcome.field("state.outcome"), Some("written"));
-        store.update_outcome::<Session>(1, |_| None).await.unwrap();
+        store
+            .update_with::<Session>(1, UpdateOptions::new(), |_| None)
+            .await
+            .unwrap();
         assert_eq!(
-            capture.only("update_outcome").field("state.outcome"),
+            capture.only("update_with").field("state.outcome"),
             Some("unchanged")
         );
     });

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
-use state_store::{Backend, Change, Changes, Error, RedisBackend, StateKey, Store};
+use state_store::{Backend, Change, Changes, Error, RedisBackend, SetOptions, StateKey, Store};
 use support::RedisServer;
 
 /// A notified type with a string id and the type's own ttl.
@@ -264,7 +264,11 @@ async fn without_config_every_write_method_is_delivered() {
     assert_eq!(next_change(&mut jobs).await, set("3", "created"));
 
     store
-        .set_with_ttl::<Job>("4".to_string(), &job("brief"), Duration::from_secs(3600))
+        .set_with::<Job>(
+            "4".to_string(),
+            &job("brief"),
+            SetOptions::new().ttl(Duration::from_secs(3600)),
+        )
         .await
         .unwrap();
     assert_eq!(next_change(&mut jobs).await, set("4", "brief"));
@@ -372,10 +376,10 @@ async fn namespaces_and_types_are_isolated() {
         .set::<Job>("2".to_string(), &job("b2"))
         .await
         .unwrap();
-    a.set_with_ttl::<Job>(
+    a.set_with::<Job>(
         "brief".to_string(),
         &job("a-brief"),
-        Duration::from_millis(50),
+        SetOptions::new().ttl(Duration::from_millis(50)),
     )
     .await
     .unwrap();
@@ -721,7 +725,11 @@ async fn only_notified_types_publish_and_in_the_same_step() {
         .await
         .unwrap();
     store
-        .set_with_ttl::<Note>("2".to_string(), &note("b"), Duration::from_secs(60))
+        .set_with::<Note>(
+            "2".to_string(),
+            &note("b"),
+            SetOptions::new().ttl(Duration::from_secs(60)),
+        )
         .await
         .unwrap();
     assert!(
@@ -900,10 +908,10 @@ async fn an_acl_user_without_the_keyevent_channel_can_watch() {
     assert!(refused >= 1, "the expired channel was not refused? {stats}");
 
     store
-        .set_with_ttl::<Job>(
+        .set_with::<Job>(
             "short".to_string(),
             &job("short"),
-            Duration::from_millis(50),
+            SetOptions::new().ttl(Duration::from_millis(50)),
         )
         .await
         .unwrap();
@@ -1029,7 +1037,11 @@ async fn expiries_arrive_once_expiry_events_are_enabled() {
     let mut one = store.watch_id::<Job>("t".to_string()).await.unwrap();
     let mut other = store.watch_id::<Job>("u".to_string()).await.unwrap();
     store
-        .set_with_ttl::<Job>("t".to_string(), &job("brief"), Duration::from_millis(100))
+        .set_with::<Job>(
+            "t".to_string(),
+            &job("brief"),
+            SetOptions::new().ttl(Duration::from_millis(100)),
+        )
         .await
         .unwrap();
     for changes in [&mut watcher, &mut one] {
@@ -1050,7 +1062,11 @@ async fn expiries_arrive_once_expiry_events_are_enabled() {
     let mut raw = plain.raw();
     let mut watcher = store.watch::<Job>().await.unwrap();
     store
-        .set_with_ttl::<Job>("t".to_string(), &job("brief"), Duration::from_millis(100))
+        .set_with::<Job>(
+            "t".to_string(),
+            &job("brief"),
+            SetOptions::new().ttl(Duration::from_millis(100)),
+        )
         .await
         .unwrap();
     assert_eq!(next_change(&mut watcher).await, set("t", "brief"));
@@ -1097,7 +1113,11 @@ async fn ids_that_need_escaping_arrive_intact() {
             .unwrap();
         assert!(store.remove::<Job>(id.to_string()).await.unwrap());
         store
-            .set_with_ttl::<Job>(id.to_string(), &job(id), Duration::from_millis(30))
+            .set_with::<Job>(
+                id.to_string(),
+                &job(id),
+                SetOptions::new().ttl(Duration::from_millis(30)),
+            )
             .await
             .unwrap();
     }
@@ -1248,7 +1268,11 @@ async fn the_feed_works_over_resp3() {
         .unwrap();
     assert!(store.remove::<Job>("1".to_string()).await.unwrap());
     store
-        .set_with_ttl::<Job>("2".to_string(), &job("two"), Duration::from_millis(50))
+        .set_with::<Job>(
+            "2".to_string(),
+            &job("two"),
+            SetOptions::new().ttl(Duration::from_millis(50)),
+        )
         .await
         .unwrap();
     assert_eq!(next_change(&mut watcher).await, set("1", "one"));
@@ -1450,14 +1474,18 @@ async fn notified_writes_keep_the_expiry_rules_of_plain_writes() {
     }
     // set_with_ttl, then update: the update keeps the remaining expiry.
     store
-        .set_with_ttl::<Job>("b".to_string(), &job("b"), Duration::from_secs(3600))
+        .set_with::<Job>(
+            "b".to_string(),
+            &job("b"),
+            SetOptions::new().ttl(Duration::from_secs(3600)),
+        )
         .await
         .unwrap();
     store
-        .set_with_ttl::<PlainJob>(
+        .set_with::<PlainJob>(
             "b".to_string(),
             &PlainJob { status: "b".into() },
-            Duration::from_secs(3600),
+            SetOptions::new().ttl(Duration::from_secs(3600)),
         )
         .await
         .unwrap();

@@ -129,7 +129,7 @@ pub use rate_limit::{Decision, Policy, Quota, RateLimit};
 pub use redis_backend::{RedisBackend, RedisConnection, RedisOptions};
 pub use state_store_derive::StateKey;
 pub use store::{Change, Changes};
-pub use store::{Item, MigrateOptions, MigrateReport, Store, Updated};
+pub use store::{Item, MigrateOptions, MigrateReport, SetOptions, Store, UpdateOptions, Updated};
 #[cfg(feature = "tower")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
 pub use tower::{OnError, RateLimitLayer, RateLimitService};

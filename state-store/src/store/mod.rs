@@ -22,9 +22,9 @@ mod write;
 
 pub use migrate::{MigrateOptions, MigrateReport};
 use trace::CallSpan;
-pub use update::Updated;
+pub use update::{UpdateOptions, Updated};
 pub use watch::{Change, Changes};
-pub use write::Item;
+pub use write::{Item, SetOptions};
 
 /// How often [`Store::update`] tries before giving up with [`Error::Conflict`], by default.
 const UPDATE_ATTEMPTS: u32 = 64;
@@ -116,7 +116,7 @@ impl<B: Backend> Store<B> {
         Ok(store)
     }
 
-    /// Allows every write: [`set`](Self::set), [`set_with_ttl`](Self::set_with_ttl),
+    /// Allows every write: [`set`](Self::set), [`set_with`](Self::set_with),
     /// [`set_if_absent`](Self::set_if_absent), [`set_many`](Self::set_many),
     /// [`update`](Self::update), [`incr`](Self::incr) and [`check`](Self::check).
     pub fn enable_set(mut self) -> Self {

@@ -151,7 +151,6 @@ impl<T> Outcome for Option<T> {
     }
 }
 
-
 impl Outcome for Decision {
     fn outcome(&self) -> &'static str {
         if self.allowed { "allowed" } else { "refused" }

@@ -55,17 +55,18 @@ impl<B: Backend> Store<B> {
         change: impl FnMut(Option<S>) -> Option<S> + Send + 'a,
     ) -> impl Future<Output = Result<Option<S>>> + Send + 'a {
         let span = call_span!(self, S, "update");
-        let updated = self.update_with::<S>(span, "update", id, change, false);
+        let updated = self.update_inner::<S>(span, "update", id, change, false);
         async move { Ok(updated.await?.into_value()) }
     }
 
-    /// [`update`](Self::update), saying what happened: [`Updated::Written`] with the value
-    /// stored when `change` returned one and it was written, [`Updated::Unchanged`] with the
-    /// value as it is when `change` returned `None`. No comparing of values to find out.
+    /// [`update`](Self::update) with [`UpdateOptions`], saying what happened:
+    /// [`Updated::Written`] with the value stored when `change` returned one and it was
+    /// written, [`Updated::Unchanged`] with the value as it is when `change` returned `None`. No
+    /// comparing of values to find out.
     ///
     /// ```
     /// # use serde::{Deserialize, Serialize};
-    /// # use state_store::{MemoryBackend, StateKey, Store, Updated};
+    /// # use state_store::{MemoryBackend, StateKey, Store, UpdateOptions, Updated};
     /// # #[derive(Debug, PartialEq, Serialize, Deserialize, StateKey)]
     /// # #[state(prefix = "job", id = u64)]
     /// # struct Job { status: String }
@@ -77,40 +78,61 @@ impl<B: Backend> Store<B> {
     ///     Some(job) if job.status == "queued" => Some(Job { status: "running".into() }),
     ///     _ => None,
     /// };
-    /// match store.update_outcome::<Job>(7, claim).await? {
+    /// match store.update_with::<Job>(7, UpdateOptions::new(), claim).await? {
     ///     Updated::Written(job) => assert_eq!(job.status, "running"), // this worker has it
     ///     Updated::Unchanged(current) => panic!("another worker has it: {current:?}"),
     /// }
-    /// assert!(!store.update_outcome::<Job>(7, claim).await?.is_written());
+    /// assert!(!store.update_with::<Job>(7, UpdateOptions::new(), claim).await?.is_written());
     /// # Ok(())
     /// # }
     /// ```
+    ///
+    /// With [`UpdateOptions::refresh_ttl`], a value it replaces gets the type's `ttl` again,
+    /// counted from this write: sliding expiry, for a session that should end after 30 minutes
+    /// without changes rather than 30 minutes after it began. When `change` returns `None`
+    /// nothing is written and the expiry is left as it is (use [`touch`](Self::touch) to extend
+    /// it without a change). Needs [`enable_set`](Self::enable_set).
+    pub fn update_with<'a, S: StateKey>(
+        &'a self,
+        id: impl IdArg<S::Id>,
+        options: UpdateOptions,
+        change: impl FnMut(Option<S>) -> Option<S> + Send + 'a,
+    ) -> impl Future<Output = Result<Updated<S>>> + Send + 'a {
+        let span = call_span!(self, S, "update_with");
+        let operation = if options.refresh_ttl {
+            "update_and_touch"
+        } else {
+            "update"
+        };
+        self.update_inner::<S>(span, operation, id, change, options.refresh_ttl)
+    }
+
+    /// [`update_with`](Self::update_with) with the default [`UpdateOptions`].
+    #[deprecated(
+        since = "0.2.0",
+        note = "use `update_with(id, UpdateOptions::new(), change)`"
+    )]
     pub fn update_outcome<'a, S: StateKey>(
         &'a self,
         id: impl IdArg<S::Id>,
         change: impl FnMut(Option<S>) -> Option<S> + Send + 'a,
     ) -> impl Future<Output = Result<Updated<S>>> + Send + 'a {
-        self.update_with::<S>(
-            call_span!(self, S, "update_outcome"),
-            "update",
-            id,
-            change,
-            false,
-        )
+        let span = call_span!(self, S, "update_outcome");
+        self.update_inner::<S>(span, "update", id, change, false)
     }
 
-    /// [`update`](Self::update), except that a value it replaces gets the type's `ttl` again,
-    /// counted from this write: sliding expiry, for a session that should end after 30 minutes
-    /// without changes rather than 30 minutes after it began. When `change` returns `None`
-    /// nothing is written and the expiry is left as it is (use [`touch`](Self::touch) to extend
-    /// it without a change). Needs [`enable_set`](Self::enable_set).
+    /// [`update_with`](Self::update_with) with [`UpdateOptions::refresh_ttl`]: sliding expiry.
+    #[deprecated(
+        since = "0.2.0",
+        note = "use `update_with(id, UpdateOptions::new().refresh_ttl(), change)`"
+    )]
     pub fn update_and_touch<'a, S: StateKey>(
         &'a self,
         id: impl IdArg<S::Id>,
         change: impl FnMut(Option<S>) -> Option<S> + Send + 'a,
     ) -> impl Future<Output = Result<Updated<S>>> + Send + 'a {
         let span = call_span!(self, S, "update_and_touch");
-        self.update_with::<S>(span, "update_and_touch", id, change, true)
+        self.update_inner::<S>(span, "update_and_touch", id, change, true)
     }
 
     /// Resets the expiry of the `S` with `id` to the type's `ttl`, counted from now (or clears
@@ -198,7 +220,7 @@ impl<B: Backend> Store<B> {
     }
 
     /// `update` and `update_and_touch`: `refresh` gives a replaced value the type's `ttl`.
-    pub(super) fn update_with<'a, S: StateKey>(
+    fn update_inner<'a, S: StateKey>(
         &'a self,
         span: CallSpan,
         operation: &'static str,
@@ -253,7 +275,30 @@ impl<B: Backend> Store<B> {
     }
 }
 
-/// What [`Store::update_outcome`] and [`Store::update_and_touch`] did.
+/// How [`Store::update_with`] writes. `UpdateOptions::new()` is what [`Store::update`] does.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct UpdateOptions {
+    /// A value the update replaces gets the type's `ttl` again, from this write (sliding
+    /// expiry); otherwise it keeps its remaining expiry. A value the update creates gets the
+    /// type's `ttl` either way.
+    pub refresh_ttl: bool,
+}
+
+impl UpdateOptions {
+    /// The defaults: a replaced value keeps its remaining expiry.
+    pub fn new() -> UpdateOptions {
+        UpdateOptions::default()
+    }
+
+    /// Sliding expiry: see [`refresh_ttl`](UpdateOptions#structfield.refresh_ttl).
+    pub fn refresh_ttl(mut self) -> UpdateOptions {
+        self.refresh_ttl = true;
+        self
+    }
+}
+
+/// What [`Store::update_with`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Updated<S> {
     /// The closure returned a value and it was written: the value stored now.

@@ -224,7 +224,7 @@ impl<B: Backend> Store<B> {
     /// ([`Error::missed_changes`]) as a cue to read the state again. A value that does not
     /// decode is an [`Error::Decode`] item naming its key, and the stream goes on.
     ///
-    /// What publishes: `set`, `set_with_ttl`, a winning `set_if_absent`, an `update` that wrote,
+    /// What publishes: `set`, `set_with`, a winning `set_if_absent`, an `update` that wrote,
     /// `incr` (the new count as the value) and `set_many` (one change per item) publish
     /// [`Change::Set`](crate::Change::Set); `remove` and `remove_many` publish
     /// [`Change::Removed`](crate::Change::Removed) for keys that existed. Rate-limit

@@ -23,9 +23,41 @@ impl<B: Backend> Store<B> {
         self.write(call_span!(self, S, "set"), id, value, S::TTL)
     }
 
-    /// Stores `value` under `id`, expiring after `ttl` instead of the type's `ttl`. Redis counts
-    /// expiry in milliseconds: a `ttl` with a fraction of a millisecond is rounded up. Needs
-    /// [`enable_set`](Self::enable_set).
+    /// Stores `value` under `id` as [`SetOptions`] say: with `ttl` set, expiring after that
+    /// instead of the type's `ttl`. Redis counts expiry in milliseconds: a `ttl` with a fraction
+    /// of a millisecond is rounded up. Needs [`enable_set`](Self::enable_set).
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use serde::{Deserialize, Serialize};
+    /// # use state_store::{MemoryBackend, SetOptions, StateKey, Store};
+    /// # #[derive(Serialize, Deserialize, StateKey)]
+    /// # #[state(prefix = "otp", id = u64, ttl = "10m")]
+    /// # struct Otp(String);
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> state_store::Result<()> {
+    /// # let store = Store::new(MemoryBackend::new()).enable_set();
+    /// let short = SetOptions::new().ttl(Duration::from_secs(60));
+    /// store.set_with::<Otp>(42, &Otp("123456".into()), short).await?;
+    /// assert!(store.ttl::<Otp>(42).await?.unwrap() <= Duration::from_secs(60));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn set_with<S: StateKey>(
+        &self,
+        id: impl IdArg<S::Id>,
+        value: &S,
+        options: SetOptions,
+    ) -> impl Future<Output = Result<()>> + Send + '_ {
+        let ttl = options.ttl.or(S::TTL);
+        self.write(call_span!(self, S, "set_with"), id, value, ttl)
+    }
+
+    /// [`set_with`](Self::set_with) with [`SetOptions::ttl`].
+    #[deprecated(
+        since = "0.2.0",
+        note = "use `set_with(id, value, SetOptions::new().ttl(ttl))`"
+    )]
     pub fn set_with_ttl<S: StateKey>(
         &self,
         id: impl IdArg<S::Id>,
@@ -264,5 +296,26 @@ impl<S: StateKey, I: Borrow<S::Id>, V: Borrow<S>> Item<S> for &(I, V) {
     }
     fn value(&self) -> &S {
         self.1.borrow()
+    }
+}
+
+/// How [`Store::set_with`] writes. `SetOptions::new()` is what [`Store::set`] does.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct SetOptions {
+    /// The expiry of this write instead of the type's `ttl`; `None` for the type's.
+    pub ttl: Option<Duration>,
+}
+
+impl SetOptions {
+    /// The defaults: the type's `ttl`.
+    pub fn new() -> SetOptions {
+        SetOptions::default()
+    }
+
+    /// Expires `ttl` after the write, instead of the type's `ttl`.
+    pub fn ttl(mut self, ttl: Duration) -> SetOptions {
+        self.ttl = Some(ttl);
+        self
     }
 }
