@@ -371,11 +371,8 @@ pub async fn __declared<B: Backend + Clone>(
     let Some(check) = Check::named(check) else {
         return Some(backend);
     };
-    let needs = check.entry().needs.iter();
-    match needs
-        .into_iter()
-        .find(|(need, _)| !need.declared(capabilities))
-    {
+    let needs = check.entry().needs;
+    match needs.iter().find(|(need, _)| !need.declared(capabilities)) {
         Some(&(_, instead)) => {
             registry::run(instead, backend, *capabilities).await;
             None
@@ -385,8 +382,8 @@ pub async fn __declared<B: Backend + Clone>(
 }
 
 /// How the table of checks calls a check: `check(backend)`, or, for a check that
-/// adapts to what a backend declares, `check(backend, &capabilities)` ([`Capabilities::FULL`]
-/// but in the `capabilities = ...` form). `Form` tells the two apart: `()` for the first,
+/// adapts to what a backend declares, `check(backend, &capabilities)` (those declared, less
+/// what is detected missing). `Form` tells the two apart: `()` for the first,
 /// `Capabilities` for the second. Not public API.
 #[doc(hidden)]
 pub trait __Check<B, Form> {
