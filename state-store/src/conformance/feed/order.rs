@@ -1,0 +1,161 @@
+//! Change-feed checks: order and concurrency.
+
+use super::*;
+
+/// The changes of one key arrive in the order they were stored: 200 updates of one id, between
+/// writes of another, reach a watcher of the type and a watcher of the id step by step.
+pub async fn changes_of_one_id_arrive_in_order<B: Backend + Clone>(backend: B) {
+    let store = writable(&backend);
+    let id = |s: &str| s.to_string();
+    let mut all = store.watch::<Watched>().await.unwrap();
+    let mut one = store.watch_id::<Watched>(id("ordered")).await.unwrap();
+
+    store
+        .set::<Watched>(id("ordered"), &watched("step", 0))
+        .await
+        .unwrap();
+    let mut expected = vec![set_of("ordered", watched("step", 0))];
+    let mut others = Vec::new();
+    for n in 1..=200u64 {
+        store
+            .update::<Watched>(id("ordered"), |w| w.map(|w| watched("step", w.step + 1)))
+            .await
+            .unwrap();
+        expected.push(set_of("ordered", watched("step", n)));
+        if n % 10 == 0 {
+            store
+                .set::<Watched>(id("other"), &watched("other", n))
+                .await
+                .unwrap();
+            others.push(set_of("other", watched("other", n)));
+        }
+    }
+    assert!(store.remove::<Watched>(id("ordered")).await.unwrap());
+    expected.push(removed_of("ordered"));
+
+    for (n, change) in expected.iter().enumerate() {
+        expect_change(
+            &mut one,
+            change.clone(),
+            &format!("watch_id: change {n} of {}", expected.len()),
+        )
+        .await;
+    }
+    let mut both = expected;
+    both.extend(others);
+    expect_changes(&mut all, both, "watch(): 200 updates between other writes").await;
+    nothing_before_sentinel(
+        &store,
+        &mut all,
+        id("sentinel"),
+        sentinel("200 updates"),
+        "the writes above, beyond their own changes,",
+    )
+    .await;
+}
+
+/// Writers in several tasks at once: a watcher gets every change exactly once, each id's in
+/// order. 8 tasks set their own id 25 times and increment one shared counter 25 times (so the
+/// counts 1 to 200 arrive once each, in order), while 4 more race to `update` one key (every
+/// successful update announces its value, in order, and failed attempts nothing).
+pub async fn concurrent_writers_deliver_every_change<B: Backend + Clone>(backend: B) {
+    const WRITERS: u64 = 8;
+    const WRITES: u64 = 25;
+    const UPDATERS: u64 = 4;
+    const UPDATES: u64 = 20;
+    let store = writable(&backend);
+    let mut jobs = store.watch::<Watched>().await.unwrap();
+    let mut counts = store.watch::<WatchedCount>().await.unwrap();
+    store
+        .set::<Watched>("contended".to_string(), &watched("race", 0))
+        .await
+        .unwrap();
+
+    let writers = spawn_writers(&store, WRITERS, WRITES);
+    let updaters: Vec<_> = (0..UPDATERS)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut ok = 0u64;
+                for _ in 0..UPDATES {
+                    match store
+                        .update::<Watched>("contended".to_string(), |w| {
+                            w.map(|w| watched("race", w.step + 1))
+                        })
+                        .await
+                    {
+                        Ok(_) => ok += 1,
+                        Err(Error::Conflict { .. }) => {}
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+                ok
+            })
+        })
+        .collect();
+    for task in writers {
+        task.await.unwrap();
+    }
+    let mut updated = 0;
+    for task in updaters {
+        updated += task.await.unwrap();
+    }
+    assert!(updated > 0);
+
+    let total = WRITERS * WRITES + 1 + updated;
+    let mut next_step: HashMap<String, u64> = HashMap::new();
+    next_step.insert("contended".into(), 0);
+    for n in 0..total {
+        let what = format!("change {n} of {total} from concurrent writers");
+        let Change::Set { id, value } = next_change(&mut jobs, &what).await else {
+            panic!("{what}: only sets were written");
+        };
+        let expected = next_step
+            .entry(id.clone())
+            .or_insert(if id == "contended" { 0 } else { 1 });
+        assert_eq!(
+            value.step, *expected,
+            "{what}: {id} out of order or duplicated"
+        );
+        *expected += 1;
+    }
+    for w in 0..WRITERS {
+        assert_eq!(
+            next_step.get(&format!("writer-{w}")),
+            Some(&(WRITES + 1)),
+            "writer-{w}: {next_step:?}"
+        );
+    }
+    assert_eq!(
+        next_step["contended"],
+        updated + 1,
+        "one change per successful update"
+    );
+    for count in 1..=(WRITERS * WRITES) as i64 {
+        expect_change(
+            &mut counts,
+            Change::Set {
+                id: "shared".to_string(),
+                value: WatchedCount(count),
+            },
+            &format!("concurrent increments: count {count}"),
+        )
+        .await;
+    }
+    nothing_before_sentinel(
+        &store,
+        &mut jobs,
+        "sentinel".to_string(),
+        sentinel("concurrent writes"),
+        "concurrent writes, beyond their own changes,",
+    )
+    .await;
+    nothing_before_sentinel(
+        &store,
+        &mut counts,
+        "sentinel".to_string(),
+        WatchedCount(-1),
+        "concurrent increments, beyond their own changes,",
+    )
+    .await;
+}
