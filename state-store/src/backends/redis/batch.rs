@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use redis::RedisError;
 use tokio::sync::oneshot;
 
-use crate::redis_backend::{RedisBackend, Reply};
+use crate::backends::redis::{RedisBackend, Reply};
 use crate::{Error, Result};
 
 /// The reads one backend has in flight, and the calls waiting for the next batch.
@@ -239,7 +239,7 @@ async fn send(backend: &RedisBackend, batch: &mut Vec<Waiter>) -> Option<RedisEr
     }
     let replies = backend.get_each(&keys).await;
     let broken = replies.iter().find_map(|reply| match reply {
-        Reply::Failed(e) if crate::redis_backend::broke_connection(e) => Some(e.clone()),
+        Reply::Failed(e) if crate::backends::redis::broke_connection(e) => Some(e.clone()),
         _ => None,
     });
     let mut replies: Vec<Option<Reply>> = replies.into_iter().map(Some).collect();

@@ -10,18 +10,22 @@ use futures_core::Stream;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Client, Cmd, FromRedisValue, RedisError, Script, ScriptInvocation};
 
-pub use crate::redis_conn::RedisConnection;
+pub use crate::backends::redis::conn::RedisConnection;
 
 use crate::backend::{
     Backend, BoxFuture, BoxStream, Decode, Decoded, Event, Expiry, Notify, PutMode, Version,
     Versioned, Watch, ceil_millis, not_a_counter,
 };
+use crate::backends::redis::batch::{Batcher, Turn};
+use crate::backends::redis::cache::Tracker;
+use crate::backends::redis::feed::{RedisFeed, Source, set_message, wire_channel};
 use crate::rate_limit::Decision;
-use crate::redis_batch::{Batcher, Turn};
-use crate::redis_cache::Tracker;
-use crate::redis_feed::{RedisFeed, Source, set_message, wire_channel};
 use crate::{Error, Result, Usage, UsageOptions};
 
+mod batch;
+mod cache;
+mod conn;
+mod feed;
 mod usage;
 
 /// Scripts run atomically on the server in one round trip (`EVALSHA`). Each reports a value that
@@ -748,7 +752,7 @@ impl RedisBackend {
             }
         }
         let client = builder.build().map_err(connect_error)?;
-        let primary = crate::redis_conn::Primary::connect(
+        let primary = crate::backends::redis::conn::Primary::connect(
             client,
             manager_config(&options),
             options.connect_bound(),
@@ -1749,7 +1753,7 @@ impl RedisBackend {
             let mut order = Vec::new();
             let mut groups: std::collections::HashMap<_, Vec<T>> = std::collections::HashMap::new();
             for item in items {
-                let slot = crate::redis_conn::cluster::slot(item.slot_key());
+                let slot = crate::backends::redis::conn::cluster::slot(item.slot_key());
                 groups
                     .entry(slot)
                     .or_insert_with(|| {
@@ -1865,7 +1869,7 @@ impl RedisBackend {
         let nodes: String = self
             .query_idempotent("ids", key, redis::cmd("CLUSTER").arg("NODES"))
             .await?;
-        Ok(crate::redis_feed::parse_nodes(&nodes)
+        Ok(crate::backends::redis::feed::parse_nodes(&nodes)
             .filter(|node| node.primary && !node.failed)
             .map(|node| (node.host.to_owned(), node.port))
             .collect())

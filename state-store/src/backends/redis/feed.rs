@@ -157,7 +157,7 @@ pub(crate) enum Source {
     /// The primary the sentinels name at each connection: expired-key events are the
     /// primary's (a replica deletes what its primary expires, and announces no expiry).
     #[cfg(feature = "sentinel")]
-    Sentinel(Arc<crate::redis_conn::Primary>),
+    Sentinel(Arc<crate::backends::redis::conn::Primary>),
     /// Any node of a Cluster for the feeds' channels (the cluster bus carries a `PUBLISH` to
     /// every node), and every node for the expired-key events, which each primary announces only
     /// on itself. Replicas announce none, so listening on all nodes hears each expiry once, and
