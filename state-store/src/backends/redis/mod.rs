@@ -3,12 +3,12 @@
 use std::borrow::Cow;
 use std::collections::{HashSet, VecDeque};
 use std::fmt;
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_core::Stream;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Client, Cmd, FromRedisValue, RedisError, Script, ScriptInvocation};
+use redis::{Client, Cmd, FromRedisValue, RedisError, ScriptInvocation};
 
 pub use crate::backends::redis::conn::RedisConnection;
 
@@ -19,6 +19,9 @@ use crate::backend::{
 use crate::backends::redis::batch::{Batcher, Turn};
 use crate::backends::redis::cache::Tracker;
 use crate::backends::redis::feed::{RedisFeed, Source, set_message, wire_channel};
+use crate::backends::redis::scripts::{
+    FIXED_WINDOW, GCRA, INCR, PUT_IF_VERSION, PUT_NOTIFY, REMOVE_IF_VERSION, REMOVE_NOTIFY,
+};
 use crate::rate_limit::Decision;
 use crate::{Error, Result, Usage, UsageOptions};
 
@@ -26,232 +29,8 @@ mod batch;
 mod cache;
 mod conn;
 mod feed;
+mod scripts;
 mod usage;
-
-/// Scripts run atomically on the server in one round trip (`EVALSHA`). Each reports a value that
-/// is not an integer counter (by Redis's own rule, checked with `INCRBY key 0`) as a
-/// `NOTCOUNTER` error instead of changing anything.
-///
-/// The start of every script that publishes: on Redis 7, which can check a user's permissions
-/// from a script, a user who may not publish on the feed's channel gets an error before
-/// anything is written, not a write that happened and then failed to announce itself (a script
-/// is not rolled back). `channel` is the wire channel.
-const MAY_PUBLISH: &str = r#"
-    local function may_publish(channel)
-        if redis.acl_check_cmd and not redis.acl_check_cmd('PUBLISH', channel, '') then
-            return redis.error_reply('NOPERM this user may not PUBLISH on `' .. channel ..
-                '`, the change feed of this notified type; nothing was written')
-        end
-    end
-"#;
-
-/// The start of the counter scripts: an `INCRBY` refused for the stored value (Redis's own "not
-/// an integer" and "overflow" errors) becomes a `NOTCOUNTER` error, which is reported as
-/// `Error::InvalidKey`; any other refusal (`OOM` under `maxmemory`, say) is passed on as it is.
-const COUNTER_ERROR: &str = r"
-    local function counter_error(reply)
-        if string.find(reply.err, 'not an integer', 1, true)
-            or string.find(reply.err, 'overflow', 1, true) then
-            return redis.error_reply('NOTCOUNTER ' .. reply.err)
-        end
-        return reply
-    end
-";
-
-/// The scripts that write a notified type publish what they wrote on the type's channel, in the
-/// same atomic step, as `{"op":"set","key":...}` followed by a newline and the value as stored,
-/// or `{"op":"removed","key":...}`
-/// (see `redis_feed.rs`, which parses them).
-///
-/// `INCRBY` that starts the key's expiry only when it creates the key; ARGV[3] is the channel to
-/// announce the new count on, or empty.
-static INCR: LazyLock<Script> = LazyLock::new(|| {
-    script_that_publishes(&format!(
-        "{COUNTER_ERROR}{}",
-        r#"
-        if ARGV[3] ~= '' then
-            local refused = may_publish(ARGV[3])
-            if refused then return refused end
-        end
-        local created = redis.call('EXISTS', KEYS[1]) == 0
-        local n = redis.pcall('INCRBY', KEYS[1], ARGV[1])
-        if type(n) == 'table' and n.err then
-            return counter_error(n)
-        end
-        if created and ARGV[2] ~= '' then
-            redis.call('PEXPIRE', KEYS[1], ARGV[2])
-        end
-        if ARGV[3] ~= '' then
-            -- The stored text, not the Lua number, which would lose digits past 2^53.
-            local stored = redis.call('GET', KEYS[1])
-            redis.call('PUBLISH', ARGV[3],
-                '{"op":"set","key":' .. cjson.encode(KEYS[1]) .. '}\n' .. stored)
-        end
-        return n
-        "#
-    ))
-});
-
-/// A conditional write of a notified type, announced when it happened. ARGV: channel, value,
-/// condition ('nx': only a new key; otherwise the SHA-1 hex the current value must have), expiry
-/// ('keep', 'never' or milliseconds). Returns 1 when written.
-static PUT_NOTIFY: LazyLock<Script> = LazyLock::new(|| {
-    script_that_publishes(
-        r#"
-        local refused = may_publish(ARGV[1])
-        if refused then return refused end
-        local condition = ARGV[3]
-        if condition == 'nx' then
-            if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-        else
-            local current = redis.call('GET', KEYS[1])
-            if not current or redis.sha1hex(current) ~= condition then return 0 end
-        end
-        if ARGV[4] == 'keep' then
-            redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL')
-        elseif ARGV[4] == 'never' then
-            redis.call('SET', KEYS[1], ARGV[2])
-        else
-            redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[4])
-        end
-        redis.call('PUBLISH', ARGV[1],
-            '{"op":"set","key":' .. cjson.encode(KEYS[1]) .. '}\n' .. ARGV[2])
-        return 1
-        "#,
-    )
-});
-
-/// Removal of notified keys: each that existed is announced. ARGV[1] channel. Returns how many
-/// existed.
-static REMOVE_NOTIFY: LazyLock<Script> = LazyLock::new(|| {
-    script_that_publishes(
-        r#"
-        local refused = may_publish(ARGV[1])
-        if refused then return refused end
-        local removed = 0
-        for _, key in ipairs(KEYS) do
-            if redis.call('DEL', key) == 1 then
-                removed = removed + 1
-                redis.call('PUBLISH', ARGV[1], '{"op":"removed","key":' .. cjson.encode(key) .. '}')
-            end
-        end
-        return removed
-        "#,
-    )
-});
-
-/// A removal only if the key still holds the value whose SHA-1 (hex) is ARGV[1]; ARGV[2] is the
-/// channel to announce it on, or empty. Returns 1 when removed.
-static REMOVE_IF_VERSION: LazyLock<Script> = LazyLock::new(|| {
-    script_that_publishes(
-        r#"
-        if ARGV[2] ~= '' then
-            local refused = may_publish(ARGV[2])
-            if refused then return refused end
-        end
-        local current = redis.call('GET', KEYS[1])
-        if not current or redis.sha1hex(current) ~= ARGV[1] then return 0 end
-        redis.call('DEL', KEYS[1])
-        if ARGV[2] ~= '' then
-            redis.call('PUBLISH', ARGV[2], '{"op":"removed","key":' .. cjson.encode(KEYS[1]) .. '}')
-        end
-        return 1
-        "#,
-    )
-});
-
-fn script_that_publishes(body: &str) -> Script {
-    Script::new(&format!("{MAY_PUBLISH}{body}"))
-}
-
-/// A write only if the key still holds the value whose SHA-1 (hex) is ARGV[1]: the version
-/// `get_versioned` computed, so the old value is not sent back. ARGV[2] is the new value, ARGV[3]
-/// the expiry: 'keep', 'never', or milliseconds.
-static PUT_IF_VERSION: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"
-        local current = redis.call('GET', KEYS[1])
-        if not current or redis.sha1hex(current) ~= ARGV[1] then return 0 end
-        if ARGV[3] == 'keep' then
-            redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL')
-        elseif ARGV[3] == 'never' then
-            redis.call('SET', KEYS[1], ARGV[2])
-        else
-            redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
-        end
-        return 1
-        ",
-    )
-});
-
-/// Fixed window: ARGV limit, window in ms. Returns {allowed, remaining, retry_after_ms,
-/// reset_after_ms}.
-static FIXED_WINDOW: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(&format!(
-        "{COUNTER_ERROR}{}",
-        r"
-        local limit = tonumber(ARGV[1])
-        local window = tonumber(ARGV[2])
-        local raw = redis.call('GET', KEYS[1])
-        local count = 0
-        local left = window
-        if raw then
-            -- INCRBY 0 applies Redis's own integer rule, exactly as `incr` would.
-            count = redis.pcall('INCRBY', KEYS[1], 0)
-            if type(count) == 'table' then
-                return counter_error(count)
-            end
-            left = redis.call('PTTL', KEYS[1])
-            if left < 0 then
-                -- A counter without expiry would refuse forever once full: give it a window.
-                redis.call('PEXPIRE', KEYS[1], window)
-                left = window
-            end
-        end
-        if count < 0 then count = 0 end
-        if count >= limit then return {0, 0, left, left} end
-        if raw then
-            redis.call('SET', KEYS[1], count + 1, 'KEEPTTL')
-        else
-            redis.call('SET', KEYS[1], 1, 'PX', window)
-        end
-        return {1, limit - count - 1, 0, left}
-        "
-    ))
-});
-
-/// GCRA on the server's clock, in microseconds: ARGV interval, burst. The key holds the
-/// theoretical arrival time and expires when it has passed. Returns {allowed, remaining,
-/// retry_after_us, reset_after_us}.
-static GCRA: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(&format!(
-        "{COUNTER_ERROR}{}",
-        r"
-        local interval = tonumber(ARGV[1])
-        local burst = tonumber(ARGV[2])
-        local time = redis.call('TIME')
-        local now = tonumber(time[1]) * 1000000 + tonumber(time[2])
-        local tat = now
-        local raw = redis.call('GET', KEYS[1])
-        if raw then
-            -- INCRBY 0 applies Redis's own integer rule, exactly as `incr` would.
-            local stored = redis.pcall('INCRBY', KEYS[1], 0)
-            if type(stored) == 'table' then
-                return counter_error(stored)
-            end
-            tat = math.max(stored, now)
-        end
-        local new_tat = tat + interval
-        local allow_at = new_tat - interval * burst
-        if now < allow_at then
-            return {0, 0, allow_at - now, tat - now}
-        end
-        local px = math.ceil((new_tat - now) / 1000)
-        redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX', string.format('%.0f', px))
-        return {1, math.floor((now - allow_at) / interval), 0, new_tat - now}
-        "
-    ))
-});
 
 /// Timeouts, reconnect attempts and TLS certificates of a [`RedisBackend`].
 ///
