@@ -79,26 +79,14 @@ extern crate self as state_store;
 
 mod any;
 pub mod backend;
+mod backends;
 #[cfg(feature = "conformance")]
 #[cfg_attr(docsrs, doc(cfg(feature = "conformance")))]
 pub mod conformance;
 mod error;
 mod id;
 mod key;
-mod memory;
-#[cfg(feature = "nats")]
-mod nats_backend;
 mod rate_limit;
-#[cfg(feature = "redis")]
-mod redis_backend;
-#[cfg(feature = "redis")]
-mod redis_batch;
-#[cfg(feature = "redis")]
-mod redis_cache;
-#[cfg(feature = "redis")]
-mod redis_conn;
-#[cfg(feature = "redis")]
-mod redis_feed;
 mod store;
 #[cfg(feature = "tower")]
 mod tower;
@@ -116,17 +104,17 @@ pub use backend::usage::{
     UsageProgress, UsageTally,
 };
 pub use backend::{Backend, Expiry, PutMode, Version, Versioned};
+pub use backends::memory::MemoryBackend;
+#[cfg(feature = "nats")]
+#[cfg_attr(docsrs, doc(cfg(feature = "nats")))]
+pub use backends::nats::{NatsBackend, NatsOptions};
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use backends::redis::{RedisBackend, RedisConnection, RedisOptions};
 pub use error::{BoxError, Error, Result};
 pub use id::{IdArg, IdError, KeyParts, StateId, id_from_key, id_to_key};
 pub use key::{Counter, Key, Notified, StateKey};
-pub use memory::MemoryBackend;
-#[cfg(feature = "nats")]
-#[cfg_attr(docsrs, doc(cfg(feature = "nats")))]
-pub use nats_backend::{NatsBackend, NatsOptions};
 pub use rate_limit::{Decision, Policy, Quota, RateLimit};
-#[cfg(feature = "redis")]
-#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
-pub use redis_backend::{RedisBackend, RedisConnection, RedisOptions};
 pub use state_store_derive::StateKey;
 pub use store::{Change, Changes};
 pub use store::{Item, MigrateOptions, MigrateReport, SetOptions, Store, UpdateOptions, Updated};

@@ -87,7 +87,7 @@ pub async fn touch_slides_the_expiry<B: Backend + Clone>(backend: B) {
     let store = writable(&backend);
     let short = Duration::from_secs(60);
     store
-        .set_with_ttl::<Session>(1, &session(1), short)
+        .set_with::<Session>(1, &session(1), crate::SetOptions::new().ttl(short))
         .await
         .unwrap();
     assert!(store.touch::<Session>(1).await.unwrap());
@@ -96,7 +96,7 @@ pub async fn touch_slides_the_expiry<B: Backend + Clone>(backend: B) {
     assert_eq!(store.get::<Session>(1).await.unwrap(), Some(session(1)));
 
     store
-        .set_with_ttl::<Session>(2, &session(2), short)
+        .set_with::<Session>(2, &session(2), crate::SetOptions::new().ttl(short))
         .await
         .unwrap();
     assert_eq!(
@@ -118,13 +118,13 @@ pub async fn touch_slides_the_expiry<B: Backend + Clone>(backend: B) {
 
     // A type without `ttl`: touching clears an expiry given by `set_with_ttl`.
     store
-        .set_with_ttl::<Marker>(1, &Marker(1), short)
+        .set_with::<Marker>(1, &Marker(1), crate::SetOptions::new().ttl(short))
         .await
         .unwrap();
     assert!(store.touch::<Marker>(1).await.unwrap());
     assert_eq!(store.ttl::<Marker>(1).await.unwrap(), None);
     store
-        .set_with_ttl::<Marker>(2, &Marker(2), short)
+        .set_with::<Marker>(2, &Marker(2), crate::SetOptions::new().ttl(short))
         .await
         .unwrap();
     assert_eq!(
@@ -157,13 +157,16 @@ pub async fn update_and_touch_slides_the_expiry<B: Backend + Clone>(backend: B) 
         })
     };
     store
-        .set_with_ttl::<Session>(1, &session(1), short)
+        .set_with::<Session>(1, &session(1), crate::SetOptions::new().ttl(short))
         .await
         .unwrap();
     store.update::<Session>(1, bump).await.unwrap();
     let left = store.ttl::<Session>(1).await.unwrap().expect("expires");
     assert!(left <= short, "update: {left:?}");
-    let now = store.update_and_touch::<Session>(1, bump).await.unwrap();
+    let now = store
+        .update_with::<Session>(1, crate::UpdateOptions::new().refresh_ttl(), bump)
+        .await
+        .unwrap();
     assert!(now.is_written());
     assert_eq!(now.into_value().map(|s| s.updated_at), Some(3));
     let left = store.ttl::<Session>(1).await.unwrap().expect("expires");
@@ -173,11 +176,11 @@ pub async fn update_and_touch_slides_the_expiry<B: Backend + Clone>(backend: B) 
     );
 
     store
-        .set_with_ttl::<Session>(2, &session(2), short)
+        .set_with::<Session>(2, &session(2), crate::SetOptions::new().ttl(short))
         .await
         .unwrap();
     let now = store
-        .update_and_touch::<Session>(2, |_| None)
+        .update_with::<Session>(2, crate::UpdateOptions::new().refresh_ttl(), |_| None)
         .await
         .unwrap();
     assert_eq!(now, crate::Updated::Unchanged(Some(session(2))));
@@ -188,7 +191,9 @@ pub async fn update_and_touch_slides_the_expiry<B: Backend + Clone>(backend: B) 
     );
 
     store
-        .update_and_touch::<Session>(3, |_| Some(session(3)))
+        .update_with::<Session>(3, crate::UpdateOptions::new().refresh_ttl(), |_| {
+            Some(session(3))
+        })
         .await
         .unwrap();
     let left = store.ttl::<Session>(3).await.unwrap().expect("expires");
@@ -205,7 +210,10 @@ pub async fn update_outcome_says_what_happened<B: Backend + Clone>(backend: B) {
         runs,
     };
     assert_eq!(
-        store.update_outcome::<Task>(1, |_| None).await.unwrap(),
+        store
+            .update_with::<Task>(1, crate::UpdateOptions::new(), |_| None)
+            .await
+            .unwrap(),
         Updated::Unchanged(None)
     );
     assert!(
@@ -214,13 +222,16 @@ pub async fn update_outcome_says_what_happened<B: Backend + Clone>(backend: B) {
     );
     assert_eq!(
         store
-            .update_outcome::<Task>(1, |_| Some(task("queued", 0)))
+            .update_with::<Task>(1, crate::UpdateOptions::new(), |_| Some(task("queued", 0)))
             .await
             .unwrap(),
         Updated::Written(task("queued", 0))
     );
     assert_eq!(
-        store.update_outcome::<Task>(1, |_| None).await.unwrap(),
+        store
+            .update_with::<Task>(1, crate::UpdateOptions::new(), |_| None)
+            .await
+            .unwrap(),
         Updated::Unchanged(Some(task("queued", 0)))
     );
 
@@ -229,12 +240,14 @@ pub async fn update_outcome_says_what_happened<B: Backend + Clone>(backend: B) {
             let store = store.clone();
             tokio::spawn(async move {
                 store
-                    .update_outcome::<Task>(1, move |current| match current {
-                        Some(t) if t.status == "queued" => Some(Task {
-                            status: "running".into(),
-                            runs: worker + 1,
-                        }),
-                        _ => None,
+                    .update_with::<Task>(1, crate::UpdateOptions::new(), move |current| {
+                        match current {
+                            Some(t) if t.status == "queued" => Some(Task {
+                                status: "running".into(),
+                                runs: worker + 1,
+                            }),
+                            _ => None,
+                        }
                     })
                     .await
                     .unwrap()
@@ -324,7 +337,11 @@ pub async fn update_keeps_the_remaining_expiry<B: Backend + Clone>(backend: B) {
         runs: 0,
     };
     store
-        .set_with_ttl::<Task>(1, &task, Duration::from_secs(10))
+        .set_with::<Task>(
+            1,
+            &task,
+            crate::SetOptions::new().ttl(Duration::from_secs(10)),
+        )
         .await
         .unwrap();
     store

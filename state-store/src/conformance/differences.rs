@@ -97,7 +97,11 @@ pub async fn feed_is_unsupported<B: Backend + Clone>(backend: B) {
         .await
         .unwrap();
     store
-        .set_with_ttl::<Watched>(id("b"), &watched("ttl", 1), Duration::from_secs(60))
+        .set_with::<Watched>(
+            id("b"),
+            &watched("ttl", 1),
+            crate::SetOptions::new().ttl(Duration::from_secs(60)),
+        )
         .await
         .unwrap();
     assert!(
@@ -152,7 +156,7 @@ pub async fn expiry_is_the_types_alone<B: Backend + Clone>(backend: B) {
     let store = writable(&backend).namespace("svc");
     for ttl in [Duration::from_secs(5), THIRTY_MINUTES * 2] {
         let err = store
-            .set_with_ttl::<Session>(1, &session(1), ttl)
+            .set_with::<Session>(1, &session(1), crate::SetOptions::new().ttl(ttl))
             .await
             .unwrap_err();
         assert!(
@@ -173,16 +177,16 @@ pub async fn expiry_is_the_types_alone<B: Backend + Clone>(backend: B) {
         );
     }
     let err = store
-        .set_with_ttl::<Job>(
+        .set_with::<Job>(
             ("a".to_string(), 1),
             &Job { status: "x".into() },
-            THIRTY_MINUTES,
+            crate::SetOptions::new().ttl(THIRTY_MINUTES),
         )
         .await
         .unwrap_err();
     assert!(matches!(err, Error::Unsupported { .. }), "{err:?}");
     store
-        .set_with_ttl::<Session>(1, &session(1), THIRTY_MINUTES)
+        .set_with::<Session>(1, &session(1), crate::SetOptions::new().ttl(THIRTY_MINUTES))
         .await
         .unwrap();
     store.set::<Session>(2, &session(2)).await.unwrap();

@@ -49,7 +49,11 @@ pub async fn writes_and_removes_are_opt_in<B: Backend + Clone>(backend: B) {
     );
     assert!(err.to_string().contains("enable_set"), "{err}");
     let err = read_only
-        .set_with_ttl::<Session>(1, &session(1), Duration::from_secs(5))
+        .set_with::<Session>(
+            1,
+            &session(1),
+            crate::SetOptions::new().ttl(Duration::from_secs(5)),
+        )
         .await
         .unwrap_err();
     assert!(
@@ -133,7 +137,11 @@ pub async fn set_resets_the_expiry_to_the_types<B: Backend + Clone>(backend: B) 
         status: "queued".into(),
     };
     store
-        .set_with_ttl::<Job>(&job_id, &job, Duration::from_secs(60))
+        .set_with::<Job>(
+            &job_id,
+            &job,
+            crate::SetOptions::new().ttl(Duration::from_secs(60)),
+        )
         .await
         .unwrap();
     let left = store
@@ -150,7 +158,11 @@ pub async fn set_resets_the_expiry_to_the_types<B: Backend + Clone>(backend: B) 
 
     // A type with ttl: a plain set replaces a custom expiry with the type's.
     store
-        .set_with_ttl::<Session>(8, &session(8), Duration::from_secs(5))
+        .set_with::<Session>(
+            8,
+            &session(8),
+            crate::SetOptions::new().ttl(Duration::from_secs(5)),
+        )
         .await
         .unwrap();
     assert!(store.ttl::<Session>(8).await.unwrap().unwrap() <= Duration::from_secs(5));
@@ -162,7 +174,11 @@ pub async fn set_resets_the_expiry_to_the_types<B: Backend + Clone>(backend: B) 
 pub async fn values_expire<B: Backend + Clone>(backend: B) {
     let store = writable(&backend);
     store
-        .set_with_ttl::<Session>(5, &session(5), Duration::from_millis(150))
+        .set_with::<Session>(
+            5,
+            &session(5),
+            crate::SetOptions::new().ttl(Duration::from_millis(150)),
+        )
         .await
         .unwrap();
     store.set::<Session>(6, &session(6)).await.unwrap();

@@ -7,7 +7,7 @@ pub async fn invalid_ttls_are_rejected<B: Backend + Clone>(backend: B) {
     let store = writable(&backend);
     for ttl in [Duration::ZERO, Duration::MAX] {
         let err = store
-            .set_with_ttl::<Session>(3, &session(3), ttl)
+            .set_with::<Session>(3, &session(3), crate::SetOptions::new().ttl(ttl))
             .await
             .unwrap_err();
         assert!(matches!(err, Error::InvalidTtl { .. }), "{ttl:?}: {err:?}");
@@ -26,7 +26,11 @@ pub async fn invalid_ttls_are_rejected<B: Backend + Clone>(backend: B) {
     );
     // A fraction of a millisecond rounds up instead of becoming "no expiry" or an error.
     store
-        .set_with_ttl::<Session>(3, &session(3), Duration::from_micros(10))
+        .set_with::<Session>(
+            3,
+            &session(3),
+            crate::SetOptions::new().ttl(Duration::from_micros(10)),
+        )
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(50)).await;

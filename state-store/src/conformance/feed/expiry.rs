@@ -15,16 +15,28 @@ pub async fn expiries_are_changes<B: Backend + Clone>(backend: B) {
     let short = Duration::from_millis(100);
 
     store
-        .set_with_ttl::<Watched>(id("short"), &watched("short", 1), short)
+        .set_with::<Watched>(
+            id("short"),
+            &watched("short", 1),
+            crate::SetOptions::new().ttl(short),
+        )
         .await
         .unwrap();
     store
-        .set_with_ttl::<Watched>(id("removed"), &watched("removed", 1), short)
+        .set_with::<Watched>(
+            id("removed"),
+            &watched("removed", 1),
+            crate::SetOptions::new().ttl(short),
+        )
         .await
         .unwrap();
     assert!(store.remove::<Watched>(id("removed")).await.unwrap());
     store
-        .set_with_ttl::<Watched>(id("renewed"), &watched("renewed", 1), short)
+        .set_with::<Watched>(
+            id("renewed"),
+            &watched("renewed", 1),
+            crate::SetOptions::new().ttl(short),
+        )
         .await
         .unwrap();
     store
@@ -32,7 +44,11 @@ pub async fn expiries_are_changes<B: Backend + Clone>(backend: B) {
         .await
         .unwrap();
     store
-        .set_with_ttl::<Watched>(id("updated"), &watched("updated", 1), short * 3)
+        .set_with::<Watched>(
+            id("updated"),
+            &watched("updated", 1),
+            crate::SetOptions::new().ttl(short * 3),
+        )
         .await
         .unwrap();
     store
@@ -173,15 +189,23 @@ pub async fn expiries_stay_in_their_namespace<B: Backend + Clone>(backend: B) {
     let short = Duration::from_millis(100);
 
     named
-        .set_with_ttl::<Watched>(id("x"), &watched("named", 1), short)
+        .set_with::<Watched>(
+            id("x"),
+            &watched("named", 1),
+            crate::SetOptions::new().ttl(short),
+        )
         .await
         .unwrap();
     named
-        .set_with_ttl::<Session>(1, &session(1), short)
+        .set_with::<Session>(1, &session(1), crate::SetOptions::new().ttl(short))
         .await
         .unwrap();
     other
-        .set_with_ttl::<Watched>(id("x"), &watched("other", 1), short)
+        .set_with::<Watched>(
+            id("x"),
+            &watched("other", 1),
+            crate::SetOptions::new().ttl(short),
+        )
         .await
         .unwrap();
     for (changes, name) in [

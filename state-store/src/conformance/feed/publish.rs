@@ -34,7 +34,11 @@ pub async fn writes_publish_their_changes<B: Backend + Clone>(
         .unwrap();
     expect_change(&mut jobs, set_of("a", watched("queued", 1)), "set").await;
     store
-        .set_with_ttl::<Watched>(id("a"), &watched("queued", 2), ttl)
+        .set_with::<Watched>(
+            id("a"),
+            &watched("queued", 2),
+            crate::SetOptions::new().ttl(ttl),
+        )
         .await
         .unwrap();
     expect_change(&mut jobs, set_of("a", watched("queued", 2)), "set_with_ttl").await;
@@ -245,7 +249,11 @@ pub async fn writes_that_change_nothing_publish_nothing<B: Backend + Clone>(
             .await
             .unwrap_err(),
         read_only
-            .set_with_ttl::<Watched>(id("a"), &watched("refused", 1), Duration::from_secs(5))
+            .set_with::<Watched>(
+                id("a"),
+                &watched("refused", 1),
+                crate::SetOptions::new().ttl(Duration::from_secs(5)),
+            )
             .await
             .unwrap_err(),
         read_only
@@ -279,7 +287,11 @@ pub async fn writes_that_change_nothing_publish_nothing<B: Backend + Clone>(
         assert!(matches!(err, Error::Disabled { .. }), "{err:?}");
     }
     let err = store
-        .set_with_ttl::<Watched>(id("a"), &watched("invalid ttl", 1), Duration::ZERO)
+        .set_with::<Watched>(
+            id("a"),
+            &watched("invalid ttl", 1),
+            crate::SetOptions::new().ttl(Duration::ZERO),
+        )
         .await
         .unwrap_err();
     assert!(matches!(err, Error::InvalidTtl { .. }), "{err:?}");
@@ -397,7 +409,11 @@ pub async fn types_without_notify_publish_nothing<B: Backend + Clone>(backend: B
 
     store.set::<Session>(1, &session(1)).await.unwrap();
     store
-        .set_with_ttl::<Session>(1, &session(2), Duration::from_secs(60))
+        .set_with::<Session>(
+            1,
+            &session(2),
+            crate::SetOptions::new().ttl(Duration::from_secs(60)),
+        )
         .await
         .unwrap();
     assert!(

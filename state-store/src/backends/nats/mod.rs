@@ -39,49 +39,11 @@ use crate::backend::{
 use crate::rate_limit::{self, Decision};
 use crate::{Error, Result};
 
-/// How long to wait for a connection, and for an answer (as on Redis): 5 s each by default.
-#[derive(Debug, Clone)]
-pub struct NatsOptions {
-    connect_timeout: Duration,
-    request_timeout: Duration,
-    options: Option<async_nats::ConnectOptions>,
-}
+use self::names::{bucket_name, decode_bucket, decode_key, encode_key, valid_bucket};
+pub use self::options::NatsOptions;
 
-impl Default for NatsOptions {
-    fn default() -> Self {
-        NatsOptions {
-            connect_timeout: Duration::from_secs(5),
-            request_timeout: Duration::from_secs(5),
-            options: None,
-        }
-    }
-}
-
-impl NatsOptions {
-    /// The default options.
-    pub fn new() -> NatsOptions {
-        NatsOptions::default()
-    }
-
-    /// How long to wait for the connection to be established.
-    pub fn connect_timeout(mut self, timeout: Duration) -> NatsOptions {
-        self.connect_timeout = timeout;
-        self
-    }
-
-    /// How long to wait for each answer of the server (a request, a JetStream acknowledgement).
-    pub fn request_timeout(mut self, timeout: Duration) -> NatsOptions {
-        self.request_timeout = timeout;
-        self
-    }
-
-    /// `async-nats` options to start from: credentials (`credentials_file`, `nkey`, `token`,
-    /// `user_and_password`), TLS, a name. The timeouts above are set on them.
-    pub fn client_options(mut self, options: async_nats::ConnectOptions) -> NatsOptions {
-        self.options = Some(options);
-        self
-    }
-}
+mod names;
+mod options;
 
 /// State in NATS JetStream key-value buckets, one bucket per state type and namespace
 /// (`user-service:session` is bucket `user-service__session`), the escaped id as the key in it
@@ -765,94 +727,6 @@ fn left(entry: &kv::Entry, max_age: Duration) -> Option<Option<Duration>> {
     Some(Some(Duration::from_millis(millis)))
 }
 
-/// The bucket of the type prefix `prefix`: `_` as `_u`, `.` as `_d`, `:` as `__`.
-fn bucket_name(prefix: &str) -> String {
-    let mut name = String::with_capacity(prefix.len() + 4);
-    for c in prefix.chars() {
-        match c {
-            '_' => name.push_str("_u"),
-            '.' => name.push_str("_d"),
-            ':' => name.push_str("__"),
-            c => name.push(c),
-        }
-    }
-    name
-}
-
-/// Whether NATS takes `name` as a bucket name.
-fn valid_bucket(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-}
-
-/// The type prefix of a bucket name, `None` for a name [`bucket_name`] does not write.
-fn decode_bucket(name: &str) -> Option<String> {
-    let mut prefix = String::with_capacity(name.len());
-    let mut chars = name.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '_' => match chars.next()? {
-                'u' => prefix.push('_'),
-                'd' => prefix.push('.'),
-                '_' => prefix.push(':'),
-                _ => return None,
-            },
-            c if c.is_ascii_alphanumeric() || c == '-' => prefix.push(c),
-            _ => return None,
-        }
-    }
-    (!prefix.is_empty()).then_some(prefix)
-}
-
-/// The bucket key of `rest` (the part of a full key after the type prefix and its `:`).
-fn encode_key(rest: &str) -> String {
-    if rest.is_empty() {
-        return "=".to_owned();
-    }
-    let mut key = String::with_capacity(rest.len() + 8);
-    for &b in rest.as_bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'/' | b'_') {
-            key.push(char::from(b));
-        } else {
-            const HEX: &[u8; 16] = b"0123456789ABCDEF";
-            key.push('=');
-            key.push(char::from(HEX[usize::from(b >> 4)]));
-            key.push(char::from(HEX[usize::from(b & 15)]));
-        }
-    }
-    key
-}
-
-/// The inverse of [`encode_key`]; `None` for a key it does not write.
-fn decode_key(key: &str) -> Option<String> {
-    if key == "=" {
-        return Some(String::new());
-    }
-    let bytes = key.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let b = bytes[i];
-        if b == b'=' {
-            let hex = key.get(i + 1..i + 3)?;
-            let byte = u8::from_str_radix(hex, 16).ok()?;
-            if hex.bytes().any(|h| h.is_ascii_lowercase()) {
-                return None;
-            }
-            out.push(byte);
-            i += 3;
-        } else if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'/' | b'_') {
-            out.push(b);
-            i += 1;
-        } else {
-            return None;
-        }
-    }
-    String::from_utf8(out).ok()
-}
-
 fn version_at_least(version: &str, major: u64, minor: u64) -> bool {
     let mut parts = version
         .split(|c: char| !c.is_ascii_digit())
@@ -895,43 +769,6 @@ fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn keys_round_trip_and_stay_valid() {
-        for rest in [
-            "", "42", "a%3Ab:7", "a.b", ".", "..", "x y", "é", "=", "==", "a=3A", "*?[]{}", "-_/",
-        ] {
-            let key = encode_key(rest);
-            assert!(
-                !key.is_empty() && !key.starts_with('.') && !key.ends_with('.'),
-                "{key}"
-            );
-            assert!(
-                key.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-/_=.".contains(&b)),
-                "{key}"
-            );
-            assert_eq!(decode_key(&key).as_deref(), Some(rest), "{key}");
-        }
-        assert_eq!(encode_key("a%3Ab:7"), "a=253Ab=3A7");
-        assert_eq!(decode_key("a=zz"), None);
-        assert_eq!(decode_key("a=3a"), None, "one spelling per key");
-    }
-
-    #[test]
-    fn buckets_round_trip() {
-        for prefix in ["session", "user-service:session", "a_b.c:d-e", "_:_"] {
-            let name = bucket_name(prefix);
-            assert!(
-                name.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b)),
-                "{name}"
-            );
-            assert_eq!(decode_bucket(&name).as_deref(), Some(prefix));
-        }
-        assert_eq!(bucket_name("user-service:session"), "user-service__session");
-        assert_eq!(decode_bucket("a_x"), None);
-    }
 
     #[test]
     fn expiry_fits_the_bucket() {

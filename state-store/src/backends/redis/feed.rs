@@ -157,7 +157,7 @@ pub(crate) enum Source {
     /// The primary the sentinels name at each connection: expired-key events are the
     /// primary's (a replica deletes what its primary expires, and announces no expiry).
     #[cfg(feature = "sentinel")]
-    Sentinel(Arc<crate::redis_conn::Primary>),
+    Sentinel(Arc<super::sentinel::primary::Primary>),
     /// Any node of a Cluster for the feeds' channels (the cluster bus carries a `PUBLISH` to
     /// every node), and every node for the expired-key events, which each primary announces only
     /// on itself. Replicas announce none, so listening on all nodes hears each expiry once, and
@@ -566,8 +566,10 @@ mod cluster {
     use redis::{Client, ConnectionAddr};
     use tokio::task::JoinHandle;
 
-    use super::{Connection, RETRY_MAX, RETRY_MIN, parse_nodes, pubsub};
     use crate::backend::kit::feed::Hub;
+    use crate::backends::redis::feed::{
+        Broken, Connection, RETRY_MAX, RETRY_MIN, Source, parse_nodes, pubsub,
+    };
 
     /// The listener tasks, stopped when dropped.
     pub(super) struct Listeners(Vec<JoinHandle<()>>);
@@ -592,11 +594,11 @@ mod cluster {
             sink: &mut redis::aio::PubSubSink,
             messages: &mut redis::aio::PubSubStream,
             around: &str,
-        ) -> Result<(), super::Broken> {
+        ) -> Result<(), Broken> {
             use redis::cluster_routing::{MultipleNodeRoutingInfo, RoutingInfo};
             use std::sync::atomic::{AtomicU64, Ordering};
             static TOKENS: AtomicU64 = AtomicU64::new(0);
-            let broken = |e: String| super::Broken(e);
+            let broken = |e: String| Broken(e);
             // `@` appears in no feed's channel: the barrier is a channel of its own.
             let barrier = &*format!("{around}@barrier:{}", self.barrier);
             if let Err(e) = self.timed(sink.subscribe(barrier)).await? {
@@ -658,7 +660,7 @@ mod cluster {
             if listeners.is_some() {
                 return;
             }
-            let super::Source::Cluster { conn, template } = &self.source else {
+            let Source::Cluster { conn, template } = &self.source else {
                 return;
             };
             let Ok(nodes) = cluster_nodes(conn, template, self.timeout).await else {

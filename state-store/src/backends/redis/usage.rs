@@ -18,7 +18,9 @@ use std::time::Duration;
 
 use redis::{Cmd, FromRedisValue, Pipeline, RedisError, Value};
 
-use super::{RedisBackend, backend_error, prefix_pattern, worth_one_retry};
+use super::RedisBackend;
+use super::conn::{backend_error, worth_one_retry};
+use super::scan::prefix_pattern;
 use crate::{Result, Usage, UsageOptions, UsageTally};
 
 /// The operation errors name.
@@ -160,25 +162,15 @@ impl RedisBackend {
         node: Option<&(String, u16)>,
         pipeline: &Pipeline,
     ) -> redis::RedisResult<Vec<Value>> {
-        #[cfg(feature = "cluster")]
-        if let (Some(node), Some(conn)) = (node, self.conn.as_cluster()) {
+        if let Some(node) = node.filter(|_| self.conn.is_cluster()) {
             // The keys of a batch all live on the node that returned them (in several slots,
             // which a pipeline may mix: only one command may not).
-            use redis::cluster_routing::SingleNodeRoutingInfo;
-            let mut conn = conn.clone();
-            let route = || SingleNodeRoutingInfo::ByAddress {
-                host: node.0.clone(),
-                port: node.1,
-            };
-            let len = pipeline.len();
-            return match conn.route_pipeline(pipeline.clone(), 0, len, route()).await {
-                Err(e) if worth_one_retry(&e) => {
-                    conn.route_pipeline(pipeline.clone(), 0, len, route()).await
-                }
+            let mut conn = self.conn.clone();
+            return match conn.pipeline_on_node(node, pipeline).await {
+                Err(e) if worth_one_retry(&e) => conn.pipeline_on_node(node, pipeline).await,
                 replies => replies,
             };
         }
-        let _ = node;
         let mut conn = self.conn.clone();
         match pipeline.query_async(&mut conn).await {
             Err(e) if worth_one_retry(&e) => pipeline.query_async(&mut conn).await,

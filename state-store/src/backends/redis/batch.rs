@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use redis::RedisError;
 use tokio::sync::oneshot;
 
-use crate::redis_backend::{RedisBackend, Reply};
+use super::conn::{RedisConnection, backend_error, broke_connection, worth_one_retry};
 use crate::{Error, Result};
 
 /// The reads one backend has in flight, and the calls waiting for the next batch.
@@ -61,7 +61,7 @@ pub(crate) enum Turn<'a> {
 /// that queued meanwhile are sent, or fail with it if its connection broke.
 pub(crate) struct Lead<'a> {
     batcher: &'a Arc<Batcher>,
-    backend: &'a RedisBackend,
+    conn: &'a RedisConnection,
     broken: Option<RedisError>,
 }
 
@@ -77,7 +77,7 @@ impl Drop for Lead<'_> {
     fn drop(&mut self) {
         match self.broken.take() {
             Some(broken) => self.batcher.fail_queue(&broken),
-            None => self.batcher.hand_over(self.backend),
+            None => self.batcher.hand_over(self.conn),
         }
     }
 }
@@ -96,7 +96,7 @@ impl Batcher {
     }
 
     /// The turn of a `get` of `key`.
-    pub(crate) fn turn<'a>(self: &'a Arc<Self>, backend: &'a RedisBackend, key: &str) -> Turn<'a> {
+    pub(crate) fn turn<'a>(self: &'a Arc<Self>, conn: &'a RedisConnection, key: &str) -> Turn<'a> {
         let place = || {
             let (reply, answer) = oneshot::channel();
             let waiter = Waiter {
@@ -113,7 +113,7 @@ impl Batcher {
             drop(state);
             return Turn::Now(Lead {
                 batcher: self,
-                backend,
+                conn,
                 broken: None,
             });
         }
@@ -123,13 +123,13 @@ impl Batcher {
     }
 
     /// The end of a read: the queue goes out as the next batch, or the backend is idle again.
-    fn hand_over(self: &Arc<Self>, backend: &RedisBackend) {
+    fn hand_over(self: &Arc<Self>, conn: &RedisConnection) {
         let Some(batch) = self.next_batch(None) else {
             return;
         };
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => {
-                runtime.spawn(drive(self.clone(), backend.clone(), batch));
+                runtime.spawn(drive(self.clone(), conn.clone(), batch));
             }
             // No runtime to send them on (the caller's has shut down): nothing can answer, so
             // this batch and every call still queued fail, and the turn is released.
@@ -181,12 +181,12 @@ impl Batcher {
 }
 
 /// Sends batches until no call waits, or the connection breaks under one.
-async fn drive(batcher: Arc<Batcher>, backend: RedisBackend, mut batch: Vec<Waiter>) {
+async fn drive(batcher: Arc<Batcher>, conn: RedisConnection, mut batch: Vec<Waiter>) {
     // If this task ends early (its runtime shut down, a panic), the calls still queued fail and
     // the turn is released, instead of every later `get` queueing behind a task that is gone.
     let mut stranded = Stranded(Some(&batcher));
     loop {
-        if let Some(broken) = send(&backend, &mut batch).await {
+        if let Some(broken) = send(&conn, &mut batch).await {
             batcher.fail_queue(&broken);
             stranded.0 = None;
             return;
@@ -221,9 +221,9 @@ fn no_runtime(why: &str) -> RedisError {
 }
 
 /// Sends one batch and answers each caller: one `MGET` of the distinct keys (see
-/// `RedisBackend::get_each`), leaving `batch` empty. Returns the connection's failure, if it
+/// [`get_each`]), leaving `batch` empty. Returns the connection's failure, if it
 /// broke.
-async fn send(backend: &RedisBackend, batch: &mut Vec<Waiter>) -> Option<RedisError> {
+async fn send(conn: &RedisConnection, batch: &mut Vec<Waiter>) -> Option<RedisError> {
     // Each waiter's place among the distinct keys: the waiters sorted by key, so that equal keys
     // sit side by side (cheaper than hashing every key of a batch of at most a few hundred).
     let mut order: Vec<usize> = (0..batch.len()).collect();
@@ -237,9 +237,9 @@ async fn send(backend: &RedisBackend, batch: &mut Vec<Waiter>) -> Option<RedisEr
         }
         places[at] = keys.len() - 1;
     }
-    let replies = backend.get_each(&keys).await;
+    let replies = get_each(conn, &keys).await;
     let broken = replies.iter().find_map(|reply| match reply {
-        Reply::Failed(e) if crate::redis_backend::broke_connection(e) => Some(e.clone()),
+        Reply::Failed(e) if broke_connection(e) => Some(e.clone()),
         _ => None,
     });
     let mut replies: Vec<Option<Reply>> = replies.into_iter().map(Some).collect();
@@ -267,6 +267,79 @@ async fn send(backend: &RedisBackend, batch: &mut Vec<Waiter>) -> Option<RedisEr
         let _ = waiter.reply.send(answer);
     }
     broken
+}
+
+/// What a `GET` of one key of a batch would have answered.
+#[derive(Clone)]
+pub(crate) enum Reply {
+    Value(Option<Vec<u8>>),
+    /// The key holds a Redis value of this other type.
+    OtherType(String),
+    /// The batch failed.
+    Failed(RedisError),
+}
+
+impl Reply {
+    /// The caller's answer for `key`.
+    pub(crate) fn answer(self, key: &str) -> Result<Option<Vec<u8>>> {
+        match self {
+            Reply::Value(value) => Ok(value),
+            Reply::OtherType(kind) => Err(Error::InvalidKey {
+                key: key.to_owned(),
+                reason: format!("it holds a Redis value of another type than a string (a {kind})"),
+            }),
+            Reply::Failed(e) => Err(backend_error("get", key, e)),
+        }
+    }
+}
+
+/// The value of each key, as a `GET` of it would answer: one `MGET` (split per hash slot by
+/// the `redis` crate on a Cluster), then, only for the keys it found nil, a `TYPE` each (sent
+/// together), since `MGET` says nil for a key of another type where `GET` says `WRONGTYPE`.
+/// When the `MGET` itself fails, every key gets its failure. Sent once more if the
+/// connection broke (reads may be).
+pub(super) async fn get_each(conn: &RedisConnection, keys: &[&str]) -> Vec<Reply> {
+    let mut conn = conn.clone();
+    let mut mget = redis::cmd("MGET");
+    mget.arg(keys);
+    let sent = match mget.query_async::<Vec<Option<Vec<u8>>>>(&mut conn).await {
+        Err(e) if worth_one_retry(&e) => mget.query_async(&mut conn).await,
+        sent => sent,
+    };
+    let values = match sent {
+        Ok(values) if values.len() == keys.len() => values,
+        Ok(values) => {
+            let e = RedisError::from((
+                redis::ErrorKind::UnexpectedReturnType,
+                "MGET answered another number of values",
+                format!("{} values for {} keys", values.len(), keys.len()),
+            ));
+            return vec![Reply::Failed(e); keys.len()];
+        }
+        Err(e) => return vec![Reply::Failed(e); keys.len()],
+    };
+    // Nil: no such key, or a key of another type.
+    let nil: Vec<usize> = (0..keys.len()).filter(|&at| values[at].is_none()).collect();
+    let types = futures_util::future::join_all(nil.iter().map(|&at| {
+        let mut conn = conn.clone();
+        async move {
+            redis::cmd("TYPE")
+                .arg(keys[at])
+                .query_async::<String>(&mut conn)
+                .await
+        }
+    }))
+    .await;
+    let mut replies: Vec<Reply> = values.into_iter().map(Reply::Value).collect();
+    for (at, kind) in nil.into_iter().zip(types) {
+        replies[at] = match kind {
+            // Written since the MGET: nil is what a GET at that moment said.
+            Ok(kind) if kind == "none" || kind == "string" => Reply::Value(None),
+            Ok(kind) => Reply::OtherType(kind),
+            Err(e) => Reply::Failed(e),
+        };
+    }
+    replies
 }
 
 #[cfg(test)]

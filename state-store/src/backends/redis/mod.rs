@@ -1,0 +1,706 @@
+//! The Redis backend: one shared, reconnecting, multiplexed connection.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+use redis::{Client, Cmd, FromRedisValue, RedisError, ScriptInvocation};
+
+pub use self::conn::RedisConnection;
+pub use self::options::RedisOptions;
+
+use self::batch::Turn;
+use self::cache::Tracker;
+use self::conn::{backend_error, broke_connection, worth_one_retry};
+use self::feed::{RedisFeed, Source, wire_channel};
+use self::options::{describe, manager_config};
+use self::scripts::{FIXED_WINDOW, GCRA, INCR, REMOVE_IF_VERSION, REMOVE_NOTIFY};
+use crate::backend::{
+    Backend, BoxFuture, BoxStream, Decode, Decoded, Event, Expiry, Notify, PutMode, Version,
+    Versioned, Watch, ceil_millis,
+};
+use crate::rate_limit::Decision;
+use crate::{Error, Result, Usage, UsageOptions};
+
+mod batch;
+mod cache;
+#[cfg(feature = "cluster")]
+mod cluster;
+mod conn;
+mod feed;
+mod link;
+mod options;
+mod scan;
+mod scripts;
+#[cfg(feature = "sentinel")]
+mod sentinel;
+mod usage;
+mod write;
+
+/// State in Redis, values as JSON, through the `redis` crate's reconnecting
+/// [`ConnectionManager`].
+///
+/// Clones share one multiplexed connection, which every task pipelines its commands over; when
+/// the connection breaks, the calls in flight fail and the next calls reconnect.
+#[derive(Clone)]
+pub struct RedisBackend {
+    conn: RedisConnection,
+    target: String,
+    /// The database, whose number the feeds' channels carry outside database 0.
+    db: i64,
+    /// The change feeds' pub/sub connection, shared by clones; opened by the first watcher.
+    feed: Arc<RedisFeed>,
+    /// Automatic read batching, shared by clones; `None` when turned off.
+    batch: Option<Arc<batch::Batcher>>,
+    /// The client-side cache of types declared with `cache`, shared by clones; `None` when
+    /// turned off, and on a Cluster or through Sentinel.
+    cache: Option<Arc<Tracker>>,
+}
+
+impl RedisBackend {
+    /// Connects to a `redis://[user:password@]host[:port][/db]` URL with default
+    /// [`RedisOptions`].
+    pub async fn connect(url: &str) -> Result<Self> {
+        Self::connect_with(url, RedisOptions::default()).await
+    }
+
+    /// Connects to `url` with the given options.
+    pub async fn connect_with(url: &str, options: RedisOptions) -> Result<Self> {
+        let client = options.client(url)?;
+        Self::from_client_with(client, options).await
+    }
+
+    /// Connects with a `redis::Client` built by hand (for settings a URL cannot carry).
+    pub async fn from_client(client: Client) -> Result<Self> {
+        Self::from_client_with(client, RedisOptions::default()).await
+    }
+
+    /// Connects with a `redis::Client` and the given options.
+    pub async fn from_client_with(client: Client, options: RedisOptions) -> Result<Self> {
+        let target = describe(&client);
+        let db = client.get_connection_info().redis_settings().db();
+        let feed = RedisFeed::new(
+            Source::Node(client.clone()),
+            db,
+            target.clone(),
+            options.connect_timeout,
+            options.response_timeout,
+        );
+        let cache_client = client.clone();
+        let conn = ConnectionManager::new_with_config(client, manager_config(&options))
+            .await
+            .map_err(|source| Error::Connect {
+                target: target.clone(),
+                source: Box::new(source),
+            })?;
+        Ok(RedisBackend {
+            conn: RedisConnection::node(conn),
+            target,
+            db,
+            feed: Arc::new(feed),
+            batch: options.batcher(),
+            cache: (options.client_cache > 0).then(|| {
+                Arc::new(Tracker::new(
+                    cache_client,
+                    options.client_cache,
+                    options.response_timeout.max(options.connect_timeout),
+                ))
+            }),
+        })
+    }
+
+    /// The connection for commands on `key`: the client-side cache's tracking connection when
+    /// the key is one of a cached type (see `cache.rs`), else the backend's.
+    fn conn_for(&self, key: &str) -> RedisConnection {
+        match self
+            .cache
+            .as_deref()
+            .and_then(|cache| cache.writer_for(key))
+        {
+            Some(tracking) => RedisConnection::tracking(tracking),
+            None => self.conn.clone(),
+        }
+    }
+
+    /// The underlying connection, for commands this crate does not wrap.
+    pub fn connection(&self) -> &RedisConnection {
+        &self.conn
+    }
+
+    /// Sends `cmd` once: for commands that must not run twice.
+    async fn query<T: FromRedisValue>(
+        &self,
+        operation: &'static str,
+        key: &str,
+        cmd: &Cmd,
+    ) -> Result<T> {
+        let mut conn = self.conn_for(key);
+        cmd.query_async(&mut conn)
+            .await
+            .map_err(|e| backend_error(operation, key, e))
+    }
+
+    /// Runs a script once (it loads the script first only if the server does not have it).
+    async fn run<T: FromRedisValue>(
+        &self,
+        operation: &'static str,
+        key: &str,
+        invocation: &ScriptInvocation<'_>,
+    ) -> Result<T> {
+        let mut conn = self.conn_for(key);
+        invocation
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| backend_error(operation, key, e))
+    }
+
+    /// Sends `cmd`, once more if the connection broke: only for commands that may run twice
+    /// without changing the outcome or the answer (reads, `SET`).
+    async fn query_idempotent<T: FromRedisValue>(
+        &self,
+        operation: &'static str,
+        key: &str,
+        cmd: &Cmd,
+    ) -> Result<T> {
+        let mut conn = self.conn_for(key);
+        match cmd.query_async(&mut conn).await {
+            Err(e) if worth_one_retry(&e) => cmd
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| backend_error(operation, key, e)),
+            result => result.map_err(|e| backend_error(operation, key, e)),
+        }
+    }
+}
+
+/// Milliseconds for `PX`; the store has already rejected durations Redis cannot take.
+fn millis(ttl: Duration) -> u64 {
+    ceil_millis(ttl).max(1)
+}
+
+/// A script argument for an optional expiry: milliseconds, or empty for none.
+fn millis_arg(ttl: Option<Duration>) -> String {
+    ttl.map(|ttl| millis(ttl).to_string()).unwrap_or_default()
+}
+
+/// The four integers the rate-limit scripts return, `unit` being their time unit.
+fn decision(reply: [i64; 4], unit: fn(u64) -> Duration) -> Decision {
+    let [allowed, remaining, retry_after, reset_after] =
+        reply.map(|n| u64::try_from(n).unwrap_or(0));
+    Decision {
+        allowed: allowed == 1,
+        remaining,
+        retry_after: unit(retry_after),
+        reset_after: unit(reset_after),
+    }
+}
+
+impl fmt::Debug for RedisBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisBackend")
+            .field("target", &self.target)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The version of a value on Redis: its SHA-1 in lowercase hex, as `redis.sha1hex` computes it
+/// in the compare-and-set script.
+fn version_of(value: &[u8]) -> Version {
+    use sha1::Digest;
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let digest = sha1::Sha1::digest(value);
+    let mut hex = String::with_capacity(2 * digest.len());
+    for byte in digest {
+        hex.push(char::from(HEX[usize::from(byte >> 4)]));
+        hex.push(char::from(HEX[usize::from(byte & 0xf)]));
+    }
+    Version::from_text(hex)
+}
+
+/// The core, plus the provided methods Redis does better: `get` and `exists` without a digest,
+/// `get_many` as one `MGET`, `set_many` as one `MULTI` pipeline, `remove_many` as one `DEL`, and
+/// `incr` and both rate limits as Lua scripts (one round trip each). `update` keeps the provided
+/// loop: `GET`, then the `PUT_IF_VERSION` script.
+impl Backend for RedisBackend {
+    fn system_name(&self) -> &'static str {
+        "redis"
+    }
+
+    fn get_versioned<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Versioned>>> {
+        Box::pin(async move {
+            Ok(self.get(key).await?.map(|value| {
+                let version = version_of(&value);
+                Versioned::new(value, version)
+            }))
+        })
+    }
+
+    fn put<'a>(
+        &'a self,
+        key: &'a str,
+        value: Vec<u8>,
+        mode: PutMode,
+        expiry: Expiry,
+        notify: Notify<'a>,
+    ) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(self.put_one(key, value, mode, expiry, notify))
+    }
+
+    /// As the provided `set`, but one boxed future instead of two (`set` around `put`).
+    fn set<'a>(
+        &'a self,
+        key: &'a str,
+        value: Vec<u8>,
+        ttl: Option<Duration>,
+        notify: Notify<'a>,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let mode = PutMode::Overwrite;
+            let written = self.put_one(key, value, mode, Expiry::from_ttl(ttl), notify);
+            written.await.map(drop)
+        })
+    }
+
+    fn remove<'a>(&'a self, key: &'a str, notify: Notify<'a>) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(async move {
+            self.writing(self.forget_key(key), async {
+                if let Some(channel) = notify {
+                    let mut invocation = REMOVE_NOTIFY.key(key);
+                    invocation.arg(&*wire_channel(channel, self.db));
+                    let removed: u64 = self.run("remove", key, &invocation).await?;
+                    return Ok(removed > 0);
+                }
+                // Not retried: a DEL whose reply was lost has removed the key, and a second one
+                // would answer `false`.
+                let removed: u64 = self
+                    .query("remove", key, redis::cmd("DEL").arg(key))
+                    .await?;
+                Ok(removed > 0)
+            })
+            .await
+        })
+    }
+
+    /// `GETEX key PX ms` (or `PERSIST`): the value and its new expiry in one command
+    /// (Redis 6.2+).
+    fn get_and_touch<'a>(
+        &'a self,
+        key: &'a str,
+        expiry: Expiry,
+    ) -> BoxFuture<'a, Result<Option<Vec<u8>>>> {
+        Box::pin(async move {
+            self.writing(self.forget_key(key), async {
+                let mut cmd = redis::cmd("GETEX");
+                cmd.arg(key);
+                match expiry {
+                    Expiry::After(ttl) => {
+                        cmd.arg("PX").arg(millis(ttl));
+                    }
+                    Expiry::Never => {
+                        cmd.arg("PERSIST");
+                    }
+                    Expiry::Keep => {}
+                }
+                // May run twice: the second run sets the same expiry again, from a moment later.
+                self.query_idempotent("get_and_touch", key, &cmd).await
+            })
+            .await
+        })
+    }
+
+    /// The `REMOVE_IF_VERSION` script: compare the value's SHA-1 and delete, in one step.
+    fn remove_version<'a>(
+        &'a self,
+        key: &'a str,
+        version: &'a Version,
+        notify: Notify<'a>,
+    ) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(async move {
+            let Some(digest) = version.as_text().filter(|text| is_digest(text)) else {
+                // Not a version this backend handed out: it cannot match any value.
+                return Ok(false);
+            };
+            self.writing(self.forget_key(key), async {
+                let mut invocation = REMOVE_IF_VERSION.key(key);
+                invocation.arg(digest).arg(
+                    notify
+                        .map_or(Cow::Borrowed(""), |channel| wire_channel(channel, self.db))
+                        .as_ref(),
+                );
+                // Not retried: after a lost reply, a second run would find the key gone and say 0.
+                let removed: i64 = self.run("remove_if", key, &invocation).await?;
+                Ok(removed == 1)
+            })
+            .await
+        })
+    }
+
+    /// `PEXPIRE key ms`, or `PERSIST` for no expiry (with `EXISTS`, since `PERSIST` answers 0
+    /// for a key without expiry too).
+    fn touch<'a>(&'a self, key: &'a str, expiry: Expiry) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(async move {
+            self.writing(self.forget_key(key), async {
+                let found: u64 = match expiry {
+                    Expiry::After(ttl) => {
+                        let mut cmd = redis::cmd("PEXPIRE");
+                        cmd.arg(key).arg(millis(ttl));
+                        self.query_idempotent("touch", key, &cmd).await?
+                    }
+                    Expiry::Never => {
+                        let mut pipe = redis::pipe();
+                        pipe.cmd("PERSIST").arg(key).ignore().cmd("EXISTS").arg(key);
+                        let mut conn = self.conn_for(key);
+                        let (found,): (u64,) = pipe
+                            .query_async(&mut conn)
+                            .await
+                            .map_err(|e| backend_error("touch", key, e))?;
+                        found
+                    }
+                    _ => {
+                        self.query_idempotent("touch", key, redis::cmd("EXISTS").arg(key))
+                            .await?
+                    }
+                };
+                Ok(found > 0)
+            })
+            .await
+        })
+    }
+
+    fn ttl<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Duration>>> {
+        Box::pin(async move {
+            let ms: i64 = self
+                .query_idempotent("ttl", key, redis::cmd("PTTL").arg(key))
+                .await?;
+            // -2: no such key; -1: no expiry.
+            Ok(u64::try_from(ms).ok().map(Duration::from_millis))
+        })
+    }
+
+    fn list(&self, prefix: &str) -> BoxStream<'static, Result<String>> {
+        Box::pin(self.scan(prefix))
+    }
+
+    /// A plain `GET`, or a place in the next batch while another read is in flight (see
+    /// [`RedisOptions::read_batch`]).
+    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Vec<u8>>>> {
+        Box::pin(async move {
+            // Built only for a `GET` that goes out: a batched caller's key goes in the `MGET`.
+            let get = || {
+                let mut get = redis::cmd("GET");
+                get.arg(key);
+                get
+            };
+            let Some(batcher) = &self.batch else {
+                return self.query_idempotent("get", key, &get()).await;
+            };
+            match batcher.turn(&self.conn, key) {
+                Turn::Now(lead) => {
+                    let value = self.query_idempotent("get", key, &get()).await;
+                    // The calls that queued meanwhile go out now, or fail with this one if the
+                    // connection broke under it.
+                    lead.end(match &value {
+                        Err(Error::Backend { source, .. }) => source
+                            .downcast_ref::<RedisError>()
+                            .filter(|e| broke_connection(e))
+                            .cloned(),
+                        _ => None,
+                    });
+                    value
+                }
+                Turn::Wait(answer) => answer.await.unwrap_or_else(|_| {
+                    Err(Error::Backend {
+                        operation: "get",
+                        key: key.to_owned(),
+                        source: "the read batch ended without an answer (its runtime shut down)"
+                            .into(),
+                    })
+                }),
+            }
+        })
+    }
+
+    /// Through the client-side cache: a kept value is handed out as it is; otherwise `GET` and
+    /// `PTTL` in one round trip, and the decoded value is kept for at most the key's remaining
+    /// ttl, unless the key changed meanwhile (see `cache.rs`). Without a cache (turned
+    /// off, Cluster, Sentinel) or when the server cannot track the prefix, a plain read.
+    fn get_cached<'a>(
+        &'a self,
+        key: &'a str,
+        prefix: &'a str,
+        decode: &'a Decode<'a>,
+    ) -> BoxFuture<'a, Result<Option<Decoded>>> {
+        Box::pin(async move {
+            let tracked = match &self.cache {
+                Some(cache) => cache.track(prefix).await.then_some(cache),
+                None => None,
+            };
+            let Some(cache) = tracked else {
+                return match self.get(key).await? {
+                    Some(bytes) => decode(&bytes).map(Some),
+                    None => Ok(None),
+                };
+            };
+            if let Some(value) = cache.lookup(key) {
+                return Ok(Some(value));
+            }
+            let read = cache.begin(key);
+            let mut pipe = redis::pipe();
+            pipe.cmd("GET").arg(key).cmd("PTTL").arg(key);
+            let mut conn = self.conn.clone();
+            let reply: redis::RedisResult<(Option<Vec<u8>>, i64)> =
+                match pipe.query_async(&mut conn).await {
+                    Err(e) if worth_one_retry(&e) => pipe.query_async(&mut conn).await,
+                    reply => reply,
+                };
+            let (bytes, ttl) = reply.map_err(|e| backend_error("get", key, e))?;
+            let Some(bytes) = bytes else {
+                return Ok(None);
+            };
+            let value = decode(&bytes)?;
+            // -1: no expiry; -2: gone since the GET, so not kept.
+            if ttl != -2 {
+                let ttl = u64::try_from(ttl).ok().map(Duration::from_millis);
+                read.keep(value.clone(), ttl);
+            }
+            Ok(Some(value))
+        })
+    }
+
+    fn exists<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(async move {
+            let n: u64 = self
+                .query_idempotent("exists", key, redis::cmd("EXISTS").arg(key))
+                .await?;
+            Ok(n > 0)
+        })
+    }
+
+    fn get_many<'a>(&'a self, keys: &'a [String]) -> BoxFuture<'a, Result<Vec<Option<Vec<u8>>>>> {
+        Box::pin(async move {
+            let Some(first) = keys.first() else {
+                return Ok(Vec::new());
+            };
+            // On a Cluster, the `redis` crate splits an `MGET` per slot and puts the values back
+            // in the order of `keys`.
+            self.query_idempotent("get_many", first, redis::cmd("MGET").arg(keys))
+                .await
+        })
+    }
+
+    fn set_many<'a>(
+        &'a self,
+        items: Vec<(String, Vec<u8>)>,
+        ttl: Option<Duration>,
+        notify: Notify<'a>,
+    ) -> BoxFuture<'a, Result<()>> {
+        let forget = self.forget_keys(items.iter().map(|(key, _)| key.as_str()));
+        let write = self.set_in_multi("set_many", items, Expiry::from_ttl(ttl), notify);
+        Box::pin(self.writing(forget, write))
+    }
+
+    fn remove_many<'a>(
+        &'a self,
+        keys: &'a [String],
+        notify: Notify<'a>,
+    ) -> BoxFuture<'a, Result<u64>> {
+        Box::pin(async move {
+            self.writing(self.forget_keys(keys.iter().map(String::as_str)), async {
+                let Some(first) = keys.first() else {
+                    return Ok(0);
+                };
+                if let Some(channel) = notify {
+                    return self.remove_notify_many(keys, channel).await;
+                }
+                // On a Cluster, the `redis` crate splits a `DEL` per slot and sums the counts.
+                self.query("remove_many", first, redis::cmd("DEL").arg(keys))
+                    .await
+            })
+            .await
+        })
+    }
+
+    fn incr<'a>(
+        &'a self,
+        key: &'a str,
+        by: i64,
+        ttl_if_created: Option<Duration>,
+        notify: Notify<'a>,
+    ) -> BoxFuture<'a, Result<i64>> {
+        Box::pin(async move {
+            self.writing(self.forget_key(key), async {
+                let mut invocation = INCR.key(key);
+                invocation.arg(by).arg(millis_arg(ttl_if_created)).arg(
+                    notify
+                        .map_or(Cow::Borrowed(""), |channel| wire_channel(channel, self.db))
+                        .as_ref(),
+                );
+                self.run("incr", key, &invocation).await
+            })
+            .await
+        })
+    }
+
+    fn fixed_window<'a>(
+        &'a self,
+        key: &'a str,
+        limit: u64,
+        window: Duration,
+    ) -> BoxFuture<'a, Result<Decision>> {
+        Box::pin(async move {
+            self.writing(self.forget_key(key), async {
+                let mut invocation = FIXED_WINDOW.key(key);
+                invocation.arg(limit).arg(millis(window));
+                let reply: [i64; 4] = self.run("check", key, &invocation).await?;
+                Ok(decision(reply, Duration::from_millis))
+            })
+            .await
+        })
+    }
+
+    fn gcra<'a>(
+        &'a self,
+        key: &'a str,
+        interval: Duration,
+        burst: u32,
+    ) -> BoxFuture<'a, Result<Decision>> {
+        Box::pin(async move {
+            self.writing(self.forget_key(key), async {
+                let mut invocation = GCRA.key(key);
+                invocation
+                    // At least a microsecond, as the provided `gcra` counts it: the script divides
+                    // by it.
+                    .arg(
+                        u64::try_from(interval.as_micros())
+                            .unwrap_or(u64::MAX)
+                            .max(1),
+                    )
+                    .arg(burst);
+                let reply: [i64; 4] = self.run("check", key, &invocation).await?;
+                Ok(decision(reply, Duration::from_micros))
+            })
+            .await
+        })
+    }
+
+    /// Subscribes on the backend's one pub/sub connection (opened by the first watcher), which
+    /// resubscribes by itself after a reconnection. `Set` and `Removed` come from the write
+    /// scripts; `Expired` from the server's keyspace events, when they are on (see
+    /// [`enable_expiry_events`](Backend::enable_expiry_events)).
+    fn watch<'a>(
+        &'a self,
+        watch: &'a Watch,
+    ) -> BoxFuture<'a, Result<BoxStream<'static, Result<Event>>>> {
+        Box::pin(self.feed.watch(watch))
+    }
+
+    /// Adds `E` (keyevent channels) and `x` (expired keys) to the server's
+    /// `notify-keyspace-events`, keeping the flags already set. Managed services often refuse
+    /// `CONFIG`: the error then says to set the flags in the server's configuration. Without
+    /// them watchers get no `Expired` changes; nothing else differs.
+    fn enable_expiry_events(&self) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async move {
+            const PARAMETER: &str = "notify-keyspace-events";
+            let refused = |e: Error| {
+                // The server's own answer, without the operation and key said again around it.
+                let answer = match e {
+                    Error::Backend { source, .. } => source.to_string(),
+                    other => other.to_string(),
+                };
+                Error::Backend {
+                    operation: "enable_expiry_events",
+                    key: PARAMETER.into(),
+                    source: format!(
+                        "the server refused `CONFIG` ({answer}); set `{PARAMETER} Ex` in its \
+                         configuration instead (without it, watchers get no `Expired` changes)"
+                    )
+                    .into(),
+                }
+            };
+            let (_, flags): (String, String) = self
+                .query(
+                    "enable_expiry_events",
+                    PARAMETER,
+                    redis::cmd("CONFIG").arg("GET").arg(PARAMETER),
+                )
+                .await
+                .map_err(refused)?;
+            let Some(flags) = expiry_event_flags(&flags) else {
+                return Ok(());
+            };
+            let () = self
+                .query(
+                    "enable_expiry_events",
+                    PARAMETER,
+                    redis::cmd("CONFIG").arg("SET").arg(PARAMETER).arg(flags),
+                )
+                .await
+                .map_err(refused)?;
+            Ok(())
+        })
+    }
+
+    /// `SCAN MATCH` with the options' `COUNT`; per batch one pipeline of `PTTL` (exact expiry
+    /// counts) and one of `MEMORY USAGE` for the keys of the sample; on a Cluster every primary
+    /// in turn. See `usage.rs`.
+    fn usage<'a>(
+        &'a self,
+        prefix: &'a str,
+        options: &'a UsageOptions,
+    ) -> BoxFuture<'a, Result<Usage>> {
+        Box::pin(self.scan_usage(prefix, options))
+    }
+}
+
+/// Whether `text` is a version this backend hands out, a SHA-1 in lowercase hex, and so can be
+/// passed to a script as one (and never be taken for another argument such as `nx`).
+fn is_digest(text: &str) -> bool {
+    text.len() == 40 && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// `notify-keyspace-events` with expired-key events on the keyevent channel added, or `None`
+/// when `flags` has them already (`A` stands for `g$lshzxetd`, which includes `x`).
+fn expiry_event_flags(flags: &str) -> Option<String> {
+    let keyevent = flags.contains('E');
+    let expired = flags.contains('x') || flags.contains('A');
+    if keyevent && expired {
+        return None;
+    }
+    let mut flags = flags.to_owned();
+    if !keyevent {
+        flags.push('E');
+    }
+    if !expired {
+        flags.push('x');
+    }
+    Some(flags)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_are_lowercase_hex_sha1_as_redis_computes_it() {
+        // FIPS 180 test vectors; `redis.sha1hex` gives the same lowercase hex.
+        assert_eq!(
+            version_of(b"abc").as_text(),
+            Some("a9993e364706816aba3e25717850c26c9cd0d89d")
+        );
+        assert_eq!(
+            version_of(b"").as_text(),
+            Some("da39a3ee5e6b4b0d3255bfef95601890afd80709")
+        );
+    }
+
+    #[test]
+    fn expiry_event_flags_are_added_to_the_existing_ones() {
+        assert_eq!(expiry_event_flags("").as_deref(), Some("Ex"));
+        assert_eq!(expiry_event_flags("Kg").as_deref(), Some("KgEx"));
+        assert_eq!(expiry_event_flags("Ex"), None);
+        assert_eq!(expiry_event_flags("KEA"), None);
+        assert_eq!(expiry_event_flags("Kx").as_deref(), Some("KxE"));
+    }
+}
