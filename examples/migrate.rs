@@ -90,7 +90,8 @@ async fn demo(store: &Store<AnyBackend>) -> Result<()> {
     println!("migrate: {report}");
     assert_eq!((report.rewritten, report.current), (2, 2));
 
-    let stored = store.backend().get(&store.full_key::<Session>(3)?).await?;
+    let stored =
+        state_store::BackendExt::value(store.backend(), &store.full_key::<Session>(3)?).await?;
     println!(
         "session 3 is now stored as {}",
         String::from_utf8_lossy(&stored.unwrap_or_default())

@@ -13,7 +13,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use state_store::{
-    Backend, Change, Changes, Policy, Quota, RateLimit, RedisBackend, SetOptions, StateKey, Store,
+    Change, Changes, Policy, Quota, RateLimit, RedisBackend, SetOptions, StateKey, Store,
 };
 use support::RedisServer;
 

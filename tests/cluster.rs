@@ -212,7 +212,6 @@ async fn watchers_hear_changes_and_expiries_from_every_primary() {
 }
 
 async fn backend_enable_expiry_events(backend: &RedisBackend) {
-    use state_store::Backend;
     backend.enable_expiry_events().await.unwrap();
 }
 

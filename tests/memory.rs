@@ -159,20 +159,43 @@ async fn clones_share_data() {
 
 #[tokio::test]
 async fn a_future_dropped_unpolled_changes_nothing() {
-    use state_store::Backend;
+    use state_store::backend::{CountOp, CountOptions, PutOptions, RemoveOptions, WriteMany};
+    use state_store::{Backend, BackendExt, StreamExt};
     let backend = MemoryBackend::new();
     backend
         .set("kept", b"1".to_vec(), None, None)
         .await
         .unwrap();
-    // Futures do nothing until polled, as the Redis backend's send nothing.
-    drop(backend.set("k", b"1".to_vec(), None, None));
-    drop(backend.incr("n", 1, None, None));
-    drop(backend.remove("kept", None));
-    drop(backend.set_many(vec![("m".to_string(), b"1".to_vec())], None, None));
-    drop(backend.fixed_window("w", 1, Duration::from_secs(1)));
-    assert_eq!(backend.len(), 1);
+    // Futures (and the listing stream) do nothing until polled, as the Redis backend's send
+    // nothing.
+    drop(backend.put("k", b"1".to_vec(), PutOptions::new()));
+    let increment = CountOp::Increment {
+        by: 1,
+        ttl_if_created: None,
+    };
+    drop(backend.count("n", increment, CountOptions::new()));
+    drop(backend.remove("kept", RemoveOptions::new()));
+    let items = vec![("m".to_string(), b"1".to_vec())];
+    drop(backend.write_many(WriteMany::Put {
+        items,
+        options: PutOptions::new(),
+    }));
+    let window = CountOp::FixedWindow {
+        limit: 1,
+        window: Duration::from_secs(1),
+    };
+    drop(backend.count("w", window, CountOptions::new()));
+    let listing = backend.list("");
+    backend
+        .set("later", b"1".to_vec(), None, None)
+        .await
+        .unwrap();
+    assert_eq!(backend.len(), 2);
     assert!(backend.exists("kept").await.unwrap());
+    // The listing read the keys when first polled, so it sees the one written after the call.
+    let mut keys: Vec<String> = listing.map(Result::unwrap).collect().await;
+    keys.sort();
+    assert_eq!(keys, ["kept", "later"]);
 }
 
 /// `Debug` of an error is what `fn main() -> Result<(), Error>` and `unwrap` print: the message

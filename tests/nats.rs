@@ -233,5 +233,6 @@ async fn any_backend_connects_by_url() {
     let any = state_store::AnyBackend::connect(&server.url())
         .await
         .unwrap();
-    assert_eq!(state_store::Backend::system_name(&any), "nats");
+    let extensions = state_store::Backend::extensions(&any);
+    assert_eq!(extensions.system_name, Some("nats"));
 }

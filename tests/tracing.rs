@@ -11,10 +11,10 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
-use state_store::backend::{BoxFuture, BoxStream, Notify};
+use state_store::backend::{BoxFuture, BoxStream, PutOptions, RemoveOptions};
 use state_store::{
-    AnyBackend, Backend, Error, Expiry, MemoryBackend, PutMode, RedisBackend, StateKey, Store,
-    UpdateOptions, Versioned,
+    AnyBackend, Backend, BackendExt, Error, Expiry, MemoryBackend, PutMode, RedisBackend, StateKey,
+    Store, UpdateOptions, Versioned,
 };
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
@@ -284,12 +284,10 @@ impl Backend for Contended {
         &'a self,
         key: &'a str,
         value: Vec<u8>,
-        mode: PutMode,
-        expiry: Expiry,
-        notify: Notify<'a>,
+        options: PutOptions<'a>,
     ) -> BoxFuture<'a, state_store::Result<bool>> {
         Box::pin(async move {
-            let first = matches!(mode, PutMode::Update(_))
+            let first = matches!(options.mode, PutMode::Update(_))
                 && self.raced.lock().unwrap().insert(key.to_owned());
             if first {
                 let other = serde_json::to_vec(&Session {
@@ -297,19 +295,18 @@ impl Backend for Contended {
                     visits: 100,
                 })
                 .unwrap();
-                self.inner
-                    .put(key, other, PutMode::Overwrite, Expiry::Keep, None)
-                    .await?;
+                let overwrite = PutOptions::new().expiry(Expiry::Keep);
+                self.inner.put(key, other, overwrite).await?;
             }
-            self.inner.put(key, value, mode, expiry, notify).await
+            self.inner.put(key, value, options).await
         })
     }
     fn remove<'a>(
         &'a self,
         key: &'a str,
-        notify: Notify<'a>,
+        options: RemoveOptions<'a>,
     ) -> BoxFuture<'a, state_store::Result<bool>> {
-        self.inner.remove(key, notify)
+        self.inner.remove(key, options)
     }
     fn ttl<'a>(&'a self, key: &'a str) -> BoxFuture<'a, state_store::Result<Option<Duration>>> {
         self.inner.ttl(key)

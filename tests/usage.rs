@@ -8,11 +8,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use state_store::backend::{BoxFuture, BoxStream, Notify};
+use state_store::BackendExt;
+use state_store::backend::{BoxFuture, BoxStream, PutOptions, RemoveOptions};
 use state_store::conformance::{Job, Session, session};
 use state_store::{
-    Backend, Expiry, MemoryBackend, PrefixUsage, PutMode, Result, Store, UsageOptions,
-    UsageProgress, Versioned,
+    Backend, MemoryBackend, PrefixUsage, Result, Store, UsageOptions, UsageProgress, Versioned,
 };
 
 /// The keys one prefix of the Redis test holds.
@@ -370,7 +370,7 @@ async fn the_memory_backend_reports_exact_figures() {
 }
 
 /// A backend with only the five core methods (over the memory backend), so that `usage` is the
-/// provided one: `list`, then `ttl`, `exists` and `get` per key.
+/// provided one: `list`, then `ttl` and `get` per key.
 #[derive(Debug, Default)]
 struct CoreOnly(MemoryBackend);
 
@@ -382,14 +382,16 @@ impl Backend for CoreOnly {
         &'a self,
         key: &'a str,
         value: Vec<u8>,
-        mode: PutMode,
-        expiry: Expiry,
-        notify: Notify<'a>,
+        options: PutOptions<'a>,
     ) -> BoxFuture<'a, Result<bool>> {
-        self.0.put(key, value, mode, expiry, notify)
+        self.0.put(key, value, options)
     }
-    fn remove<'a>(&'a self, key: &'a str, notify: Notify<'a>) -> BoxFuture<'a, Result<bool>> {
-        self.0.remove(key, notify)
+    fn remove<'a>(
+        &'a self,
+        key: &'a str,
+        options: RemoveOptions<'a>,
+    ) -> BoxFuture<'a, Result<bool>> {
+        self.0.remove(key, options)
     }
     fn ttl<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Duration>>> {
         self.0.ttl(key)

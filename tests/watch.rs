@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
-use state_store::{Backend, Change, Changes, Error, RedisBackend, SetOptions, StateKey, Store};
+use state_store::{Change, Changes, Error, RedisBackend, SetOptions, StateKey, Store};
 use support::RedisServer;
 
 /// A notified type with a string id and the type's own ttl.

@@ -1,16 +1,20 @@
-// A complete backend: values in a `HashMap` behind a mutex, expiry on tokio's clock. It writes
-// only the five core methods; counters, rate limits, bulk calls and `update` come from the
-// provided methods, built on its conditional `put`. It has no change feed: it ignores the
-// `notify` channel of writes, and `watch` keeps its default, `Error::Unsupported`.
+// A complete backend: values in a `HashMap` behind a mutex. It writes only the five core
+// methods; `get`, counters, rate limits, bulk calls and `update` come from the provided methods,
+// built on its conditional `put` and `remove`. It has no change feed: it ignores the `notify`
+// channel of writes, and the `Store` answers `watch` with `Error::Unsupported`.
+//
+// Time: one clock for everything, the wall clock (`SystemTime`), as the provided rate limiters
+// read it; a deadline kept as wall-clock time also means the same after a restart, should the
+// map ever be saved. (An engine on tokio's clock, which a test can pause, overrides `count` and
+// passes that clock to `kit::count`, as the memory engine does.)
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use state_store::backend::{
-    Backend, BoxFuture, BoxStream, Expiry, Notify, PutMode, Version, Versioned,
+    Backend, BoxFuture, BoxStream, Expiry, PutMode, PutOptions, RemoveOptions, Version, Versioned,
 };
 use state_store::{Error, Result};
-use tokio::time::Instant;
 
 /// Clones share the data.
 #[derive(Debug, Default, Clone)]
@@ -29,14 +33,14 @@ struct Map {
 struct Entry {
     value: Vec<u8>,
     version: u64,
-    expires: Option<Instant>,
+    expires: Option<SystemTime>,
 }
 
 impl Map {
-    /// The entry under `key` unless it has expired (as in Redis, a key lives through its
-    /// deadline). Expired entries stay until overwritten or removed: a real engine purges them.
+    /// The entry under `key` unless it has expired (a key lives through its deadline). Expired
+    /// entries stay until overwritten or removed: a real engine purges them.
     fn live(&self, key: &str) -> Option<&Entry> {
-        let now = Instant::now();
+        let now = SystemTime::now();
         self.entries
             .get(key)
             .filter(|entry| entry.expires.is_none_or(|at| at >= now))
@@ -58,7 +62,7 @@ impl MapBackend {
     }
 }
 
-// Each method does its work inside the returned future, so that a future dropped unpolled
+// Each method does its work inside the returned future (or stream), so that one dropped unpolled
 // changes nothing. The lock is never held across an `.await`.
 impl Backend for MapBackend {
     fn get_versioned<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Versioned>>> {
@@ -74,14 +78,12 @@ impl Backend for MapBackend {
         &'a self,
         key: &'a str,
         value: Vec<u8>,
-        mode: PutMode,
-        expiry: Expiry,
-        _notify: Notify<'a>,
+        options: PutOptions<'a>,
     ) -> BoxFuture<'a, Result<bool>> {
         Box::pin(async move {
             let mut map = self.lock();
             let current = map.live(key);
-            let allowed = match &mode {
+            let allowed = match &options.mode {
                 PutMode::Overwrite => true,
                 PutMode::Create => current.is_none(),
                 PutMode::Update(version) => {
@@ -90,9 +92,10 @@ impl Backend for MapBackend {
                 // A kind of write added after this backend was written.
                 _ => return Err(self.unsupported("put with this mode")),
             };
-            let expires = match expiry {
+            // Per-key expiry: "at least" a duration is exactly that duration here.
+            let expires = match options.expiry.per_key() {
                 Expiry::Never => None,
-                Expiry::After(ttl) => match Instant::now().checked_add(ttl) {
+                Expiry::After(ttl) => match SystemTime::now().checked_add(ttl) {
                     Some(at) => Some(at),
                     None => {
                         return Err(Error::InvalidTtl {
@@ -119,12 +122,24 @@ impl Backend for MapBackend {
         })
     }
 
-    fn remove<'a>(&'a self, key: &'a str, _notify: Notify<'a>) -> BoxFuture<'a, Result<bool>> {
+    fn remove<'a>(
+        &'a self,
+        key: &'a str,
+        options: RemoveOptions<'a>,
+    ) -> BoxFuture<'a, Result<bool>> {
         Box::pin(async move {
             let mut map = self.lock();
-            let existed = map.live(key).is_some();
+            let Some(entry) = map.live(key) else {
+                return Ok(false);
+            };
+            // A compare-and-delete (`Store::remove_if`): only the value with that version.
+            if let Some(version) = &options.if_version
+                && version.as_number() != Some(entry.version)
+            {
+                return Ok(false);
+            }
             map.entries.remove(key);
-            Ok(existed)
+            Ok(true)
         })
     }
 
@@ -132,23 +147,30 @@ impl Backend for MapBackend {
         Box::pin(async move {
             let map = self.lock();
             Ok(map.live(key).and_then(|entry| entry.expires).map(|at| {
-                // Whole milliseconds, as Redis reports them.
-                let left = at.saturating_duration_since(Instant::now());
+                // Whole milliseconds, as the contract counts them.
+                let left = at.duration_since(SystemTime::now()).unwrap_or_default();
                 Duration::from_millis(u64::try_from(left.as_millis()).unwrap_or(u64::MAX))
             }))
         })
     }
 
-    // A snapshot of the keys when called: keys written while the stream runs may or may not
-    // appear, as the contract allows.
+    // The keys as they are when the stream is first polled: keys written while it runs may or
+    // may not appear, as the contract allows.
     fn list(&self, prefix: &str) -> BoxStream<'static, Result<String>> {
-        let map = self.lock();
-        let keys: Vec<Result<String>> = map
-            .entries
-            .keys()
-            .filter(|key| key.starts_with(prefix) && map.live(key).is_some())
-            .map(|key| Ok(key.clone()))
-            .collect();
-        Box::pin(futures_util::stream::iter(keys))
+        let backend = self.clone();
+        let prefix = prefix.to_owned();
+        let snapshot = async move {
+            let map = backend.lock();
+            let keys: Vec<Result<String>> = map
+                .entries
+                .keys()
+                .filter(|key| key.starts_with(&prefix) && map.live(key).is_some())
+                .map(|key| Ok(key.clone()))
+                .collect();
+            futures_util::stream::iter(keys)
+        };
+        Box::pin(futures_util::StreamExt::flatten(futures_util::stream::once(
+            snapshot,
+        )))
     }
 }

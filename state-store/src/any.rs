@@ -4,12 +4,14 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::collections::HashMap;
+use std::sync::RwLock;
+
 use crate::backend::{
-    Backend, BoxFuture, BoxStream, Decode, Decoded, Event, Expiry, Notify, PutMode, RemoveFn,
-    UpdateFn, Version, Versioned, Watch,
+    Backend, BoxFuture, BoxStream, CountOp, CountOptions, Counted, Extensions, GetOptions,
+    PutOptions, RemoveOptions, UpdateFn, UpdateOptions, Versioned, WriteMany,
 };
-use crate::rate_limit::Decision;
-use crate::{Error, MemoryBackend, Result, Usage, UsageOptions};
+use crate::{Error, MemoryBackend, Result};
 
 /// The URL schemes of the Redis backend, as a pattern.
 macro_rules! redis_schemes {
@@ -69,6 +71,11 @@ impl AnyBackend {
         }
     }
 
+    /// Wraps a shared backend as it is (no second `Arc`).
+    pub fn from_arc(backend: Arc<dyn Backend>) -> AnyBackend {
+        AnyBackend { inner: backend }
+    }
+
     /// A new, empty [`MemoryBackend`].
     pub fn memory() -> AnyBackend {
         AnyBackend::new(MemoryBackend::new())
@@ -81,11 +88,16 @@ impl AnyBackend {
     /// - `nats://...` (and `tls://`, `ws://`, `wss://`; feature `nats`):
     ///   `NatsBackend::connect(url)`.
     ///
+    /// - any scheme an engine registered with [`register`](Self::register).
+    ///
     /// Any other scheme, or `redis://` (`nats://`) in a build without the `redis` (`nats`)
     /// feature, is [`Error::Connect`] naming the scheme (never the rest of the URL, which may
     /// hold a password).
     pub async fn connect(url: &str) -> Result<AnyBackend> {
         let scheme = url.split_once("://").map(|(scheme, _)| scheme);
+        if let Some(connect) = scheme.and_then(registered) {
+            return connect(url.to_owned()).await;
+        }
         match scheme {
             Some("memory") => Ok(AnyBackend::memory()),
             #[cfg(feature = "redis")]
@@ -126,10 +138,61 @@ impl AnyBackend {
         }
     }
 
+    /// Turns on the announcements of expired keys of the inner engine's change feed
+    /// ([`ChangeFeed::enable_expiry_events`](crate::backend::ChangeFeed::enable_expiry_events));
+    /// [`Error::Unsupported`] for an engine without a feed.
+    pub async fn enable_expiry_events(&self) -> Result<()> {
+        crate::backend::extensions::enable_expiry_events(&*self.inner).await
+    }
+
     /// The backend inside.
     pub fn inner(&self) -> &dyn Backend {
         &*self.inner
     }
+
+    /// Makes [`connect`](Self::connect) (and [`from_env`](Self::from_env)) reach a third-party
+    /// engine through URLs with `scheme`, exactly like the built-in ones. `connect` gets the
+    /// whole URL. A later registration of the same scheme replaces an earlier one; the built-in
+    /// schemes (`memory`, `redis`, `rediss`, `nats`, ...) can be registered over too.
+    ///
+    /// ```
+    /// use state_store::{AnyBackend, MemoryBackend};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> state_store::Result<()> {
+    /// // An engine of your own; a memory backend stands in for it here.
+    /// AnyBackend::register("myengine", |url| {
+    ///     Box::pin(async move {
+    ///         let _path = url.trim_start_matches("myengine://");
+    ///         Ok(AnyBackend::new(MemoryBackend::new()))
+    ///     })
+    /// });
+    /// let backend = AnyBackend::connect("myengine:///var/lib/state").await?;
+    /// assert_eq!(backend.inner().name(), "MemoryBackend");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn register(
+        scheme: &str,
+        connect: impl Fn(String) -> BoxFuture<'static, Result<AnyBackend>> + Send + Sync + 'static,
+    ) {
+        let mut schemes = SCHEMES.write().unwrap_or_else(|e| e.into_inner());
+        schemes
+            .get_or_insert_with(HashMap::new)
+            .insert(scheme.to_owned(), Arc::new(connect));
+    }
+}
+
+/// How a registered scheme connects.
+type Connector = Arc<dyn Fn(String) -> BoxFuture<'static, Result<AnyBackend>> + Send + Sync>;
+
+/// The schemes engines registered, for the whole process.
+static SCHEMES: RwLock<Option<HashMap<String, Connector>>> = RwLock::new(None);
+
+/// The connector registered for `scheme`, if any.
+fn registered(scheme: &str) -> Option<Connector> {
+    let schemes = SCHEMES.read().unwrap_or_else(|e| e.into_inner());
+    schemes.as_ref()?.get(scheme).cloned()
 }
 
 impl fmt::Debug for AnyBackend {
@@ -159,8 +222,9 @@ impl From<crate::RedisBackend> for AnyBackend {
 }
 
 /// Every method, provided ones included, forwards to the inner backend, so its overrides are
-/// the ones that run. A provided method added to `Backend` must be forwarded here too (the
-/// delegation test below lists them).
+/// the ones that run; `missing_trait_methods` fails the build when a method added to `Backend`
+/// is not forwarded here.
+#[deny(clippy::missing_trait_methods)]
 impl Backend for AnyBackend {
     fn get_versioned<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Versioned>>> {
         self.inner.get_versioned(key)
@@ -170,15 +234,17 @@ impl Backend for AnyBackend {
         &'a self,
         key: &'a str,
         value: Vec<u8>,
-        mode: PutMode,
-        expiry: Expiry,
-        notify: Notify<'a>,
+        options: PutOptions<'a>,
     ) -> BoxFuture<'a, Result<bool>> {
-        self.inner.put(key, value, mode, expiry, notify)
+        self.inner.put(key, value, options)
     }
 
-    fn remove<'a>(&'a self, key: &'a str, notify: Notify<'a>) -> BoxFuture<'a, Result<bool>> {
-        self.inner.remove(key, notify)
+    fn remove<'a>(
+        &'a self,
+        key: &'a str,
+        options: RemoveOptions<'a>,
+    ) -> BoxFuture<'a, Result<bool>> {
+        self.inner.remove(key, options)
     }
 
     fn ttl<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Duration>>> {
@@ -193,176 +259,42 @@ impl Backend for AnyBackend {
         self.inner.name()
     }
 
-    fn system_name(&self) -> &'static str {
-        self.inner.system_name()
-    }
-
-    fn declare(&self, prefix: &str, ttl: Option<Duration>) {
-        self.inner.declare(prefix, ttl)
-    }
-
-    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Vec<u8>>>> {
-        self.inner.get(key)
-    }
-
-    fn get_cached<'a>(
+    fn get<'a>(
         &'a self,
         key: &'a str,
-        prefix: &'a str,
-        decode: &'a Decode<'a>,
-    ) -> BoxFuture<'a, Result<Option<Decoded>>> {
-        self.inner.get_cached(key, prefix, decode)
-    }
-
-    fn exists<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool>> {
-        self.inner.exists(key)
-    }
-
-    fn set<'a>(
-        &'a self,
-        key: &'a str,
-        value: Vec<u8>,
-        ttl: Option<Duration>,
-        notify: Notify<'a>,
-    ) -> BoxFuture<'a, Result<()>> {
-        self.inner.set(key, value, ttl, notify)
-    }
-
-    fn set_if_absent<'a>(
-        &'a self,
-        key: &'a str,
-        value: Vec<u8>,
-        ttl: Option<Duration>,
-        notify: Notify<'a>,
-    ) -> BoxFuture<'a, Result<bool>> {
-        self.inner.set_if_absent(key, value, ttl, notify)
+        options: GetOptions,
+    ) -> BoxFuture<'a, Result<Option<Vec<u8>>>> {
+        self.inner.get(key, options)
     }
 
     fn get_many<'a>(&'a self, keys: &'a [String]) -> BoxFuture<'a, Result<Vec<Option<Vec<u8>>>>> {
         self.inner.get_many(keys)
     }
 
-    fn set_many<'a>(
-        &'a self,
-        items: Vec<(String, Vec<u8>)>,
-        ttl: Option<Duration>,
-        notify: Notify<'a>,
-    ) -> BoxFuture<'a, Result<()>> {
-        self.inner.set_many(items, ttl, notify)
+    fn write_many<'a>(&'a self, batch: WriteMany<'a>) -> BoxFuture<'a, Result<u64>> {
+        self.inner.write_many(batch)
     }
 
-    fn remove_many<'a>(
-        &'a self,
-        keys: &'a [String],
-        notify: Notify<'a>,
-    ) -> BoxFuture<'a, Result<u64>> {
-        self.inner.remove_many(keys, notify)
-    }
-
-    fn incr<'a>(
+    fn count<'a>(
         &'a self,
         key: &'a str,
-        by: i64,
-        ttl_if_created: Option<Duration>,
-        notify: Notify<'a>,
-    ) -> BoxFuture<'a, Result<i64>> {
-        self.inner.incr(key, by, ttl_if_created, notify)
-    }
-
-    fn fixed_window<'a>(
-        &'a self,
-        key: &'a str,
-        limit: u64,
-        window: Duration,
-    ) -> BoxFuture<'a, Result<Decision>> {
-        self.inner.fixed_window(key, limit, window)
-    }
-
-    fn gcra<'a>(
-        &'a self,
-        key: &'a str,
-        interval: Duration,
-        burst: u32,
-    ) -> BoxFuture<'a, Result<Decision>> {
-        self.inner.gcra(key, interval, burst)
-    }
-
-    fn now(&self) -> Duration {
-        self.inner.now()
+        op: CountOp,
+        options: CountOptions<'a>,
+    ) -> BoxFuture<'a, Result<Counted>> {
+        self.inner.count(key, op, options)
     }
 
     fn update<'a>(
         &'a self,
         key: &'a str,
         change: &'a mut UpdateFn<'_>,
-        ttl_if_created: Option<Duration>,
-        attempts: u32,
-        notify: Notify<'a>,
+        options: UpdateOptions<'a>,
     ) -> BoxFuture<'a, Result<bool>> {
-        self.inner
-            .update(key, change, ttl_if_created, attempts, notify)
+        self.inner.update(key, change, options)
     }
 
-    fn update_refreshing<'a>(
-        &'a self,
-        key: &'a str,
-        change: &'a mut UpdateFn<'_>,
-        ttl: Option<Duration>,
-        attempts: u32,
-        notify: Notify<'a>,
-    ) -> BoxFuture<'a, Result<bool>> {
-        self.inner
-            .update_refreshing(key, change, ttl, attempts, notify)
-    }
-
-    fn get_and_touch<'a>(
-        &'a self,
-        key: &'a str,
-        expiry: Expiry,
-    ) -> BoxFuture<'a, Result<Option<Vec<u8>>>> {
-        self.inner.get_and_touch(key, expiry)
-    }
-
-    fn remove_version<'a>(
-        &'a self,
-        key: &'a str,
-        version: &'a Version,
-        notify: Notify<'a>,
-    ) -> BoxFuture<'a, Result<bool>> {
-        self.inner.remove_version(key, version, notify)
-    }
-
-    fn remove_if<'a>(
-        &'a self,
-        key: &'a str,
-        check: &'a mut RemoveFn<'_>,
-        attempts: u32,
-        notify: Notify<'a>,
-    ) -> BoxFuture<'a, Result<bool>> {
-        self.inner.remove_if(key, check, attempts, notify)
-    }
-
-    fn touch<'a>(&'a self, key: &'a str, expiry: Expiry) -> BoxFuture<'a, Result<bool>> {
-        self.inner.touch(key, expiry)
-    }
-
-    fn watch<'a>(
-        &'a self,
-        watch: &'a Watch,
-    ) -> BoxFuture<'a, Result<BoxStream<'static, Result<Event>>>> {
-        self.inner.watch(watch)
-    }
-
-    fn enable_expiry_events(&self) -> BoxFuture<'_, Result<()>> {
-        self.inner.enable_expiry_events()
-    }
-
-    fn usage<'a>(
-        &'a self,
-        prefix: &'a str,
-        options: &'a UsageOptions,
-    ) -> BoxFuture<'a, Result<Usage>> {
-        self.inner.usage(prefix, options)
+    fn extensions(&self) -> Extensions<'_> {
+        self.inner.extensions()
     }
 }
 
@@ -371,10 +303,10 @@ mod tests {
     use std::sync::Mutex;
 
     use super::*;
-    use crate::UsageTally;
+    use crate::backend::{ChangeFeed, Event, Watch};
 
     /// Records which of its methods ran (clones share the record); every method answers at
-    /// once.
+    /// once, with what no provided default would answer.
     #[derive(Debug, Default, Clone)]
     struct Recorder(Arc<Mutex<Vec<&'static str>>>);
 
@@ -385,6 +317,7 @@ mod tests {
         }
     }
 
+    #[deny(clippy::missing_trait_methods)]
     impl Backend for Recorder {
         fn get_versioned<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<Option<Versioned>>> {
             self.ran("get_versioned", Ok(None))
@@ -393,13 +326,11 @@ mod tests {
             &'a self,
             _: &'a str,
             _: Vec<u8>,
-            _: PutMode,
-            _: Expiry,
-            _: Notify<'a>,
+            _: PutOptions<'a>,
         ) -> BoxFuture<'a, Result<bool>> {
             self.ran("put", Ok(true))
         }
-        fn remove<'a>(&'a self, _: &'a str, _: Notify<'a>) -> BoxFuture<'a, Result<bool>> {
+        fn remove<'a>(&'a self, _: &'a str, _: RemoveOptions<'a>) -> BoxFuture<'a, Result<bool>> {
             self.ran("remove", Ok(true))
         }
         fn ttl<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<Option<Duration>>> {
@@ -412,96 +343,38 @@ mod tests {
         fn name(&self) -> &'static str {
             "recorder"
         }
-        fn system_name(&self) -> &'static str {
-            "recorder-system"
-        }
-        fn declare(&self, _: &str, _: Option<Duration>) {
-            self.0.lock().unwrap().push("declare");
-        }
-        fn get<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<Option<Vec<u8>>>> {
-            self.ran("get", Ok(None))
-        }
-        fn exists<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<bool>> {
-            self.ran("exists", Ok(false))
-        }
-        fn set<'a>(
-            &'a self,
-            _: &'a str,
-            _: Vec<u8>,
-            _: Option<Duration>,
-            _: Notify<'a>,
-        ) -> BoxFuture<'a, Result<()>> {
-            self.ran("set", Ok(()))
-        }
-        fn set_if_absent<'a>(
-            &'a self,
-            _: &'a str,
-            _: Vec<u8>,
-            _: Option<Duration>,
-            _: Notify<'a>,
-        ) -> BoxFuture<'a, Result<bool>> {
-            self.ran("set_if_absent", Ok(true))
+        fn get<'a>(&'a self, _: &'a str, _: GetOptions) -> BoxFuture<'a, Result<Option<Vec<u8>>>> {
+            self.ran("get", Ok(Some(b"own".to_vec())))
         }
         fn get_many<'a>(&'a self, _: &'a [String]) -> BoxFuture<'a, Result<Vec<Option<Vec<u8>>>>> {
-            self.ran("get_many", Ok(Vec::new()))
+            self.ran("get_many", Ok(vec![]))
         }
-        fn set_many<'a>(
-            &'a self,
-            _: Vec<(String, Vec<u8>)>,
-            _: Option<Duration>,
-            _: Notify<'a>,
-        ) -> BoxFuture<'a, Result<()>> {
-            self.ran("set_many", Ok(()))
+        fn write_many<'a>(&'a self, _: WriteMany<'a>) -> BoxFuture<'a, Result<u64>> {
+            self.ran("write_many", Ok(7))
         }
-        fn remove_many<'a>(&'a self, _: &'a [String], _: Notify<'a>) -> BoxFuture<'a, Result<u64>> {
-            self.ran("remove_many", Ok(0))
-        }
-        fn incr<'a>(
+        fn count<'a>(
             &'a self,
             _: &'a str,
-            _: i64,
-            _: Option<Duration>,
-            _: Notify<'a>,
-        ) -> BoxFuture<'a, Result<i64>> {
-            self.ran("incr", Ok(0))
-        }
-        fn fixed_window<'a>(
-            &'a self,
-            _: &'a str,
-            _: u64,
-            _: Duration,
-        ) -> BoxFuture<'a, Result<Decision>> {
-            self.ran(
-                "fixed_window",
-                Err(Error::Conflict {
-                    key: String::new(),
-                    attempts: 0,
-                }),
-            )
-        }
-        fn gcra<'a>(&'a self, _: &'a str, _: Duration, _: u32) -> BoxFuture<'a, Result<Decision>> {
-            self.ran(
-                "gcra",
-                Err(Error::Conflict {
-                    key: String::new(),
-                    attempts: 0,
-                }),
-            )
-        }
-        fn now(&self) -> Duration {
-            self.0.lock().unwrap().push("now");
-            Duration::ZERO
+            _: CountOp,
+            _: CountOptions<'a>,
+        ) -> BoxFuture<'a, Result<Counted>> {
+            self.ran("count", Ok(Counted::Value(42)))
         }
         fn update<'a>(
             &'a self,
             _: &'a str,
             _: &'a mut UpdateFn<'_>,
-            _: Option<Duration>,
-            _: u32,
-            _: Notify<'a>,
+            _: UpdateOptions<'a>,
         ) -> BoxFuture<'a, Result<bool>> {
             self.ran("update", Ok(false))
         }
+        fn extensions(&self) -> Extensions<'_> {
+            self.0.lock().unwrap().push("extensions");
+            Extensions::new().system_name("recorder-system").feed(self)
+        }
+    }
+
+    impl ChangeFeed for Recorder {
         fn watch<'a>(
             &'a self,
             _: &'a Watch,
@@ -512,9 +385,6 @@ mod tests {
         fn enable_expiry_events(&self) -> BoxFuture<'_, Result<()>> {
             self.ran("enable_expiry_events", Ok(()))
         }
-        fn usage<'a>(&'a self, _: &'a str, o: &'a UsageOptions) -> BoxFuture<'a, Result<Usage>> {
-            self.ran("usage", Ok(UsageTally::new("", o).finish(true)))
-        }
     }
 
     #[tokio::test]
@@ -523,34 +393,37 @@ mod tests {
         let any = AnyBackend::new(recorder.clone());
         let keys = vec!["k".to_string()];
         any.get_versioned("k").await.unwrap();
-        any.put("k", vec![], PutMode::Overwrite, Expiry::Never, None)
-            .await
-            .unwrap();
-        any.remove("k", None).await.unwrap();
+        any.put("k", vec![], PutOptions::new()).await.unwrap();
+        any.remove("k", RemoveOptions::new()).await.unwrap();
         any.ttl("k").await.unwrap();
         drop(any.list("k"));
         assert_eq!(any.name(), "recorder");
-        assert_eq!(any.system_name(), "recorder-system");
-        any.declare("k", None);
-        any.get("k").await.unwrap();
-        any.exists("k").await.unwrap();
-        any.set("k", vec![], None, None).await.unwrap();
-        any.set_if_absent("k", vec![], None, None).await.unwrap();
+        assert_eq!(
+            any.get("k", GetOptions::new()).await.unwrap(),
+            Some(b"own".to_vec())
+        );
         any.get_many(&keys).await.unwrap();
-        any.set_many(vec![], None, None).await.unwrap();
-        any.remove_many(&keys, None).await.unwrap();
-        any.incr("k", 1, None, None).await.unwrap();
-        any.fixed_window("k", 1, Duration::from_secs(1))
-            .await
-            .unwrap_err();
-        any.gcra("k", Duration::from_secs(1), 1).await.unwrap_err();
-        any.now();
-        any.update("k", &mut |_| Ok(None), None, 1, None)
+        let batch = WriteMany::Remove {
+            keys: &keys,
+            options: RemoveOptions::new(),
+        };
+        assert_eq!(any.write_many(batch).await.unwrap(), 7);
+        let op = CountOp::Increment {
+            by: 1,
+            ttl_if_created: None,
+        };
+        assert_eq!(
+            any.count("k", op, CountOptions::new()).await.unwrap(),
+            Counted::Value(42)
+        );
+        any.update("k", &mut |_| Ok(None), UpdateOptions::new())
             .await
             .unwrap();
-        drop(any.watch(&Watch::new("c")).await.unwrap());
-        any.enable_expiry_events().await.unwrap();
-        any.usage("", &UsageOptions::new()).await.unwrap();
+        let extensions = any.extensions();
+        assert_eq!(extensions.system_name, Some("recorder-system"));
+        let feed = extensions.feed.expect("the inner backend's feed");
+        drop(feed.watch(&Watch::new("c")).await.unwrap());
+        feed.enable_expiry_events().await.unwrap();
         assert_eq!(
             *recorder.0.lock().unwrap(),
             [
@@ -559,22 +432,14 @@ mod tests {
                 "remove",
                 "ttl",
                 "list",
-                "declare",
                 "get",
-                "exists",
-                "set",
-                "set_if_absent",
                 "get_many",
-                "set_many",
-                "remove_many",
-                "incr",
-                "fixed_window",
-                "gcra",
-                "now",
+                "write_many",
+                "count",
                 "update",
+                "extensions",
                 "watch",
                 "enable_expiry_events",
-                "usage",
             ],
             "each call ran the inner backend's own method, not a provided default"
         );
@@ -584,11 +449,25 @@ mod tests {
     async fn urls_choose_the_backend() {
         let memory = AnyBackend::connect("memory://").await.unwrap();
         assert_eq!(memory.name(), "MemoryBackend");
-        assert_eq!(memory.system_name(), "memory");
+        assert_eq!(memory.extensions().system_name, Some("memory"));
         for url in ["ftp://user:s3cret@host", "nonsense"] {
             let err = AnyBackend::connect(url).await.unwrap_err();
             assert!(matches!(err, Error::Connect { .. }), "{err:?}");
             assert!(!format!("{err} {err:?}").contains("s3cret"), "{err}");
         }
+    }
+
+    #[tokio::test]
+    async fn registered_schemes_reach_their_engine() {
+        let err = AnyBackend::connect("recorded://x").await.unwrap_err();
+        assert!(matches!(err, Error::Connect { .. }), "{err:?}");
+        AnyBackend::register("recorded", |url| {
+            Box::pin(async move {
+                assert_eq!(url, "recorded://x");
+                Ok(AnyBackend::new(Recorder::default()))
+            })
+        });
+        let any = AnyBackend::connect("recorded://x").await.unwrap();
+        assert_eq!(any.name(), "recorder");
     }
 }

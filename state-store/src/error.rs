@@ -73,6 +73,17 @@ pub enum Error {
         reason: String,
     },
 
+    /// A counter operation (`incr`, a rate-limit check) found a value that is not a counter (the
+    /// exact decimal text of an `i64`), or its result would leave the `i64` range. Nothing was
+    /// changed.
+    #[error("not a counter at `{key}`: {reason}")]
+    NotACounter {
+        /// The full key.
+        key: String,
+        /// What is wrong with the value, or with the result.
+        reason: String,
+    },
+
     /// A duration cannot be used as an expiry: zero, or more milliseconds than Redis accepts.
     #[error("invalid ttl {ttl:?} for `{key}`: {reason}")]
     InvalidTtl {
@@ -204,6 +215,7 @@ impl Error {
             Error::Encode { .. } => "Encode",
             Error::InvalidNamespace { .. } => "InvalidNamespace",
             Error::InvalidKey { .. } => "InvalidKey",
+            Error::NotACounter { .. } => "NotACounter",
             Error::InvalidTtl { .. } => "InvalidTtl",
             Error::Conflict { .. } => "Conflict",
             Error::Unsupported { .. } => "Unsupported",

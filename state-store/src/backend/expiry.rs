@@ -15,9 +15,23 @@ pub enum Expiry {
     /// An existing key keeps its remaining expiry (or its lack of one); a key the write creates
     /// gets none.
     Keep,
+    /// Expires no sooner than this long after the write; an engine may keep the key longer
+    /// (one whose expiry is set per type, not per key, keeps it for the type's). For values
+    /// that stay right however long they are kept, such as a rate limiter's absolute arrival
+    /// time. An engine with per-key expiry treats it as [`After`](Expiry::After).
+    AtLeast(Duration),
 }
 
 impl Expiry {
+    /// For an engine with per-key expiry: [`AtLeast`](Expiry::AtLeast) as
+    /// [`After`](Expiry::After), every other rule as it is.
+    pub fn per_key(self) -> Expiry {
+        match self {
+            Expiry::AtLeast(ttl) => Expiry::After(ttl),
+            other => other,
+        }
+    }
+
     /// `After(ttl)`, or `Never` for `None`.
     pub fn from_ttl(ttl: Option<Duration>) -> Expiry {
         ttl.map_or(Expiry::Never, Expiry::After)

@@ -1,95 +1,129 @@
 //! The loops the provided [`Backend`] methods are built of: reads and conditional writes of the
 //! core, retried on a lost race. Written once here so that no engine copies one to change a detail.
 
-use std::time::Duration;
-
-use super::kit::{Backoff, parse_counter};
 use futures_util::StreamExt;
 
+use super::kit::Backoff;
 use super::usage::{Usage, UsageOptions, UsageTally};
-use super::{Backend, Expiry, Notify, PutMode, UpdateFn};
+use super::{
+    Backend, GetOptions, PutMode, PutOptions, RemoveOptions, UpdateFn, UpdateOptions, Version,
+    Versioned, WriteMany,
+};
 use crate::{Error, Result};
 
-/// How many times the provided counter and rate-limit methods retry a lost conditional write
-/// before [`Error::Conflict`]. Each try is two or three round trips on the contended key, and
-/// the backoff between tries grows to 10 ms, so this bounds a call to about three seconds of
-/// waiting.
-pub(super) const COUNTER_ATTEMPTS: u32 = 256;
+/// How many times a provided loop that the caller does not bound (a touch, a counter) retries a
+/// lost conditional write before [`Error::Conflict`]. Each try is two or three round trips on the
+/// contended key, and the backoff between tries grows to 10 ms, so this bounds a call to about
+/// three seconds of waiting.
+pub(crate) const RETRIES: u32 = 256;
 
-/// The provided counter methods' one mechanism: reads the counter under `key` (and, with
-/// `read_ttl`, its time left), lets `step` decide the answer and the write (a value and its
-/// expiry, or none), and makes the write conditional on what was read, again from the read when
-/// another writer got there first.
-pub(crate) async fn counter_step<B, T>(
+/// The provided [`Backend::get`].
+pub(super) async fn get<B: Backend + ?Sized>(
     backend: &B,
     key: &str,
-    read_ttl: bool,
-    notify: Notify<'_>,
-    mut step: impl FnMut(Option<i64>, Option<Duration>) -> Result<(T, Option<(i64, Expiry)>)>,
-) -> Result<T>
-where
-    B: Backend + ?Sized,
-{
-    let mut backoff = Backoff::new(COUNTER_ATTEMPTS);
+    options: GetOptions,
+) -> Result<Option<Vec<u8>>> {
+    let Some(expiry) = options.touch else {
+        return Ok(backend.get_versioned(key).await?.map(|v| v.value));
+    };
+    let mut backoff = Backoff::new(RETRIES);
     loop {
-        let (count, left, mode) = match backend.get_versioned(key).await? {
-            Some(v) => {
-                let count = parse_counter(key, &v.value)?;
-                let left = if read_ttl {
-                    backend.ttl(key).await?
-                } else {
-                    None
-                };
-                (Some(count), left, PutMode::Update(v.version))
-            }
-            None => (None, None, PutMode::Create),
+        let Some(Versioned { value, version }) = backend.get_versioned(key).await? else {
+            return Ok(None);
         };
-        let (answer, write) = step(count, left)?;
-        let Some((value, expiry)) = write else {
-            return Ok(answer);
-        };
-        let value = value.to_string().into_bytes();
-        if backend.put(key, value, mode, expiry, notify).await? {
-            return Ok(answer);
+        let put = PutOptions::new()
+            .mode(PutMode::Update(version))
+            .expiry(expiry);
+        if backend.put(key, value.clone(), put).await? {
+            return Ok(Some(value));
         }
         backoff.wait(key).await?;
     }
 }
 
-/// The read-then-conditional-write loop of [`Backend::update`] and
-/// [`Backend::update_refreshing`]: a replaced value gets `replaced`, a created one
-/// `ttl_if_created`.
-pub(super) async fn update_loop<B: Backend + ?Sized>(
+/// The provided [`Backend::write_many`]: one [`put`](Backend::put) or
+/// [`remove`](Backend::remove) per key, in order, stopping at the first error; how many were
+/// written, or how many existed. For an engine that overrides `write_many` for the batches it
+/// does better (all or nothing) and hands the others here.
+pub async fn write_many<B: Backend + ?Sized>(backend: &B, batch: WriteMany<'_>) -> Result<u64> {
+    let mut done = 0;
+    match batch {
+        WriteMany::Put { items, options } => {
+            for (key, value) in items {
+                done += u64::from(backend.put(&key, value, options.clone()).await?);
+            }
+        }
+        WriteMany::Remove { keys, options } => {
+            for key in keys {
+                done += u64::from(backend.remove(key, options.clone()).await?);
+            }
+        }
+    }
+    Ok(done)
+}
+
+/// The provided [`Backend::update`]: read, change, write conditionally on what was read.
+pub(super) async fn update<B: Backend + ?Sized>(
     backend: &B,
     key: &str,
     change: &mut UpdateFn<'_>,
-    replaced: Expiry,
-    ttl_if_created: Option<Duration>,
-    attempts: u32,
-    notify: Notify<'_>,
+    options: UpdateOptions<'_>,
 ) -> Result<bool> {
-    let mut backoff = Backoff::new(attempts);
+    let mut backoff = Backoff::new(options.attempts);
     loop {
         let current = backend.get_versioned(key).await?;
         let Some(new) = change(current.as_ref().map(|v| v.value.as_slice()))? else {
             return Ok(false);
         };
         let (mode, expiry) = match current {
-            Some(v) => (PutMode::Update(v.version), replaced),
-            None => (PutMode::Create, Expiry::from_ttl(ttl_if_created)),
+            Some(v) => (PutMode::Update(v.version), options.replaced),
+            None => (PutMode::Create, options.created),
         };
-        if backend.put(key, new, mode, expiry, notify).await? {
+        let put = PutOptions::new()
+            .mode(mode)
+            .expiry(expiry)
+            .notify(options.notify);
+        if backend.put(key, new, put).await? {
             return Ok(true);
         }
         backoff.wait(key).await?;
     }
 }
 
-/// The provided [`Backend::usage`]: [`Backend::list`], then per key its
-/// [`ttl`](Backend::ttl) (and [`exists`](Backend::exists) when it has none, to tell a key
-/// without expiry from one gone meanwhile), and [`get`](Backend::get) for the keys of the
-/// sample, whose size is taken as key length plus value length.
-pub(crate) async fn by_listing<B: Backend + ?Sized>(
+/// Removes `key` if `check` accepts the value it holds, atomically: a compare-and-delete of the
+/// value `check` saw ([`RemoveOptions::if_version`]), again on the newer value when it changed
+/// meanwhile, up to `attempts` times, then [`Error::Conflict`]. `true` when it removed.
+pub(crate) async fn remove_if<B: Backend + ?Sized>(
+    backend: &B,
+    key: &str,
+    check: &mut (dyn FnMut(&[u8]) -> Result<bool> + Send),
+    attempts: u32,
+    options: RemoveOptions<'_>,
+) -> Result<bool> {
+    let mut backoff = Backoff::new(attempts);
+    loop {
+        let Some(current) = backend.get_versioned(key).await? else {
+            return Ok(false);
+        };
+        if !check(&current.value)? {
+            return Ok(false);
+        }
+        let version: Version = current.version;
+        if backend
+            .remove(key, options.clone().if_version(version))
+            .await?
+        {
+            return Ok(true);
+        }
+        backoff.wait(key).await?;
+    }
+}
+
+/// The usage walk of an engine without a [`UsageScan`](super::UsageScan) of its own:
+/// [`Backend::list`], then per key its [`ttl`](Backend::ttl) (and a [`get`](Backend::get) when
+/// it has none, to tell a key without expiry from one gone meanwhile), and a `get` for the keys
+/// of the sample, whose size is taken as key length plus value length.
+pub(crate) async fn usage_by_listing<B: Backend + ?Sized>(
     backend: &B,
     prefix: &str,
     options: &UsageOptions,
@@ -108,10 +142,10 @@ pub(crate) async fn by_listing<B: Backend + ?Sized>(
         examined += 1;
         let ttl = backend.ttl(&key).await?;
         // A key without expiry, or one gone since it was listed?
-        let exists = ttl.is_some() || backend.exists(&key).await?;
+        let exists = ttl.is_some() || backend.get(&key, GetOptions::new()).await?.is_some();
         if exists
             && let Some(slot) = tally.count(key.as_bytes(), ttl)
-            && let Some(value) = backend.get(&key).await?
+            && let Some(value) = backend.get(&key, GetOptions::new()).await?
         {
             tally.measured(slot, (key.len() + value.len()) as u64);
         }

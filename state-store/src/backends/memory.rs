@@ -9,12 +9,13 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::backend::kit::feed::{Hub, Watcher};
-use crate::backend::kit::{incr_step, parse_counter};
+use crate::backend::kit::{self, incr_step, parse_counter};
 use crate::backend::{
-    Backend, BoxFuture, BoxStream, Event, Expiry, Notify, PutMode, Version, Versioned, Watch,
-    micros_i64,
+    Backend, BoxFuture, BoxStream, ChangeFeed, CountOp, CountOptions, Counted, Event, Expiry,
+    Extensions, GetOptions, Notify, PutMode, PutOptions, RemoveOptions, UsageScan, Version,
+    Versioned, Watch, WriteMany, micros_i64,
 };
-use crate::rate_limit::{self, Decision};
+use crate::rate_limit;
 use crate::{Error, Result, Usage, UsageOptions, UsageTally};
 
 /// State kept in this process, with the same observable behaviour as
@@ -150,6 +151,7 @@ impl Inner {
     /// Writes `value` under `key` with the given expiry (`Keep`: an existing entry's, none for a
     /// new one), and announces it on `notify`'s feed.
     fn write(&mut self, key: &str, value: Vec<u8>, expiry: Expiry, notify: Notify<'_>) {
+        let expiry = expiry.per_key();
         let version = self.next_version();
         if let Some(channel) = notify {
             self.hub.publish(channel, || Event::Set {
@@ -219,7 +221,7 @@ impl Inner {
         let Some(old) = self.entries.get(key).map(|entry| entry.expiry) else {
             return false;
         };
-        let new = match expiry {
+        let new = match expiry.per_key() {
             Expiry::Keep => return true,
             Expiry::After(ttl) => {
                 let seq = self.next_seq;
@@ -290,10 +292,6 @@ impl Default for MemoryBackend {
 /// `update` keeps the provided loop, since its closure is the caller's code and must not run
 /// under the lock.
 impl Backend for MemoryBackend {
-    fn system_name(&self) -> &'static str {
-        "memory"
-    }
-
     fn get_versioned<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Versioned>>> {
         Box::pin(async move {
             let found = self
@@ -309,62 +307,41 @@ impl Backend for MemoryBackend {
         &'a self,
         key: &'a str,
         value: Vec<u8>,
-        mode: PutMode,
-        expiry: Expiry,
-        notify: Notify<'a>,
+        options: PutOptions<'a>,
     ) -> BoxFuture<'a, Result<bool>> {
         Box::pin(async move {
             let mut inner = self.lock();
-            let allowed = match &mode {
+            let allowed = match &options.mode {
                 PutMode::Overwrite => true,
                 PutMode::Create => !inner.entries.contains_key(key),
                 PutMode::Update(version) => inner
                     .entries
                     .get(key)
                     .is_some_and(|e| version.as_number() == Some(e.version)),
+                #[allow(unreachable_patterns)]
+                _ => return Err(unsupported(self, "put with this mode")),
             };
             if allowed {
-                inner.write(key, value, expiry, notify);
+                inner.write(key, value, options.expiry, options.notify);
             }
             Ok(allowed)
         })
     }
 
-    fn remove<'a>(&'a self, key: &'a str, notify: Notify<'a>) -> BoxFuture<'a, Result<bool>> {
-        Box::pin(async move { Ok(self.lock().remove(key, notify)) })
-    }
-
-    fn get_and_touch<'a>(
+    fn remove<'a>(
         &'a self,
         key: &'a str,
-        expiry: Expiry,
-    ) -> BoxFuture<'a, Result<Option<Vec<u8>>>> {
-        Box::pin(async move {
-            let mut inner = self.lock();
-            if !inner.touch(key, expiry) {
-                return Ok(None);
-            }
-            Ok(inner.entries.get(key).map(|entry| entry.value.clone()))
-        })
-    }
-
-    fn touch<'a>(&'a self, key: &'a str, expiry: Expiry) -> BoxFuture<'a, Result<bool>> {
-        Box::pin(async move { Ok(self.lock().touch(key, expiry)) })
-    }
-
-    fn remove_version<'a>(
-        &'a self,
-        key: &'a str,
-        version: &'a Version,
-        notify: Notify<'a>,
+        options: RemoveOptions<'a>,
     ) -> BoxFuture<'a, Result<bool>> {
         Box::pin(async move {
             let mut inner = self.lock();
-            let current = inner.entries.get(key).map(|entry| entry.version);
-            if current.is_none() || current != version.as_number() {
-                return Ok(false);
+            if let Some(version) = &options.if_version {
+                let current = inner.entries.get(key).map(|entry| entry.version);
+                if current.is_none() || current != version.as_number() {
+                    return Ok(false);
+                }
             }
-            Ok(inner.remove(key, notify))
+            Ok(inner.remove(key, options.notify))
         })
     }
 
@@ -372,23 +349,37 @@ impl Backend for MemoryBackend {
         Box::pin(async move { Ok(self.lock().ttl(key)) })
     }
 
+    /// The keys as they are when the stream is first polled.
     fn list(&self, prefix: &str) -> BoxStream<'static, Result<String>> {
-        let keys: Vec<Result<String>> = self
-            .lock()
-            .entries
-            .keys()
-            .filter(|key| key.starts_with(prefix))
-            .map(|key| Ok(key.to_string()))
-            .collect();
-        Box::pin(futures_util::stream::iter(keys))
+        let backend = self.clone();
+        let prefix = prefix.to_owned();
+        let keys = futures_util::stream::once(async move {
+            let keys: Vec<Result<String>> = backend
+                .lock()
+                .entries
+                .keys()
+                .filter(|key| key.starts_with(prefix.as_str()))
+                .map(|key| Ok(key.to_string()))
+                .collect();
+            futures_util::stream::iter(keys)
+        });
+        Box::pin(futures_util::StreamExt::flatten(keys))
     }
 
-    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Vec<u8>>>> {
-        Box::pin(async move { Ok(self.lock().entries.get(key).map(|e| e.value.clone())) })
-    }
-
-    fn exists<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool>> {
-        Box::pin(async move { Ok(self.lock().entries.contains_key(key)) })
+    fn get<'a>(
+        &'a self,
+        key: &'a str,
+        options: GetOptions,
+    ) -> BoxFuture<'a, Result<Option<Vec<u8>>>> {
+        Box::pin(async move {
+            let mut inner = self.lock();
+            if let Some(expiry) = options.touch
+                && !inner.touch(key, expiry)
+            {
+                return Ok(None);
+            }
+            Ok(inner.entries.get(key).map(|e| e.value.clone()))
+        })
     }
 
     fn get_many<'a>(&'a self, keys: &'a [String]) -> BoxFuture<'a, Result<Vec<Option<Vec<u8>>>>> {
@@ -402,94 +393,90 @@ impl Backend for MemoryBackend {
         })
     }
 
-    fn set_many<'a>(
-        &'a self,
-        items: Vec<(String, Vec<u8>)>,
-        ttl: Option<Duration>,
-        notify: Notify<'a>,
-    ) -> BoxFuture<'a, Result<()>> {
+    /// All or nothing, under one lock.
+    fn write_many<'a>(&'a self, batch: WriteMany<'a>) -> BoxFuture<'a, Result<u64>> {
         Box::pin(async move {
-            let mut inner = self.lock();
-            for (key, value) in items {
-                inner.write(&key, value, Expiry::from_ttl(ttl), notify);
+            match batch {
+                WriteMany::Put { items, options } if options.mode == PutMode::Overwrite => {
+                    let mut inner = self.lock();
+                    let written = items.len() as u64;
+                    for (key, value) in items {
+                        inner.write(&key, value, options.expiry, options.notify);
+                    }
+                    Ok(written)
+                }
+                WriteMany::Remove { keys, options } if options.if_version.is_none() => {
+                    let mut inner = self.lock();
+                    let removed = keys.iter().filter(|key| inner.remove(key, options.notify));
+                    Ok(removed.count() as u64)
+                }
+                // Conditional writes of many keys: one by one, each under the lock.
+                other => kit::write_each(self, other).await,
             }
-            Ok(())
         })
     }
 
-    fn remove_many<'a>(
-        &'a self,
-        keys: &'a [String],
-        notify: Notify<'a>,
-    ) -> BoxFuture<'a, Result<u64>> {
-        Box::pin(async move {
-            let mut inner = self.lock();
-            Ok(keys.iter().filter(|key| inner.remove(key, notify)).count() as u64)
-        })
-    }
-
-    fn incr<'a>(
+    /// Under the lock, with tokio's clock for the GCRA, so that a paused test clock drives the
+    /// smooth rate limit.
+    fn count<'a>(
         &'a self,
         key: &'a str,
-        by: i64,
-        ttl_if_created: Option<Duration>,
-        notify: Notify<'a>,
-    ) -> BoxFuture<'a, Result<i64>> {
+        op: CountOp,
+        options: CountOptions<'a>,
+    ) -> BoxFuture<'a, Result<Counted>> {
         Box::pin(async move {
             let mut inner = self.lock();
             let current = inner.integer(key)?;
-            let (next, expiry) = incr_step(key, current, by, ttl_if_created)?;
-            inner.write(key, next.to_string().into_bytes(), expiry, notify);
-            Ok(next)
-        })
-    }
-
-    fn fixed_window<'a>(
-        &'a self,
-        key: &'a str,
-        limit: u64,
-        window: Duration,
-    ) -> BoxFuture<'a, Result<Decision>> {
-        Box::pin(async move {
-            let mut inner = self.lock();
-            let count = inner.integer(key)?;
-            let left = inner.ttl(key);
-            let (decision, write) = rate_limit::fixed_window(count, left, limit, window);
+            let (answer, write, notify) = match op {
+                CountOp::Increment { by, ttl_if_created } => {
+                    let (next, expiry) = incr_step(key, current, by, ttl_if_created)?;
+                    (Counted::Value(next), Some((next, expiry)), options.notify)
+                }
+                CountOp::FixedWindow { limit, window } => {
+                    let left = inner.ttl(key);
+                    let (decision, write) = rate_limit::fixed_window(current, left, limit, window);
+                    (Counted::Decision(decision), write, None)
+                }
+                CountOp::Gcra { interval, burst } => {
+                    let now = micros_i64(Instant::now().saturating_duration_since(inner.epoch));
+                    let (decision, write) = rate_limit::gcra(current, now, interval, burst);
+                    let write = write.map(|(tat, keep)| (tat, Expiry::After(keep)));
+                    (Counted::Decision(decision), write, None)
+                }
+                #[allow(unreachable_patterns)]
+                _ => return Err(unsupported(self, "count")),
+            };
             if let Some((value, expiry)) = write {
-                inner.write(key, value.to_string().into_bytes(), expiry, None);
+                inner.write(key, value.to_string().into_bytes(), expiry, notify);
             }
-            Ok(decision)
+            Ok(answer)
         })
     }
 
-    fn gcra<'a>(
-        &'a self,
-        key: &'a str,
-        interval: Duration,
-        burst: u32,
-    ) -> BoxFuture<'a, Result<Decision>> {
-        Box::pin(async move {
-            let mut inner = self.lock();
-            let tat = inner.integer(key)?;
-            let now = micros_i64(Instant::now().saturating_duration_since(inner.epoch));
-            let (decision, write) = rate_limit::gcra(tat, now, interval, burst);
-            if let Some((new_tat, keep)) = write {
-                inner.write(
-                    key,
-                    new_tat.to_string().into_bytes(),
-                    Expiry::After(keep),
-                    None,
-                );
-            }
-            Ok(decision)
-        })
+    fn extensions(&self) -> Extensions<'_> {
+        Extensions::new()
+            .system_name("memory")
+            .feed(self)
+            .usage(self)
     }
+}
 
-    /// tokio's clock, so that a paused test clock drives the smooth rate limit.
-    fn now(&self) -> Duration {
-        Instant::now().saturating_duration_since(self.lock().epoch)
+/// The error for a variant of the contract this engine does not know.
+fn unsupported(backend: &MemoryBackend, operation: &'static str) -> crate::Error {
+    crate::Error::Unsupported {
+        operation,
+        backend: backend.name(),
     }
+}
 
+impl MemoryBackend {
+    /// [`ChangeFeed::enable_expiry_events`], callable without importing the trait.
+    pub async fn enable_expiry_events(&self) -> Result<()> {
+        ChangeFeed::enable_expiry_events(self).await
+    }
+}
+
+impl ChangeFeed for MemoryBackend {
     fn watch<'a>(
         &'a self,
         watch: &'a Watch,
@@ -515,7 +502,9 @@ impl Backend for MemoryBackend {
     fn enable_expiry_events(&self) -> BoxFuture<'_, Result<()>> {
         Box::pin(async { Ok(()) })
     }
+}
 
+impl UsageScan for MemoryBackend {
     /// Exact figures, under one lock: every key counted, and its size taken as the length of
     /// the key plus the length of the value (what this process holds for it, without the
     /// maps' overhead). No sample, no time limit: the walk is one pass over a `HashMap`.

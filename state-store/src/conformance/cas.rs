@@ -396,7 +396,11 @@ pub async fn update_of_a_corrupt_value_is_a_decode_error<B: Backend + Clone>(bac
         "the closure never sees a value that did not decode"
     );
     assert_eq!(
-        backend.get("task:9").await.unwrap().as_deref(),
+        backend
+            .get("task:9", GetOptions::new())
+            .await
+            .unwrap()
+            .as_deref(),
         Some(&b"{oops"[..])
     );
 }

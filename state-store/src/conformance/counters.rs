@@ -76,12 +76,16 @@ pub async fn incr_refuses_non_integers_and_overflow<B: Backend + Clone>(backend:
             .await
             .unwrap();
         let err = store.incr::<Total>(2, by).await.unwrap_err();
-        let Error::InvalidKey { key, .. } = &err else {
-            panic!("{raw:?}: expected InvalidKey, got {err:?}");
+        let Error::NotACounter { key, .. } = &err else {
+            panic!("{raw:?}: expected NotACounter, got {err:?}");
         };
         assert_eq!(key, "total:2");
         assert_eq!(
-            backend.get("total:2").await.unwrap().as_deref(),
+            backend
+                .get("total:2", GetOptions::new())
+                .await
+                .unwrap()
+                .as_deref(),
             Some(raw),
             "unchanged"
         );

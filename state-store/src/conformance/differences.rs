@@ -237,7 +237,7 @@ pub async fn kept_expiry_restarts<B: Backend + Clone>(backend: B) {
 
 /// Checks, for a backend that cannot announce expiries: `enable_expiry_events` says so.
 pub async fn expiry_events_are_unsupported<B: Backend + Clone>(backend: B) {
-    let err = backend.enable_expiry_events().await.unwrap_err();
+    let err = feed_of(&backend).enable_expiry_events().await.unwrap_err();
     assert!(matches!(err, Error::Unsupported { .. }), "{err:?}");
 }
 
@@ -287,7 +287,10 @@ pub async fn every_write_is_heard<B: Backend + Clone>(backend: B) {
     };
     // Declared with its ttl before the watch, as a store's first call would.
     store.full_key::<Session>(1).unwrap();
-    let mut sessions = backend.watch(&Watch::new("session")).await.unwrap();
+    let mut sessions = feed_of(&backend)
+        .watch(&Watch::new("session"))
+        .await
+        .unwrap();
 
     store.set::<Session>(1, &session(1)).await.unwrap();
     let value = serde_json::to_vec(&session(1)).unwrap();

@@ -298,7 +298,11 @@ pub async fn corrupt_values_are_decode_errors<B: Backend + Clone>(backend: B) {
         assert_eq!(reported, &format!("svc:session:{n}"));
         assert!(err.to_string().contains(&key), "{err}");
         assert_eq!(
-            backend.get(&key).await.unwrap().as_deref(),
+            backend
+                .get(&key, GetOptions::new())
+                .await
+                .unwrap()
+                .as_deref(),
             Some(raw),
             "value kept"
         );

@@ -83,7 +83,8 @@ use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::time::Duration;
 
-use crate::backend::{BoxStream, Event, Watch};
+use crate::BackendExt;
+use crate::backend::{BoxStream, ChangeFeed, Event, GetOptions, RemoveOptions, Watch};
 use crate::{Backend, Change, Changes, Error, Policy, Quota, RateLimit, StateKey, Store, Version};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
@@ -337,23 +338,30 @@ pub async fn __run<B: Backend + Clone>(check: Check, declared: Capabilities, bac
     registry::run(current, backend, capabilities).await;
 }
 
+/// The change feed of `backend`, which a feed check needs (the runner replaces feed checks by
+/// `feed_is_unsupported` for a backend without one).
+pub(crate) fn feed_of<B: Backend>(backend: &B) -> &dyn ChangeFeed {
+    backend
+        .extensions()
+        .feed
+        .expect("a feed check ran on a backend without a change feed")
+}
+
 /// The probe that found `need` missing from `backend`, if it is one the suite detects and
 /// the backend lacks it.
 async fn detect_lacking<B: Backend>(need: Need, backend: &B) -> Option<&'static str> {
     let unsupported = |r: &crate::Result<_>| matches!(r, Err(Error::Unsupported { .. }));
     match need {
-        Need::Feed => {
-            let watch = Watch::new("conformance-probe");
-            let answer = backend.watch(&watch).await.map(drop);
-            unsupported(&answer).then_some("`Backend::watch`")
-        }
+        Need::Feed => backend
+            .extensions()
+            .feed
+            .is_none()
+            .then_some("`Backend::extensions` has no `feed`"),
         Need::ConditionalRemove => {
             let missing = "conformance-probe:missing";
-            let answer = backend
-                .remove_version(missing, &Version::from_number(0), None)
-                .await
-                .map(drop);
-            unsupported(&answer).then_some("`Backend::remove_version`")
+            let options = RemoveOptions::new().if_version(Version::from_number(0));
+            let answer = backend.remove(missing, options).await.map(drop);
+            unsupported(&answer).then_some("`Backend::remove` with `if_version`")
         }
         _ => None,
     }

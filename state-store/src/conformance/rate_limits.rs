@@ -142,11 +142,15 @@ pub async fn rate_limits_refuse_values_that_are_not_counters<B: Backend + Clone>
         let smooth = store.check::<FastSmooth>(1).await.unwrap_err();
         for (err, key) in [(fixed, "fast-fixed:1"), (smooth, "fast-smooth:1")] {
             assert!(
-                matches!(err, Error::InvalidKey { key: ref k, .. } if k == key),
+                matches!(err, Error::NotACounter { key: ref k, .. } if k == key),
                 "{raw:?}: {err:?}"
             );
             assert_eq!(
-                backend.get(key).await.unwrap().as_deref(),
+                backend
+                    .get(key, GetOptions::new())
+                    .await
+                    .unwrap()
+                    .as_deref(),
                 Some(raw),
                 "unchanged"
             );

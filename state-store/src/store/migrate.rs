@@ -9,7 +9,7 @@ use futures_util::future::join_all;
 use super::Store;
 use super::codec::encode;
 use super::trace::{call_span, traced};
-use crate::backend::{Backend, Expiry, PutMode};
+use crate::backend::{Backend, Expiry, PutMode, PutOptions};
 use crate::id::id_from_key;
 use crate::key::StateKey;
 use crate::{Error, Result};
@@ -188,7 +188,7 @@ impl<B: Backend> Store<B> {
     /// # use state_store::Backend;
     /// # for (id, old) in [(1, r#"{"done":true}"#), (2, r#"{"done":false}"#)] {
     /// #     let key = store.full_key::<Job>(id)?;
-    /// #     store.backend().set(&key, old.as_bytes().to_vec(), None, None).await?;
+    /// #     state_store::BackendExt::set(store.backend(), &key, old.as_bytes().to_vec(), None, None).await?;
     /// # }
     /// store.set::<Job>(3, &Job { status: "running".into(), attempts: 1 }).await?;
     /// let report = store.migrate::<Job>().await?;
@@ -324,7 +324,14 @@ impl<B: Backend> Store<B> {
             // read it again and decide again.
             if self
                 .backend
-                .put(key, bytes, mode, Expiry::Keep, notify)
+                .put(
+                    key,
+                    bytes,
+                    PutOptions::new()
+                        .mode(mode)
+                        .expiry(Expiry::Keep)
+                        .notify(notify),
+                )
                 .await?
             {
                 return Ok(Outcome::Rewritten);

@@ -158,14 +158,26 @@ impl<B: Backend> Store<B> {
         &self.backend
     }
 
+    /// The engine as OpenTelemetry's `db.system.name` names it, for the spans.
+    #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
+    fn system_name(&self) -> &'static str {
+        let backend = &*self.backend;
+        backend
+            .extensions()
+            .system_name
+            .unwrap_or_else(|| backend.name())
+    }
+
     /// The full key of `S` with `id`, namespace included, as stored in the backend.
     pub fn full_key<S: StateKey>(&self, id: impl IdArg<S::Id>) -> Result<String> {
         let namespace = self.namespace_prefix()?;
         let mut key = String::with_capacity(namespace.len() + S::PREFIX.len() + 24);
         key.push_str(namespace);
         key.push_str(S::PREFIX);
-        // No-op but for engines that lay keys out by type (`Backend::declare`).
-        self.backend.declare(&key, S::TTL);
+        // Only engines that lay keys out by type (`KeyLayout`) are told.
+        if let Some(layout) = self.backend.extensions().layout {
+            layout.declare(&key, S::TTL);
+        }
         key.push(':');
         id.write_id(&mut key);
         Ok(key)

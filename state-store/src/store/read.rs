@@ -11,8 +11,9 @@ use futures_util::future::Either;
 use super::Store;
 use super::codec::decode;
 use super::trace::{self, call_span, traced};
+use crate::backend::provided::usage_by_listing;
 use crate::backend::usage::{Usage, UsageOptions};
-use crate::backend::{Backend, Decoded};
+use crate::backend::{Backend, Decoded, GetOptions};
 use crate::id::{IdArg, id_from_key};
 use crate::key::StateKey;
 use crate::{Error, Result};
@@ -34,7 +35,7 @@ impl<B: Backend> Store<B> {
             if S::CACHE {
                 return self.get_cached::<S>(&key).await;
             }
-            match self.backend.get(&key).await? {
+            match self.backend.get(&key, GetOptions::new()).await? {
                 Some(bytes) => decode(&key, &bytes).map(Some),
                 None => Ok(None),
             }
@@ -47,7 +48,14 @@ impl<B: Backend> Store<B> {
         // `{namespace}{prefix}:`, the start of every key of `S` (see `full_key`).
         let prefix = &key[..self.namespace_prefix()?.len() + S::PREFIX.len() + 1];
         let decode = |bytes: &[u8]| -> Result<Decoded> { Ok(Arc::new(decode::<S>(key, bytes)?)) };
-        let Some(value) = self.backend.get_cached(key, prefix, &decode).await? else {
+        let cached = match self.backend.extensions().cache {
+            Some(cache) => cache.get_cached(key, prefix, &decode).await?,
+            None => match self.backend.get(key, GetOptions::new()).await? {
+                Some(bytes) => Some(decode(&bytes)?),
+                None => None,
+            },
+        };
+        let Some(value) = cached else {
             return Ok(None);
         };
         let value = value.downcast::<S>().map_err(|_| Error::Backend {
@@ -73,7 +81,11 @@ impl<B: Backend> Store<B> {
     ) -> impl Future<Output = Result<bool>> + Send + '_ {
         let key = self.full_key::<S>(id);
         let span = call_span!(self, S, "exists", key.as_deref());
-        traced(span, async move { self.backend.exists(&key?).await })
+        traced(span, async move {
+            let key = key?;
+            let exists = GetOptions::new().exists_only();
+            Ok(self.backend.get(&key, exists).await?.is_some())
+        })
     }
 
     /// Time left before the `S` with `id` expires, in whole milliseconds; `None` when there is no
@@ -197,9 +209,12 @@ impl<B: Backend> Store<B> {
     ) -> impl Future<Output = Result<Usage>> + Send + '_ {
         let prefix = self.namespace_prefix().map(str::to_owned);
         let span = call_span!(@span self, "", "usage");
-        traced(
-            span,
-            async move { self.backend.usage(&prefix?, &options).await },
-        )
+        traced(span, async move {
+            let prefix = prefix?;
+            match self.backend.extensions().usage {
+                Some(usage) => usage.usage(&prefix, &options).await,
+                None => usage_by_listing(&*self.backend, &prefix, &options).await,
+            }
+        })
     }
 }

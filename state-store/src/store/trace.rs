@@ -57,7 +57,7 @@ macro_rules! call_span {
             target: "state_store",
             $op,
             "otel.kind" = "client",
-            "db.system.name" = $store.backend().system_name(),
+            "db.system.name" = $store.system_name(),
             "db.operation.name" = $op,
             "db.operation.batch.size" = ::tracing::field::Empty,
             "state.namespace" = $store.namespace_name(),

@@ -6,7 +6,8 @@ use super::Store;
 use super::codec::{decode, encode, type_ttl};
 use super::trace::{self, CallSpan, call_span, traced};
 use crate::Result;
-use crate::backend::{Backend, Expiry};
+use crate::backend::provided::remove_if;
+use crate::backend::{Backend, Expiry, GetOptions, RemoveOptions, UpdateOptions as BackendUpdate};
 use crate::id::IdArg;
 use crate::key::StateKey;
 impl<B: Backend> Store<B> {
@@ -149,7 +150,8 @@ impl<B: Backend> Store<B> {
         traced(span, async move {
             let key = key?;
             let ttl = type_ttl::<S>(&key)?;
-            self.backend.touch(&key, Expiry::from_ttl(ttl)).await
+            let touch = GetOptions::new().touch(Expiry::from_ttl(ttl)).exists_only();
+            Ok(self.backend.get(&key, touch).await?.is_some())
         })
     }
 
@@ -165,11 +167,8 @@ impl<B: Backend> Store<B> {
         traced(span, async move {
             let key = key?;
             let ttl = type_ttl::<S>(&key)?;
-            match self
-                .backend
-                .get_and_touch(&key, Expiry::from_ttl(ttl))
-                .await?
-            {
+            let touch = GetOptions::new().touch(Expiry::from_ttl(ttl));
+            match self.backend.get(&key, touch).await? {
                 Some(bytes) => decode(&key, &bytes).map(Some),
                 None => Ok(None),
             }
@@ -212,10 +211,15 @@ impl<B: Backend> Store<B> {
             let key = key?;
             let mut accept =
                 |bytes: &[u8]| -> Result<bool> { Ok(check(&decode::<S>(&key, bytes)?)) };
-            let notify = self.notify::<S>(&key);
-            self.backend
-                .remove_if(&key, &mut accept, self.update_attempts, notify)
-                .await
+            let options = RemoveOptions::new().notify(self.notify::<S>(&key));
+            remove_if(
+                &*self.backend,
+                &key,
+                &mut accept,
+                self.update_attempts,
+                options,
+            )
+            .await
         })
     }
 
@@ -254,17 +258,17 @@ impl<B: Backend> Store<B> {
                     }
                 }
             };
-            let notify = self.notify::<S>(&key);
-            let attempts = self.update_attempts;
-            let written = if refresh {
-                self.backend
-                    .update_refreshing(&key, &mut attempt, ttl, attempts, notify)
-                    .await
+            let replaced = if refresh {
+                Expiry::from_ttl(ttl)
             } else {
-                self.backend
-                    .update(&key, &mut attempt, ttl, attempts, notify)
-                    .await
+                Expiry::Keep
             };
+            let options = BackendUpdate::new()
+                .replaced(replaced)
+                .created(Expiry::from_ttl(ttl))
+                .attempts(self.update_attempts)
+                .notify(self.notify::<S>(&key));
+            let written = self.backend.update(&key, &mut attempt, options).await;
             trace::record_attempts(tries);
             let written = written?;
             Ok(match (written, outcome) {

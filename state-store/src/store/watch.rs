@@ -237,7 +237,7 @@ impl<B: Backend> Store<B> {
         let span = call_span!(self, S, "watch");
         traced(span, async move {
             let watch = Watch::new(channel?).buffer(self.watch_buffer);
-            let changes = self.backend.watch(&watch).await?;
+            let changes = self.feed()?.watch(&watch).await?;
             Ok(Changes::new(changes, &watch.channel))
         })
     }
@@ -255,7 +255,7 @@ impl<B: Backend> Store<B> {
         let span = call_span!(self, S, "watch_id");
         traced(span, async move {
             let watch = watch?;
-            let changes = self.backend.watch(&watch).await?;
+            let changes = self.feed()?.watch(&watch).await?;
             Ok(Changes::new(changes, &watch.channel))
         })
     }
@@ -269,5 +269,26 @@ fn assert_announces<S: Notified>() {
             S::NOTIFY,
             "a `Notified` type must set `StateKey::NOTIFY = true` (the derive does)"
         )
+    }
+}
+
+impl<B: Backend> Store<B> {
+    /// Turns on the backend's announcements of expired keys, where they are a server setting
+    /// (on Redis, `notify-keyspace-events` gets `Ex`, keeping the flags already set), so that
+    /// watchers hear [`Change::Expired`]. [`Error::Unsupported`] for a backend without a
+    /// change feed, or one that never announces expiries.
+    pub async fn enable_expiry_events(&self) -> Result<()> {
+        crate::backend::extensions::enable_expiry_events(&*self.backend).await
+    }
+
+    /// The backend's change feed, or [`Error::Unsupported`] naming `watch`.
+    fn feed(&self) -> Result<&dyn crate::backend::ChangeFeed> {
+        self.backend
+            .extensions()
+            .feed
+            .ok_or_else(|| Error::Unsupported {
+                operation: "watch",
+                backend: self.backend.name(),
+            })
     }
 }

@@ -7,11 +7,14 @@ use std::time::Duration;
 use super::Store;
 use super::codec::{check_ttl, encode, type_ttl};
 use super::trace::{self, CallSpan, call_span, traced};
-use crate::Result;
-use crate::backend::{Backend, ceil_millis};
+use crate::backend::{
+    Backend, CountOp, CountOptions, Counted, Expiry, PutMode, PutOptions, RemoveOptions, WriteMany,
+    ceil_millis,
+};
 use crate::id::IdArg;
 use crate::key::{Counter, StateKey};
 use crate::rate_limit::{Decision, Policy, RateLimit};
+use crate::{Error, Result};
 impl<B: Backend> Store<B> {
     /// Stores `value` under `id` with the type's `ttl` (no expiry, clearing any earlier one, when
     /// the type has none). Needs [`enable_set`](Self::enable_set).
@@ -83,7 +86,10 @@ impl<B: Backend> Store<B> {
         traced(span, async move {
             let (key, value, ttl) = prepared?;
             let notify = self.notify::<S>(&key);
-            self.backend.set(&key, value, ttl, notify).await
+            let put = PutOptions::new()
+                .expiry(Expiry::from_ttl(ttl))
+                .notify(notify);
+            self.backend.put(&key, value, put).await.map(drop)
         })
     }
 
@@ -103,7 +109,8 @@ impl<B: Backend> Store<B> {
         let span = call_span!(self, S, "remove", key.as_deref());
         traced(span, async move {
             let key = key?;
-            self.backend.remove(&key, self.notify::<S>(&key)).await
+            let remove = RemoveOptions::new().notify(self.notify::<S>(&key));
+            self.backend.remove(&key, remove).await
         })
     }
 
@@ -127,7 +134,11 @@ impl<B: Backend> Store<B> {
         traced(span, async move {
             let (value, ttl, key) = prepared?;
             let notify = self.notify::<S>(&key);
-            self.backend.set_if_absent(&key, value, ttl, notify).await
+            let put = PutOptions::new()
+                .mode(PutMode::Create)
+                .expiry(Expiry::from_ttl(ttl))
+                .notify(notify);
+            self.backend.put(&key, value, put).await
         })
     }
 
@@ -160,7 +171,13 @@ impl<B: Backend> Store<B> {
                 Some((key, _)) => (type_ttl::<S>(key)?, self.notify::<S>(key).map(String::from)),
                 None => return Ok(()),
             };
-            self.backend.set_many(items, ttl, notify.as_deref()).await
+            let options = PutOptions::new()
+                .expiry(Expiry::from_ttl(ttl))
+                .notify(notify.as_deref());
+            self.backend
+                .write_many(WriteMany::Put { items, options })
+                .await
+                .map(drop)
         })
     }
 
@@ -178,7 +195,13 @@ impl<B: Backend> Store<B> {
         traced(span, async move {
             let keys = keys?;
             let notify = keys.first().and_then(|key| self.notify::<S>(key));
-            self.backend.remove_many(&keys, notify).await
+            let options = RemoveOptions::new().notify(notify);
+            self.backend
+                .write_many(WriteMany::Remove {
+                    keys: &keys,
+                    options,
+                })
+                .await
         })
     }
 
@@ -199,9 +222,15 @@ impl<B: Backend> Store<B> {
         traced(span, async move {
             let key = key?;
             let ttl = type_ttl::<S>(&key)?;
-            self.backend
-                .incr(&key, by, ttl, self.notify::<S>(&key))
-                .await
+            let op = CountOp::Increment {
+                by,
+                ttl_if_created: ttl,
+            };
+            let options = CountOptions::new().notify(self.notify::<S>(&key));
+            match self.backend.count(&key, op, options).await? {
+                Counted::Value(value) => Ok(value),
+                other => Err(unexpected_count(&key, "incr", &other)),
+            }
         })
     }
 
@@ -251,22 +280,25 @@ impl<B: Backend> Store<B> {
                     .saturating_mul(S::QUOTA.burst()),
             };
             let channel = self.namespace_prefix().map_or(0, str::len) + S::PREFIX.len();
-            self.backend.declare(
-                &key[..channel],
-                Some(Duration::from_millis(ceil_millis(keep))),
-            );
-            match S::POLICY {
-                Policy::FixedWindow => {
-                    let window = check_ttl(&key, S::QUOTA.period())?;
-                    self.backend
-                        .fixed_window(&key, u64::from(S::QUOTA.count()), window)
-                        .await
-                }
-                Policy::Smooth => {
-                    self.backend
-                        .gcra(&key, S::QUOTA.emission_interval(), S::QUOTA.burst())
-                        .await
-                }
+            if let Some(layout) = self.backend.extensions().layout {
+                layout.declare(
+                    &key[..channel],
+                    Some(Duration::from_millis(ceil_millis(keep))),
+                );
+            }
+            let op = match S::POLICY {
+                Policy::FixedWindow => CountOp::FixedWindow {
+                    limit: u64::from(S::QUOTA.count()),
+                    window: check_ttl(&key, S::QUOTA.period())?,
+                },
+                _ => CountOp::Gcra {
+                    interval: S::QUOTA.emission_interval(),
+                    burst: S::QUOTA.burst(),
+                },
+            };
+            match self.backend.count(&key, op, CountOptions::new()).await? {
+                Counted::Decision(decision) => Ok(decision),
+                other => Err(unexpected_count(&key, "check", &other)),
             }
         })
     }
@@ -317,5 +349,14 @@ impl SetOptions {
     pub fn ttl(mut self, ttl: Duration) -> SetOptions {
         self.ttl = Some(ttl);
         self
+    }
+}
+
+/// An engine's `count` answered with the wrong kind of answer for the operation.
+fn unexpected_count(key: &str, operation: &'static str, answer: &Counted) -> Error {
+    Error::Backend {
+        operation,
+        key: key.to_owned(),
+        source: format!("the engine's count answered {answer:?}").into(),
     }
 }

@@ -36,7 +36,7 @@ pub fn incr_step(
 
 /// The error for a counter operation on a value that is not a counter.
 pub fn not_a_counter(key: &str, reason: &str) -> Error {
-    Error::InvalidKey {
+    Error::NotACounter {
         key: key.to_owned(),
         reason: reason.to_owned(),
     }

@@ -3,10 +3,13 @@
 //! conditional write, and (inside this crate for now) the watcher queues of a change feed.
 
 mod backoff;
+mod count;
 mod counters;
 pub(crate) mod feed;
 
+pub use crate::backend::provided::write_many as write_each;
 pub use backoff::Backoff;
+pub use count::{count, unix_time};
 pub use counters::{incr_step, not_a_counter, parse_counter};
 
 /// A warning event at target `state_store`, with the feature; nothing without it.

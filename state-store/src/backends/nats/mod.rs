@@ -33,10 +33,9 @@ use futures_util::StreamExt;
 
 use crate::backend::kit::feed::{Hub, Watcher};
 use crate::backend::{
-    Backend, BoxFuture, BoxStream, Event, Expiry, Notify, PutMode, Version, Versioned, Watch,
-    ceil_millis, counter_step, micros_i64,
+    Backend, BoxFuture, BoxStream, ChangeFeed, Event, Expiry, Extensions, KeyLayout, PutMode,
+    PutOptions, RemoveOptions, Version, Versioned, Watch, ceil_millis,
 };
-use crate::rate_limit::{self, Decision};
 use crate::{Error, Result};
 
 use self::names::{bucket_name, decode_bucket, decode_key, encode_key, valid_bucket};
@@ -387,16 +386,19 @@ impl Backend for NatsBackend {
         &'a self,
         key: &'a str,
         value: Vec<u8>,
-        mode: PutMode,
-        expiry: Expiry,
-        notify: Notify<'a>,
+        options: PutOptions<'a>,
     ) -> BoxFuture<'a, Result<bool>> {
         // The bucket's stream is the change feed: every write is on it, announced or not.
-        let _ = notify;
+        let PutOptions { mode, expiry, .. } = options;
         Box::pin(async move {
             let (prefix, rest) = self.split(key)?;
+            // Another expiry than the type's, on a plain write, comes from `set_with`.
+            let operation = match mode {
+                PutMode::Overwrite => "set_with_ttl",
+                _ => "a per-key expiry",
+            };
             let bucket = self
-                .bucket_for_write(prefix, expiry, key, "a per-key expiry")
+                .bucket_for_write(prefix, expiry, key, operation)
                 .await?;
             let nkey = encode_key(rest);
             match mode {
@@ -419,13 +421,24 @@ impl Backend for NatsBackend {
                         Err(e) => Err(backend_error("update", key, e)),
                     }
                 }
+                #[allow(unreachable_patterns)]
+                _ => Err(Error::Unsupported {
+                    operation: "put with this mode",
+                    backend: self.name(),
+                }),
             }
         })
     }
 
-    fn remove<'a>(&'a self, key: &'a str, notify: Notify<'a>) -> BoxFuture<'a, Result<bool>> {
-        let _ = notify;
+    fn remove<'a>(
+        &'a self,
+        key: &'a str,
+        options: RemoveOptions<'a>,
+    ) -> BoxFuture<'a, Result<bool>> {
         Box::pin(async move {
+            if let Some(version) = &options.if_version {
+                return self.remove_version(key, version).await;
+            }
             let (prefix, rest) = self.split(key)?;
             let Some(bucket) = self.bucket(prefix, false, key).await? else {
                 return Ok(false);
@@ -478,10 +491,16 @@ impl Backend for NatsBackend {
         }))
     }
 
-    fn system_name(&self) -> &'static str {
-        "nats"
+    fn extensions(&self) -> Extensions<'_> {
+        Extensions::new()
+            .system_name("nats")
+            .feed(self)
+            .layout(self)
     }
+}
 
+/// A type's keys are in a bucket of its own, whose `max_age` is the type's ttl.
+impl KeyLayout for NatsBackend {
     fn declare(&self, prefix: &str, ttl: Option<Duration>) {
         if let Some(known) = read(&self.inner.types).get(prefix)
             && (ttl.is_none() || *known == ttl)
@@ -494,73 +513,17 @@ impl Backend for NatsBackend {
             *entry = ttl;
         }
     }
+}
 
-    fn set<'a>(
-        &'a self,
-        key: &'a str,
-        value: Vec<u8>,
-        ttl: Option<Duration>,
-        notify: Notify<'a>,
-    ) -> BoxFuture<'a, Result<()>> {
-        let _ = notify;
-        Box::pin(async move {
-            let (prefix, rest) = self.split(key)?;
-            // Any other duration than the type's comes from `set_with_ttl`.
-            let bucket = self
-                .bucket_for_write(prefix, Expiry::from_ttl(ttl), key, "set_with_ttl")
-                .await?;
-            bucket
-                .kv
-                .put(encode_key(rest), value.into())
-                .await
-                .map_err(|e| backend_error("set", key, e))?;
-            Ok(())
-        })
+/// The bucket's own watch, per watcher.
+impl NatsBackend {
+    /// [`ChangeFeed::enable_expiry_events`], callable without importing the trait.
+    pub async fn enable_expiry_events(&self) -> Result<()> {
+        ChangeFeed::enable_expiry_events(self).await
     }
+}
 
-    fn gcra<'a>(
-        &'a self,
-        key: &'a str,
-        interval: Duration,
-        burst: u32,
-    ) -> BoxFuture<'a, Result<Decision>> {
-        // The stored arrival time is absolute, so keeping it longer than GCRA needs changes no
-        // decision: each write keeps it for the bucket's `max_age` (the longest it may need),
-        // instead of the exact time the provided method asks for, which no bucket could give.
-        Box::pin(counter_step(self, key, false, None, move |tat, _| {
-            let now = micros_i64(self.now());
-            let (decision, write) = rate_limit::gcra(tat, now, interval, burst);
-            Ok((decision, write.map(|(new_tat, _)| (new_tat, Expiry::Keep))))
-        }))
-    }
-
-    fn remove_version<'a>(
-        &'a self,
-        key: &'a str,
-        version: &'a Version,
-        notify: Notify<'a>,
-    ) -> BoxFuture<'a, Result<bool>> {
-        let _ = notify;
-        Box::pin(async move {
-            let (prefix, rest) = self.split(key)?;
-            let Some(bucket) = self.bucket(prefix, false, key).await? else {
-                return Ok(false);
-            };
-            let Some(revision) = version.as_number() else {
-                return Ok(false);
-            };
-            match bucket
-                .kv
-                .delete_expect_revision(encode_key(rest), Some(revision))
-                .await
-            {
-                Ok(()) => Ok(true),
-                Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => Ok(false),
-                Err(e) => Err(backend_error("remove_if", key, e)),
-            }
-        })
-    }
-
+impl ChangeFeed for NatsBackend {
     fn watch<'a>(
         &'a self,
         watch: &'a Watch,
@@ -568,7 +531,7 @@ impl Backend for NatsBackend {
         Box::pin(async move {
             let channel = watch.channel.as_str();
             // The channel is the type prefix: its keys are in its bucket.
-            self.declare(channel, None);
+            KeyLayout::declare(self, channel, None);
             let bucket = self
                 .bucket(channel, true, channel)
                 .await?
@@ -598,6 +561,40 @@ impl Backend for NatsBackend {
             drop(hub);
             Ok(Box::pin(watcher) as BoxStream<'static, Result<Event>>)
         })
+    }
+
+    /// Expiries are not announced: a bucket's `max_age` removes values silently.
+    fn enable_expiry_events(&self) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async move {
+            Err(Error::Unsupported {
+                operation: "enable_expiry_events",
+                backend: self.name(),
+            })
+        })
+    }
+}
+
+impl NatsBackend {
+    /// A delete with the expected revision.
+    async fn remove_version(&self, key: &str, version: &Version) -> Result<bool> {
+        {
+            let (prefix, rest) = self.split(key)?;
+            let Some(bucket) = self.bucket(prefix, false, key).await? else {
+                return Ok(false);
+            };
+            let Some(revision) = version.as_number() else {
+                return Ok(false);
+            };
+            match bucket
+                .kv
+                .delete_expect_revision(encode_key(rest), Some(revision))
+                .await
+            {
+                Ok(()) => Ok(true),
+                Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => Ok(false),
+                Err(e) => Err(backend_error("remove_if", key, e)),
+            }
+        }
     }
 }
 
@@ -702,6 +699,10 @@ fn fits(max_age: Duration, expiry: Expiry) -> bool {
             !max_age.is_zero() && ceil_millis(self::max_age(d)) == ceil_millis(max_age)
         }
         Expiry::Keep => true,
+        // Kept at least `d`: a bucket without expiry, or one that keeps values as long.
+        Expiry::AtLeast(d) => {
+            max_age.is_zero() || ceil_millis(self::max_age(d)) <= ceil_millis(max_age)
+        }
     }
 }
 

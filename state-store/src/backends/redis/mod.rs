@@ -17,9 +17,11 @@ use self::conn::{backend_error, broke_connection, worth_one_retry};
 use self::feed::{RedisFeed, Source, wire_channel};
 use self::options::{describe, manager_config};
 use self::scripts::{FIXED_WINDOW, GCRA, INCR, REMOVE_IF_VERSION, REMOVE_NOTIFY};
+use crate::backend::kit;
 use crate::backend::{
-    Backend, BoxFuture, BoxStream, Decode, Decoded, Event, Expiry, Notify, PutMode, Version,
-    Versioned, Watch, ceil_millis,
+    Backend, BoxFuture, BoxStream, ChangeFeed, ClientCache, CountOp, CountOptions, Counted, Decode,
+    Decoded, Event, Expiry, Extensions, GetOptions, Notify, PutMode, PutOptions, RemoveOptions,
+    UsageScan, Version, Versioned, Watch, WriteMany, ceil_millis,
 };
 use crate::rate_limit::Decision;
 use crate::{Error, Result, Usage, UsageOptions};
@@ -224,13 +226,9 @@ fn version_of(value: &[u8]) -> Version {
 /// `incr` and both rate limits as Lua scripts (one round trip each). `update` keeps the provided
 /// loop: `GET`, then the `PUT_IF_VERSION` script.
 impl Backend for RedisBackend {
-    fn system_name(&self) -> &'static str {
-        "redis"
-    }
-
     fn get_versioned<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Versioned>>> {
         Box::pin(async move {
-            Ok(self.get(key).await?.map(|value| {
+            Ok(self.read(key).await?.map(|value| {
                 let version = version_of(&value);
                 Versioned::new(value, version)
             }))
@@ -241,131 +239,27 @@ impl Backend for RedisBackend {
         &'a self,
         key: &'a str,
         value: Vec<u8>,
-        mode: PutMode,
-        expiry: Expiry,
-        notify: Notify<'a>,
+        options: PutOptions<'a>,
     ) -> BoxFuture<'a, Result<bool>> {
-        Box::pin(self.put_one(key, value, mode, expiry, notify))
+        Box::pin(self.put_one(
+            key,
+            value,
+            options.mode,
+            options.expiry.per_key(),
+            options.notify,
+        ))
     }
 
-    /// As the provided `set`, but one boxed future instead of two (`set` around `put`).
-    fn set<'a>(
+    fn remove<'a>(
         &'a self,
         key: &'a str,
-        value: Vec<u8>,
-        ttl: Option<Duration>,
-        notify: Notify<'a>,
-    ) -> BoxFuture<'a, Result<()>> {
-        Box::pin(async move {
-            let mode = PutMode::Overwrite;
-            let written = self.put_one(key, value, mode, Expiry::from_ttl(ttl), notify);
-            written.await.map(drop)
-        })
-    }
-
-    fn remove<'a>(&'a self, key: &'a str, notify: Notify<'a>) -> BoxFuture<'a, Result<bool>> {
-        Box::pin(async move {
-            self.writing(self.forget_key(key), async {
-                if let Some(channel) = notify {
-                    let mut invocation = REMOVE_NOTIFY.key(key);
-                    invocation.arg(&*wire_channel(channel, self.db));
-                    let removed: u64 = self.run("remove", key, &invocation).await?;
-                    return Ok(removed > 0);
-                }
-                // Not retried: a DEL whose reply was lost has removed the key, and a second one
-                // would answer `false`.
-                let removed: u64 = self
-                    .query("remove", key, redis::cmd("DEL").arg(key))
-                    .await?;
-                Ok(removed > 0)
-            })
-            .await
-        })
-    }
-
-    /// `GETEX key PX ms` (or `PERSIST`): the value and its new expiry in one command
-    /// (Redis 6.2+).
-    fn get_and_touch<'a>(
-        &'a self,
-        key: &'a str,
-        expiry: Expiry,
-    ) -> BoxFuture<'a, Result<Option<Vec<u8>>>> {
-        Box::pin(async move {
-            self.writing(self.forget_key(key), async {
-                let mut cmd = redis::cmd("GETEX");
-                cmd.arg(key);
-                match expiry {
-                    Expiry::After(ttl) => {
-                        cmd.arg("PX").arg(millis(ttl));
-                    }
-                    Expiry::Never => {
-                        cmd.arg("PERSIST");
-                    }
-                    Expiry::Keep => {}
-                }
-                // May run twice: the second run sets the same expiry again, from a moment later.
-                self.query_idempotent("get_and_touch", key, &cmd).await
-            })
-            .await
-        })
-    }
-
-    /// The `REMOVE_IF_VERSION` script: compare the value's SHA-1 and delete, in one step.
-    fn remove_version<'a>(
-        &'a self,
-        key: &'a str,
-        version: &'a Version,
-        notify: Notify<'a>,
+        options: RemoveOptions<'a>,
     ) -> BoxFuture<'a, Result<bool>> {
         Box::pin(async move {
-            let Some(digest) = version.as_text().filter(|text| is_digest(text)) else {
-                // Not a version this backend handed out: it cannot match any value.
-                return Ok(false);
-            };
-            self.writing(self.forget_key(key), async {
-                let mut invocation = REMOVE_IF_VERSION.key(key);
-                invocation.arg(digest).arg(
-                    notify
-                        .map_or(Cow::Borrowed(""), |channel| wire_channel(channel, self.db))
-                        .as_ref(),
-                );
-                // Not retried: after a lost reply, a second run would find the key gone and say 0.
-                let removed: i64 = self.run("remove_if", key, &invocation).await?;
-                Ok(removed == 1)
-            })
-            .await
-        })
-    }
-
-    /// `PEXPIRE key ms`, or `PERSIST` for no expiry (with `EXISTS`, since `PERSIST` answers 0
-    /// for a key without expiry too).
-    fn touch<'a>(&'a self, key: &'a str, expiry: Expiry) -> BoxFuture<'a, Result<bool>> {
-        Box::pin(async move {
-            self.writing(self.forget_key(key), async {
-                let found: u64 = match expiry {
-                    Expiry::After(ttl) => {
-                        let mut cmd = redis::cmd("PEXPIRE");
-                        cmd.arg(key).arg(millis(ttl));
-                        self.query_idempotent("touch", key, &cmd).await?
-                    }
-                    Expiry::Never => {
-                        let mut pipe = redis::pipe();
-                        pipe.cmd("PERSIST").arg(key).ignore().cmd("EXISTS").arg(key);
-                        let mut conn = self.conn_for(key);
-                        let (found,): (u64,) = pipe
-                            .query_async(&mut conn)
-                            .await
-                            .map_err(|e| backend_error("touch", key, e))?;
-                        found
-                    }
-                    _ => {
-                        self.query_idempotent("touch", key, redis::cmd("EXISTS").arg(key))
-                            .await?
-                    }
-                };
-                Ok(found > 0)
-            })
-            .await
+            match &options.if_version {
+                Some(version) => self.remove_version(key, version, options.notify).await,
+                None => self.remove_one(key, options.notify).await,
+            }
         })
     }
 
@@ -383,98 +277,29 @@ impl Backend for RedisBackend {
         Box::pin(self.scan(prefix))
     }
 
-    /// A plain `GET`, or a place in the next batch while another read is in flight (see
-    /// [`RedisOptions::read_batch`]).
-    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Vec<u8>>>> {
-        Box::pin(async move {
-            // Built only for a `GET` that goes out: a batched caller's key goes in the `MGET`.
-            let get = || {
-                let mut get = redis::cmd("GET");
-                get.arg(key);
-                get
-            };
-            let Some(batcher) = &self.batch else {
-                return self.query_idempotent("get", key, &get()).await;
-            };
-            match batcher.turn(&self.conn, key) {
-                Turn::Now(lead) => {
-                    let value = self.query_idempotent("get", key, &get()).await;
-                    // The calls that queued meanwhile go out now, or fail with this one if the
-                    // connection broke under it.
-                    lead.end(match &value {
-                        Err(Error::Backend { source, .. }) => source
-                            .downcast_ref::<RedisError>()
-                            .filter(|e| broke_connection(e))
-                            .cloned(),
-                        _ => None,
-                    });
-                    value
-                }
-                Turn::Wait(answer) => answer.await.unwrap_or_else(|_| {
-                    Err(Error::Backend {
-                        operation: "get",
-                        key: key.to_owned(),
-                        source: "the read batch ended without an answer (its runtime shut down)"
-                            .into(),
-                    })
-                }),
-            }
-        })
-    }
-
-    /// Through the client-side cache: a kept value is handed out as it is; otherwise `GET` and
-    /// `PTTL` in one round trip, and the decoded value is kept for at most the key's remaining
-    /// ttl, unless the key changed meanwhile (see `cache.rs`). Without a cache (turned
-    /// off, Cluster, Sentinel) or when the server cannot track the prefix, a plain read.
-    fn get_cached<'a>(
+    /// `GET` (batched, see [`RedisOptions::read_batch`]); `EXISTS` when only existence matters;
+    /// with a touch, `GETEX` (or `PEXPIRE`, `PERSIST` and `EXISTS` when only existence
+    /// matters).
+    fn get<'a>(
         &'a self,
         key: &'a str,
-        prefix: &'a str,
-        decode: &'a Decode<'a>,
-    ) -> BoxFuture<'a, Result<Option<Decoded>>> {
+        options: GetOptions,
+    ) -> BoxFuture<'a, Result<Option<Vec<u8>>>> {
         Box::pin(async move {
-            let tracked = match &self.cache {
-                Some(cache) => cache.track(prefix).await.then_some(cache),
-                None => None,
-            };
-            let Some(cache) = tracked else {
-                return match self.get(key).await? {
-                    Some(bytes) => decode(&bytes).map(Some),
-                    None => Ok(None),
-                };
-            };
-            if let Some(value) = cache.lookup(key) {
-                return Ok(Some(value));
+            match (options.touch, options.exists_only) {
+                (None, false) => self.read(key).await,
+                (None, true) => {
+                    let n: u64 = self
+                        .query_idempotent("exists", key, redis::cmd("EXISTS").arg(key))
+                        .await?;
+                    Ok((n > 0).then(Vec::new))
+                }
+                (Some(expiry), false) => self.get_and_touch(key, expiry.per_key()).await,
+                (Some(expiry), true) => {
+                    let found = self.touch(key, expiry.per_key()).await?;
+                    Ok(found.then(Vec::new))
+                }
             }
-            let read = cache.begin(key);
-            let mut pipe = redis::pipe();
-            pipe.cmd("GET").arg(key).cmd("PTTL").arg(key);
-            let mut conn = self.conn.clone();
-            let reply: redis::RedisResult<(Option<Vec<u8>>, i64)> =
-                match pipe.query_async(&mut conn).await {
-                    Err(e) if worth_one_retry(&e) => pipe.query_async(&mut conn).await,
-                    reply => reply,
-                };
-            let (bytes, ttl) = reply.map_err(|e| backend_error("get", key, e))?;
-            let Some(bytes) = bytes else {
-                return Ok(None);
-            };
-            let value = decode(&bytes)?;
-            // -1: no expiry; -2: gone since the GET, so not kept.
-            if ttl != -2 {
-                let ttl = u64::try_from(ttl).ok().map(Duration::from_millis);
-                read.keep(value.clone(), ttl);
-            }
-            Ok(Some(value))
-        })
-    }
-
-    fn exists<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool>> {
-        Box::pin(async move {
-            let n: u64 = self
-                .query_idempotent("exists", key, redis::cmd("EXISTS").arg(key))
-                .await?;
-            Ok(n > 0)
         })
     }
 
@@ -490,105 +315,78 @@ impl Backend for RedisBackend {
         })
     }
 
-    fn set_many<'a>(
-        &'a self,
-        items: Vec<(String, Vec<u8>)>,
-        ttl: Option<Duration>,
-        notify: Notify<'a>,
-    ) -> BoxFuture<'a, Result<()>> {
-        let forget = self.forget_keys(items.iter().map(|(key, _)| key.as_str()));
-        let write = self.set_in_multi("set_many", items, Expiry::from_ttl(ttl), notify);
-        Box::pin(self.writing(forget, write))
+    /// Overwrites in one `MULTI` pipeline (per slot on a Cluster), removals in one `DEL` (or
+    /// the notifying script per key); conditional writes one by one.
+    fn write_many<'a>(&'a self, batch: WriteMany<'a>) -> BoxFuture<'a, Result<u64>> {
+        match batch {
+            WriteMany::Put { items, options } if options.mode == PutMode::Overwrite => {
+                let written = items.len() as u64;
+                let forget = self.forget_keys(items.iter().map(|(key, _)| key.as_str()));
+                let expiry = options.expiry.per_key();
+                let write = self.set_in_multi("set_many", items, expiry, options.notify);
+                Box::pin(async move {
+                    self.writing(forget, write).await?;
+                    Ok(written)
+                })
+            }
+            WriteMany::Remove { keys, options } if options.if_version.is_none() => {
+                Box::pin(self.remove_keys(keys, options.notify))
+            }
+            other => Box::pin(kit::write_each(self, other)),
+        }
     }
 
-    fn remove_many<'a>(
+    /// One Lua script per call (`INCR`, `FIXED_WINDOW`, `GCRA`): one round trip, on the
+    /// server's clock.
+    fn count<'a>(
         &'a self,
-        keys: &'a [String],
-        notify: Notify<'a>,
-    ) -> BoxFuture<'a, Result<u64>> {
+        key: &'a str,
+        op: CountOp,
+        options: CountOptions<'a>,
+    ) -> BoxFuture<'a, Result<Counted>> {
         Box::pin(async move {
-            self.writing(self.forget_keys(keys.iter().map(String::as_str)), async {
-                let Some(first) = keys.first() else {
-                    return Ok(0);
-                };
-                if let Some(channel) = notify {
-                    return self.remove_notify_many(keys, channel).await;
-                }
-                // On a Cluster, the `redis` crate splits a `DEL` per slot and sums the counts.
-                self.query("remove_many", first, redis::cmd("DEL").arg(keys))
+            match op {
+                CountOp::Increment { by, ttl_if_created } => self
+                    .incr(key, by, ttl_if_created, options.notify)
                     .await
-            })
-            .await
+                    .map(Counted::Value),
+                CountOp::FixedWindow { limit, window } => self
+                    .fixed_window(key, limit, window)
+                    .await
+                    .map(Counted::Decision),
+                CountOp::Gcra { interval, burst } => {
+                    self.gcra(key, interval, burst).await.map(Counted::Decision)
+                }
+                #[allow(unreachable_patterns)]
+                _ => Err(Error::Unsupported {
+                    operation: "count",
+                    backend: self.name(),
+                }),
+            }
         })
     }
 
-    fn incr<'a>(
-        &'a self,
-        key: &'a str,
-        by: i64,
-        ttl_if_created: Option<Duration>,
-        notify: Notify<'a>,
-    ) -> BoxFuture<'a, Result<i64>> {
-        Box::pin(async move {
-            self.writing(self.forget_key(key), async {
-                let mut invocation = INCR.key(key);
-                invocation.arg(by).arg(millis_arg(ttl_if_created)).arg(
-                    notify
-                        .map_or(Cow::Borrowed(""), |channel| wire_channel(channel, self.db))
-                        .as_ref(),
-                );
-                self.run("incr", key, &invocation).await
-            })
-            .await
-        })
+    fn extensions(&self) -> Extensions<'_> {
+        Extensions::new()
+            .system_name("redis")
+            .feed(self)
+            .cache(self)
+            .usage(self)
     }
+}
 
-    fn fixed_window<'a>(
-        &'a self,
-        key: &'a str,
-        limit: u64,
-        window: Duration,
-    ) -> BoxFuture<'a, Result<Decision>> {
-        Box::pin(async move {
-            self.writing(self.forget_key(key), async {
-                let mut invocation = FIXED_WINDOW.key(key);
-                invocation.arg(limit).arg(millis(window));
-                let reply: [i64; 4] = self.run("check", key, &invocation).await?;
-                Ok(decision(reply, Duration::from_millis))
-            })
-            .await
-        })
+impl RedisBackend {
+    /// [`ChangeFeed::enable_expiry_events`], callable without importing the trait.
+    pub async fn enable_expiry_events(&self) -> Result<()> {
+        ChangeFeed::enable_expiry_events(self).await
     }
+}
 
-    fn gcra<'a>(
-        &'a self,
-        key: &'a str,
-        interval: Duration,
-        burst: u32,
-    ) -> BoxFuture<'a, Result<Decision>> {
-        Box::pin(async move {
-            self.writing(self.forget_key(key), async {
-                let mut invocation = GCRA.key(key);
-                invocation
-                    // At least a microsecond, as the provided `gcra` counts it: the script divides
-                    // by it.
-                    .arg(
-                        u64::try_from(interval.as_micros())
-                            .unwrap_or(u64::MAX)
-                            .max(1),
-                    )
-                    .arg(burst);
-                let reply: [i64; 4] = self.run("check", key, &invocation).await?;
-                Ok(decision(reply, Duration::from_micros))
-            })
-            .await
-        })
-    }
-
+impl ChangeFeed for RedisBackend {
     /// Subscribes on the backend's one pub/sub connection (opened by the first watcher), which
     /// resubscribes by itself after a reconnection. `Set` and `Removed` come from the write
     /// scripts; `Expired` from the server's keyspace events, when they are on (see
-    /// [`enable_expiry_events`](Backend::enable_expiry_events)).
+    /// [`enable_expiry_events`](ChangeFeed::enable_expiry_events)).
     fn watch<'a>(
         &'a self,
         watch: &'a Watch,
@@ -641,7 +439,58 @@ impl Backend for RedisBackend {
             Ok(())
         })
     }
+}
 
+impl ClientCache for RedisBackend {
+    /// Through the client-side cache: a kept value is handed out as it is; otherwise `GET` and
+    /// `PTTL` in one round trip, and the decoded value is kept for at most the key's remaining
+    /// ttl, unless the key changed meanwhile (see `cache.rs`). Without a cache (turned
+    /// off, Cluster, Sentinel) or when the server cannot track the prefix, a plain read.
+    fn get_cached<'a>(
+        &'a self,
+        key: &'a str,
+        prefix: &'a str,
+        decode: &'a Decode<'a>,
+    ) -> BoxFuture<'a, Result<Option<Decoded>>> {
+        Box::pin(async move {
+            let tracked = match &self.cache {
+                Some(cache) => cache.track(prefix).await.then_some(cache),
+                None => None,
+            };
+            let Some(cache) = tracked else {
+                return match self.read(key).await? {
+                    Some(bytes) => decode(&bytes).map(Some),
+                    None => Ok(None),
+                };
+            };
+            if let Some(value) = cache.lookup(key) {
+                return Ok(Some(value));
+            }
+            let read = cache.begin(key);
+            let mut pipe = redis::pipe();
+            pipe.cmd("GET").arg(key).cmd("PTTL").arg(key);
+            let mut conn = self.conn.clone();
+            let reply: redis::RedisResult<(Option<Vec<u8>>, i64)> =
+                match pipe.query_async(&mut conn).await {
+                    Err(e) if worth_one_retry(&e) => pipe.query_async(&mut conn).await,
+                    reply => reply,
+                };
+            let (bytes, ttl) = reply.map_err(|e| backend_error("get", key, e))?;
+            let Some(bytes) = bytes else {
+                return Ok(None);
+            };
+            let value = decode(&bytes)?;
+            // -1: no expiry; -2: gone since the GET, so not kept.
+            if ttl != -2 {
+                let ttl = u64::try_from(ttl).ok().map(Duration::from_millis);
+                read.keep(value.clone(), ttl);
+            }
+            Ok(Some(value))
+        })
+    }
+}
+
+impl UsageScan for RedisBackend {
     /// `SCAN MATCH` with the options' `COUNT`; per batch one pipeline of `PTTL` (exact expiry
     /// counts) and one of `MEMORY USAGE` for the keys of the sample; on a Cluster every primary
     /// in turn. See `usage.rs`.
@@ -651,6 +500,204 @@ impl Backend for RedisBackend {
         options: &'a UsageOptions,
     ) -> BoxFuture<'a, Result<Usage>> {
         Box::pin(self.scan_usage(prefix, options))
+    }
+}
+
+/// The calls behind the contract's methods.
+impl RedisBackend {
+    /// A plain `GET`, or a place in the next batch while another read is in flight (see
+    /// [`RedisOptions::read_batch`]).
+    async fn read(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        {
+            // Built only for a `GET` that goes out: a batched caller's key goes in the `MGET`.
+            let get = || {
+                let mut get = redis::cmd("GET");
+                get.arg(key);
+                get
+            };
+            let Some(batcher) = &self.batch else {
+                return self.query_idempotent("get", key, &get()).await;
+            };
+            match batcher.turn(&self.conn, key) {
+                Turn::Now(lead) => {
+                    let value = self.query_idempotent("get", key, &get()).await;
+                    // The calls that queued meanwhile go out now, or fail with this one if the
+                    // connection broke under it.
+                    lead.end(match &value {
+                        Err(Error::Backend { source, .. }) => source
+                            .downcast_ref::<RedisError>()
+                            .filter(|e| broke_connection(e))
+                            .cloned(),
+                        _ => None,
+                    });
+                    value
+                }
+                Turn::Wait(answer) => answer.await.unwrap_or_else(|_| {
+                    Err(Error::Backend {
+                        operation: "get",
+                        key: key.to_owned(),
+                        source: "the read batch ended without an answer (its runtime shut down)"
+                            .into(),
+                    })
+                }),
+            }
+        }
+    }
+
+    async fn remove_one(&self, key: &str, notify: Notify<'_>) -> Result<bool> {
+        self.writing(self.forget_key(key), async {
+            if let Some(channel) = notify {
+                let mut invocation = REMOVE_NOTIFY.key(key);
+                invocation.arg(&*wire_channel(channel, self.db));
+                let removed: u64 = self.run("remove", key, &invocation).await?;
+                return Ok(removed > 0);
+            }
+            // Not retried: a DEL whose reply was lost has removed the key, and a second one
+            // would answer `false`.
+            let removed: u64 = self
+                .query("remove", key, redis::cmd("DEL").arg(key))
+                .await?;
+            Ok(removed > 0)
+        })
+        .await
+    }
+
+    /// `GETEX key PX ms` (or `PERSIST`): the value and its new expiry in one command
+    /// (Redis 6.2+).
+    async fn get_and_touch(&self, key: &str, expiry: Expiry) -> Result<Option<Vec<u8>>> {
+        self.writing(self.forget_key(key), async {
+            let mut cmd = redis::cmd("GETEX");
+            cmd.arg(key);
+            match expiry {
+                Expiry::After(ttl) => {
+                    cmd.arg("PX").arg(millis(ttl));
+                }
+                Expiry::Never => {
+                    cmd.arg("PERSIST");
+                }
+                _ => {}
+            }
+            // May run twice: the second run sets the same expiry again, from a moment later.
+            self.query_idempotent("get_and_touch", key, &cmd).await
+        })
+        .await
+    }
+
+    /// The `REMOVE_IF_VERSION` script: compare the value's SHA-1 and delete, in one step.
+    async fn remove_version(
+        &self,
+        key: &str,
+        version: &Version,
+        notify: Notify<'_>,
+    ) -> Result<bool> {
+        let Some(digest) = version.as_text().filter(|text| is_digest(text)) else {
+            // Not a version this backend handed out: it cannot match any value.
+            return Ok(false);
+        };
+        self.writing(self.forget_key(key), async {
+            let mut invocation = REMOVE_IF_VERSION.key(key);
+            invocation.arg(digest).arg(
+                notify
+                    .map_or(Cow::Borrowed(""), |channel| wire_channel(channel, self.db))
+                    .as_ref(),
+            );
+            // Not retried: after a lost reply, a second run would find the key gone and say 0.
+            let removed: i64 = self.run("remove_if", key, &invocation).await?;
+            Ok(removed == 1)
+        })
+        .await
+    }
+
+    /// `PEXPIRE key ms`, or `PERSIST` for no expiry (with `EXISTS`, since `PERSIST` answers 0
+    /// for a key without expiry too).
+    async fn touch(&self, key: &str, expiry: Expiry) -> Result<bool> {
+        self.writing(self.forget_key(key), async {
+            let found: u64 = match expiry {
+                Expiry::After(ttl) => {
+                    let mut cmd = redis::cmd("PEXPIRE");
+                    cmd.arg(key).arg(millis(ttl));
+                    self.query_idempotent("touch", key, &cmd).await?
+                }
+                Expiry::Never => {
+                    let mut pipe = redis::pipe();
+                    pipe.cmd("PERSIST").arg(key).ignore().cmd("EXISTS").arg(key);
+                    let mut conn = self.conn_for(key);
+                    let (found,): (u64,) = pipe
+                        .query_async(&mut conn)
+                        .await
+                        .map_err(|e| backend_error("touch", key, e))?;
+                    found
+                }
+                _ => {
+                    self.query_idempotent("touch", key, redis::cmd("EXISTS").arg(key))
+                        .await?
+                }
+            };
+            Ok(found > 0)
+        })
+        .await
+    }
+
+    async fn remove_keys(&self, keys: &[String], notify: Notify<'_>) -> Result<u64> {
+        self.writing(self.forget_keys(keys.iter().map(String::as_str)), async {
+            let Some(first) = keys.first() else {
+                return Ok(0);
+            };
+            if let Some(channel) = notify {
+                return self.remove_notify_many(keys, channel).await;
+            }
+            // On a Cluster, the `redis` crate splits a `DEL` per slot and sums the counts.
+            self.query("remove_many", first, redis::cmd("DEL").arg(keys))
+                .await
+        })
+        .await
+    }
+
+    async fn incr(
+        &self,
+        key: &str,
+        by: i64,
+        ttl_if_created: Option<Duration>,
+        notify: Notify<'_>,
+    ) -> Result<i64> {
+        self.writing(self.forget_key(key), async {
+            let mut invocation = INCR.key(key);
+            invocation.arg(by).arg(millis_arg(ttl_if_created)).arg(
+                notify
+                    .map_or(Cow::Borrowed(""), |channel| wire_channel(channel, self.db))
+                    .as_ref(),
+            );
+            self.run("incr", key, &invocation).await
+        })
+        .await
+    }
+
+    async fn fixed_window(&self, key: &str, limit: u64, window: Duration) -> Result<Decision> {
+        self.writing(self.forget_key(key), async {
+            let mut invocation = FIXED_WINDOW.key(key);
+            invocation.arg(limit).arg(millis(window));
+            let reply: [i64; 4] = self.run("check", key, &invocation).await?;
+            Ok(decision(reply, Duration::from_millis))
+        })
+        .await
+    }
+
+    async fn gcra(&self, key: &str, interval: Duration, burst: u32) -> Result<Decision> {
+        self.writing(self.forget_key(key), async {
+            let mut invocation = GCRA.key(key);
+            invocation
+                // At least a microsecond, as the provided `count` counts it: the script divides
+                // by it.
+                .arg(
+                    u64::try_from(interval.as_micros())
+                        .unwrap_or(u64::MAX)
+                        .max(1),
+                )
+                .arg(burst);
+            let reply: [i64; 4] = self.run("check", key, &invocation).await?;
+            Ok(decision(reply, Duration::from_micros))
+        })
+        .await
     }
 }
 

@@ -156,7 +156,7 @@ impl RedisBackend {
                 match expiry {
                     Expiry::Keep => invocation.arg("keep"),
                     Expiry::Never => invocation.arg("never"),
-                    Expiry::After(ttl) => invocation.arg(millis(ttl)),
+                    Expiry::After(ttl) | Expiry::AtLeast(ttl) => invocation.arg(millis(ttl)),
                 };
                 // Not retried: after a lost reply, a second try would find its own write and
                 // report a conflict.
@@ -169,7 +169,7 @@ impl RedisBackend {
                 cmd.arg("NX");
             }
             match expiry {
-                Expiry::After(ttl) => {
+                Expiry::After(ttl) | Expiry::AtLeast(ttl) => {
                     cmd.arg("PX").arg(millis(ttl));
                 }
                 // A created key has no expiry to keep.
@@ -226,7 +226,7 @@ impl RedisBackend {
         match expiry {
             Expiry::Keep => invocation.arg("keep"),
             Expiry::Never => invocation.arg("never"),
-            Expiry::After(ttl) => invocation.arg(millis(ttl)),
+            Expiry::After(ttl) | Expiry::AtLeast(ttl) => invocation.arg(millis(ttl)),
         };
         // Not retried: a second run after a lost reply would announce the write twice (and a
         // conditional one would find its own write and report `false`).
@@ -319,7 +319,7 @@ impl RedisBackend {
             let message = wire.as_ref().map(|_| set_message(&key, &value));
             let set = pipe.cmd("SET").arg(&key).arg(value);
             match expiry {
-                Expiry::After(ttl) => set.arg("PX").arg(millis(ttl)),
+                Expiry::After(ttl) | Expiry::AtLeast(ttl) => set.arg("PX").arg(millis(ttl)),
                 Expiry::Keep => set.arg("KEEPTTL"),
                 Expiry::Never => set,
             }

@@ -7,7 +7,7 @@ use super::*;
 /// keeps the expiry it announces. Calls [`Backend::enable_expiry_events`] first; allows the few
 /// seconds an engine such as Redis takes to expire keys in the background.
 pub async fn expiries_are_changes<B: Backend + Clone>(backend: B) {
-    backend.enable_expiry_events().await.unwrap();
+    feed_of(&backend).enable_expiry_events().await.unwrap();
     let store = writable(&backend);
     let id = |s: &str| s.to_string();
     let mut all = store.watch::<Watched>().await.unwrap();
@@ -120,7 +120,7 @@ pub async fn expiries_are_changes<B: Backend + Clone>(backend: B) {
 /// cannot tell who wrote it; the memory backend does the same): when the windows end, the
 /// watchers get `Expired`. Calls [`Backend::enable_expiry_events`] first.
 pub async fn rate_limit_checks_publish_only_their_windows_expiry<B: Backend + Clone>(backend: B) {
-    backend.enable_expiry_events().await.unwrap();
+    feed_of(&backend).enable_expiry_events().await.unwrap();
     let store = writable(&backend);
     let id = |s: &str| s.to_string();
     let mut windows = store.watch::<WatchedWindow>().await.unwrap();
@@ -178,7 +178,7 @@ pub async fn rate_limit_checks_publish_only_their_windows_expiry<B: Backend + Cl
 /// keys of the store without namespace (`watched:...`). Calls
 /// [`Backend::enable_expiry_events`] first.
 pub async fn expiries_stay_in_their_namespace<B: Backend + Clone>(backend: B) {
-    backend.enable_expiry_events().await.unwrap();
+    feed_of(&backend).enable_expiry_events().await.unwrap();
     let id = |s: &str| s.to_string();
     let plain = writable(&backend);
     let named = writable(&backend).namespace(Watched::PREFIX);
