@@ -85,7 +85,7 @@ use crate::id::StateId;
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> state_store::Result<()> {
 /// let store = Store::new(MemoryBackend::new()).enable_set();
-/// # use state_store::Backend;
+/// # use state_store::BackendExt;
 /// # let key = store.full_key::<Session>(7)?;
 /// # store.backend().set(&key, br#"{"cart":["book"]}"#.to_vec(), None, None).await?;
 /// // Under `session:7`, an older release stored `{"cart":["book"]}`.

@@ -63,7 +63,8 @@
 //! - `uuid`: `uuid::Uuid` as an id type (`id = Uuid`), hyphenated lowercase in the key.
 //! - `tower`: `RateLimitLayer`, a tower layer that checks a [`RateLimit`] type per HTTP
 //!   request and answers 429 with `Retry-After` and the `RateLimit-*` headers.
-//! - `conformance`: the [`conformance`] suite, for testing a backend of your own.
+//! - `conformance`: the conformance suite (`state_store::conformance`), for testing a backend of
+//!   your own.
 //!
 //! # Keys
 //! A value is stored at `{namespace}:{prefix}:{id}`, or `{prefix}:{id}` without namespace.

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-/// What expiry a key has after a [`Backend::put`].
+/// What expiry a key has after a [`Backend::put`](crate::Backend::put).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Expiry {

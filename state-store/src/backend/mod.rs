@@ -226,7 +226,7 @@ pub type Notify<'a> = Option<&'a str>;
 /// reports [`Error::Lagged`].
 pub const WATCH_BUFFER: usize = 1024;
 
-/// One change on a change feed, as [`Backend::watch`] delivers it.
+/// One change on a change feed, as [`ChangeFeed::watch`] delivers it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Event {
@@ -258,7 +258,7 @@ impl Event {
     }
 }
 
-/// What [`Backend::watch`] subscribes to: one channel, or one key of it, with a buffer bound.
+/// What [`ChangeFeed::watch`] subscribes to: one channel, or one key of it, with a buffer bound.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Watch {
@@ -375,7 +375,7 @@ pub trait Backend: fmt::Debug + Send + Sync + 'static {
     /// By default one [`put`](Self::put) or [`remove`](Self::remove) per key, in order, stopping
     /// at the first error; the built-in engines override it to write all or nothing.
     fn write_many<'a>(&'a self, batch: WriteMany<'a>) -> BoxFuture<'a, Result<u64>> {
-        Box::pin(provided::write_many(self, batch))
+        Box::pin(kit::write_each(self, batch))
     }
 
     /// Counts under `key` as `op` says: an increment or a rate-limit check

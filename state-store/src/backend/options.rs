@@ -8,7 +8,7 @@ use super::expiry::Expiry;
 use super::{Notify, Version};
 use crate::rate_limit::Decision;
 
-/// Which write [`Backend::put`](super::Backend::put) makes.
+/// Which write [`Backend::put`](crate::Backend::put)(super::Backend::put) makes.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum PutMode {
@@ -21,7 +21,7 @@ pub enum PutMode {
     Update(Version),
 }
 
-/// How [`Backend::put`](super::Backend::put) writes: its condition, the key's expiry after it,
+/// How [`Backend::put`](crate::Backend::put)(super::Backend::put) writes: its condition, the key's expiry after it,
 /// and the change feed that hears of it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -144,7 +144,7 @@ pub struct UpdateOptions<'a> {
     pub replaced: Expiry,
     /// The expiry of a value the update creates: [`Expiry::Never`] by default.
     pub created: Expiry,
-    /// How many attempts before [`Error::Conflict`](crate::Error::Conflict): 64 by default.
+    /// How many attempts before [`Error::Conflict`](crate::Error::Conflict)(crate::Error::Conflict): 64 by default.
     pub attempts: u32,
     /// The channel whose feed announces the write: none by default.
     pub notify: Notify<'a>,

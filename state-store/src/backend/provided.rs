@@ -3,19 +3,13 @@
 
 use futures_util::StreamExt;
 
-use super::kit::Backoff;
+use super::kit::{Backoff, RETRIES};
 use super::usage::{Usage, UsageOptions, UsageTally};
 use super::{
     Backend, GetOptions, PutMode, PutOptions, RemoveOptions, UpdateFn, UpdateOptions, Version,
-    Versioned, WriteMany,
+    Versioned,
 };
 use crate::{Error, Result};
-
-/// How many times a provided loop that the caller does not bound (a touch, a counter) retries a
-/// lost conditional write before [`Error::Conflict`]. Each try is two or three round trips on the
-/// contended key, and the backoff between tries grows to 10 ms, so this bounds a call to about
-/// three seconds of waiting.
-pub(crate) const RETRIES: u32 = 256;
 
 /// The provided [`Backend::get`].
 pub(super) async fn get<B: Backend + ?Sized>(
@@ -39,27 +33,6 @@ pub(super) async fn get<B: Backend + ?Sized>(
         }
         backoff.wait(key).await?;
     }
-}
-
-/// The provided [`Backend::write_many`]: one [`put`](Backend::put) or
-/// [`remove`](Backend::remove) per key, in order, stopping at the first error; how many were
-/// written, or how many existed. For an engine that overrides `write_many` for the batches it
-/// does better (all or nothing) and hands the others here.
-pub async fn write_many<B: Backend + ?Sized>(backend: &B, batch: WriteMany<'_>) -> Result<u64> {
-    let mut done = 0;
-    match batch {
-        WriteMany::Put { items, options } => {
-            for (key, value) in items {
-                done += u64::from(backend.put(&key, value, options.clone()).await?);
-            }
-        }
-        WriteMany::Remove { keys, options } => {
-            for key in keys {
-                done += u64::from(backend.remove(key, options.clone()).await?);
-            }
-        }
-    }
-    Ok(done)
 }
 
 /// The provided [`Backend::update`]: read, change, write conditionally on what was read.
@@ -92,7 +65,7 @@ pub(super) async fn update<B: Backend + ?Sized>(
 
 /// Removes `key` if `check` accepts the value it holds, atomically: a compare-and-delete of the
 /// value `check` saw ([`RemoveOptions::if_version`]), again on the newer value when it changed
-/// meanwhile, up to `attempts` times, then [`Error::Conflict`]. `true` when it removed.
+/// meanwhile, up to `attempts` times, then [`Error::Conflict`](crate::Error::Conflict). `true` when it removed.
 pub(crate) async fn remove_if<B: Backend + ?Sized>(
     backend: &B,
     key: &str,

@@ -1,5 +1,5 @@
 //! What a namespace holds: keys, estimated bytes and expiries per prefix
-//! ([`Store::usage`](crate::Store::usage), [`Backend::usage`]).
+//! ([`Store::usage`](crate::Store::usage), [`Store::usage`](crate::Store::usage)).
 //!
 //! A walk is built to be safe on a large production server: `SCAN` with a `COUNT` (never
 //! `KEYS`), sizes measured on a bounded sample of keys per prefix, and a time limit after which
@@ -37,7 +37,7 @@ pub const MAX_PREFIXES: usize = 1000;
 #[non_exhaustive]
 pub struct UsageOptions {
     /// How many keys each `SCAN` call asks the server to look at (its `COUNT`), at least 1;
-    /// 1000 by default. Also how many keys the provided [`Backend::usage`] lists between two
+    /// 1000 by default. Also how many keys the provided [`Store::usage`](crate::Store::usage) lists between two
     /// progress reports.
     pub scan_count: u32,
     /// How many keys per prefix have their size measured (`MEMORY USAGE` on Redis): a uniform
@@ -172,7 +172,7 @@ pub struct PrefixUsage {
     /// Their estimated size in bytes: on Redis the mean `MEMORY USAGE` of the sampled keys
     /// times `keys` (the server's own accounting: key, value and overhead); on the memory
     /// backend the exact sum of key and value lengths; by the provided
-    /// [`Backend::usage`] the mean key and value length of the sample times `keys`.
+    /// [`Store::usage`](crate::Store::usage) the mean key and value length of the sample times `keys`.
     pub estimated_bytes: u64,
     /// How many of its keys were measured for `estimated_bytes`; when it equals `keys`, every
     /// key was measured and the figure is exact.
@@ -213,7 +213,7 @@ pub struct TtlSpread {
     pub max: Duration,
 }
 
-/// The counting side of a usage walk, for a backend that overrides [`Backend::usage`]: it
+/// The counting side of a usage walk, for a backend that overrides [`Store::usage`](crate::Store::usage): it
 /// groups keys by prefix, keeps the counts, the ttl histogram and a reservoir sample of sizes
 /// per prefix, reports progress and watches the time limit.
 ///

@@ -268,7 +268,7 @@ pub async fn each_watcher_lags_alone<B: Backend + Clone>(backend: B) {
 
 /// Checks, for a backend whose watchers hear every write to a type's storage (no
 /// [`announced_writes_only`](Capabilities::announced_writes_only)): a write of a type without
-/// `notify`, a [`Backend::set`] without a channel, a `touch` and the rate-limit checks that
+/// `notify`, a [`BackendExt::set`](crate::BackendExt::set) without a channel, a `touch` and the rate-limit checks that
 /// count (fixed window and smooth) each reach a watcher of the type as a change to the value
 /// stored; `touch` as a change to the same value.
 pub async fn every_write_is_heard<B: Backend + Clone>(backend: B) {

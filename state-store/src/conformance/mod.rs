@@ -27,9 +27,9 @@
 //! What a check needs beyond the core ([`Need`]) is in the table of checks ([`CHECKS`]), with,
 //! for each need, the check that runs instead when the backend lacks it. Two needs are
 //! detected before the check runs, on the check's own backend:
-//! - a change feed: [`Backend::watch`] on a throwaway channel answering [`Error::Unsupported`]
+//! - a change feed: [`ChangeFeed::watch`] on a throwaway channel answering [`Error::Unsupported`]
 //!   means none, and every change-feed check runs [`feed_is_unsupported`] instead;
-//! - a compare-and-delete: [`Backend::remove_version`] of a missing key answering
+//! - a compare-and-delete: [`Backend::remove`] with `if_version` of a missing key answering
 //!   [`Error::Unsupported`] means none, and [`remove_if_removes_only_what_the_check_accepts`]
 //!   runs [`remove_if_is_unsupported`] instead.
 //!
@@ -63,15 +63,16 @@
 //!
 //! # Time
 //! The checks use tokio's clock: a backend that keeps time itself on `tokio::time::Instant`,
-//! and overrides [`Backend::now`] with that clock too, may run them with a paused clock
+//! and runs its rate limiters on that clock too (overriding [`Backend::count`] to call
+//! [`kit::count`](crate::backend::kit::count) with it), may run them with a paused clock
 //! (`tokio::test(start_paused = true)`, which needs tokio's `test-util` feature in the
 //! engine's dev-dependencies), which makes the expiry checks instant; any other backend runs
 //! them in real time (the slowest checks sleep about a second).
 //!
 //! # Change feeds
-//! The change-feed checks ([`Store::watch`], [`Backend::watch`]) cover what each write
+//! The change-feed checks ([`Store::watch`], [`ChangeFeed::watch`]) cover what each write
 //! announces and what announces nothing, `watch_id`, order, concurrency, namespaces, expiry
-//! (after [`Backend::enable_expiry_events`]), undecodable values and lagging watchers. Each
+//! (after [`ChangeFeed::enable_expiry_events`]), undecodable values and lagging watchers. Each
 //! waits at most a few seconds for a change, so a missing one fails the check instead of
 //! hanging it; absence is proved by writing a sentinel change and reading it next.
 //!
@@ -235,11 +236,11 @@ macro_rules! conformance_tests {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Capabilities {
-    /// A change feed ([`Backend::watch`], and the `notify` channel of writes). Without: every
+    /// A change feed ([`ChangeFeed::watch`], and the `notify` channel of writes). Without: every
     /// change-feed check runs [`feed_is_unsupported`] instead. Detected: a backend whose
     /// `watch` answers [`Error::Unsupported`] lacks it.
     pub feed: bool,
-    /// A compare-and-delete ([`Backend::remove_version`], under [`Store::remove_if`]).
+    /// A compare-and-delete ([`Backend::remove`] with `if_version`, under [`Store::remove_if`]).
     /// Without: `remove_if` is [`Error::Unsupported`] and removes nothing
     /// ([`remove_if_is_unsupported`], instead of
     /// [`remove_if_removes_only_what_the_check_accepts`]). Detected: a backend whose
@@ -261,7 +262,7 @@ pub struct Capabilities {
     /// and a slow one still lags and keeps the newest ([`each_watcher_lags_alone`]).
     pub shared_subscription: bool,
     /// A write reaches watchers only when it announces itself (a `notify` type's write, a
-    /// [`Backend::set`] given a channel): writes of types without `notify`, writes without a
+    /// [`BackendExt::set`] given a channel): writes of types without `notify`, writes without a
     /// channel, `touch` and rate-limit checks are heard by no watcher. Without: a watcher hears
     /// every write to its type's storage, as a change to the value stored
     /// ([`every_write_is_heard`]).

@@ -122,7 +122,7 @@ macro_rules! __conformance_checks {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Need {
-    /// A change feed ([`Capabilities::feed`]); detected: [`Backend::watch`] answering
+    /// A change feed ([`Capabilities::feed`]); detected: [`ChangeFeed::watch`](crate::backend::ChangeFeed::watch) answering
     /// [`Error::Unsupported`] means none.
     Feed,
     /// Any expiry on any write ([`Capabilities::per_key_expiry`]).
@@ -139,7 +139,7 @@ pub enum Need {
     /// Every change of a key delivered ([`Capabilities::every_change_delivered`]).
     EveryChangeDelivered,
     /// A compare-and-delete ([`Capabilities::conditional_remove`]); detected:
-    /// [`Backend::remove_version`] answering [`Error::Unsupported`] means none.
+    /// [`Backend::remove`](crate::Backend::remove) with `if_version` answering [`Error::Unsupported`] means none.
     ConditionalRemove,
     /// No value size limit below the suite's values ([`Capabilities::max_value_bytes`] is
     /// `None`).

@@ -222,7 +222,7 @@ impl<B: Backend> Store<B> {
     /// `previous` rewrites nothing: the report is an audit of which values still decode.
     ///
     /// Errors: [`Error::Disabled`] without `enable_set`; a backend error ends the migration
-    /// (the keys rewritten so far stay rewritten; run it again); [`Error::Conflict`] when one
+    /// (the keys rewritten so far stay rewritten; run it again); [`Error::Conflict`](crate::Error::Conflict) when one
     /// key lost [`update_attempts`](Self::update_attempts) races in a row, each time to a
     /// writer of the previous shape.
     pub fn migrate<S: StateKey>(&self) -> impl Future<Output = Result<MigrateReport>> + Send + '_ {

@@ -26,7 +26,7 @@ pub use update::{UpdateOptions, Updated};
 pub use watch::{Change, Changes};
 pub use write::{Item, SetOptions};
 
-/// How often [`Store::update`] tries before giving up with [`Error::Conflict`], by default.
+/// How often [`Store::update`] tries before giving up with [`Error::Conflict`](crate::Error::Conflict), by default.
 const UPDATE_ATTEMPTS: u32 = 64;
 
 /// Typed state over a [`Backend`]: every key and value is checked against its [`StateKey`] type.
@@ -130,7 +130,7 @@ impl<B: Backend> Store<B> {
         self
     }
 
-    /// How many times [`update`](Self::update) tries before [`Error::Conflict`] (default 64,
+    /// How many times [`update`](Self::update) tries before [`Error::Conflict`](crate::Error::Conflict) (default 64,
     /// at least 1).
     pub fn update_attempts(mut self, attempts: u32) -> Self {
         self.update_attempts = attempts.max(1);

@@ -45,7 +45,7 @@ impl<B: Backend> Store<B> {
     /// server-side step, not `WATCH`, which is unsafe on a shared connection). When another writer
     /// got there first, `change` runs again on the newer value, so keep it free of side effects.
     /// After [`update_attempts`](Self::update_attempts) lost races the call fails with
-    /// [`Error::Conflict`] and has written nothing.
+    /// [`Error::Conflict`](crate::Error::Conflict) and has written nothing.
     ///
     /// An updated key keeps its remaining expiry; a key it creates gets the type's `ttl`. Each
     /// attempt costs two round trips (read, then compare-and-set). Needs
@@ -179,7 +179,7 @@ impl<B: Backend> Store<B> {
     /// if the value is still the one `check` saw (a compare-and-delete on the server); when
     /// another writer changed it first, `check` runs again on the newer value. `true` when it
     /// removed; `false` when there was no value or `check` declined. After
-    /// [`update_attempts`](Self::update_attempts) lost races, [`Error::Conflict`].
+    /// [`update_attempts`](Self::update_attempts) lost races, [`Error::Conflict`](crate::Error::Conflict).
     /// Needs [`enable_remove`](Self::enable_remove).
     ///
     /// ```

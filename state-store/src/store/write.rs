@@ -144,7 +144,7 @@ impl<B: Backend> Store<B> {
 
     /// Stores every `(id, value)` with the type's `ttl`: all or nothing on the built-in
     /// backends (on Redis one `MULTI` pipeline, one round trip); a backend that keeps the
-    /// provided [`Backend::set_many`] writes one key at a time.
+    /// provided [`Backend::write_many`](crate::Backend::write_many) writes one key at a time.
     /// `items` may yield pairs or references to pairs, so `&vec_of_pairs` works. Needs
     /// [`enable_set`](Self::enable_set); nothing is written if any value fails to encode.
     pub fn set_many<S: StateKey>(
@@ -206,7 +206,7 @@ impl<B: Backend> Store<B> {
     }
 
     /// Adds `by` to the counter with `id` and returns its new value, atomically (on Redis, one
-    /// round trip; see [`Backend::incr`] for other engines). A missing counter starts at 0 and
+    /// round trip; see [`Backend::count`](crate::Backend::count) for other engines). A missing counter starts at 0 and
     /// gets the type's `ttl` (the window); later increments do not extend it, whatever the
     /// value.
     ///

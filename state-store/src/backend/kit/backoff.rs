@@ -4,8 +4,14 @@ use std::time::Duration;
 
 use crate::{Error, Result};
 
+/// How many times a provided loop that the caller does not bound (a touch, a counter) retries a
+/// lost conditional write before [`Error::Conflict`](crate::Error::Conflict). Each try is two or three round trips on the
+/// contended key, and the backoff between tries grows to 10 ms, so this bounds a call to about
+/// three seconds of waiting.
+pub const RETRIES: u32 = 256;
+
 /// Retries of a lost conditional write: a random wait of up to a few hundred microseconds,
-/// growing with each attempt to at most 10 ms, and [`Error::Conflict`] once `attempts` are
+/// growing with each attempt to at most 10 ms, and [`Error::Conflict`](crate::Error::Conflict) once `attempts` are
 /// spent.
 ///
 /// The provided `update`, counter and conditional-remove loops use it; an engine that writes
@@ -43,7 +49,7 @@ impl Backoff {
         }
     }
 
-    /// Waits before the next attempt on `key`, or answers [`Error::Conflict`] naming `key` when
+    /// Waits before the next attempt on `key`, or answers [`Error::Conflict`](crate::Error::Conflict) naming `key` when
     /// the attempts are spent.
     pub async fn wait(&mut self, key: &str) -> Result<()> {
         use std::hash::BuildHasher;

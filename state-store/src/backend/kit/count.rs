@@ -4,10 +4,9 @@
 
 use std::time::Duration;
 
-use super::Backoff;
 use super::counters::{incr_step, parse_counter};
+use super::{Backoff, RETRIES};
 use crate::backend::expiry::{Expiry, micros_i64};
-use crate::backend::provided::RETRIES;
 use crate::backend::{Backend, CountOp, CountOptions, Counted, Notify, PutMode, PutOptions};
 use crate::rate_limit;
 use crate::{Error, Result};

@@ -1,7 +1,55 @@
-//! Change feeds inside this process: each watcher's bounded queue, and the routing of changes
-//! from a backend to the queues of the watchers of their channel or key. Shared by the memory
-//! backend (which publishes under its lock) and the Redis backend (whose pub/sub task
-//! publishes what the server sends).
+//! Change feeds inside this process: each watcher's bounded queue with its lag accounting, and
+//! the routing of changes from an engine to the queues of the watchers of their channel or key.
+//! The built-in engines use it (the memory engine publishes under its lock, the Redis engine's
+//! pub/sub task publishes what the server sends, the NATS engine what a bucket watch yields), so
+//! that a [`ChangeFeed`](crate::backend::ChangeFeed) of your own behaves exactly like theirs:
+//! a watcher that falls `buffer` changes behind loses the oldest and hears
+//! [`Error::Lagged`] with their number, an interruption is [`Error::Interrupted`], and dropping
+//! the stream unsubscribes.
+//!
+//! ```
+//! use std::sync::Arc;
+//!
+//! use state_store::backend::kit::feed::{Hub, Watcher};
+//! use state_store::backend::{BoxFuture, BoxStream, ChangeFeed, Event, Watch};
+//! use state_store::{Error, Result, StreamExt};
+//!
+//! /// The feed part of an engine: its writes call `hub.publish` in the same step as the write.
+//! struct Feed {
+//!     hub: Arc<Hub>,
+//! }
+//!
+//! impl ChangeFeed for Feed {
+//!     fn watch<'a>(
+//!         &'a self,
+//!         watch: &'a Watch,
+//!     ) -> BoxFuture<'a, Result<BoxStream<'static, Result<Event>>>> {
+//!         Box::pin(async move {
+//!             let queue = self.hub.subscribe(watch, true);
+//!             let watcher = Watcher::new(queue, &self.hub, None);
+//!             Ok(Box::pin(watcher) as BoxStream<'static, Result<Event>>)
+//!         })
+//!     }
+//!
+//!     fn enable_expiry_events(&self) -> BoxFuture<'_, Result<()>> {
+//!         Box::pin(async { Ok(()) })
+//!     }
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<()> {
+//! let feed = Feed { hub: Arc::new(Hub::default()) };
+//! let mut changes = feed.watch(&Watch::new("svc:job").buffer(1)).await?;
+//! for n in 0..3 {
+//!     let key: Arc<str> = Arc::from(format!("svc:job:{n}"));
+//!     feed.hub.publish("svc:job", || Event::Removed { key });
+//! }
+//! // A buffer of one: the two oldest were dropped, and the watcher hears of it first.
+//! assert!(matches!(changes.next().await, Some(Err(Error::Lagged { missed: 2, .. }))));
+//! assert_eq!(changes.next().await.unwrap()?.key(), "svc:job:2");
+//! # Ok(())
+//! # }
+//! ```
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::pin::Pin;
@@ -14,9 +62,9 @@ use futures_core::Stream;
 use crate::backend::{Event, Watch};
 use crate::{Error, Result};
 
-/// The watchers of every channel of one backend.
+/// The watchers of every channel of one engine.
 #[derive(Default)]
-pub(crate) struct Hub {
+pub struct Hub {
     channels: Mutex<HashMap<Arc<str>, Channel>>,
 }
 
@@ -49,7 +97,6 @@ impl Channel {
 /// What a queue holds: a change, a message that was not one, or the mark of an interruption.
 /// (The last two, and the routing of expiries by key, come from the Redis backend's feed.)
 #[derive(Clone)]
-#[cfg_attr(not(feature = "redis"), allow(dead_code))]
 pub(crate) enum Item {
     Event(Event),
     /// A message on the channel that is not a change this crate publishes, with why.
@@ -60,8 +107,8 @@ pub(crate) enum Item {
     Interrupted,
 }
 
-/// One watcher's buffer.
-pub(crate) struct Queue {
+/// One watcher's buffer, as [`Hub::subscribe`] hands it out for a [`Watcher`].
+pub struct Queue {
     channel: Arc<str>,
     key: Option<Arc<str>>,
     capacity: usize,
@@ -127,7 +174,6 @@ impl Queue {
     }
 }
 
-#[cfg_attr(not(feature = "redis"), allow(dead_code))]
 impl Hub {
     fn lock(&self) -> MutexGuard<'_, HashMap<Arc<str>, Channel>> {
         self.channels.lock().unwrap_or_else(|e| e.into_inner())
@@ -135,7 +181,7 @@ impl Hub {
 
     /// Adds a watcher. Changes published from now on reach it, or, unless `active`, from when
     /// it is [activated](Self::activate).
-    pub(crate) fn subscribe(&self, watch: &Watch, active: bool) -> Arc<Queue> {
+    pub fn subscribe(&self, watch: &Watch, active: bool) -> Arc<Queue> {
         let channel: Arc<str> = Arc::from(watch.channel.as_str());
         let key: Option<Arc<str>> = watch.key.as_deref().map(Arc::from);
         let queue = Arc::new(Queue {
@@ -155,7 +201,7 @@ impl Hub {
     }
 
     /// Removes a watcher; `true` when its channel has no watcher left.
-    pub(crate) fn unsubscribe(&self, queue: &Arc<Queue>) -> bool {
+    pub fn unsubscribe(&self, queue: &Arc<Queue>) -> bool {
         let mut channels = self.lock();
         let Some(channel) = channels.get_mut(&queue.channel) else {
             return true;
@@ -182,22 +228,23 @@ impl Hub {
 
     /// Lets `queue` take the changes published from now on. Under the hub's lock, so that no
     /// publication is half delivered to it.
-    pub(crate) fn activate(&self, queue: &Queue) {
+    pub fn activate(&self, queue: &Queue) {
         let _channels = self.lock();
         queue.active.store(true, Ordering::Release);
     }
 
     /// The channels that have watchers.
-    pub(crate) fn channels(&self) -> HashSet<Arc<str>> {
+    pub fn channels(&self) -> HashSet<Arc<str>> {
         self.lock().keys().cloned().collect()
     }
 
-    pub(crate) fn is_empty(&self) -> bool {
+    /// Whether no channel has a watcher.
+    pub fn is_empty(&self) -> bool {
         self.lock().is_empty()
     }
 
     /// Delivers a change on `channel` to its watchers; `event` is only built when there are any.
-    pub(crate) fn publish(&self, channel: &str, event: impl FnOnce() -> Event) {
+    pub fn publish(&self, channel: &str, event: impl FnOnce() -> Event) {
         let channels = self.lock();
         let Some(watchers) = channels.get(channel) else {
             return;
@@ -206,7 +253,7 @@ impl Hub {
     }
 
     /// Delivers the expiry of `key` to the watchers of every channel the key is under.
-    pub(crate) fn publish_expired(&self, key: &str) {
+    pub fn publish_expired(&self, key: &str) {
         let channels = self.lock();
         let mut event = None;
         for (channel, watchers) in channels.iter() {
@@ -223,7 +270,7 @@ impl Hub {
     }
 
     /// Tells every watcher of `channel` that a message on it could not be read.
-    pub(crate) fn publish_malformed(&self, channel: &str, reason: &str) {
+    pub fn publish_malformed(&self, channel: &str, reason: &str) {
         let channels = self.lock();
         if let Some(watchers) = channels.get(channel) {
             let item = Item::Malformed {
@@ -238,7 +285,7 @@ impl Hub {
 
     /// Ends the streams of `channel`'s watchers with an error saying `reason`: the feed cannot
     /// go on (the server refused to subscribe again).
-    pub(crate) fn end(&self, channel: &str, reason: &str) {
+    pub fn end(&self, channel: &str, reason: &str) {
         let channels = self.lock();
         if let Some(watchers) = channels.get(channel) {
             let reason: Arc<str> = Arc::from(reason);
@@ -249,7 +296,7 @@ impl Hub {
     }
 
     /// Tells every watcher of `channels` that changes may have gone undelivered.
-    pub(crate) fn interrupt(&self, channels: &HashSet<Arc<str>>) {
+    pub fn interrupt(&self, channels: &HashSet<Arc<str>>) {
         let watched = self.lock();
         for (channel, watchers) in watched.iter() {
             if channels.contains(channel) {
@@ -263,12 +310,38 @@ impl Hub {
 
 impl Hub {
     /// Ends every watcher's stream and forgets them: the feed is gone.
-    pub(crate) fn close_all(&self) {
+    pub fn close_all(&self) {
         for channel in std::mem::take(&mut *self.lock()).values() {
             for queue in channel.queues() {
                 queue.close();
             }
         }
+    }
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub")
+            .field("channels", &self.lock().len())
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for Queue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Queue")
+            .field("channel", &self.channel)
+            .field("key", &self.key)
+            .field("capacity", &self.capacity)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for Watcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Watcher")
+            .field("queue", &self.queue)
+            .finish()
     }
 }
 
@@ -280,7 +353,7 @@ impl Drop for Hub {
 
 /// The stream of one watcher: its queue's items, until the hub is gone. Dropping it removes
 /// the queue from the hub and runs `on_drop` (which the Redis backend uses to unsubscribe).
-pub(crate) struct Watcher {
+pub struct Watcher {
     queue: Arc<Queue>,
     hub: Weak<Hub>,
     on_drop: Option<Box<dyn FnOnce(bool) + Send + Sync>>,
@@ -289,7 +362,7 @@ pub(crate) struct Watcher {
 impl Watcher {
     /// `on_drop` runs once the queue has left the hub, with whether its channel has no watcher
     /// left.
-    pub(crate) fn new(
+    pub fn new(
         queue: Arc<Queue>,
         hub: &Arc<Hub>,
         on_drop: Option<Box<dyn FnOnce(bool) + Send + Sync>>,

@@ -4,7 +4,7 @@ use super::*;
 
 /// A key that expires is announced as [`Change::Expired`], to watchers of the type and of the
 /// id; a key removed or given the type's ttl again before its deadline is not, and an update
-/// keeps the expiry it announces. Calls [`Backend::enable_expiry_events`] first; allows the few
+/// keeps the expiry it announces. Calls [`ChangeFeed::enable_expiry_events`](crate::backend::ChangeFeed::enable_expiry_events) first; allows the few
 /// seconds an engine such as Redis takes to expire keys in the background.
 pub async fn expiries_are_changes<B: Backend + Clone>(backend: B) {
     feed_of(&backend).enable_expiry_events().await.unwrap();
@@ -118,7 +118,7 @@ pub async fn expiries_are_changes<B: Backend + Clone>(backend: B) {
 /// no `Set`. Their keys still expire, and an expiry is announced for every key under a watched
 /// type's prefix, whichever call wrote it (Redis's server announces every key that expires and
 /// cannot tell who wrote it; the memory backend does the same): when the windows end, the
-/// watchers get `Expired`. Calls [`Backend::enable_expiry_events`] first.
+/// watchers get `Expired`. Calls [`ChangeFeed::enable_expiry_events`](crate::backend::ChangeFeed::enable_expiry_events) first.
 pub async fn rate_limit_checks_publish_only_their_windows_expiry<B: Backend + Clone>(backend: B) {
     feed_of(&backend).enable_expiry_events().await.unwrap();
     let store = writable(&backend);
@@ -176,7 +176,7 @@ pub async fn rate_limit_checks_publish_only_their_windows_expiry<B: Backend + Cl
 /// Expiries reach the watchers of their namespace only, even where a namespace is named like
 /// the type's prefix, so that its keys (`watched:watched:x`, `watched:session:1`) start with the
 /// keys of the store without namespace (`watched:...`). Calls
-/// [`Backend::enable_expiry_events`] first.
+/// [`ChangeFeed::enable_expiry_events`](crate::backend::ChangeFeed::enable_expiry_events) first.
 pub async fn expiries_stay_in_their_namespace<B: Backend + Clone>(backend: B) {
     feed_of(&backend).enable_expiry_events().await.unwrap();
     let id = |s: &str| s.to_string();

@@ -176,7 +176,7 @@ pub async fn writes_publish_their_changes<B: Backend + Clone>(
 /// that does not decode), and rate-limit checks, allowed or refused.
 ///
 /// Without [`announced_writes_only`](Capabilities::announced_writes_only), the values the check
-/// writes through [`Backend::set`] without a channel must be heard (as the decode errors they
+/// writes through [`BackendExt::set`](crate::BackendExt::set) without a channel must be heard (as the decode errors they
 /// are), and the rate-limit checks, which write, are left to [`every_write_is_heard`].
 pub async fn writes_that_change_nothing_publish_nothing<B: Backend + Clone>(
     backend: B,
@@ -393,7 +393,7 @@ pub async fn writes_that_change_nothing_publish_nothing<B: Backend + Clone>(
 }
 
 /// Types declared without `notify` announce nothing, whatever the write: a watcher of their
-/// channel, subscribed through [`Backend::watch`], hears only a write that announces itself.
+/// channel, subscribed through [`ChangeFeed::watch`](crate::backend::ChangeFeed::watch), hears only a write that announces itself.
 pub async fn types_without_notify_publish_nothing<B: Backend + Clone>(backend: B) {
     let store = writable(&backend);
     let next_event = async |events: &mut BoxStream<'static, crate::Result<Event>>, what: &str| {

@@ -123,7 +123,7 @@ pub async fn watch_id_sees_only_its_id<B: Backend + Clone>(backend: B) {
 /// A value on the feed that does not decode as the type is an [`Error::Decode`] item naming its
 /// key, and a key that is not an id of the type an [`Error::InvalidKey`] item naming it; either
 /// way the stream goes on with the next change. The values are written through
-/// [`Backend::set`] with the type's channel, as another program could write them.
+/// [`BackendExt::set`](crate::BackendExt::set) with the type's channel, as another program could write them.
 pub async fn undecodable_changes_are_errors_and_the_feed_goes_on<B: Backend + Clone>(backend: B) {
     let store = writable(&backend).namespace("svc");
     let channel = "svc:watched";
