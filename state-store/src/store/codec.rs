@@ -54,19 +54,18 @@ pub(super) fn encode<S: StateKey>(key: &str, value: &S) -> Result<Vec<u8>> {
 
 /// A value is encoded into a buffer kept per thread and copied out at its exact size.
 /// `serde_json::to_vec` starts at 128 bytes and grows by `realloc`, and under concurrent writes
-/// those reallocations contend in glibc's allocator: at 64 tasks, with the benchmark's 195-byte
-/// session, a typed `set` went from 0.85x to 0.90x of the raw calls (medians of five alternating
-/// runs). The exact-size copy is also what the memory backend keeps, without spare capacity. A
-/// buffer grown past this many bytes is let go rather than kept.
+/// those reallocations contend in glibc's allocator under many concurrent writers (the README's
+/// figures section has the measurement). The exact-size copy is also what the memory backend
+/// keeps, without spare capacity. A buffer grown past this many bytes is let go rather than
+/// kept.
 const SCRATCH_KEPT: usize = 64 * 1024;
 
 /// `bytes` as an `S`: in the current shape, else in the type's `previous` shape converted.
 /// Every read decodes through here (the change feed too).
 pub(crate) fn decode<S: StateKey>(key: &str, bytes: &[u8]) -> Result<S> {
     // One UTF-8 check of the whole value, then a parse that need not check each string again:
-    // `from_slice` checks string by string, which costs more (12 % of a memory-backend `get` of
-    // the benchmark's session). Bytes that are not UTF-8 go to `from_slice`, whose error says
-    // where.
+    // `from_slice` checks string by string, which costs more (a measurable part of a
+    // memory-backend `get`). Bytes that are not UTF-8 go to `from_slice`, whose error says where.
     let parsed = match std::str::from_utf8(bytes) {
         Ok(text) => serde_json::from_str(text),
         Err(_) => serde_json::from_slice(bytes),

@@ -25,7 +25,7 @@
 //! reconnections, and a Sentinel failover followed to a new primary.
 //!
 //! Without a subscriber that wants them, the field values are not computed, and a call costs a
-//! few hundred instructions more (measured with callgrind; see the README's "Tracing"), which
+//! little more (measured with callgrind; the figure is in the README's "Tracing"), which
 //! is why the feature is off by default.
 
 use crate::Result;

@@ -203,8 +203,7 @@ impl RedisBackend {
         let (operation, condition) = match &mode {
             // Unconditional: `SET` and `PUBLISH` in a `MULTI`, which needs no script, and which
             // Redis refuses as a whole when the user may not publish (on 6.2 too). Measured side
-            // by side with the script at 64 tasks, it was as fast or faster (0.55-0.67x of a
-            // plain `SET` against 0.43-0.67x, on 2 shared cores).
+            // by side with the script, it was as fast or faster (the README's figures section).
             PutMode::Overwrite => {
                 let items = vec![(key.to_owned(), value)];
                 self.set_in_multi("set", items, expiry, Some(channel))
