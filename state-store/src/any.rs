@@ -2,15 +2,11 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
 
 use std::collections::HashMap;
 use std::sync::RwLock;
 
-use crate::backend::{
-    Backend, BoxFuture, BoxStream, CountOp, CountOptions, Counted, Extensions, GetOptions,
-    PutOptions, RemoveOptions, UpdateFn, UpdateOptions, Versioned, WriteMany,
-};
+use crate::backend::{Backend, BoxFuture};
 use crate::{Error, MemoryBackend, Result};
 
 /// The URL schemes of the Redis backend, as a pattern.
@@ -221,89 +217,21 @@ impl From<crate::RedisBackend> for AnyBackend {
     }
 }
 
-/// Every method, provided ones included, forwards to the inner backend, so its overrides are
-/// the ones that run; `missing_trait_methods` fails the build when a method added to `Backend`
-/// is not forwarded here.
-#[deny(clippy::missing_trait_methods)]
-impl Backend for AnyBackend {
-    fn get_versioned<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Versioned>>> {
-        self.inner.get_versioned(key)
-    }
-
-    fn put<'a>(
-        &'a self,
-        key: &'a str,
-        value: Vec<u8>,
-        options: PutOptions<'a>,
-    ) -> BoxFuture<'a, Result<bool>> {
-        self.inner.put(key, value, options)
-    }
-
-    fn remove<'a>(
-        &'a self,
-        key: &'a str,
-        options: RemoveOptions<'a>,
-    ) -> BoxFuture<'a, Result<bool>> {
-        self.inner.remove(key, options)
-    }
-
-    fn ttl<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Duration>>> {
-        self.inner.ttl(key)
-    }
-
-    fn list(&self, prefix: &str) -> BoxStream<'static, Result<String>> {
-        self.inner.list(prefix)
-    }
-
-    fn name(&self) -> &'static str {
-        self.inner.name()
-    }
-
-    fn get<'a>(
-        &'a self,
-        key: &'a str,
-        options: GetOptions,
-    ) -> BoxFuture<'a, Result<Option<Vec<u8>>>> {
-        self.inner.get(key, options)
-    }
-
-    fn get_many<'a>(&'a self, keys: &'a [String]) -> BoxFuture<'a, Result<Vec<Option<Vec<u8>>>>> {
-        self.inner.get_many(keys)
-    }
-
-    fn write_many<'a>(&'a self, batch: WriteMany<'a>) -> BoxFuture<'a, Result<u64>> {
-        self.inner.write_many(batch)
-    }
-
-    fn count<'a>(
-        &'a self,
-        key: &'a str,
-        op: CountOp,
-        options: CountOptions<'a>,
-    ) -> BoxFuture<'a, Result<Counted>> {
-        self.inner.count(key, op, options)
-    }
-
-    fn update<'a>(
-        &'a self,
-        key: &'a str,
-        change: &'a mut UpdateFn<'_>,
-        options: UpdateOptions<'a>,
-    ) -> BoxFuture<'a, Result<bool>> {
-        self.inner.update(key, change, options)
-    }
-
-    fn extensions(&self) -> Extensions<'_> {
-        self.inner.extensions()
-    }
-}
+// Every method, provided ones included, forwards to the inner backend, so its overrides are the
+// ones that run.
+crate::backend::forward_backend!([] AnyBackend, |this| this.inner);
 
 #[cfg(test)]
 mod tests {
     use std::sync::Mutex;
 
+    use std::time::Duration;
+
     use super::*;
-    use crate::backend::{ChangeFeed, Event, Watch};
+    use crate::backend::{
+        BoxStream, ChangeFeed, CountOp, CountOptions, Counted, Event, Extensions, GetOptions,
+        PutOptions, RemoveOptions, UpdateFn, UpdateOptions, Versioned, Watch, WriteMany,
+    };
 
     /// Records which of its methods ran (clones share the record); every method answers at
     /// once, with what no provided default would answer.

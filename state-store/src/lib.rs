@@ -88,6 +88,7 @@ mod error;
 mod id;
 mod key;
 mod rate_limit;
+mod setters;
 mod store;
 #[cfg(feature = "tower")]
 mod tower;

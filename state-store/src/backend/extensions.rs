@@ -10,6 +10,7 @@ use std::time::Duration;
 use super::usage::{Usage, UsageOptions};
 use super::{BoxFuture, BoxStream, Event, Watch};
 use crate::Result;
+use crate::setters::setters;
 
 /// A value kept decoded by a client-side cache (see [`ClientCache`]): the typed value, behind
 /// `Any` so that one cache holds every type.
@@ -48,35 +49,20 @@ impl<'a> Extensions<'a> {
     pub fn new() -> Extensions<'a> {
         Extensions::default()
     }
+}
 
-    /// The name of `db.system.name`.
-    pub fn system_name(mut self, name: &'static str) -> Extensions<'a> {
-        self.system_name = Some(name);
-        self
-    }
-
-    /// A change feed.
-    pub fn feed(mut self, feed: &'a dyn ChangeFeed) -> Extensions<'a> {
-        self.feed = Some(feed);
-        self
-    }
-
-    /// A client-side cache.
-    pub fn cache(mut self, cache: &'a dyn ClientCache) -> Extensions<'a> {
-        self.cache = Some(cache);
-        self
-    }
-
-    /// A usage walk of the engine's own.
-    pub fn usage(mut self, usage: &'a dyn UsageScan) -> Extensions<'a> {
-        self.usage = Some(usage);
-        self
-    }
-
-    /// A key layout by type.
-    pub fn layout(mut self, layout: &'a dyn KeyLayout) -> Extensions<'a> {
-        self.layout = Some(layout);
-        self
+setters! {
+    impl['a] Extensions<'a> {
+        /// The name of `db.system.name`.
+        system_name(name: &'static str) = Some(name);
+        /// A change feed.
+        feed(feed: &'a dyn ChangeFeed) = Some(feed);
+        /// A client-side cache.
+        cache(cache: &'a dyn ClientCache) = Some(cache);
+        /// A usage walk of the engine's own.
+        usage(usage: &'a dyn UsageScan) = Some(usage);
+        /// A key layout by type.
+        layout(layout: &'a dyn KeyLayout) = Some(layout);
     }
 }
 
@@ -131,6 +117,21 @@ pub(crate) async fn enable_expiry_events<B: super::Backend + ?Sized>(backend: &B
         }),
     }
 }
+
+/// `ChangeFeed::enable_expiry_events` as an inherent method of an engine, so that
+/// `store.backend().enable_expiry_events()` works without importing the trait, as in 0.1.
+macro_rules! inherent_enable_expiry_events {
+    ($engine:ty) => {
+        impl $engine {
+            /// [`ChangeFeed::enable_expiry_events`](crate::backend::ChangeFeed::enable_expiry_events),
+            /// callable without importing the trait.
+            pub async fn enable_expiry_events(&self) -> $crate::Result<()> {
+                $crate::backend::ChangeFeed::enable_expiry_events(self).await
+            }
+        }
+    };
+}
+pub(crate) use inherent_enable_expiry_events;
 
 /// A client-side cache of decoded values, for types declared with `cache`.
 pub trait ClientCache: Send + Sync {

@@ -123,6 +123,7 @@ use crate::Result;
 
 pub(crate) mod expiry;
 pub(crate) mod extensions;
+pub(crate) use extensions::inherent_enable_expiry_events;
 pub mod kit;
 mod options;
 pub(crate) mod provided;
@@ -448,81 +449,116 @@ pub trait BackendExt: Backend {
 
 impl<B: Backend + ?Sized> BackendExt for B {}
 
-/// A shared engine is an engine: `Store::new(Arc::new(engine))`, and `Arc<dyn Backend>` for one
-/// chosen at run time.
-#[deny(clippy::missing_trait_methods)]
-impl<B: Backend + ?Sized> Backend for Arc<B> {
-    fn get_versioned<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Versioned>>> {
-        (**self).get_versioned(key)
-    }
+/// Implements [`Backend`] for a wrapper by forwarding every method, provided ones included, to
+/// the engine inside, so that its overrides are the ones that run: `forward_backend!([generics]
+/// Wrapper, |this| expression of the inner engine)`. `missing_trait_methods` fails the build
+/// when a method added to `Backend` is not forwarded here.
+macro_rules! forward_backend {
+    ([$($generics:tt)*] $wrapper:ty, |$this:ident| $inner:expr) => {
+        #[deny(clippy::missing_trait_methods)]
+        impl<$($generics)*> $crate::backend::Backend for $wrapper {
+            fn get_versioned<'a>(
+                &'a self,
+                key: &'a str,
+            ) -> $crate::backend::BoxFuture<'a, $crate::Result<Option<$crate::backend::Versioned>>> {
+                let $this = self;
+                $inner.get_versioned(key)
+            }
 
-    fn put<'a>(
-        &'a self,
-        key: &'a str,
-        value: Vec<u8>,
-        options: PutOptions<'a>,
-    ) -> BoxFuture<'a, Result<bool>> {
-        (**self).put(key, value, options)
-    }
+            fn put<'a>(
+                &'a self,
+                key: &'a str,
+                value: Vec<u8>,
+                options: $crate::backend::PutOptions<'a>,
+            ) -> $crate::backend::BoxFuture<'a, $crate::Result<bool>> {
+                let $this = self;
+                $inner.put(key, value, options)
+            }
 
-    fn remove<'a>(
-        &'a self,
-        key: &'a str,
-        options: RemoveOptions<'a>,
-    ) -> BoxFuture<'a, Result<bool>> {
-        (**self).remove(key, options)
-    }
+            fn remove<'a>(
+                &'a self,
+                key: &'a str,
+                options: $crate::backend::RemoveOptions<'a>,
+            ) -> $crate::backend::BoxFuture<'a, $crate::Result<bool>> {
+                let $this = self;
+                $inner.remove(key, options)
+            }
 
-    fn ttl<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Duration>>> {
-        (**self).ttl(key)
-    }
+            fn ttl<'a>(
+                &'a self,
+                key: &'a str,
+            ) -> $crate::backend::BoxFuture<'a, $crate::Result<Option<std::time::Duration>>> {
+                let $this = self;
+                $inner.ttl(key)
+            }
 
-    fn list(&self, prefix: &str) -> BoxStream<'static, Result<String>> {
-        (**self).list(prefix)
-    }
+            fn list(&self, prefix: &str) -> $crate::backend::BoxStream<'static, $crate::Result<String>> {
+                let $this = self;
+                $inner.list(prefix)
+            }
 
-    fn name(&self) -> &'static str {
-        (**self).name()
-    }
+            fn name(&self) -> &'static str {
+                let $this = self;
+                $inner.name()
+            }
 
-    fn get<'a>(
-        &'a self,
-        key: &'a str,
-        options: GetOptions,
-    ) -> BoxFuture<'a, Result<Option<Vec<u8>>>> {
-        (**self).get(key, options)
-    }
+            fn get<'a>(
+                &'a self,
+                key: &'a str,
+                options: $crate::backend::GetOptions,
+            ) -> $crate::backend::BoxFuture<'a, $crate::Result<Option<Vec<u8>>>> {
+                let $this = self;
+                $inner.get(key, options)
+            }
 
-    fn get_many<'a>(&'a self, keys: &'a [String]) -> BoxFuture<'a, Result<Vec<Option<Vec<u8>>>>> {
-        (**self).get_many(keys)
-    }
+            fn get_many<'a>(
+                &'a self,
+                keys: &'a [String],
+            ) -> $crate::backend::BoxFuture<'a, $crate::Result<Vec<Option<Vec<u8>>>>> {
+                let $this = self;
+                $inner.get_many(keys)
+            }
 
-    fn write_many<'a>(&'a self, batch: WriteMany<'a>) -> BoxFuture<'a, Result<u64>> {
-        (**self).write_many(batch)
-    }
+            fn write_many<'a>(
+                &'a self,
+                batch: $crate::backend::WriteMany<'a>,
+            ) -> $crate::backend::BoxFuture<'a, $crate::Result<u64>> {
+                let $this = self;
+                $inner.write_many(batch)
+            }
 
-    fn count<'a>(
-        &'a self,
-        key: &'a str,
-        op: CountOp,
-        options: CountOptions<'a>,
-    ) -> BoxFuture<'a, Result<Counted>> {
-        (**self).count(key, op, options)
-    }
+            fn count<'a>(
+                &'a self,
+                key: &'a str,
+                op: $crate::backend::CountOp,
+                options: $crate::backend::CountOptions<'a>,
+            ) -> $crate::backend::BoxFuture<'a, $crate::Result<$crate::backend::Counted>> {
+                let $this = self;
+                $inner.count(key, op, options)
+            }
 
-    fn update<'a>(
-        &'a self,
-        key: &'a str,
-        change: &'a mut UpdateFn<'_>,
-        options: UpdateOptions<'a>,
-    ) -> BoxFuture<'a, Result<bool>> {
-        (**self).update(key, change, options)
-    }
+            fn update<'a>(
+                &'a self,
+                key: &'a str,
+                change: &'a mut $crate::backend::UpdateFn<'_>,
+                options: $crate::backend::UpdateOptions<'a>,
+            ) -> $crate::backend::BoxFuture<'a, $crate::Result<bool>> {
+                let $this = self;
+                $inner.update(key, change, options)
+            }
 
-    fn extensions(&self) -> Extensions<'_> {
-        (**self).extensions()
-    }
+            fn extensions(&self) -> $crate::backend::Extensions<'_> {
+                let $this = self;
+                $inner.extensions()
+            }
+        }
+    };
 }
+pub(crate) use forward_backend;
+
+// A shared engine is an engine: `Store::new(Arc::new(engine))`, and `Arc<dyn Backend>` for one
+// chosen at run time.
+forward_backend!([B: Backend + ?Sized] Arc<B>, |this| (**this));
 
 #[cfg(test)]
 mod tests {

@@ -7,6 +7,7 @@ use std::time::Duration;
 use super::expiry::Expiry;
 use super::{Notify, Version};
 use crate::rate_limit::Decision;
+use crate::setters::setters;
 
 /// Which write [`Backend::put`](crate::Backend::put)(super::Backend::put) makes.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -43,23 +44,16 @@ impl<'a> PutOptions<'a> {
             notify: None,
         }
     }
+}
 
-    /// The write's condition.
-    pub fn mode(mut self, mode: PutMode) -> PutOptions<'a> {
-        self.mode = mode;
-        self
-    }
-
-    /// The key's expiry after the write.
-    pub fn expiry(mut self, expiry: Expiry) -> PutOptions<'a> {
-        self.expiry = expiry;
-        self
-    }
-
-    /// The channel whose feed announces the write.
-    pub fn notify(mut self, notify: Notify<'a>) -> PutOptions<'a> {
-        self.notify = notify;
-        self
+setters! {
+    impl['a] PutOptions<'a> {
+        /// The write's condition.
+        mode(mode: PutMode);
+        /// The key's expiry after the write.
+        expiry(expiry: Expiry);
+        /// The channel whose feed announces the write.
+        notify(notify: Notify<'a>);
     }
 }
 
@@ -88,17 +82,14 @@ impl<'a> RemoveOptions<'a> {
     pub fn new() -> RemoveOptions<'a> {
         RemoveOptions::default()
     }
+}
 
-    /// Removes only the value with this version.
-    pub fn if_version(mut self, version: Version) -> RemoveOptions<'a> {
-        self.if_version = Some(version);
-        self
-    }
-
-    /// The channel whose feed announces the removal.
-    pub fn notify(mut self, notify: Notify<'a>) -> RemoveOptions<'a> {
-        self.notify = notify;
-        self
+setters! {
+    impl['a] RemoveOptions<'a> {
+        /// Removes only the value with this version.
+        if_version(version: Version) = Some(version);
+        /// The channel whose feed announces the removal.
+        notify(notify: Notify<'a>);
     }
 }
 
@@ -122,16 +113,17 @@ impl GetOptions {
         GetOptions::default()
     }
 
-    /// Resets the key's expiry to `expiry` in the same step as the read.
-    pub fn touch(mut self, expiry: Expiry) -> GetOptions {
-        self.touch = Some(expiry);
-        self
-    }
-
     /// Asks only whether the key exists.
     pub fn exists_only(mut self) -> GetOptions {
         self.exists_only = true;
         self
+    }
+}
+
+setters! {
+    impl[] GetOptions {
+        /// Resets the key's expiry to `expiry` in the same step as the read.
+        touch(expiry: Expiry) = Some(expiry);
     }
 }
 
@@ -161,29 +153,18 @@ impl<'a> UpdateOptions<'a> {
             notify: None,
         }
     }
+}
 
-    /// The expiry of a replaced value.
-    pub fn replaced(mut self, expiry: Expiry) -> UpdateOptions<'a> {
-        self.replaced = expiry;
-        self
-    }
-
-    /// The expiry of a created value.
-    pub fn created(mut self, expiry: Expiry) -> UpdateOptions<'a> {
-        self.created = expiry;
-        self
-    }
-
-    /// How many attempts in all (at least one).
-    pub fn attempts(mut self, attempts: u32) -> UpdateOptions<'a> {
-        self.attempts = attempts.max(1);
-        self
-    }
-
-    /// The channel whose feed announces the write.
-    pub fn notify(mut self, notify: Notify<'a>) -> UpdateOptions<'a> {
-        self.notify = notify;
-        self
+setters! {
+    impl['a] UpdateOptions<'a> {
+        /// The expiry of a replaced value.
+        replaced(expiry: Expiry);
+        /// The expiry of a created value.
+        created(expiry: Expiry);
+        /// How many attempts in all (at least one).
+        attempts(attempts: u32) = attempts.max(1);
+        /// The channel whose feed announces the write.
+        notify(notify: Notify<'a>);
     }
 }
 
@@ -253,11 +234,12 @@ impl<'a> CountOptions<'a> {
     pub fn new() -> CountOptions<'a> {
         CountOptions::default()
     }
+}
 
-    /// The channel whose feed announces an increment.
-    pub fn notify(mut self, notify: Notify<'a>) -> CountOptions<'a> {
-        self.notify = notify;
-        self
+setters! {
+    impl['a] CountOptions<'a> {
+        /// The channel whose feed announces an increment.
+        notify(notify: Notify<'a>);
     }
 }
 

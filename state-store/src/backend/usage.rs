@@ -12,6 +12,8 @@ use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::setters::setters;
+
 /// The progress callback of [`UsageOptions::on_progress`].
 pub type ProgressFn = dyn Fn(&UsageProgress) + Send + Sync;
 
@@ -62,24 +64,6 @@ impl UsageOptions {
         }
     }
 
-    /// Asks each `SCAN` call to look at about `count` keys (at least 1).
-    pub fn scan_count(mut self, count: u32) -> UsageOptions {
-        self.scan_count = count.max(1);
-        self
-    }
-
-    /// Measures the size of at most `keys` keys per prefix.
-    pub fn sample(mut self, keys: usize) -> UsageOptions {
-        self.sample = keys;
-        self
-    }
-
-    /// Stops the walk once it has run for `limit`.
-    pub fn time_limit(mut self, limit: Duration) -> UsageOptions {
-        self.time_limit = limit;
-        self
-    }
-
     /// Calls `progress` after each batch of keys (on the task running the walk: keep it quick).
     pub fn on_progress(
         mut self,
@@ -87,6 +71,17 @@ impl UsageOptions {
     ) -> UsageOptions {
         self.progress = Some(Arc::new(progress));
         self
+    }
+}
+
+setters! {
+    impl[] UsageOptions {
+        /// Asks each `SCAN` call to look at about `count` keys (at least 1).
+        scan_count(count: u32) = count.max(1);
+        /// Measures the size of at most `keys` keys per prefix.
+        sample(keys: usize);
+        /// Stops the walk once it has run for `limit`.
+        time_limit(limit: Duration);
     }
 }
 

@@ -469,12 +469,7 @@ fn unsupported(backend: &MemoryBackend, operation: &'static str) -> crate::Error
     }
 }
 
-impl MemoryBackend {
-    /// [`ChangeFeed::enable_expiry_events`], callable without importing the trait.
-    pub async fn enable_expiry_events(&self) -> Result<()> {
-        ChangeFeed::enable_expiry_events(self).await
-    }
-}
+crate::backend::inherent_enable_expiry_events!(MemoryBackend);
 
 impl ChangeFeed for MemoryBackend {
     fn watch<'a>(

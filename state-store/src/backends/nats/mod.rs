@@ -515,14 +515,9 @@ impl KeyLayout for NatsBackend {
     }
 }
 
-/// The bucket's own watch, per watcher.
-impl NatsBackend {
-    /// [`ChangeFeed::enable_expiry_events`], callable without importing the trait.
-    pub async fn enable_expiry_events(&self) -> Result<()> {
-        ChangeFeed::enable_expiry_events(self).await
-    }
-}
+crate::backend::inherent_enable_expiry_events!(NatsBackend);
 
+/// The bucket's own watch, per watcher.
 impl ChangeFeed for NatsBackend {
     fn watch<'a>(
         &'a self,

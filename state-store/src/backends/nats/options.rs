@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::setters::setters;
+
 /// How long to wait for a connection, and for an answer (as on Redis): 5 s each by default.
 #[derive(Debug, Clone)]
 pub struct NatsOptions {
@@ -26,22 +28,20 @@ impl NatsOptions {
         NatsOptions::default()
     }
 
-    /// How long to wait for the connection to be established.
-    pub fn connect_timeout(mut self, timeout: Duration) -> NatsOptions {
-        self.connect_timeout = timeout;
-        self
-    }
-
-    /// How long to wait for each answer of the server (a request, a JetStream acknowledgement).
-    pub fn request_timeout(mut self, timeout: Duration) -> NatsOptions {
-        self.request_timeout = timeout;
-        self
-    }
-
     /// `async-nats` options to start from: credentials (`credentials_file`, `nkey`, `token`,
     /// `user_and_password`), TLS, a name. The timeouts above are set on them.
     pub fn client_options(mut self, options: async_nats::ConnectOptions) -> NatsOptions {
         self.options = Some(options);
         self
+    }
+}
+
+setters! {
+    impl[] NatsOptions {
+        /// How long to wait for the connection to be established.
+        connect_timeout(timeout: Duration);
+        /// How long to wait for each answer of the server (a request, a JetStream
+        /// acknowledgement).
+        request_timeout(timeout: Duration);
     }
 }

@@ -375,12 +375,7 @@ impl Backend for RedisBackend {
     }
 }
 
-impl RedisBackend {
-    /// [`ChangeFeed::enable_expiry_events`], callable without importing the trait.
-    pub async fn enable_expiry_events(&self) -> Result<()> {
-        ChangeFeed::enable_expiry_events(self).await
-    }
-}
+crate::backend::inherent_enable_expiry_events!(RedisBackend);
 
 impl ChangeFeed for RedisBackend {
     /// Subscribes on the backend's one pub/sub connection (opened by the first watcher), which

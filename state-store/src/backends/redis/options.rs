@@ -9,6 +9,7 @@ use redis::aio::ConnectionManagerConfig;
 use redis::{Client, RedisError};
 
 use super::batch::Batcher;
+use crate::setters::setters;
 use crate::{Error, Result};
 
 /// Timeouts, reconnect attempts and TLS certificates of a [`RedisBackend`](crate::RedisBackend).
@@ -88,37 +89,22 @@ impl fmt::Debug for RedisOptions {
     }
 }
 
+setters! {
+    impl[] RedisOptions {
+        /// Sets [`connect_timeout`](Self::connect_timeout).
+        connect_timeout(timeout: Duration);
+        /// Sets [`response_timeout`](Self::response_timeout).
+        response_timeout(timeout: Duration);
+        /// Sets [`reconnect_retries`](Self::reconnect_retries).
+        reconnect_retries(retries: usize);
+        /// Sets [`read_batch`](Self::read_batch); 0 turns automatic read batching off.
+        read_batch(keys: usize);
+        /// Sets [`client_cache`](Self::client_cache); 0 turns the client-side cache off.
+        client_cache(entries: usize);
+    }
+}
+
 impl RedisOptions {
-    /// Sets [`connect_timeout`](Self::connect_timeout).
-    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.connect_timeout = timeout;
-        self
-    }
-
-    /// Sets [`response_timeout`](Self::response_timeout).
-    pub fn response_timeout(mut self, timeout: Duration) -> Self {
-        self.response_timeout = timeout;
-        self
-    }
-
-    /// Sets [`reconnect_retries`](Self::reconnect_retries).
-    pub fn reconnect_retries(mut self, retries: usize) -> Self {
-        self.reconnect_retries = retries;
-        self
-    }
-
-    /// Sets [`read_batch`](Self::read_batch); 0 turns automatic read batching off.
-    pub fn read_batch(mut self, keys: usize) -> Self {
-        self.read_batch = keys;
-        self
-    }
-
-    /// Sets [`client_cache`](Self::client_cache); 0 turns the client-side cache off.
-    pub fn client_cache(mut self, entries: usize) -> Self {
-        self.client_cache = entries;
-        self
-    }
-
     /// The read batcher these options ask for.
     pub(super) fn batcher(&self) -> Option<Arc<Batcher>> {
         (self.read_batch > 1).then(|| Batcher::new(self.read_batch))
