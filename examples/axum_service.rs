@@ -94,8 +94,7 @@ pub fn app(store: Store<AnyBackend>) -> Router {
 
 /// Serves `app(store)` on `listener` until `shutdown` completes.
 pub async fn serve(
-    listener: TcpListener,
-    store: Store<AnyBackend>,
+    listener: TcpListener, store: Store<AnyBackend>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     // With the peer's address in each request's extensions, for `client_key`.
@@ -128,8 +127,7 @@ struct Login {
 
 /// Starts a fresh session with an empty cart.
 async fn login(
-    State(store): State<Store<AnyBackend>>,
-    Json(login): Json<Login>,
+    State(store): State<Store<AnyBackend>>, Json(login): Json<Login>,
 ) -> Result<Json<Session>, AppError> {
     let session = Session {
         user: login.user,
@@ -141,8 +139,7 @@ async fn login(
 
 /// The caller's cart; reading it gives the session another 30 minutes.
 async fn cart(
-    State(store): State<Store<AnyBackend>>,
-    headers: HeaderMap,
+    State(store): State<Store<AnyBackend>>, headers: HeaderMap,
 ) -> Result<Json<Session>, AppError> {
     let user = user(&headers)?;
     let session = store.get_and_touch::<Session>(user).await?;
@@ -157,9 +154,7 @@ struct AddItem {
 /// Adds an item to the caller's cart: `update` is a compare-and-set, so two concurrent adds
 /// both land (a `get` then `set` would lose one).
 async fn add_to_cart(
-    State(store): State<Store<AnyBackend>>,
-    headers: HeaderMap,
-    Json(add): Json<AddItem>,
+    State(store): State<Store<AnyBackend>>, headers: HeaderMap, Json(add): Json<AddItem>,
 ) -> Result<Json<Session>, AppError> {
     let user = user(&headers)?;
     let session = store
@@ -191,8 +186,7 @@ struct NewJob {
 /// Queues a job and starts a worker on it: 202 with the job, or 409 with the job as it is when
 /// the id is taken (`set_if_absent`: submitting twice never resets a job that started).
 async fn create_job(
-    State(store): State<Store<AnyBackend>>,
-    Json(new): Json<NewJob>,
+    State(store): State<Store<AnyBackend>>, Json(new): Json<NewJob>,
 ) -> Result<Response, AppError> {
     let job = Job {
         id: new.id,
@@ -233,8 +227,7 @@ async fn work(store: Store<AnyBackend>, id: String) {
 }
 
 async fn job_status(
-    State(store): State<Store<AnyBackend>>,
-    Path(id): Path<String>,
+    State(store): State<Store<AnyBackend>>, Path(id): Path<String>,
 ) -> Result<Json<Job>, AppError> {
     let job = store.get::<Job>(&id).await?;
     job.map(Json).ok_or(AppError::NoJob)

@@ -43,9 +43,7 @@ const PATIENCE: Duration = Duration::from_secs(10);
 
 /// Prints each change of a `Job` until every job in `expected` has reached its last state.
 async fn watcher(
-    store: Store<AnyBackend>,
-    mut changes: Changes<Job>,
-    expected: Seen,
+    store: Store<AnyBackend>, mut changes: Changes<Job>, expected: Seen,
 ) -> Result<(Seen, bool)> {
     let deadline = Instant::now() + PATIENCE;
     let mut seen = Seen::new();

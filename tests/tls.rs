@@ -386,9 +386,7 @@ async fn within<T>(what: &str, limit: Duration, future: impl Future<Output = T>)
 
 /// Connects with `options`, within [`CONNECT`].
 async fn connect(
-    what: &str,
-    url: &str,
-    options: RedisOptions,
+    what: &str, url: &str, options: RedisOptions,
 ) -> state_store::Result<RedisBackend> {
     within(what, CONNECT, RedisBackend::connect_with(url, options)).await
 }
@@ -448,9 +446,7 @@ fn assert_no_secrets(what: &str, shown: &str) {
 /// The `Error::Connect` of a failed connection, which names `target` (if given) and shows no
 /// secret; returns its `Display`.
 fn connect_error<T: Debug>(
-    what: &str,
-    target: Option<&str>,
-    result: state_store::Result<T>,
+    what: &str, target: Option<&str>, result: state_store::Result<T>,
 ) -> String {
     let e = match result {
         Ok(value) => panic!("{what}: expected Error::Connect, but connected: {value:?}"),

@@ -186,8 +186,7 @@ async fn concurrent_requests_never_pass_more_than_the_quota<B: Backend>(store: S
 
 /// `store` makes every check fail.
 async fn a_failing_store_fails_closed_by_default_or_open_when_asked<B: Backend>(
-    store: Store<B>,
-    expected: fn(&Error) -> bool,
+    store: Store<B>, expected: fn(&Error) -> bool,
 ) {
     let (calls, inner) = counting();
     let layer = RateLimitLayer::<PerMinute, _, _>::new(store, client);

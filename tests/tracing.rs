@@ -275,16 +275,12 @@ struct Contended {
 
 impl Backend for Contended {
     fn get_versioned<'a>(
-        &'a self,
-        key: &'a str,
+        &'a self, key: &'a str,
     ) -> BoxFuture<'a, state_store::Result<Option<Versioned>>> {
         self.inner.get_versioned(key)
     }
     fn put<'a>(
-        &'a self,
-        key: &'a str,
-        value: Vec<u8>,
-        options: PutOptions<'a>,
+        &'a self, key: &'a str, value: Vec<u8>, options: PutOptions<'a>,
     ) -> BoxFuture<'a, state_store::Result<bool>> {
         Box::pin(async move {
             let first = matches!(options.mode, PutMode::Update(_))
@@ -302,9 +298,7 @@ impl Backend for Contended {
         })
     }
     fn remove<'a>(
-        &'a self,
-        key: &'a str,
-        options: RemoveOptions<'a>,
+        &'a self, key: &'a str, options: RemoveOptions<'a>,
     ) -> BoxFuture<'a, state_store::Result<bool>> {
         self.inner.remove(key, options)
     }

@@ -32,10 +32,7 @@ mod interleaved {
         }
 
         fn put<'a>(
-            &'a self,
-            key: &'a str,
-            value: Vec<u8>,
-            options: PutOptions<'a>,
+            &'a self, key: &'a str, value: Vec<u8>, options: PutOptions<'a>,
         ) -> BoxFuture<'a, Result<bool>> {
             Box::pin(async move {
                 tokio::task::yield_now().await;
@@ -44,9 +41,7 @@ mod interleaved {
         }
 
         fn remove<'a>(
-            &'a self,
-            key: &'a str,
-            options: RemoveOptions<'a>,
+            &'a self, key: &'a str, options: RemoveOptions<'a>,
         ) -> BoxFuture<'a, Result<bool>> {
             Box::pin(async move {
                 tokio::task::yield_now().await;

@@ -58,9 +58,7 @@ async fn server_counts(admin: &mut MultiplexedConnection) -> Res<ServerCounts> {
 /// Resets the server's statistics, runs `op` once, and returns what the server counted minus
 /// what the bookkeeping itself costs (`baseline`).
 async fn commands_of<Fut>(
-    admin: &mut MultiplexedConnection,
-    baseline: Option<&ServerCounts>,
-    op: Fut,
+    admin: &mut MultiplexedConnection, baseline: Option<&ServerCounts>, op: Fut,
 ) -> Res<ServerCounts>
 where
     Fut: Future<Output = Res<()>>,
@@ -110,8 +108,7 @@ fn describe_commands(counts: &ServerCounts) -> String {
 }
 
 pub(crate) async fn command_table(
-    store: &Store<RedisBackend>,
-    admin: &mut MultiplexedConnection,
+    store: &Store<RedisBackend>, admin: &mut MultiplexedConnection,
 ) -> Res<()> {
     // The counters and limits exist already, as they do in steady state (the first call of a
     // window also sets the expiry).

@@ -171,11 +171,7 @@ impl Table {
 
     /// One row: `series` against `reference`, with an optional minimum ratio.
     fn row(
-        &mut self,
-        series: &Series,
-        reference: Option<&Series>,
-        target: Option<f64>,
-        note: &str,
+        &mut self, series: &Series, reference: Option<&Series>, target: Option<f64>, note: &str,
     ) {
         let rate = series.median();
         let relative = reference.and_then(|r| Some((r, ratio(series, r)?)));
@@ -273,13 +269,8 @@ const PROFILES: [&str; 12] = [
 /// `valgrind --tool=callgrind` instruction counts of two workloads, each minus a run with
 /// `--ops 0` (start-up, seeding and connecting).
 async fn profile(
-    name: &str,
-    ops: u64,
-    tasks: usize,
-    store: &Store<RedisBackend>,
-    any: &Store<AnyBackend>,
-    raw: &ConnectionManager,
-    memory: &Store<MemoryBackend>,
+    name: &str, ops: u64, tasks: usize, store: &Store<RedisBackend>, any: &Store<AnyBackend>,
+    raw: &ConnectionManager, memory: &Store<MemoryBackend>,
 ) -> Res<()> {
     let w = match name {
         "get-typed" => typed_get(store, "typed", tasks),

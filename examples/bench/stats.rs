@@ -72,10 +72,7 @@ pub(crate) struct Workload {
 }
 
 pub(crate) fn workload<F, Fut>(
-    name: impl Into<String>,
-    unit: &'static str,
-    tasks: usize,
-    task: F,
+    name: impl Into<String>, unit: &'static str, tasks: usize, task: F,
 ) -> Workload
 where
     F: Fn(usize, Ticker) -> Fut + Send + Sync + 'static,

@@ -21,9 +21,7 @@ pub(crate) fn cached_get<B: Backend>(store: &Store<B>, tasks: usize) -> Workload
 
 /// Typed gets of `S` over the seeded pool through `store`.
 pub(crate) fn typed_gets<B: Backend, S: StateKey<Id = u64>>(
-    store: &Store<B>,
-    side: &str,
-    tasks: usize,
+    store: &Store<B>, side: &str, tasks: usize,
 ) -> Workload {
     let store = store.clone();
     workload(
@@ -76,10 +74,7 @@ pub(crate) fn typed_set(store: &Store<RedisBackend>, tasks: usize) -> Workload {
 
 /// Typed sets of `S` (the `value` of each task) through `store`; `side` names it in the table.
 pub(crate) fn typed_sets<B: Backend, S: StateKey<Id = u64>>(
-    store: &Store<B>,
-    side: &str,
-    tasks: usize,
-    value: fn(u64) -> S,
+    store: &Store<B>, side: &str, tasks: usize, value: fn(u64) -> S,
 ) -> Workload {
     let store = store.clone();
     workload(

@@ -71,10 +71,7 @@ static GROUPS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::
 /// tasks, until the watcher has received or been told of every change (or heard nothing for
 /// `IDLE`).
 pub(crate) async fn delivery<B: Backend>(
-    config: &Config,
-    store: &Store<B>,
-    side: &str,
-    sets: u64,
+    config: &Config, store: &Store<B>, side: &str, sets: u64,
 ) -> Res<Delivery> {
     eprintln!("  measuring: one watcher of {sets} sets from {MANY} tasks ({side})");
     delivery_round(store, sets / 10).await?;

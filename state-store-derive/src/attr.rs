@@ -159,11 +159,8 @@ fn unknown_key(meta: &ParseNestedMeta, errors: &mut Errors) -> syn::Result<()> {
 /// Parses the value after `key =`. On failure, records the error and skips to the next `,` so
 /// that parsing carries on with the next key.
 fn value<T>(
-    meta: &ParseNestedMeta,
-    key: &Ident,
-    errors: &mut Errors,
-    parse: fn(ParseStream) -> syn::Result<T>,
-    expected: &str,
+    meta: &ParseNestedMeta, key: &Ident, errors: &mut Errors,
+    parse: fn(ParseStream) -> syn::Result<T>, expected: &str,
 ) -> Option<T> {
     let input = meta.input;
     if input.parse::<Token![=]>().is_err() {

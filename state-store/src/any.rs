@@ -251,10 +251,7 @@ mod tests {
             self.ran("get_versioned", Ok(None))
         }
         fn put<'a>(
-            &'a self,
-            _: &'a str,
-            _: Vec<u8>,
-            _: PutOptions<'a>,
+            &'a self, _: &'a str, _: Vec<u8>, _: PutOptions<'a>,
         ) -> BoxFuture<'a, Result<bool>> {
             self.ran("put", Ok(true))
         }
@@ -281,18 +278,12 @@ mod tests {
             self.ran("write_many", Ok(7))
         }
         fn count<'a>(
-            &'a self,
-            _: &'a str,
-            _: CountOp,
-            _: CountOptions<'a>,
+            &'a self, _: &'a str, _: CountOp, _: CountOptions<'a>,
         ) -> BoxFuture<'a, Result<Counted>> {
             self.ran("count", Ok(Counted::Value(42)))
         }
         fn update<'a>(
-            &'a self,
-            _: &'a str,
-            _: &'a mut UpdateFn<'_>,
-            _: UpdateOptions<'a>,
+            &'a self, _: &'a str, _: &'a mut UpdateFn<'_>, _: UpdateOptions<'a>,
         ) -> BoxFuture<'a, Result<bool>> {
             self.ran("update", Ok(false))
         }
@@ -304,8 +295,7 @@ mod tests {
 
     impl ChangeFeed for Recorder {
         fn watch<'a>(
-            &'a self,
-            _: &'a Watch,
+            &'a self, _: &'a Watch,
         ) -> BoxFuture<'a, Result<BoxStream<'static, Result<Event>>>> {
             let stream: BoxStream<'static, Result<Event>> = Box::pin(futures_util::stream::empty());
             self.ran("watch", Ok(stream))

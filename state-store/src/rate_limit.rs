@@ -158,10 +158,7 @@ pub struct Decision {
 /// window has `left` to run (`None`: the counter has no expiry). Returns the decision and the
 /// write to make, if any: the counter's new value and its expiry.
 pub(crate) fn fixed_window(
-    count: Option<i64>,
-    left: Option<Duration>,
-    limit: u64,
-    window: Duration,
+    count: Option<i64>, left: Option<Duration>, limit: u64, window: Duration,
 ) -> (Decision, Option<(i64, Expiry)>) {
     // A missing counter counts 0 and starts a window; one without expiry would refuse forever
     // once full, so it gets a window too.
@@ -198,10 +195,7 @@ pub(crate) fn fixed_window(
 /// (`None`: no state yet). Returns the decision and, when allowed, the new arrival time with how
 /// long to keep it (whole milliseconds, rounded up, as Redis keeps it).
 pub(crate) fn gcra(
-    tat: Option<i64>,
-    now: i64,
-    interval: Duration,
-    burst: u32,
+    tat: Option<i64>, now: i64, interval: Duration, burst: u32,
 ) -> (Decision, Option<(i64, Duration)>) {
     let interval = micros_i64(interval).max(1);
     let tat = tat.unwrap_or(now).max(now);

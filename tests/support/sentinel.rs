@@ -303,10 +303,7 @@ impl RedisSentinel {
 
     /// Polls `check` until it is `Ok`, for at most [`READY_DEADLINE`] from `started`.
     fn wait_until(
-        &mut self,
-        what: &str,
-        started: Instant,
-        check: impl FnMut(&mut Self) -> Result<(), String>,
+        &mut self, what: &str, started: Instant, check: impl FnMut(&mut Self) -> Result<(), String>,
     ) {
         self.wait_until_deadline(what, started + READY_DEADLINE, check);
     }
@@ -314,9 +311,7 @@ impl RedisSentinel {
     /// Polls `check` every [`POLL_INTERVAL`] until it is `Ok`; past `deadline`, panics with
     /// its last complaint and the state of the sentinels.
     fn wait_until_deadline(
-        &mut self,
-        what: &str,
-        deadline: Instant,
+        &mut self, what: &str, deadline: Instant,
         mut check: impl FnMut(&mut Self) -> Result<(), String>,
     ) {
         let waited_from = Instant::now();

@@ -95,8 +95,7 @@ pub trait ChangeFeed: Send + Sync {
     /// yields [`Error::Interrupted`](crate::Error::Interrupted). Dropping the stream ends the
     /// subscription.
     fn watch<'a>(
-        &'a self,
-        watch: &'a Watch,
+        &'a self, watch: &'a Watch,
     ) -> BoxFuture<'a, Result<BoxStream<'static, Result<Event>>>>;
 
     /// Turns on the announcements of expired keys ([`Event::Expired`]), where they are a server
@@ -140,10 +139,7 @@ pub trait ClientCache: Send + Sync {
     /// the start of every key of the type (`{namespace}:{prefix}:`), which an engine that tracks
     /// changes by prefix registers.
     fn get_cached<'a>(
-        &'a self,
-        key: &'a str,
-        prefix: &'a str,
-        decode: &'a Decode<'a>,
+        &'a self, key: &'a str, prefix: &'a str, decode: &'a Decode<'a>,
     ) -> BoxFuture<'a, Result<Option<Decoded>>>;
 }
 
@@ -153,9 +149,7 @@ pub trait UsageScan: Send + Sync {
     /// per prefix, within the bounds of `options` (see [`Usage`]). Reads only. Counted with a
     /// [`UsageTally`](crate::UsageTally), as the walk over `list` is.
     fn usage<'a>(
-        &'a self,
-        prefix: &'a str,
-        options: &'a UsageOptions,
+        &'a self, prefix: &'a str, options: &'a UsageOptions,
     ) -> BoxFuture<'a, Result<Usage>>;
 }
 

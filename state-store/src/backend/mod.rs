@@ -316,10 +316,7 @@ pub trait Backend: fmt::Debug + Send + Sync + 'static {
     /// changed). A write that happened is announced as [`Event::Set`] on `options.notify`'s
     /// feed, in the same step.
     fn put<'a>(
-        &'a self,
-        key: &'a str,
-        value: Vec<u8>,
-        options: PutOptions<'a>,
+        &'a self, key: &'a str, value: Vec<u8>, options: PutOptions<'a>,
     ) -> BoxFuture<'a, Result<bool>>;
 
     /// Removes `key` (only if it holds `options.if_version`, when set, in the same step);
@@ -327,9 +324,7 @@ pub trait Backend: fmt::Debug + Send + Sync + 'static {
     /// `options.notify`'s feed in the same step. An engine without a compare-and-delete answers
     /// [`Error::Unsupported`] (operation `remove_if`) when `if_version` is set.
     fn remove<'a>(
-        &'a self,
-        key: &'a str,
-        options: RemoveOptions<'a>,
+        &'a self, key: &'a str, options: RemoveOptions<'a>,
     ) -> BoxFuture<'a, Result<bool>>;
 
     /// Time left before `key` expires, in whole milliseconds; `None` when it is missing or has no
@@ -357,9 +352,7 @@ pub trait Backend: fmt::Debug + Send + Sync + 'static {
     /// value read onto itself with the new expiry, again on a lost race. An engine that can
     /// reset an expiry alone (Redis's `GETEX`) overrides it.
     fn get<'a>(
-        &'a self,
-        key: &'a str,
-        options: GetOptions,
+        &'a self, key: &'a str, options: GetOptions,
     ) -> BoxFuture<'a, Result<Option<Vec<u8>>>> {
         Box::pin(provided::get(self, key, options))
     }
@@ -383,10 +376,7 @@ pub trait Backend: fmt::Debug + Send + Sync + 'static {
     /// ([`CountOp`]). By default a read and a conditional write with the step functions every
     /// engine shares, retried on a lost race ([`kit::count`] on the wall clock).
     fn count<'a>(
-        &'a self,
-        key: &'a str,
-        op: CountOp,
-        options: CountOptions<'a>,
+        &'a self, key: &'a str, op: CountOp, options: CountOptions<'a>,
     ) -> BoxFuture<'a, Result<Counted>> {
         Box::pin(kit::count(self, key, op, options, kit::unix_time))
     }
@@ -400,10 +390,7 @@ pub trait Backend: fmt::Debug + Send + Sync + 'static {
     /// By default [`get_versioned`](Self::get_versioned) then a [`PutMode::Update`] (or
     /// [`PutMode::Create`]) per attempt, with [`kit::Backoff`] between attempts.
     fn update<'a>(
-        &'a self,
-        key: &'a str,
-        change: &'a mut UpdateFn<'_>,
-        options: UpdateOptions<'a>,
+        &'a self, key: &'a str, change: &'a mut UpdateFn<'_>, options: UpdateOptions<'a>,
     ) -> BoxFuture<'a, Result<bool>> {
         Box::pin(provided::update(self, key, change, options))
     }
@@ -423,11 +410,7 @@ pub trait BackendExt: Backend {
     /// earlier expiry cleared), announced on `notify`'s feed: a [`put`](Backend::put) with
     /// [`PutMode::Overwrite`].
     fn set<'a>(
-        &'a self,
-        key: &'a str,
-        value: Vec<u8>,
-        ttl: Option<Duration>,
-        notify: Notify<'a>,
+        &'a self, key: &'a str, value: Vec<u8>, ttl: Option<Duration>, notify: Notify<'a>,
     ) -> BoxFuture<'a, Result<()>> {
         let options = PutOptions::new()
             .expiry(Expiry::from_ttl(ttl))

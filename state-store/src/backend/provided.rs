@@ -13,9 +13,7 @@ use crate::{Error, Result};
 
 /// The provided [`Backend::get`].
 pub(super) async fn get<B: Backend + ?Sized>(
-    backend: &B,
-    key: &str,
-    options: GetOptions,
+    backend: &B, key: &str, options: GetOptions,
 ) -> Result<Option<Vec<u8>>> {
     let Some(expiry) = options.touch else {
         return Ok(backend.get_versioned(key).await?.map(|v| v.value));
@@ -37,10 +35,7 @@ pub(super) async fn get<B: Backend + ?Sized>(
 
 /// The provided [`Backend::update`]: read, change, write conditionally on what was read.
 pub(super) async fn update<B: Backend + ?Sized>(
-    backend: &B,
-    key: &str,
-    change: &mut UpdateFn<'_>,
-    options: UpdateOptions<'_>,
+    backend: &B, key: &str, change: &mut UpdateFn<'_>, options: UpdateOptions<'_>,
 ) -> Result<bool> {
     let mut backoff = Backoff::new(options.attempts);
     loop {
@@ -67,10 +62,7 @@ pub(super) async fn update<B: Backend + ?Sized>(
 /// value `check` saw ([`RemoveOptions::if_version`]), again on the newer value when it changed
 /// meanwhile, up to `attempts` times, then [`Error::Conflict`](crate::Error::Conflict). `true` when it removed.
 pub(crate) async fn remove_if<B: Backend + ?Sized>(
-    backend: &B,
-    key: &str,
-    check: &mut (dyn FnMut(&[u8]) -> Result<bool> + Send),
-    attempts: u32,
+    backend: &B, key: &str, check: &mut (dyn FnMut(&[u8]) -> Result<bool> + Send), attempts: u32,
     options: RemoveOptions<'_>,
 ) -> Result<bool> {
     let mut backoff = Backoff::new(attempts);
@@ -97,9 +89,7 @@ pub(crate) async fn remove_if<B: Backend + ?Sized>(
 /// it has none, to tell a key without expiry from one gone meanwhile), and a `get` for the keys
 /// of the sample, whose size is taken as key length plus value length.
 pub(crate) async fn usage_by_listing<B: Backend + ?Sized>(
-    backend: &B,
-    prefix: &str,
-    options: &UsageOptions,
+    backend: &B, prefix: &str, options: &UsageOptions,
 ) -> Result<Usage> {
     let mut tally = UsageTally::new(prefix, options);
     let mut keys = backend.list(prefix);

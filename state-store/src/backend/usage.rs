@@ -66,8 +66,7 @@ impl UsageOptions {
 
     /// Calls `progress` after each batch of keys (on the task running the walk: keep it quick).
     pub fn on_progress(
-        mut self,
-        progress: impl Fn(&UsageProgress) + Send + Sync + 'static,
+        mut self, progress: impl Fn(&UsageProgress) + Send + Sync + 'static,
     ) -> UsageOptions {
         self.progress = Some(Arc::new(progress));
         self

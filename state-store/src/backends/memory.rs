@@ -304,10 +304,7 @@ impl Backend for MemoryBackend {
     }
 
     fn put<'a>(
-        &'a self,
-        key: &'a str,
-        value: Vec<u8>,
-        options: PutOptions<'a>,
+        &'a self, key: &'a str, value: Vec<u8>, options: PutOptions<'a>,
     ) -> BoxFuture<'a, Result<bool>> {
         Box::pin(async move {
             let mut inner = self.lock();
@@ -329,9 +326,7 @@ impl Backend for MemoryBackend {
     }
 
     fn remove<'a>(
-        &'a self,
-        key: &'a str,
-        options: RemoveOptions<'a>,
+        &'a self, key: &'a str, options: RemoveOptions<'a>,
     ) -> BoxFuture<'a, Result<bool>> {
         Box::pin(async move {
             let mut inner = self.lock();
@@ -367,9 +362,7 @@ impl Backend for MemoryBackend {
     }
 
     fn get<'a>(
-        &'a self,
-        key: &'a str,
-        options: GetOptions,
+        &'a self, key: &'a str, options: GetOptions,
     ) -> BoxFuture<'a, Result<Option<Vec<u8>>>> {
         Box::pin(async move {
             let mut inner = self.lock();
@@ -419,10 +412,7 @@ impl Backend for MemoryBackend {
     /// Under the lock, with tokio's clock for the GCRA, so that a paused test clock drives the
     /// smooth rate limit.
     fn count<'a>(
-        &'a self,
-        key: &'a str,
-        op: CountOp,
-        options: CountOptions<'a>,
+        &'a self, key: &'a str, op: CountOp, options: CountOptions<'a>,
     ) -> BoxFuture<'a, Result<Counted>> {
         Box::pin(async move {
             let mut inner = self.lock();
@@ -473,8 +463,7 @@ crate::backend::inherent_enable_expiry_events!(MemoryBackend);
 
 impl ChangeFeed for MemoryBackend {
     fn watch<'a>(
-        &'a self,
-        watch: &'a Watch,
+        &'a self, watch: &'a Watch,
     ) -> BoxFuture<'a, Result<BoxStream<'static, Result<Event>>>> {
         Box::pin(async move {
             let queue = self.feed.hub.subscribe(watch, true);
@@ -504,9 +493,7 @@ impl UsageScan for MemoryBackend {
     /// the key plus the length of the value (what this process holds for it, without the
     /// maps' overhead). No sample, no time limit: the walk is one pass over a `HashMap`.
     fn usage<'a>(
-        &'a self,
-        prefix: &'a str,
-        options: &'a UsageOptions,
+        &'a self, prefix: &'a str, options: &'a UsageOptions,
     ) -> BoxFuture<'a, Result<Usage>> {
         Box::pin(async move {
             let mut tally = UsageTally::new(prefix, options);

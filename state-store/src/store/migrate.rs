@@ -247,8 +247,7 @@ impl<B: Backend> Store<B> {
     /// # }
     /// ```
     pub fn migrate_with<'a, S: StateKey>(
-        &'a self,
-        options: MigrateOptions<'a>,
+        &'a self, options: MigrateOptions<'a>,
     ) -> impl Future<Output = Result<MigrateReport>> + Send + 'a {
         let prefix = self
             .check_enabled(self.set_enabled, "migrate", "enable_set")

@@ -232,10 +232,7 @@ impl<B: Backend> Store<B> {
     }
 
     fn check_enabled(
-        &self,
-        enabled: bool,
-        operation: &'static str,
-        enable: &'static str,
+        &self, enabled: bool, operation: &'static str, enable: &'static str,
     ) -> Result<()> {
         if enabled {
             Ok(())
@@ -246,17 +243,14 @@ impl<B: Backend> Store<B> {
 
     /// The full key of a write, or why the write is refused.
     fn write_key<S: StateKey>(
-        &self,
-        operation: &'static str,
-        id: impl IdArg<S::Id>,
+        &self, operation: &'static str, id: impl IdArg<S::Id>,
     ) -> Result<String> {
         self.check_enabled(self.set_enabled, operation, "enable_set")?;
         self.full_key::<S>(id)
     }
 
     fn full_keys<S: StateKey>(
-        &self,
-        ids: impl IntoIterator<Item = impl IdArg<S::Id>>,
+        &self, ids: impl IntoIterator<Item = impl IdArg<S::Id>>,
     ) -> Result<Vec<String>> {
         ids.into_iter().map(|id| self.full_key::<S>(id)).collect()
     }

@@ -23,8 +23,7 @@ impl<B: Backend> Store<B> {
     /// A value that is not valid JSON for `S` gives [`Error::Decode`] with the key and serde's
     /// message; the stored value is left as it is.
     pub fn get<S: StateKey>(
-        &self,
-        id: impl IdArg<S::Id>,
+        &self, id: impl IdArg<S::Id>,
     ) -> impl Future<Output = Result<Option<S>>> + Send + '_ {
         // The key is built before the future so that the id is not held across an await: the
         // future is `Send` whatever the caller passes.
@@ -76,8 +75,7 @@ impl<B: Backend> Store<B> {
 
     /// Whether there is an `S` with `id`.
     pub fn exists<S: StateKey>(
-        &self,
-        id: impl IdArg<S::Id>,
+        &self, id: impl IdArg<S::Id>,
     ) -> impl Future<Output = Result<bool>> + Send + '_ {
         let key = self.full_key::<S>(id);
         let span = call_span!(self, S, "exists", key.as_deref());
@@ -91,8 +89,7 @@ impl<B: Backend> Store<B> {
     /// Time left before the `S` with `id` expires, in whole milliseconds; `None` when there is no
     /// such value or it does not expire.
     pub fn ttl<S: StateKey>(
-        &self,
-        id: impl IdArg<S::Id>,
+        &self, id: impl IdArg<S::Id>,
     ) -> impl Future<Output = Result<Option<Duration>>> + Send + '_ {
         let key = self.full_key::<S>(id);
         let span = call_span!(self, S, "ttl", key.as_deref());
@@ -102,8 +99,7 @@ impl<B: Backend> Store<B> {
     /// The values with `ids`, in the order asked (`None` where there is none): on Redis in one
     /// round trip (`MGET`). A value that does not decode gives [`Error::Decode`] naming its key.
     pub fn get_many<S: StateKey>(
-        &self,
-        ids: impl IntoIterator<Item = impl IdArg<S::Id>>,
+        &self, ids: impl IntoIterator<Item = impl IdArg<S::Id>>,
     ) -> impl Future<Output = Result<Vec<Option<S>>>> + Send + '_ {
         let keys = self.full_keys::<S>(ids);
         let span = call_span!(self, S, "get_many");
@@ -204,8 +200,7 @@ impl<B: Backend> Store<B> {
     /// [`usage`](Self::usage) with other options: batch size, sample size, time limit, and a
     /// progress callback (for a progress bar).
     pub fn usage_with(
-        &self,
-        options: UsageOptions,
+        &self, options: UsageOptions,
     ) -> impl Future<Output = Result<Usage>> + Send + '_ {
         let prefix = self.namespace_prefix().map(str::to_owned);
         let span = call_span!(@span self, "", "usage");

@@ -78,8 +78,7 @@ pub(crate) use call_span;
 /// `call`, run in `span`, whose outcome (and failure) the span records when it ends.
 #[cfg(feature = "tracing")]
 pub(crate) fn traced<T: Outcome, F: Future<Output = Result<T>>>(
-    span: CallSpan,
-    call: F,
+    span: CallSpan, call: F,
 ) -> impl Future<Output = Result<T>> {
     use tracing::Instrument;
     async move {

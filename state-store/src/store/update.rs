@@ -51,9 +51,7 @@ impl<B: Backend> Store<B> {
     /// attempt costs two round trips (read, then compare-and-set). Needs
     /// [`enable_set`](Self::enable_set).
     pub fn update<'a, S: StateKey>(
-        &'a self,
-        id: impl IdArg<S::Id>,
-        change: impl FnMut(Option<S>) -> Option<S> + Send + 'a,
+        &'a self, id: impl IdArg<S::Id>, change: impl FnMut(Option<S>) -> Option<S> + Send + 'a,
     ) -> impl Future<Output = Result<Option<S>>> + Send + 'a {
         let span = call_span!(self, S, "update");
         let updated = self.update_inner::<S>(span, "update", id, change, false);
@@ -94,9 +92,7 @@ impl<B: Backend> Store<B> {
     /// nothing is written and the expiry is left as it is (use [`touch`](Self::touch) to extend
     /// it without a change). Needs [`enable_set`](Self::enable_set).
     pub fn update_with<'a, S: StateKey>(
-        &'a self,
-        id: impl IdArg<S::Id>,
-        options: UpdateOptions,
+        &'a self, id: impl IdArg<S::Id>, options: UpdateOptions,
         change: impl FnMut(Option<S>) -> Option<S> + Send + 'a,
     ) -> impl Future<Output = Result<Updated<S>>> + Send + 'a {
         let span = call_span!(self, S, "update_with");
@@ -114,9 +110,7 @@ impl<B: Backend> Store<B> {
         note = "use `update_with(id, UpdateOptions::new(), change)`"
     )]
     pub fn update_outcome<'a, S: StateKey>(
-        &'a self,
-        id: impl IdArg<S::Id>,
-        change: impl FnMut(Option<S>) -> Option<S> + Send + 'a,
+        &'a self, id: impl IdArg<S::Id>, change: impl FnMut(Option<S>) -> Option<S> + Send + 'a,
     ) -> impl Future<Output = Result<Updated<S>>> + Send + 'a {
         let span = call_span!(self, S, "update_outcome");
         self.update_inner::<S>(span, "update", id, change, false)
@@ -128,9 +122,7 @@ impl<B: Backend> Store<B> {
         note = "use `update_with(id, UpdateOptions::new().refresh_ttl(), change)`"
     )]
     pub fn update_and_touch<'a, S: StateKey>(
-        &'a self,
-        id: impl IdArg<S::Id>,
-        change: impl FnMut(Option<S>) -> Option<S> + Send + 'a,
+        &'a self, id: impl IdArg<S::Id>, change: impl FnMut(Option<S>) -> Option<S> + Send + 'a,
     ) -> impl Future<Output = Result<Updated<S>>> + Send + 'a {
         let span = call_span!(self, S, "update_and_touch");
         self.update_inner::<S>(span, "update_and_touch", id, change, true)
@@ -142,8 +134,7 @@ impl<B: Backend> Store<B> {
     /// `false` when there is no such value. Announces nothing on the change feed, since the
     /// value did not change. Needs [`enable_set`](Self::enable_set).
     pub fn touch<S: StateKey>(
-        &self,
-        id: impl IdArg<S::Id>,
+        &self, id: impl IdArg<S::Id>,
     ) -> impl Future<Output = Result<bool>> + Send + '_ {
         let key = self.write_key::<S>("touch", id);
         let span = call_span!(self, S, "touch", key.as_deref());
@@ -159,8 +150,7 @@ impl<B: Backend> Store<B> {
     /// on Redis 6.2+: one round trip): a read that keeps a session alive. `None` when there is
     /// no such value. Needs [`enable_set`](Self::enable_set), since it changes the expiry.
     pub fn get_and_touch<S: StateKey>(
-        &self,
-        id: impl IdArg<S::Id>,
+        &self, id: impl IdArg<S::Id>,
     ) -> impl Future<Output = Result<Option<S>>> + Send + '_ {
         let key = self.write_key::<S>("get_and_touch", id);
         let span = call_span!(self, S, "get_and_touch", key.as_deref());
@@ -199,9 +189,7 @@ impl<B: Backend> Store<B> {
     /// # }
     /// ```
     pub fn remove_if<'a, S: StateKey>(
-        &'a self,
-        id: impl IdArg<S::Id>,
-        mut check: impl FnMut(&S) -> bool + Send + 'a,
+        &'a self, id: impl IdArg<S::Id>, mut check: impl FnMut(&S) -> bool + Send + 'a,
     ) -> impl Future<Output = Result<bool>> + Send + 'a {
         let key = self
             .check_enabled(self.remove_enabled, "remove_if", "enable_remove")
@@ -225,12 +213,8 @@ impl<B: Backend> Store<B> {
 
     /// `update` and `update_and_touch`: `refresh` gives a replaced value the type's `ttl`.
     fn update_inner<'a, S: StateKey>(
-        &'a self,
-        span: CallSpan,
-        operation: &'static str,
-        id: impl IdArg<S::Id>,
-        mut change: impl FnMut(Option<S>) -> Option<S> + Send + 'a,
-        refresh: bool,
+        &'a self, span: CallSpan, operation: &'static str, id: impl IdArg<S::Id>,
+        mut change: impl FnMut(Option<S>) -> Option<S> + Send + 'a, refresh: bool,
     ) -> impl Future<Output = Result<Updated<S>>> + Send + 'a {
         let key = self.write_key::<S>(operation, id);
         self.record_id::<S>(&span, key.as_deref());

@@ -244,8 +244,7 @@ impl<B: Backend> Store<B> {
 
     /// The changes of the `S` with `id` only, as [`watch`](Self::watch) delivers them.
     pub fn watch_id<S: Notified>(
-        &self,
-        id: impl IdArg<S::Id>,
+        &self, id: impl IdArg<S::Id>,
     ) -> impl Future<Output = Result<Changes<S>>> + Send + '_ {
         assert_announces::<S>();
         let watch = self.channel::<S>().and_then(|channel| {

@@ -19,9 +19,7 @@ impl<B: Backend> Store<B> {
     /// Stores `value` under `id` with the type's `ttl` (no expiry, clearing any earlier one, when
     /// the type has none). Needs [`enable_set`](Self::enable_set).
     pub fn set<S: StateKey>(
-        &self,
-        id: impl IdArg<S::Id>,
-        value: &S,
+        &self, id: impl IdArg<S::Id>, value: &S,
     ) -> impl Future<Output = Result<()>> + Send + '_ {
         self.write(call_span!(self, S, "set"), id, value, S::TTL)
     }
@@ -47,10 +45,7 @@ impl<B: Backend> Store<B> {
     /// # }
     /// ```
     pub fn set_with<S: StateKey>(
-        &self,
-        id: impl IdArg<S::Id>,
-        value: &S,
-        options: SetOptions,
+        &self, id: impl IdArg<S::Id>, value: &S, options: SetOptions,
     ) -> impl Future<Output = Result<()>> + Send + '_ {
         let ttl = options.ttl.or(S::TTL);
         self.write(call_span!(self, S, "set_with"), id, value, ttl)
@@ -62,20 +57,13 @@ impl<B: Backend> Store<B> {
         note = "use `set_with(id, value, SetOptions::new().ttl(ttl))`"
     )]
     pub fn set_with_ttl<S: StateKey>(
-        &self,
-        id: impl IdArg<S::Id>,
-        value: &S,
-        ttl: Duration,
+        &self, id: impl IdArg<S::Id>, value: &S, ttl: Duration,
     ) -> impl Future<Output = Result<()>> + Send + '_ {
         self.write(call_span!(self, S, "set_with_ttl"), id, value, Some(ttl))
     }
 
     pub(super) fn write<S: StateKey>(
-        &self,
-        span: CallSpan,
-        id: impl IdArg<S::Id>,
-        value: &S,
-        ttl: Option<Duration>,
+        &self, span: CallSpan, id: impl IdArg<S::Id>, value: &S, ttl: Option<Duration>,
     ) -> impl Future<Output = Result<()>> + Send + '_ {
         let prepared = self.write_key::<S>("set", id).and_then(|key| {
             let ttl = ttl.map(|ttl| check_ttl(&key, ttl)).transpose()?;
@@ -100,8 +88,7 @@ impl<B: Backend> Store<B> {
     /// without the answer arriving, and a second try would then report `false`. The error says
     /// so; calling again is safe.
     pub fn remove<S: StateKey>(
-        &self,
-        id: impl IdArg<S::Id>,
+        &self, id: impl IdArg<S::Id>,
     ) -> impl Future<Output = Result<bool>> + Send + '_ {
         let key = self
             .check_enabled(self.remove_enabled, "remove", "enable_remove")
@@ -118,9 +105,7 @@ impl<B: Backend> Store<B> {
     /// `true` when it was written. One `SET NX PX` command. Needs
     /// [`enable_set`](Self::enable_set).
     pub fn set_if_absent<S: StateKey>(
-        &self,
-        id: impl IdArg<S::Id>,
-        value: &S,
+        &self, id: impl IdArg<S::Id>, value: &S,
     ) -> impl Future<Output = Result<bool>> + Send + '_ {
         let prepared = self
             .write_key::<S>("set_if_absent", id)
@@ -148,8 +133,7 @@ impl<B: Backend> Store<B> {
     /// `items` may yield pairs or references to pairs, so `&vec_of_pairs` works. Needs
     /// [`enable_set`](Self::enable_set); nothing is written if any value fails to encode.
     pub fn set_many<S: StateKey>(
-        &self,
-        items: impl IntoIterator<Item = impl Item<S>>,
+        &self, items: impl IntoIterator<Item = impl Item<S>>,
     ) -> impl Future<Output = Result<()>> + Send + '_ {
         let prepared = self
             .check_enabled(self.set_enabled, "set_many", "enable_set")
@@ -184,8 +168,7 @@ impl<B: Backend> Store<B> {
     /// Removes the values with `ids` (on Redis, one `DEL`); how many there were. Needs
     /// [`enable_remove`](Self::enable_remove).
     pub fn remove_many<S: StateKey>(
-        &self,
-        ids: impl IntoIterator<Item = impl IdArg<S::Id>>,
+        &self, ids: impl IntoIterator<Item = impl IdArg<S::Id>>,
     ) -> impl Future<Output = Result<u64>> + Send + '_ {
         let keys = self
             .check_enabled(self.remove_enabled, "remove_many", "enable_remove")
@@ -213,9 +196,7 @@ impl<B: Backend> Store<B> {
     /// Needs [`enable_set`](Self::enable_set). A value under the key that is not an integer, or a
     /// result out of the `i64` range, gives [`Error::InvalidKey`] and changes nothing.
     pub fn incr<S: Counter>(
-        &self,
-        id: impl IdArg<S::Id>,
-        by: i64,
+        &self, id: impl IdArg<S::Id>, by: i64,
     ) -> impl Future<Output = Result<i64>> + Send + '_ {
         let key = self.write_key::<S>("incr", id);
         let span = call_span!(self, S, "incr", key.as_deref());
@@ -265,8 +246,7 @@ impl<B: Backend> Store<B> {
     /// Needs [`enable_set`](Self::enable_set), since a check writes. A check announces nothing
     /// on the change feed, even for a type declared with `notify`: its count is bookkeeping.
     pub fn check<S: RateLimit>(
-        &self,
-        id: impl IdArg<S::Id>,
+        &self, id: impl IdArg<S::Id>,
     ) -> impl Future<Output = Result<Decision>> + Send + '_ {
         let key = self.write_key::<S>("check", id);
         let span = call_span!(self, S, "check", key.as_deref());

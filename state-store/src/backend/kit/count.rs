@@ -28,11 +28,7 @@ pub fn unix_time() -> Duration {
 /// there is room; a GCRA check stores its theoretical arrival time with
 /// [`Expiry::AtLeast`] the time it matters. Rate-limit checks never announce on a feed.
 pub async fn count<B: Backend + ?Sized>(
-    backend: &B,
-    key: &str,
-    op: CountOp,
-    options: CountOptions<'_>,
-    now: fn() -> Duration,
+    backend: &B, key: &str, op: CountOp, options: CountOptions<'_>, now: fn() -> Duration,
 ) -> Result<Counted> {
     match op {
         CountOp::Increment { by, ttl_if_created } => {
@@ -70,10 +66,7 @@ pub async fn count<B: Backend + ?Sized>(
 /// makes the write conditional on what was read, again from the read when another writer got
 /// there first.
 async fn counter_step<B, T>(
-    backend: &B,
-    key: &str,
-    read_ttl: bool,
-    notify: Notify<'_>,
+    backend: &B, key: &str, read_ttl: bool, notify: Notify<'_>,
     mut step: impl FnMut(Option<i64>, Option<Duration>) -> Result<(T, Option<(i64, Expiry)>)>,
 ) -> Result<T>
 where

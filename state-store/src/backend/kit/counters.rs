@@ -18,10 +18,7 @@ pub fn parse_counter(key: &str, value: &[u8]) -> Result<i64> {
 /// the expiry to write it with (a created counter starts its window, an existing one keeps its
 /// own). Shared by the memory backend and the provided `incr`.
 pub fn incr_step(
-    key: &str,
-    current: Option<i64>,
-    by: i64,
-    ttl_if_created: Option<Duration>,
+    key: &str, current: Option<i64>, by: i64, ttl_if_created: Option<Duration>,
 ) -> Result<(i64, Expiry)> {
     let next = current
         .unwrap_or(0)

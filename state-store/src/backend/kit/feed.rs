@@ -363,9 +363,7 @@ impl Watcher {
     /// `on_drop` runs once the queue has left the hub, with whether its channel has no watcher
     /// left.
     pub fn new(
-        queue: Arc<Queue>,
-        hub: &Arc<Hub>,
-        on_drop: Option<Box<dyn FnOnce(bool) + Send + Sync>>,
+        queue: Arc<Queue>, hub: &Arc<Hub>, on_drop: Option<Box<dyn FnOnce(bool) + Send + Sync>>,
     ) -> Watcher {
         Watcher {
             queue,

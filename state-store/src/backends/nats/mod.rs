@@ -282,11 +282,7 @@ impl NatsBackend {
     /// The bucket a write with `expiry` goes to, its `max_age` changed to the declared ttl when
     /// that is what the write asks for; [`Error::Unsupported`] when the bucket cannot give it.
     async fn bucket_for_write(
-        &self,
-        prefix: &str,
-        expiry: Expiry,
-        key: &str,
-        operation: &'static str,
+        &self, prefix: &str, expiry: Expiry, key: &str, operation: &'static str,
     ) -> Result<Arc<Bucket>> {
         let bucket = self
             .bucket(prefix, true, key)
@@ -383,10 +379,7 @@ impl Backend for NatsBackend {
     }
 
     fn put<'a>(
-        &'a self,
-        key: &'a str,
-        value: Vec<u8>,
-        options: PutOptions<'a>,
+        &'a self, key: &'a str, value: Vec<u8>, options: PutOptions<'a>,
     ) -> BoxFuture<'a, Result<bool>> {
         // The bucket's stream is the change feed: every write is on it, announced or not.
         let PutOptions { mode, expiry, .. } = options;
@@ -431,9 +424,7 @@ impl Backend for NatsBackend {
     }
 
     fn remove<'a>(
-        &'a self,
-        key: &'a str,
-        options: RemoveOptions<'a>,
+        &'a self, key: &'a str, options: RemoveOptions<'a>,
     ) -> BoxFuture<'a, Result<bool>> {
         Box::pin(async move {
             if let Some(version) = &options.if_version {
@@ -520,8 +511,7 @@ crate::backend::inherent_enable_expiry_events!(NatsBackend);
 /// The bucket's own watch, per watcher.
 impl ChangeFeed for NatsBackend {
     fn watch<'a>(
-        &'a self,
-        watch: &'a Watch,
+        &'a self, watch: &'a Watch,
     ) -> BoxFuture<'a, Result<BoxStream<'static, Result<Event>>>> {
         Box::pin(async move {
             let channel = watch.channel.as_str();
@@ -743,9 +733,7 @@ fn redact(url: &str) -> String {
 }
 
 fn backend_error(
-    operation: &'static str,
-    key: &str,
-    source: impl std::error::Error + Send + Sync + 'static,
+    operation: &'static str, key: &str, source: impl std::error::Error + Send + Sync + 'static,
 ) -> Error {
     Error::Backend {
         operation,

@@ -247,9 +247,7 @@ impl Tracker {
 
     /// A new tracking connection, tracking every wanted prefix.
     async fn reconnect(
-        &self,
-        connection: &mut Option<(u64, MultiplexedConnection)>,
-        wanted: Vec<String>,
+        &self, connection: &mut Option<(u64, MultiplexedConnection)>, wanted: Vec<String>,
     ) -> Result<(), String> {
         *connection = None;
         let number = {
@@ -308,9 +306,7 @@ impl Tracker {
     }
 
     async fn tracking_on(
-        &self,
-        conn: &mut MultiplexedConnection,
-        prefixes: &[String],
+        &self, conn: &mut MultiplexedConnection, prefixes: &[String],
     ) -> Result<(), String> {
         let mut cmd = redis::cmd("CLIENT");
         cmd.arg("TRACKING").arg("ON").arg("BCAST").arg("NOLOOP");
@@ -437,9 +433,7 @@ const KEEP_ALIVE: Duration = Duration::from_secs(5);
 /// without an answer within `timeout` is taken for broken: everything is dropped, and the next
 /// cached read sets tracking up again.
 async fn keep_alive(
-    state: std::sync::Weak<Mutex<State>>,
-    number: u64,
-    mut conn: MultiplexedConnection,
+    state: std::sync::Weak<Mutex<State>>, number: u64, mut conn: MultiplexedConnection,
     timeout: Duration,
 ) {
     loop {

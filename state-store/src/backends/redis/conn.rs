@@ -89,27 +89,21 @@ impl RedisConnection {
 
     /// `items` grouped by the hash slot of their `key` on a Cluster (see [`Link::per_slot`]).
     pub(super) fn per_slot<T>(
-        &self,
-        items: Vec<T>,
-        key: impl Fn(&T) -> &str,
+        &self, items: Vec<T>, key: impl Fn(&T) -> &str,
     ) -> Result<Vec<Vec<T>>, Vec<T>> {
         with_link!(&self.inner, link => link.per_slot(items, key))
     }
 
     /// Sends `cmd` to the Cluster node at `node` (see [`Link::on_node`]).
     pub(super) fn on_node<'a>(
-        &'a mut self,
-        node: &'a (String, u16),
-        cmd: &'a Cmd,
+        &'a mut self, node: &'a (String, u16), cmd: &'a Cmd,
     ) -> RedisFuture<'a, Value> {
         with_link!(&mut self.inner, link => link.on_node(node, cmd))
     }
 
     /// Sends `pipeline` to the Cluster node at `node` (see [`Link::pipeline_on_node`]).
     pub(super) fn pipeline_on_node<'a>(
-        &'a mut self,
-        node: &'a (String, u16),
-        pipeline: &'a Pipeline,
+        &'a mut self, node: &'a (String, u16), pipeline: &'a Pipeline,
     ) -> RedisFuture<'a, Vec<Value>> {
         with_link!(&mut self.inner, link => link.pipeline_on_node(node, pipeline))
     }
@@ -121,10 +115,7 @@ impl ConnectionLike for RedisConnection {
     }
 
     fn req_packed_commands<'a>(
-        &'a mut self,
-        pipeline: &'a Pipeline,
-        offset: usize,
-        count: usize,
+        &'a mut self, pipeline: &'a Pipeline, offset: usize, count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
         with_link!(&mut self.inner, link => link.req_packed_commands(pipeline, offset, count))
     }

@@ -65,11 +65,7 @@ pub(crate) struct RedisFeed {
 impl RedisFeed {
     /// `connect_timeout` bounds a connection attempt, `timeout` each subscription command.
     pub(crate) fn new(
-        source: Source,
-        db: i64,
-        target: String,
-        connect_timeout: Duration,
-        timeout: Duration,
+        source: Source, db: i64, target: String, connect_timeout: Duration, timeout: Duration,
     ) -> RedisFeed {
         let hub = Arc::new(Hub::default());
         RedisFeed {
@@ -398,11 +394,8 @@ impl Connection {
 
     /// Subscribes to what is desired and not subscribed, and unsubscribes from the rest.
     async fn reconcile(
-        &self,
-        sink: &mut PubSubSink,
-        desired: &HashSet<Arc<str>>,
-        subscribed: &mut HashSet<Arc<str>>,
-        refused: &mut HashMap<Arc<str>, String>,
+        &self, sink: &mut PubSubSink, desired: &HashSet<Arc<str>>,
+        subscribed: &mut HashSet<Arc<str>>, refused: &mut HashMap<Arc<str>, String>,
     ) -> std::result::Result<(), Broken> {
         let missing: Vec<Arc<str>> = desired
             .iter()
@@ -437,10 +430,7 @@ impl Connection {
     /// On a Cluster, `_around` is a channel a new watcher watches: the barrier's channel is
     /// named after it, so that a user allowed that channel may publish the barrier.
     async fn catch_up(
-        &self,
-        sink: &mut PubSubSink,
-        messages: &mut PubSubStream,
-        _around: Option<&str>,
+        &self, sink: &mut PubSubSink, messages: &mut PubSubStream, _around: Option<&str>,
     ) -> std::result::Result<(), Broken> {
         #[cfg(feature = "cluster")]
         if let (Source::Cluster { conn, .. }, Some(channel)) = (&self.source, _around) {
@@ -472,8 +462,7 @@ impl Connection {
 
     /// A subscription command's own answer, or the connection's failure.
     async fn timed(
-        &self,
-        command: impl Future<Output = redis::RedisResult<()>>,
+        &self, command: impl Future<Output = redis::RedisResult<()>>,
     ) -> std::result::Result<std::result::Result<(), RedisError>, Broken> {
         match tokio::time::timeout(self.timeout, command).await {
             Err(_) => Err(Broken(format!(
@@ -511,8 +500,7 @@ impl Connection {
 
 /// A pub/sub connection to `client`, within `connect_timeout`.
 async fn pubsub(
-    client: &Client,
-    connect_timeout: Duration,
+    client: &Client, connect_timeout: Duration,
 ) -> std::result::Result<redis::aio::PubSub, String> {
     match tokio::time::timeout(connect_timeout, client.get_async_pubsub()).await {
         Ok(Ok(pubsub)) => Ok(pubsub),
@@ -589,10 +577,8 @@ mod cluster {
         /// it has heard everything those primaries published before (the bus carries one node's
         /// messages to another in order).
         pub(super) async fn catch_up_with_cluster(
-            &self,
-            conn: &redis::cluster_async::ClusterConnection,
-            sink: &mut redis::aio::PubSubSink,
-            messages: &mut redis::aio::PubSubStream,
+            &self, conn: &redis::cluster_async::ClusterConnection,
+            sink: &mut redis::aio::PubSubSink, messages: &mut redis::aio::PubSubStream,
             around: &str,
         ) -> Result<(), Broken> {
             use redis::cluster_routing::{MultipleNodeRoutingInfo, RoutingInfo};
@@ -649,9 +635,7 @@ mod cluster {
         /// Starts a listener on every node of the cluster while `wanted`, and stops them when
         /// not. A cluster that cannot be asked for its nodes is asked again at the next wake.
         pub(super) async fn keep_expiry_listeners(
-            &self,
-            listeners: &mut Option<Listeners>,
-            wanted: bool,
+            &self, listeners: &mut Option<Listeners>, wanted: bool,
         ) {
             if !wanted {
                 *listeners = None;
@@ -687,10 +671,7 @@ mod cluster {
     /// connection that was subscribed breaks, watchers hear of the gap at once. A node that
     /// refuses the subscription (an ACL user without the channel) is left alone.
     async fn listen(
-        node: Client,
-        hub: Arc<Hub>,
-        channel: Arc<str>,
-        connect_timeout: Duration,
+        node: Client, hub: Arc<Hub>, channel: Arc<str>, connect_timeout: Duration,
         timeout: Duration,
     ) {
         let mut retry = RETRY_MIN;
@@ -719,9 +700,7 @@ mod cluster {
     /// A client for every node the cluster knows now (`CLUSTER NODES`), with the settings of
     /// `template`.
     pub(crate) async fn cluster_nodes(
-        conn: &redis::cluster_async::ClusterConnection,
-        template: &Client,
-        timeout: Duration,
+        conn: &redis::cluster_async::ClusterConnection, template: &Client, timeout: Duration,
     ) -> Result<Vec<Client>, String> {
         let mut conn = conn.clone();
         let command = redis::cmd("CLUSTER").arg("NODES").to_owned();

@@ -26,9 +26,7 @@ pub(super) trait Link: ConnectionLike {
 
     /// Sends `pipeline` to the Cluster node at `node`; elsewhere, as any pipeline.
     fn pipeline_on_node<'a>(
-        &'a mut self,
-        _node: &'a (String, u16),
-        pipeline: &'a Pipeline,
+        &'a mut self, _node: &'a (String, u16), pipeline: &'a Pipeline,
     ) -> RedisFuture<'a, Vec<Value>> {
         self.req_packed_commands(pipeline, 0, pipeline.len())
     }

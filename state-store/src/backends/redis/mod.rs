@@ -133,10 +133,7 @@ impl RedisBackend {
 
     /// Sends `cmd` once: for commands that must not run twice.
     async fn query<T: FromRedisValue>(
-        &self,
-        operation: &'static str,
-        key: &str,
-        cmd: &Cmd,
+        &self, operation: &'static str, key: &str, cmd: &Cmd,
     ) -> Result<T> {
         let mut conn = self.conn_for(key);
         cmd.query_async(&mut conn)
@@ -146,10 +143,7 @@ impl RedisBackend {
 
     /// Runs a script once (it loads the script first only if the server does not have it).
     async fn run<T: FromRedisValue>(
-        &self,
-        operation: &'static str,
-        key: &str,
-        invocation: &ScriptInvocation<'_>,
+        &self, operation: &'static str, key: &str, invocation: &ScriptInvocation<'_>,
     ) -> Result<T> {
         let mut conn = self.conn_for(key);
         invocation
@@ -161,10 +155,7 @@ impl RedisBackend {
     /// Sends `cmd`, once more if the connection broke: only for commands that may run twice
     /// without changing the outcome or the answer (reads, `SET`).
     async fn query_idempotent<T: FromRedisValue>(
-        &self,
-        operation: &'static str,
-        key: &str,
-        cmd: &Cmd,
+        &self, operation: &'static str, key: &str, cmd: &Cmd,
     ) -> Result<T> {
         let mut conn = self.conn_for(key);
         match cmd.query_async(&mut conn).await {
@@ -236,10 +227,7 @@ impl Backend for RedisBackend {
     }
 
     fn put<'a>(
-        &'a self,
-        key: &'a str,
-        value: Vec<u8>,
-        options: PutOptions<'a>,
+        &'a self, key: &'a str, value: Vec<u8>, options: PutOptions<'a>,
     ) -> BoxFuture<'a, Result<bool>> {
         Box::pin(self.put_one(
             key,
@@ -251,9 +239,7 @@ impl Backend for RedisBackend {
     }
 
     fn remove<'a>(
-        &'a self,
-        key: &'a str,
-        options: RemoveOptions<'a>,
+        &'a self, key: &'a str, options: RemoveOptions<'a>,
     ) -> BoxFuture<'a, Result<bool>> {
         Box::pin(async move {
             match &options.if_version {
@@ -281,9 +267,7 @@ impl Backend for RedisBackend {
     /// with a touch, `GETEX` (or `PEXPIRE`, `PERSIST` and `EXISTS` when only existence
     /// matters).
     fn get<'a>(
-        &'a self,
-        key: &'a str,
-        options: GetOptions,
+        &'a self, key: &'a str, options: GetOptions,
     ) -> BoxFuture<'a, Result<Option<Vec<u8>>>> {
         Box::pin(async move {
             match (options.touch, options.exists_only) {
@@ -339,10 +323,7 @@ impl Backend for RedisBackend {
     /// One Lua script per call (`INCR`, `FIXED_WINDOW`, `GCRA`): one round trip, on the
     /// server's clock.
     fn count<'a>(
-        &'a self,
-        key: &'a str,
-        op: CountOp,
-        options: CountOptions<'a>,
+        &'a self, key: &'a str, op: CountOp, options: CountOptions<'a>,
     ) -> BoxFuture<'a, Result<Counted>> {
         Box::pin(async move {
             match op {
@@ -383,8 +364,7 @@ impl ChangeFeed for RedisBackend {
     /// scripts; `Expired` from the server's keyspace events, when they are on (see
     /// [`enable_expiry_events`](ChangeFeed::enable_expiry_events)).
     fn watch<'a>(
-        &'a self,
-        watch: &'a Watch,
+        &'a self, watch: &'a Watch,
     ) -> BoxFuture<'a, Result<BoxStream<'static, Result<Event>>>> {
         Box::pin(self.feed.watch(watch))
     }
@@ -442,10 +422,7 @@ impl ClientCache for RedisBackend {
     /// ttl, unless the key changed meanwhile (see `cache.rs`). Without a cache (turned
     /// off, Cluster, Sentinel) or when the server cannot track the prefix, a plain read.
     fn get_cached<'a>(
-        &'a self,
-        key: &'a str,
-        prefix: &'a str,
-        decode: &'a Decode<'a>,
+        &'a self, key: &'a str, prefix: &'a str, decode: &'a Decode<'a>,
     ) -> BoxFuture<'a, Result<Option<Decoded>>> {
         Box::pin(async move {
             let tracked = match &self.cache {
@@ -490,9 +467,7 @@ impl UsageScan for RedisBackend {
     /// counts) and one of `MEMORY USAGE` for the keys of the sample; on a Cluster every primary
     /// in turn. See `usage.rs`.
     fn usage<'a>(
-        &'a self,
-        prefix: &'a str,
-        options: &'a UsageOptions,
+        &'a self, prefix: &'a str, options: &'a UsageOptions,
     ) -> BoxFuture<'a, Result<Usage>> {
         Box::pin(self.scan_usage(prefix, options))
     }
@@ -580,10 +555,7 @@ impl RedisBackend {
 
     /// The `REMOVE_IF_VERSION` script: compare the value's SHA-1 and delete, in one step.
     async fn remove_version(
-        &self,
-        key: &str,
-        version: &Version,
-        notify: Notify<'_>,
+        &self, key: &str, version: &Version, notify: Notify<'_>,
     ) -> Result<bool> {
         let Some(digest) = version.as_text().filter(|text| is_digest(text)) else {
             // Not a version this backend handed out: it cannot match any value.
@@ -649,11 +621,7 @@ impl RedisBackend {
     }
 
     async fn incr(
-        &self,
-        key: &str,
-        by: i64,
-        ttl_if_created: Option<Duration>,
-        notify: Notify<'_>,
+        &self, key: &str, by: i64, ttl_if_created: Option<Duration>, notify: Notify<'_>,
     ) -> Result<i64> {
         self.writing(self.forget_key(key), async {
             let mut invocation = INCR.key(key);

@@ -124,9 +124,7 @@ impl RedisOptions {
     #[cfg(feature = "tls")]
     #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
     pub fn tls_client_cert(
-        mut self,
-        cert_pem: impl Into<Vec<u8>>,
-        key_pem: impl Into<Vec<u8>>,
+        mut self, cert_pem: impl Into<Vec<u8>>, key_pem: impl Into<Vec<u8>>,
     ) -> Self {
         self.tls_client_cert = Some((cert_pem.into(), key_pem.into()));
         self
@@ -204,9 +202,7 @@ mod tls {
     }
 
     pub(super) fn client(
-        url: &str,
-        root: Option<&[u8]>,
-        client_cert: Option<&(Vec<u8>, Vec<u8>)>,
+        url: &str, root: Option<&[u8]>, client_cert: Option<&(Vec<u8>, Vec<u8>)>,
     ) -> Result<Client, String> {
         install_provider();
         // The redis crate accepts a root PEM without any certificate, and the connection then

@@ -38,11 +38,7 @@ impl RedisBackend {
 
     /// Sends `cmd` to the Cluster node at `node`, once more if the connection broke.
     pub(super) async fn on_node<T: FromRedisValue>(
-        &self,
-        node: &(String, u16),
-        operation: &'static str,
-        key: &str,
-        cmd: Cmd,
+        &self, node: &(String, u16), operation: &'static str, key: &str, cmd: Cmd,
     ) -> Result<T> {
         if !self.conn.is_cluster() {
             return self.query_idempotent(operation, key, &cmd).await;

@@ -80,10 +80,7 @@ impl RedisBackend {
 
     /// Counts the keys of one `SCAN` batch and measures those picked for the sample.
     async fn tally_batch(
-        &self,
-        tally: &mut UsageTally,
-        node: Option<&(String, u16)>,
-        pattern: &str,
+        &self, tally: &mut UsageTally, node: Option<&(String, u16)>, pattern: &str,
         keys: Vec<Vec<u8>>,
     ) -> Result<()> {
         let fresh: Vec<Vec<u8>> = keys
@@ -127,10 +124,7 @@ impl RedisBackend {
     /// Sends `cmd` to `node` (or the one server), once more if the connection broke: only for
     /// reads.
     async fn on<T: FromRedisValue>(
-        &self,
-        node: Option<&(String, u16)>,
-        pattern: &str,
-        cmd: Cmd,
+        &self, node: Option<&(String, u16)>, pattern: &str, cmd: Cmd,
     ) -> Result<T> {
         match node {
             None => self.query_idempotent(OPERATION, pattern, &cmd).await,
@@ -141,10 +135,7 @@ impl RedisBackend {
     /// Sends the read-only `pipeline` to `node` (or the one server), once more if the
     /// connection broke, and converts each reply.
     async fn pipeline_on<T: FromRedisValue>(
-        &self,
-        node: Option<&(String, u16)>,
-        pattern: &str,
-        pipeline: &Pipeline,
+        &self, node: Option<&(String, u16)>, pattern: &str, pipeline: &Pipeline,
     ) -> Result<Vec<T>> {
         let replies = self.send_pipeline(node, pipeline).await;
         replies
@@ -158,9 +149,7 @@ impl RedisBackend {
     }
 
     async fn send_pipeline(
-        &self,
-        node: Option<&(String, u16)>,
-        pipeline: &Pipeline,
+        &self, node: Option<&(String, u16)>, pipeline: &Pipeline,
     ) -> redis::RedisResult<Vec<Value>> {
         if let Some(node) = node.filter(|_| self.conn.is_cluster()) {
             // The keys of a batch all live on the node that returned them (in several slots,

@@ -115,9 +115,7 @@ impl RedisBackend {
     /// Runs the write `work` inside `forget` (made before `work` is first polled, so before
     /// anything is sent), telling it how the write ended.
     pub(super) async fn writing<T>(
-        &self,
-        forget: Forget<'_>,
-        work: impl Future<Output = Result<T>>,
+        &self, forget: Forget<'_>, work: impl Future<Output = Result<T>>,
     ) -> Result<T> {
         let result = work.await;
         forget.finish(&result);
@@ -130,12 +128,7 @@ impl RedisBackend {
     /// or notifying script. The rarer two are boxed, so that the future of the common `SET`
     /// stays small (every call moves it into its box).
     pub(super) async fn put_one(
-        &self,
-        key: &str,
-        value: Vec<u8>,
-        mode: PutMode,
-        expiry: Expiry,
-        notify: Notify<'_>,
+        &self, key: &str, value: Vec<u8>, mode: PutMode, expiry: Expiry, notify: Notify<'_>,
     ) -> Result<bool> {
         self.writing(self.forget_key(key), async {
             if let Some(channel) = notify {
@@ -193,12 +186,7 @@ impl RedisBackend {
 
     /// A write of a notified type: the `PUT_NOTIFY` script, which publishes what it wrote.
     async fn put_notify(
-        &self,
-        key: &str,
-        value: Vec<u8>,
-        mode: PutMode,
-        expiry: Expiry,
-        channel: &str,
+        &self, key: &str, value: Vec<u8>, mode: PutMode, expiry: Expiry, channel: &str,
     ) -> Result<bool> {
         let (operation, condition) = match &mode {
             // Unconditional: `SET` and `PUBLISH` in a `MULTI`, which needs no script, and which
@@ -245,10 +233,7 @@ impl RedisBackend {
     /// once. When some fail, the first failure is reported with how many of the other keys were
     /// written.
     pub(super) async fn set_in_multi(
-        &self,
-        operation: &'static str,
-        items: Vec<(String, Vec<u8>)>,
-        expiry: Expiry,
+        &self, operation: &'static str, items: Vec<(String, Vec<u8>)>, expiry: Expiry,
         notify: Notify<'_>,
     ) -> Result<()> {
         let Some(groups) = self.per_slot(items) else {
@@ -302,10 +287,7 @@ impl RedisBackend {
 
     /// One `MULTI` of `set_in_multi`, whose keys share a slot on a Cluster.
     async fn set_group(
-        &self,
-        operation: &'static str,
-        items: Vec<(String, Vec<u8>)>,
-        expiry: Expiry,
+        &self, operation: &'static str, items: Vec<(String, Vec<u8>)>, expiry: Expiry,
         notify: Notify<'_>,
     ) -> Result<()> {
         let Some(first) = items.first().map(|(key, _)| key.clone()) else {

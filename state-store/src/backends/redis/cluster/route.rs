@@ -18,10 +18,7 @@ impl ConnectionLike for Routed {
     }
 
     fn req_packed_commands<'a>(
-        &'a mut self,
-        pipeline: &'a Pipeline,
-        offset: usize,
-        count: usize,
+        &'a mut self, pipeline: &'a Pipeline, offset: usize, count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
         match publishing_pipeline_route(pipeline) {
             // The `redis` crate takes a `PUBLISH` channel for a key when it routes a pipeline,
@@ -72,9 +69,7 @@ impl Link for Routed {
     }
 
     fn pipeline_on_node<'a>(
-        &'a mut self,
-        node: &'a (String, u16),
-        pipeline: &'a Pipeline,
+        &'a mut self, node: &'a (String, u16), pipeline: &'a Pipeline,
     ) -> RedisFuture<'a, Vec<Value>> {
         let route = SingleNodeRoutingInfo::ByAddress {
             host: node.0.clone(),

@@ -41,9 +41,7 @@ impl RedisBackend {
     /// [`sentinel`](Self::sentinel) with the given options (timeouts, retries, TLS
     /// certificates, used for the sentinels and the primary alike).
     pub async fn sentinel_with<I, S>(
-        sentinels: I,
-        master_name: &str,
-        options: RedisOptions,
+        sentinels: I, master_name: &str, options: RedisOptions,
     ) -> Result<Self>
     where
         I: IntoIterator<Item = S>,

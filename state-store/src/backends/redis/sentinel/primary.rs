@@ -25,10 +25,7 @@ impl ConnectionLike for Followed {
     }
 
     fn req_packed_commands<'a>(
-        &'a mut self,
-        pipeline: &'a Pipeline,
-        offset: usize,
-        count: usize,
+        &'a mut self, pipeline: &'a Pipeline, offset: usize, count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
         let primary = self.0.clone();
         Box::pin(async move {
@@ -78,10 +75,8 @@ const ASK_AGAIN_AFTER: Duration = Duration::from_millis(200);
 impl Primary {
     /// Asks the sentinels for the primary and connects to it.
     pub(crate) async fn connect(
-        mut client: redis::sentinel::SentinelClient,
-        config: ConnectionManagerConfig,
-        timeout: Duration,
-        db: i64,
+        mut client: redis::sentinel::SentinelClient, config: ConnectionManagerConfig,
+        timeout: Duration, db: i64,
     ) -> Result<Primary, String> {
         let primary = resolve(&mut client, timeout).await?;
         let address = primary.get_connection_info().addr().to_string();
@@ -120,9 +115,7 @@ impl Primary {
     /// Passes `result` on at once; if its error may mean a failover, the sentinels are asked
     /// again in the background (the failing call does not wait for them).
     async fn check<T>(
-        self: &Arc<Self>,
-        generation: u64,
-        result: redis::RedisResult<T>,
+        self: &Arc<Self>, generation: u64, result: redis::RedisResult<T>,
     ) -> redis::RedisResult<T> {
         if let Err(e) = &result
             && failover_may_explain(e)
@@ -190,8 +183,7 @@ fn failover_may_explain(e: &redis::RedisError) -> bool {
 }
 
 async fn resolve(
-    client: &mut redis::sentinel::SentinelClient,
-    timeout: Duration,
+    client: &mut redis::sentinel::SentinelClient, timeout: Duration,
 ) -> Result<redis::Client, String> {
     match tokio::time::timeout(timeout, client.async_get_client()).await {
         Ok(Ok(primary)) => Ok(primary),
@@ -201,9 +193,7 @@ async fn resolve(
 }
 
 async fn manager(
-    client: redis::Client,
-    config: ConnectionManagerConfig,
-    timeout: Duration,
+    client: redis::Client, config: ConnectionManagerConfig, timeout: Duration,
 ) -> Result<ConnectionManager, String> {
     let address = client.get_connection_info().addr().to_string();
     match tokio::time::timeout(timeout, ConnectionManager::new_with_config(client, config)).await {
