@@ -23,6 +23,8 @@ use serde::Deserialize;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use super::options::RedisOptions;
+
 use crate::backend::kit::feed::{Hub, Queue, Watcher};
 use crate::backend::{BoxStream, Event, Watch};
 use crate::{Error, Result};
@@ -64,9 +66,12 @@ pub(crate) struct RedisFeed {
 
 impl RedisFeed {
     /// `connect_timeout` bounds a connection attempt, `timeout` each subscription command.
+    /// The feed of `source` (`db` its database, `target` its name in errors), with the
+    /// timeouts of `options`.
     pub(crate) fn new(
-        source: Source, db: i64, target: String, connect_timeout: Duration, timeout: Duration,
+        source: Source, db: i64, target: String, options: &RedisOptions,
     ) -> RedisFeed {
+        let (connect_timeout, timeout) = (options.connect_timeout, options.response_timeout);
         let hub = Arc::new(Hub::default());
         RedisFeed {
             connection: Connection {

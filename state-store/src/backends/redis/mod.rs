@@ -83,13 +83,7 @@ impl RedisBackend {
     pub async fn from_client_with(client: Client, options: RedisOptions) -> Result<Self> {
         let target = describe(&client);
         let db = client.get_connection_info().redis_settings().db();
-        let feed = RedisFeed::new(
-            Source::Node(client.clone()),
-            db,
-            target.clone(),
-            options.connect_timeout,
-            options.response_timeout,
-        );
+        let feed = RedisFeed::new(Source::Node(client.clone()), db, target.clone(), &options);
         let cache_client = client.clone();
         let conn = ConnectionManager::new_with_config(client, manager_config(&options))
             .await

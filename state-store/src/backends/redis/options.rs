@@ -159,6 +159,15 @@ impl RedisOptions {
 /// What the Cluster and Sentinel clients take from the options.
 #[cfg(any(feature = "cluster", feature = "sentinel"))]
 impl RedisOptions {
+    /// A client per URL (the cluster's nodes, the sentinels), with these options.
+    pub(super) fn clients<S: AsRef<str>>(
+        &self, urls: impl IntoIterator<Item = S>,
+    ) -> Result<Vec<Client>> {
+        urls.into_iter()
+            .map(|url| self.client(url.as_ref()))
+            .collect()
+    }
+
     /// How long connecting may take in all: every attempt and the backoff between them.
     pub(super) fn connect_bound(&self) -> Duration {
         let attempts = u32::try_from(self.reconnect_retries.saturating_add(1)).unwrap_or(u32::MAX);

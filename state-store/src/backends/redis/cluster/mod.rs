@@ -45,10 +45,7 @@ impl RedisBackend {
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        let clients = nodes
-            .into_iter()
-            .map(|url| options.client(url.as_ref()))
-            .collect::<Result<Vec<_>>>()?;
+        let clients = options.clients(nodes)?;
         let Some(template) = clients.first().cloned() else {
             return Err(Error::Connect {
                 target: "a Redis Cluster".into(),
@@ -94,8 +91,7 @@ impl RedisBackend {
             },
             0,
             target.clone(),
-            options.connect_timeout,
-            options.response_timeout,
+            &options,
         );
         Ok(RedisBackend {
             conn: RedisConnection::new(Inner::Cluster(Routed(conn))),

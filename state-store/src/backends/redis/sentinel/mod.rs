@@ -48,10 +48,7 @@ impl RedisBackend {
         S: AsRef<str>,
     {
         use redis::sentinel::{SentinelClientBuilder, SentinelServerType};
-        let clients = sentinels
-            .into_iter()
-            .map(|url| options.client(url.as_ref()))
-            .collect::<Result<Vec<_>>>()?;
+        let clients = options.clients(sentinels)?;
         let target = format!("redis primary `{master_name}` named by sentinel");
         let connect_error = |source: RedisError| Error::Connect {
             target: target.clone(),
@@ -110,8 +107,7 @@ impl RedisBackend {
             Source::Sentinel(primary.clone()),
             db,
             target.clone(),
-            options.connect_timeout,
-            options.response_timeout,
+            &options,
         );
         Ok(RedisBackend {
             conn: RedisConnection::new(Inner::Sentinel(Followed(primary))),
