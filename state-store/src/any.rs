@@ -99,21 +99,11 @@ impl AnyBackend {
             #[cfg(feature = "redis")]
             Some(redis_schemes!()) => Ok(AnyBackend::new(crate::RedisBackend::connect(url).await?)),
             #[cfg(not(feature = "redis"))]
-            Some(redis_schemes!()) => Err(Error::Connect {
-                target: "redis".into(),
-                source: "this build of state-store has no Redis backend: enable its `redis` \
-                         feature"
-                    .into(),
-            }),
+            Some(redis_schemes!()) => Err(not_built("redis", "Redis")),
             #[cfg(feature = "nats")]
             Some(nats_schemes!()) => Ok(AnyBackend::new(crate::NatsBackend::connect(url).await?)),
             #[cfg(not(feature = "nats"))]
-            Some(nats_schemes!()) => Err(Error::Connect {
-                target: "nats".into(),
-                source: "this build of state-store has no NATS backend: enable its `nats` \
-                         feature"
-                    .into(),
-            }),
+            Some(nats_schemes!()) => Err(not_built("nats", "NATS")),
             Some(other) => Err(Error::Connect {
                 target: format!("a `{other}://` URL"),
                 source: "unknown backend; use `redis://`, `nats://` or `memory://`".into(),
@@ -176,6 +166,18 @@ impl AnyBackend {
         schemes
             .get_or_insert_with(HashMap::new)
             .insert(scheme.to_owned(), Arc::new(connect));
+    }
+}
+
+/// The error for a URL of an engine this build leaves out: its `feature` is off.
+#[cfg(any(not(feature = "redis"), not(feature = "nats")))]
+fn not_built(feature: &str, engine: &str) -> Error {
+    Error::Connect {
+        target: feature.into(),
+        source: format!(
+            "this build of state-store has no {engine} backend: enable its `{feature}` feature"
+        )
+        .into(),
     }
 }
 
