@@ -218,3 +218,23 @@ async fn errors_debug_as_their_message_and_variant() {
     );
     assert!(shown.ends_with("(Error::InvalidNamespace)"), "{shown}");
 }
+
+/// `Arc<B>` and `Arc<dyn Backend>` are backends: every method, the engine's extensions
+/// included, reaches the engine inside.
+#[tokio::test]
+async fn a_shared_engine_is_a_backend() {
+    use std::sync::Arc;
+
+    use state_store::Backend;
+    let shared: Arc<dyn Backend> = Arc::new(MemoryBackend::new());
+    let store = Store::new(shared.clone()).enable_set();
+    store.set::<Session>(1, &session(1)).await.unwrap();
+    assert_eq!(
+        Store::new(shared.clone()).get::<Session>(1).await.unwrap(),
+        Some(session(1))
+    );
+    assert_eq!(shared.name(), "MemoryBackend");
+    let extensions = store.backend().extensions();
+    assert_eq!(extensions.system_name, Some("memory"));
+    assert!(extensions.feed.is_some(), "the memory engine's change feed");
+}

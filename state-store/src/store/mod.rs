@@ -45,9 +45,12 @@ const UPDATE_ATTEMPTS: u32 = 64;
 /// struct Visits(u64);
 ///
 /// async fn visit<B: Backend>(store: &Store<B>, page: &str) -> Result<u64> {
-///     let seen = store.get::<Visits>(page.to_string()).await?.map_or(0, |v| v.0);
-///     store.set::<Visits>(page.to_string(), &Visits(seen + 1)).await?;
-///     Ok(seen + 1)
+///     // One atomic step: two concurrent visits never count as one (a `get` then a `set`
+///     // would). For a plain count, a `counter` type and `incr` do it in one round trip.
+///     let seen = store
+///         .update::<Visits>(page.to_string(), |seen| Some(Visits(seen.map_or(0, |v| v.0) + 1)))
+///         .await?;
+///     Ok(seen.map_or(0, |v| v.0))
 /// }
 ///
 /// # #[tokio::main(flavor = "current_thread")]
