@@ -64,9 +64,13 @@ fn impls(input: &Input, id: &Type, prefix: &str, ttl: Option<u64>) -> TokenStrea
     let doc = format!(
         "The key of the `{ident}` with this id (`{prefix}:{{id}}` before the store's namespace)."
     );
+    // The marker impls are never listed as "other types that implement" the trait in an error
+    // about a type without it: that list would name every counter in the program (the
+    // conformance suite's too), while the error's own note says what to add.
     let counter = input.attrs.counter.as_ref().map(|counter| {
         quote_spanned! {counter.span()=>
             #[automatically_derived]
+            #[diagnostic::do_not_recommend]
             impl ::state_store::__private::Counter for #ident {}
         }
     });
@@ -75,6 +79,7 @@ fn impls(input: &Input, id: &Type, prefix: &str, ttl: Option<u64>) -> TokenStrea
             quote_spanned!(notify.span()=> const NOTIFY: bool = true;),
             Some(quote_spanned! {notify.span()=>
                 #[automatically_derived]
+                #[diagnostic::do_not_recommend]
                 impl ::state_store::__private::Notified for #ident {}
             }),
         ),
