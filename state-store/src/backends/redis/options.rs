@@ -203,10 +203,19 @@ mod tls {
 
     /// Makes `ring` the process's rustls provider unless one is installed: rustls cannot pick
     /// one itself when another crate of the program enables a second provider.
+    ///
+    /// rustls 0.23.48 deprecated `ring::default_provider` because ring has no post-quantum key
+    /// exchange; its replacement, `aws-lc-rs`, needs a C and CMake build that this feature
+    /// promises not to need. So `ring` stays the default here, chosen on purpose (hence the
+    /// `allow`), and an application that wants post-quantum key exchange installs its own
+    /// provider (`rustls::crypto::aws_lc_rs::default_provider().install_default()`) before it
+    /// connects: an installed provider is never replaced.
     pub(super) fn install_provider() {
         if rustls::crypto::CryptoProvider::get_default().is_none() {
+            #[allow(deprecated)]
+            let ring = rustls::crypto::ring::default_provider();
             // Losing a race with another installer leaves that one, which serves as well.
-            let _ = rustls::crypto::ring::default_provider().install_default();
+            let _ = ring.install_default();
         }
     }
 
