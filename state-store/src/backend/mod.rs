@@ -75,8 +75,9 @@
 //!
 //! # Writing a backend
 //! Implement the five core methods; the provided ones do the rest. This complete backend (a
-//! `HashMap` behind a mutex) passes the whole conformance suite, as the repository's
-//! `tests/writing_a_backend.rs` checks:
+//! `HashMap` behind a mutex; its crate depends on `state-store` and, for the stream of `list`,
+//! `futures-util`) passes the whole conformance suite, as the repository's
+//! `tests/writing_a_backend.rs` checks, and as a crate of its own does with the test below:
 //!
 //! ```
 #![doc = include_str!("../../docs/writing_a_backend.rs")]
