@@ -67,16 +67,7 @@ pub async fn update_changes_only_what_the_closure_accepts<B: Backend + Clone>(ba
         })
         .await
         .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::Disabled {
-                operation: "update",
-                ..
-            }
-        ),
-        "{err:?}"
-    );
+    assert_disabled(&err, "update");
     assert!(!store.exists::<Task>(3).await.unwrap());
 }
 

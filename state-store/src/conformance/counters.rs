@@ -47,16 +47,7 @@ pub async fn incr_is_a_write<B: Backend + Clone>(backend: B) {
         .incr::<Total>(1, 1)
         .await
         .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::Disabled {
-                operation: "incr",
-                ..
-            }
-        ),
-        "{err:?}"
-    );
+    assert_disabled(&err, "incr");
     assert!(!backend.exists("total:1").await.unwrap());
 }
 

@@ -273,14 +273,6 @@ pub async fn each_watcher_lags_alone<B: Backend + Clone>(backend: B) {
 /// stored; `touch` as a change to the same value.
 pub async fn every_write_is_heard<B: Backend + Clone>(backend: B) {
     let store = writable(&backend);
-    let next_event = async |events: &mut BoxStream<'static, crate::Result<Event>>, what: &str| {
-        match tokio::time::timeout(FEED_WAIT, events.next()).await {
-            Ok(Some(Ok(event))) => event,
-            Ok(Some(Err(e))) => panic!("{what}: expected a change, got the error {e:?}"),
-            Ok(None) => panic!("{what}: the change feed ended"),
-            Err(_) => panic!("{what}: no change arrived within {FEED_WAIT:?}"),
-        }
-    };
     let set = |key: &str, value: &[u8]| Event::Set {
         key: key.into(),
         value: value.into(),

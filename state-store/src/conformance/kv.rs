@@ -37,16 +37,7 @@ pub async fn round_trip<B: Backend + Clone>(backend: B) {
 pub async fn writes_and_removes_are_opt_in<B: Backend + Clone>(backend: B) {
     let read_only = Store::new(backend.clone());
     let err = read_only.set::<Session>(1, &session(1)).await.unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::Disabled {
-                operation: "set",
-                ..
-            }
-        ),
-        "{err:?}"
-    );
+    assert_disabled(&err, "set");
     assert!(err.to_string().contains("enable_set"), "{err}");
     let err = read_only
         .set_with::<Session>(
@@ -56,16 +47,7 @@ pub async fn writes_and_removes_are_opt_in<B: Backend + Clone>(backend: B) {
         )
         .await
         .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::Disabled {
-                operation: "set",
-                ..
-            }
-        ),
-        "{err:?}"
-    );
+    assert_disabled(&err, "set");
     assert!(
         !read_only.exists::<Session>(1).await.unwrap(),
         "nothing written"
@@ -74,16 +56,7 @@ pub async fn writes_and_removes_are_opt_in<B: Backend + Clone>(backend: B) {
     let writer = Store::new(backend.clone()).enable_set();
     writer.set::<Session>(1, &session(1)).await.unwrap();
     let err = writer.remove::<Session>(1).await.unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::Disabled {
-                operation: "remove",
-                ..
-            }
-        ),
-        "{err:?}"
-    );
+    assert_disabled(&err, "remove");
     assert!(err.to_string().contains("enable_remove"), "{err}");
     assert_eq!(
         read_only.get::<Session>(1).await.unwrap(),

@@ -348,6 +348,15 @@ pub(crate) fn feed_of<B: Backend>(backend: &B) -> &dyn ChangeFeed {
         .expect("a feed check ran on a backend without a change feed")
 }
 
+/// Asserts that `err` is [`Error::Disabled`] naming `operation`: a write the store was not
+/// enabled for.
+pub(crate) fn assert_disabled(err: &Error, operation: &str) {
+    assert!(
+        matches!(err, Error::Disabled { operation: refused, .. } if *refused == operation),
+        "{err:?}"
+    );
+}
+
 /// The probe that found `need` missing from `backend`, if it is one the suite detects and
 /// the backend lacks it.
 async fn detect_lacking<B: Backend>(need: Need, backend: &B) -> Option<&'static str> {

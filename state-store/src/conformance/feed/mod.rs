@@ -52,6 +52,20 @@ pub(crate) async fn next_item<S: StateKey>(
     }
 }
 
+/// The next event of `events`, a raw subscription ([`ChangeFeed::watch`]), which must not be an
+/// error; a panic naming `what` when none comes within [`FEED_WAIT`] or the feed ends.
+pub(crate) async fn next_event(
+    events: &mut BoxStream<'static, crate::Result<Event>>,
+    what: &str,
+) -> Event {
+    match tokio::time::timeout(FEED_WAIT, events.next()).await {
+        Ok(Some(Ok(event))) => event,
+        Ok(Some(Err(e))) => panic!("{what}: expected a change, got the error {e:?}"),
+        Ok(None) => panic!("{what}: the change feed ended"),
+        Err(_) => panic!("{what}: no change arrived within {FEED_WAIT:?}"),
+    }
+}
+
 /// The next change of `changes`, which must not be an error.
 pub(crate) async fn next_change<S>(changes: &mut Changes<S>, what: &str) -> Change<S>
 where

@@ -396,14 +396,6 @@ pub async fn writes_that_change_nothing_publish_nothing<B: Backend + Clone>(
 /// channel, subscribed through [`ChangeFeed::watch`](crate::backend::ChangeFeed::watch), hears only a write that announces itself.
 pub async fn types_without_notify_publish_nothing<B: Backend + Clone>(backend: B) {
     let store = writable(&backend);
-    let next_event = async |events: &mut BoxStream<'static, crate::Result<Event>>, what: &str| {
-        match tokio::time::timeout(FEED_WAIT, events.next()).await {
-            Ok(Some(Ok(event))) => event,
-            Ok(Some(Err(e))) => panic!("{what}: expected a change, got the error {e:?}"),
-            Ok(None) => panic!("{what}: the change feed ended"),
-            Err(_) => panic!("{what}: no change arrived within {FEED_WAIT:?}"),
-        }
-    };
     let mut sessions = feed_of(&backend)
         .watch(&Watch::new("session"))
         .await
