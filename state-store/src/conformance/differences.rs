@@ -92,18 +92,8 @@ pub async fn feed_is_unsupported<B: Backend + Clone>(backend: B) {
         );
     }
 
-    store
-        .set::<Watched>(id("a"), &watched("set", 1))
-        .await
-        .unwrap();
-    store
-        .set_with::<Watched>(
-            id("b"),
-            &watched("ttl", 1),
-            crate::SetOptions::new().ttl(Duration::from_secs(60)),
-        )
-        .await
-        .unwrap();
+    put(&store, "a", &watched("set", 1)).await;
+    put_for(&store, "b", &watched("ttl", 1), Duration::from_secs(60)).await;
     assert!(
         store
             .set_if_absent::<Watched>(id("c"), &watched("absent", 1))
@@ -247,10 +237,7 @@ pub async fn each_watcher_lags_alone<B: Backend + Clone>(backend: B) {
     let store = writable(&backend).watch_buffer(8);
     let mut lagging = store.watch::<Watched>().await.unwrap();
     for n in 0..100 {
-        store
-            .set::<Watched>("burst".to_string(), &watched("burst", n))
-            .await
-            .unwrap();
+        put(&store, "burst", &watched("burst", n)).await;
     }
     let mut missed = 0;
     let mut last = None;

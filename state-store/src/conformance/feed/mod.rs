@@ -157,6 +157,25 @@ pub(crate) fn sentinel(what: &str) -> Watched {
     watched(&format!("sentinel after {what}"), u64::MAX)
 }
 
+/// Stores `value` as the `Watched` of `id`, with the type's ttl.
+pub(crate) async fn put<B: Backend>(store: &Store<B>, id: &str, value: &Watched) {
+    store.set::<Watched>(id.to_string(), value).await.unwrap();
+}
+
+/// Stores `value` as the `Watched` of `id`, expiring after `ttl`.
+pub(crate) async fn put_for<B: Backend>(
+    store: &Store<B>,
+    id: &str,
+    value: &Watched,
+    ttl: Duration,
+) {
+    let options = crate::SetOptions::new().ttl(ttl);
+    store
+        .set_with::<Watched>(id.to_string(), value, options)
+        .await
+        .unwrap();
+}
+
 /// `Change::Set` of a `Watched`.
 pub(crate) fn set_of(id: &str, value: Watched) -> Change<Watched> {
     Change::Set {
@@ -197,10 +216,7 @@ pub(crate) fn spawn_writers<B: Backend>(
             let store = store.clone();
             tokio::spawn(async move {
                 for n in 1..=writes {
-                    store
-                        .set::<Watched>(format!("writer-{w}"), &watched("write", n))
-                        .await
-                        .unwrap();
+                    put(&store, &format!("writer-{w}"), &watched("write", n)).await;
                     store
                         .incr::<WatchedCount>("shared".to_string(), 1)
                         .await

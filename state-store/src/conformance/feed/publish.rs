@@ -28,19 +28,9 @@ pub async fn writes_publish_their_changes<B: Backend + Clone>(
     let mut counts = store.watch::<WatchedCount>().await.unwrap();
     let id = |s: &str| s.to_string();
 
-    store
-        .set::<Watched>(id("a"), &watched("queued", 1))
-        .await
-        .unwrap();
+    put(&store, "a", &watched("queued", 1)).await;
     expect_change(&mut jobs, set_of("a", watched("queued", 1)), "set").await;
-    store
-        .set_with::<Watched>(
-            id("a"),
-            &watched("queued", 2),
-            crate::SetOptions::new().ttl(ttl),
-        )
-        .await
-        .unwrap();
+    put_for(&store, "a", &watched("queued", 2), ttl).await;
     expect_change(&mut jobs, set_of("a", watched("queued", 2)), "set_with_ttl").await;
     assert!(
         store
@@ -122,7 +112,7 @@ pub async fn writes_publish_their_changes<B: Backend + Clone>(
     ];
     for (n, nasty_id) in nasty.into_iter().enumerate() {
         let value = watched(&format!("nasty-{n}"), n as u64);
-        store.set::<Watched>(id(nasty_id), &value).await.unwrap();
+        put(&store, nasty_id, &value).await;
         expect_change(
             &mut jobs,
             set_of(nasty_id, value),
@@ -131,7 +121,7 @@ pub async fn writes_publish_their_changes<B: Backend + Clone>(
         .await;
     }
     let big = watched(&"x".repeat(big_len), 7);
-    store.set::<Watched>(id("big"), &big).await.unwrap();
+    put(&store, "big", &big).await;
     let what = format!("set of a {big_len}-byte value");
     expect_change(&mut jobs, set_of("big", big), &what).await;
 
@@ -191,10 +181,7 @@ pub async fn writes_that_change_nothing_publish_nothing<B: Backend + Clone>(
         nothing_before_sentinel(&store, jobs, id("sentinel"), sentinel(what), what).await;
     };
 
-    store
-        .set::<Watched>(id("a"), &watched("first", 1))
-        .await
-        .unwrap();
+    put(&store, "a", &watched("first", 1)).await;
     expect_change(&mut jobs, set_of("a", watched("first", 1)), "set").await;
 
     assert!(
@@ -472,18 +459,9 @@ pub async fn changes_stay_in_their_namespace_and_type<B: Backend + Clone>(backen
     let mut second_jobs = second.watch::<Watched>().await.unwrap();
     let mut first_counts = first.watch::<WatchedCount>().await.unwrap();
 
-    plain
-        .set::<Watched>(id("1"), &watched("plain", 1))
-        .await
-        .unwrap();
-    first
-        .set::<Watched>(id("1"), &watched("first", 1))
-        .await
-        .unwrap();
-    second
-        .set::<Watched>(id("1"), &watched("second", 1))
-        .await
-        .unwrap();
+    put(&plain, "1", &watched("plain", 1)).await;
+    put(&first, "1", &watched("first", 1)).await;
+    put(&second, "1", &watched("second", 1)).await;
     second
         .set_many::<Watched>(vec![(id("1"), watched("second", 2))])
         .await
