@@ -93,7 +93,7 @@ pub async fn feed_is_unsupported<B: Backend + Clone>(backend: B) {
     }
 
     put(&store, "a", &watched("set", 1)).await;
-    put_for(&store, "b", &watched("ttl", 1), Duration::from_secs(60)).await;
+    set_for(&store, "b", &watched("ttl", 1), Duration::from_secs(60)).await;
     assert!(
         store
             .set_if_absent::<Watched>(id("c"), &watched("absent", 1))
@@ -175,10 +175,7 @@ pub async fn expiry_is_the_types_alone<B: Backend + Clone>(backend: B) {
         .await
         .unwrap_err();
     assert!(matches!(err, Error::Unsupported { .. }), "{err:?}");
-    store
-        .set_with::<Session>(1, &session(1), crate::SetOptions::new().ttl(THIRTY_MINUTES))
-        .await
-        .unwrap();
+    set_for(&store, 1, &session(1), THIRTY_MINUTES).await;
     store.set::<Session>(2, &session(2)).await.unwrap();
     for id in [1, 2] {
         let left = store.ttl::<Session>(id).await.unwrap().unwrap();

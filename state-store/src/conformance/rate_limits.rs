@@ -137,11 +137,7 @@ pub async fn rate_limits_refuse_values_that_are_not_counters<B: Backend + Clone>
                 "{raw:?}: {err:?}"
             );
             assert_eq!(
-                backend
-                    .get(key, GetOptions::new())
-                    .await
-                    .unwrap()
-                    .as_deref(),
+                stored(&backend, key).await.as_deref(),
                 Some(raw),
                 "unchanged"
             );

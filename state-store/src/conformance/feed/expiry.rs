@@ -14,12 +14,12 @@ pub async fn expiries_are_changes<B: Backend + Clone>(backend: B) {
     let mut one = store.watch_id::<Watched>(id("short")).await.unwrap();
     let short = Duration::from_millis(100);
 
-    put_for(&store, "short", &watched("short", 1), short).await;
-    put_for(&store, "removed", &watched("removed", 1), short).await;
+    set_for(&store, "short", &watched("short", 1), short).await;
+    set_for(&store, "removed", &watched("removed", 1), short).await;
     assert!(store.remove::<Watched>(id("removed")).await.unwrap());
-    put_for(&store, "renewed", &watched("renewed", 1), short).await;
+    set_for(&store, "renewed", &watched("renewed", 1), short).await;
     put(&store, "renewed", &watched("renewed", 2)).await;
-    put_for(&store, "updated", &watched("updated", 1), short * 3).await;
+    set_for(&store, "updated", &watched("updated", 1), short * 3).await;
     store
         .update::<Watched>(id("updated"), |w| w.map(|w| watched("updated", w.step + 1)))
         .await
@@ -157,12 +157,9 @@ pub async fn expiries_stay_in_their_namespace<B: Backend + Clone>(backend: B) {
     let mut other_jobs = other.watch::<Watched>().await.unwrap();
     let short = Duration::from_millis(100);
 
-    put_for(&named, "x", &watched("named", 1), short).await;
-    named
-        .set_with::<Session>(1, &session(1), crate::SetOptions::new().ttl(short))
-        .await
-        .unwrap();
-    put_for(&other, "x", &watched("other", 1), short).await;
+    set_for(&named, "x", &watched("named", 1), short).await;
+    set_for(&named, 1, &session(1), short).await;
+    set_for(&other, "x", &watched("other", 1), short).await;
     for (changes, name) in [
         (&mut named_jobs, "namespace `watched`"),
         (&mut other_jobs, "namespace `feed-a`"),

@@ -162,20 +162,6 @@ pub(crate) async fn put<B: Backend>(store: &Store<B>, id: &str, value: &Watched)
     store.set::<Watched>(id.to_string(), value).await.unwrap();
 }
 
-/// Stores `value` as the `Watched` of `id`, expiring after `ttl`.
-pub(crate) async fn put_for<B: Backend>(
-    store: &Store<B>,
-    id: &str,
-    value: &Watched,
-    ttl: Duration,
-) {
-    let options = crate::SetOptions::new().ttl(ttl);
-    store
-        .set_with::<Watched>(id.to_string(), value, options)
-        .await
-        .unwrap();
-}
-
 /// `Change::Set` of a `Watched`.
 pub(crate) fn set_of(id: &str, value: Watched) -> Change<Watched> {
     Change::Set {

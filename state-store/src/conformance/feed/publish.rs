@@ -30,7 +30,7 @@ pub async fn writes_publish_their_changes<B: Backend + Clone>(
 
     put(&store, "a", &watched("queued", 1)).await;
     expect_change(&mut jobs, set_of("a", watched("queued", 1)), "set").await;
-    put_for(&store, "a", &watched("queued", 2), ttl).await;
+    set_for(&store, "a", &watched("queued", 2), ttl).await;
     expect_change(&mut jobs, set_of("a", watched("queued", 2)), "set_with_ttl").await;
     assert!(
         store
@@ -390,14 +390,7 @@ pub async fn types_without_notify_publish_nothing<B: Backend + Clone>(backend: B
     let mut totals = feed_of(&backend).watch(&Watch::new("total")).await.unwrap();
 
     store.set::<Session>(1, &session(1)).await.unwrap();
-    store
-        .set_with::<Session>(
-            1,
-            &session(2),
-            crate::SetOptions::new().ttl(Duration::from_secs(60)),
-        )
-        .await
-        .unwrap();
+    set_for(&store, 1, &session(2), Duration::from_secs(60)).await;
     assert!(
         store
             .set_if_absent::<Session>(2, &session(2))
