@@ -306,15 +306,7 @@ pub async fn update_keeps_the_remaining_expiry<B: Backend + Clone>(backend: B) {
         runs: 0,
     };
     set_for(&store, 1, &task, Duration::from_secs(10)).await;
-    store
-        .update::<Task>(1, |t| {
-            t.map(|t| Task {
-                runs: t.runs + 1,
-                ..t
-            })
-        })
-        .await
-        .unwrap();
+    store.update::<Task>(1, |t| t.map(ran_again)).await.unwrap();
     let left = expiry_left::<Task>(&store, 1, "still expires").await;
     assert!(
         left <= Duration::from_secs(10),
@@ -383,15 +375,7 @@ pub async fn concurrent_updates_lose_nothing<B: Backend + Clone>(backend: B) {
             tokio::spawn(async move {
                 let (mut ok, mut conflicts) = (0u64, 0u64);
                 for _ in 0..50 {
-                    match store
-                        .update::<Task>(5, |t| {
-                            t.map(|t| Task {
-                                runs: t.runs + 1,
-                                ..t
-                            })
-                        })
-                        .await
-                    {
+                    match store.update::<Task>(5, |t| t.map(ran_again)).await {
                         Ok(_) => ok += 1,
                         Err(Error::Conflict { .. }) => conflicts += 1,
                         Err(e) => panic!("{e}"),

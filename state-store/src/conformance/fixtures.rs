@@ -96,6 +96,14 @@ pub struct Task {
     pub runs: u64,
 }
 
+/// `task` after one more run.
+pub(crate) fn ran_again(task: Task) -> Task {
+    Task {
+        runs: task.runs + 1,
+        ..task
+    }
+}
+
 /// A state type of the change-feed checks: `Watched`, notified (its writes announce
 /// themselves, so [`Store::watch`] reads them), with a String id and a ttl of seven days.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -171,6 +171,28 @@ pub async fn undecodable_changes_are_errors_and_the_feed_goes_on<B: Backend + Cl
     .await;
 }
 
+/// Reads what a watcher that lagged behind a burst of writes to `burst` holds: one
+/// [`Error::Lagged`] counting `missed`, then the sets of the steps `newest`, in order.
+async fn lagged_then_newest(
+    changes: &mut Changes<Watched>,
+    missed: u64,
+    newest: std::ops::Range<u64>,
+    what: &str,
+) {
+    match next_item(changes, what).await {
+        Err(Error::Lagged { missed: m }) => assert_eq!(m, missed, "{what}"),
+        other => panic!("{what}: expected Lagged {{ missed: {missed} }}, got {other:?}"),
+    }
+    for n in newest {
+        expect_change(
+            changes,
+            set_of("burst", watched("burst", n)),
+            &format!("{what}: the newest, {n}"),
+        )
+        .await;
+    }
+}
+
 /// A watcher that reads nothing while more changes than its buffer arrive gets one
 /// [`Error::Lagged`] with how many were dropped, then the newest ones in order, and is then in
 /// step again; other watchers lose nothing. Watching with `watch_buffer(8)`, 100 writes give
@@ -213,37 +235,12 @@ pub async fn slow_watchers_lag_and_keep_the_newest<B: Backend + Clone>(backend: 
         // The watcher of every id holds the newest 8 of the burst and the fence.
         let missed = writes + 1 - 8;
         let what = format!("round {round}: {writes} writes and one more into a buffer of 8");
-        match next_item(&mut lagging, &what).await {
-            Err(Error::Lagged { missed: m }) => assert_eq!(m, missed, "{what}"),
-            other => panic!("{what}: expected Lagged {{ missed: {missed} }}, got {other:?}"),
-        }
-        for n in writes - 7..writes {
-            expect_change(
-                &mut lagging,
-                set_of("burst", watched("burst", n)),
-                &format!("{what}: the newest, {n}"),
-            )
-            .await;
-        }
+        lagged_then_newest(&mut lagging, missed, writes - 7..writes, &what).await;
         expect_change(&mut lagging, set_of(fence_id, marker), &what).await;
 
         // The watcher of the id holds the newest 8 of the burst.
         let what = format!("round {round}: watch_id, {writes} writes into a buffer of 8");
-        match next_item(&mut lagging_one, &what).await {
-            Err(Error::Lagged { missed: m }) => assert_eq!(m, writes - 8, "{what}"),
-            other => panic!(
-                "{what}: expected Lagged {{ missed: {} }}, got {other:?}",
-                writes - 8
-            ),
-        }
-        for n in writes - 8..writes {
-            expect_change(
-                &mut lagging_one,
-                set_of("burst", watched("burst", n)),
-                &format!("{what}: the newest, {n}"),
-            )
-            .await;
-        }
+        lagged_then_newest(&mut lagging_one, writes - 8, writes - 8..writes, &what).await;
         nothing_before_sentinel(
             &store,
             &mut lagging_one,
