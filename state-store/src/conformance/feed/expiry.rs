@@ -95,20 +95,10 @@ pub async fn rate_limit_checks_publish_only_their_windows_expiry<B: Backend + Cl
     let mut windows = store.watch::<WatchedWindow>().await.unwrap();
     let mut paces = store.watch::<WatchedPace>().await.unwrap();
     for _ in 0..2 {
-        assert!(
-            store
-                .check::<WatchedWindow>(id("client"))
-                .await
-                .unwrap()
-                .allowed
-        );
-        assert!(
-            store
-                .check::<WatchedPace>(id("client"))
-                .await
-                .unwrap()
-                .allowed
-        );
+        let window = store.check::<WatchedWindow>(id("client")).await.unwrap();
+        assert!(window.allowed, "{window:?}");
+        let pace = store.check::<WatchedPace>(id("client")).await.unwrap();
+        assert!(pace.allowed, "{pace:?}");
     }
     // Nothing for the checks themselves: the next item is a write made after them.
     nothing_before_sentinel(

@@ -337,6 +337,19 @@ pub async fn watchers_come_and_go<B: Backend + Clone>(backend: B) {
     }
 }
 
+/// Starts a watcher of `Watched`, writes `a` (`after watch`, `round`) and expects that write to
+/// be the first change the watcher hears; `made` says when the watcher was made.
+async fn first_heard_is_the_next_write<B: Backend>(store: &Store<B>, round: u64, made: &str) {
+    let mut changes = store.watch::<Watched>().await.unwrap();
+    put(store, "a", &watched("after watch", round)).await;
+    expect_change(
+        &mut changes,
+        set_of("a", watched("after watch", round)),
+        &format!("round {round}: the first change of a watcher made {made}"),
+    )
+    .await;
+}
+
 /// A watcher hears the changes stored after it started, never one stored before `watch` was
 /// called (which, arriving after a read of the state, would take a reader back to an older
 /// value): neither beside a watcher of the type that has changes still on their way (10 rounds
@@ -358,33 +371,14 @@ pub async fn watchers_hear_nothing_from_before_watch<B: Backend + Clone>(backend
             .map(|n| (format!("burst-{n}"), watched("before watch", round)))
             .collect();
         store.set_many::<Watched>(&burst).await.unwrap();
-        let mut changes = store.watch::<Watched>().await.unwrap();
-        put(&store, "a", &watched("after watch", round)).await;
-        expect_change(
-            &mut changes,
-            set_of("a", watched("after watch", round)),
-            &format!(
-                "round {round}: the first change of a watcher made beside a busy one, after 450 \
-                 writes"
-            ),
-        )
-        .await;
+        first_heard_is_the_next_write(&store, round, "beside a busy one, after 450 writes").await;
     }
     drop(busy);
 
     for round in 0..50 {
         drop(store.watch::<Watched>().await.unwrap());
         put(&store, "a", &watched("before watch", round)).await;
-        let mut changes = store.watch::<Watched>().await.unwrap();
-        put(&store, "a", &watched("after watch", round)).await;
-        expect_change(
-            &mut changes,
-            set_of("a", watched("after watch", round)),
-            &format!(
-                "round {round}: the first change of a watcher made after the last one was \
-                 dropped and a write"
-            ),
-        )
-        .await;
+        let made = "after the last one was dropped and a write";
+        first_heard_is_the_next_write(&store, round, made).await;
     }
 }
