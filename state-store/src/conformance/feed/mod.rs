@@ -175,14 +175,29 @@ pub(crate) fn removed_of(id: &str) -> Change<Watched> {
     Change::Removed { id: id.to_string() }
 }
 
-/// For a backend without [`announced_writes_only`](Capabilities::announced_writes_only): the
-/// next item of `changes` is the decode error of the value written under `key` without a
-/// channel.
-pub(crate) async fn heard_as_decode_error<S>(changes: &mut Changes<S>, key: &str)
-where
-    S: StateKey + fmt::Debug,
-    S::Id: fmt::Debug,
+/// Writes `bytes`, which do not decode as `S`, under the key of `S`'s `id` straight to the
+/// backend, without a channel (as an older or foreign writer would). For a backend without
+/// [`announced_writes_only`](Capabilities::announced_writes_only), the next item of `changes`
+/// must then be the decode error of that value.
+pub(crate) async fn write_undecodable<B, S>(
+    store: &Store<B>,
+    changes: &mut Changes<S>,
+    id: &str,
+    bytes: &[u8],
+    capabilities: &Capabilities,
+) where
+    B: Backend,
+    S: StateKey<Id = String> + fmt::Debug,
 {
+    let key = store.full_key::<S>(id).unwrap();
+    store
+        .backend()
+        .set(&key, bytes.to_vec(), S::TTL, None)
+        .await
+        .unwrap();
+    if capabilities.announced_writes_only {
+        return;
+    }
     let what = format!("the write of an undecodable value under {key}, without a channel");
     match next_item(changes, &what).await {
         Err(Error::Decode { key: reported, .. }) => assert_eq!(reported, key, "{what}"),

@@ -286,14 +286,7 @@ pub async fn writes_that_change_nothing_publish_nothing<B: Backend + Clone>(
 
     // A value that does not decode, written without announcement: the update fails before
     // writing.
-    let corrupt = store.full_key::<Watched>(id("corrupt")).unwrap();
-    backend
-        .set(&corrupt, b"{oops".to_vec(), Watched::TTL, None)
-        .await
-        .unwrap();
-    if !capabilities.announced_writes_only {
-        heard_as_decode_error(&mut jobs, &corrupt).await;
-    }
+    write_undecodable(&store, &mut jobs, "corrupt", b"{oops", capabilities).await;
     let err = store
         .update::<Watched>(id("corrupt"), |_| Some(watched("never", 1)))
         .await
@@ -302,14 +295,7 @@ pub async fn writes_that_change_nothing_publish_nothing<B: Backend + Clone>(
     quiet(&mut jobs, "an update of a value that does not decode").await;
 
     // Increments that fail change nothing and announce nothing.
-    let text = store.full_key::<WatchedCount>(id("text")).unwrap();
-    backend
-        .set(&text, b"1.5".to_vec(), WatchedCount::TTL, None)
-        .await
-        .unwrap();
-    if !capabilities.announced_writes_only {
-        heard_as_decode_error(&mut counts, &text).await;
-    }
+    write_undecodable(&store, &mut counts, "text", b"1.5", capabilities).await;
     let err = store.incr::<WatchedCount>(id("text"), 1).await.unwrap_err();
     assert!(matches!(err, Error::NotACounter { .. }), "{err:?}");
     store
