@@ -61,20 +61,14 @@ pub async fn bulk_reads_and_writes<B: Backend + Clone>(backend: B) {
     );
 
     let read_only = Store::new(backend.clone()).namespace("bulk");
-    assert!(matches!(
-        read_only.set_many::<Session>(&items).await.unwrap_err(),
-        Error::Disabled {
-            operation: "set_many",
-            ..
-        }
-    ));
-    assert!(matches!(
-        read_only.remove_many::<Session>([3u64]).await.unwrap_err(),
-        Error::Disabled {
-            operation: "remove_many",
-            ..
-        }
-    ));
+    assert_disabled(
+        &read_only.set_many::<Session>(&items).await.unwrap_err(),
+        "set_many",
+    );
+    assert_disabled(
+        &read_only.remove_many::<Session>([3u64]).await.unwrap_err(),
+        "remove_many",
+    );
     assert!(read_only.exists::<Session>(3).await.unwrap());
 }
 

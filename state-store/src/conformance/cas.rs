@@ -67,16 +67,7 @@ pub async fn update_changes_only_what_the_closure_accepts<B: Backend + Clone>(ba
         })
         .await
         .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::Disabled {
-                operation: "update",
-                ..
-            }
-        ),
-        "{err:?}"
-    );
+    assert_disabled(&err, "update");
     assert!(!store.exists::<Task>(3).await.unwrap());
 }
 
@@ -86,24 +77,18 @@ pub async fn update_changes_only_what_the_closure_accepts<B: Backend + Clone>(ba
 pub async fn touch_slides_the_expiry<B: Backend + Clone>(backend: B) {
     let store = writable(&backend);
     let short = Duration::from_secs(60);
-    store
-        .set_with::<Session>(1, &session(1), crate::SetOptions::new().ttl(short))
-        .await
-        .unwrap();
+    set_for(&store, 1, &session(1), short).await;
     assert!(store.touch::<Session>(1).await.unwrap());
-    let left = store.ttl::<Session>(1).await.unwrap().expect("expires");
+    let left = expiry_left::<Session>(&store, 1, "expires").await;
     assert!(left > short && left <= THIRTY_MINUTES, "touch: {left:?}");
     assert_eq!(store.get::<Session>(1).await.unwrap(), Some(session(1)));
 
-    store
-        .set_with::<Session>(2, &session(2), crate::SetOptions::new().ttl(short))
-        .await
-        .unwrap();
+    set_for(&store, 2, &session(2), short).await;
     assert_eq!(
         store.get_and_touch::<Session>(2).await.unwrap(),
         Some(session(2))
     );
-    let left = store.ttl::<Session>(2).await.unwrap().expect("expires");
+    let left = expiry_left::<Session>(&store, 2, "expires").await;
     assert!(
         left > short && left <= THIRTY_MINUTES,
         "get_and_touch: {left:?}"
@@ -117,16 +102,10 @@ pub async fn touch_slides_the_expiry<B: Backend + Clone>(backend: B) {
     );
 
     // A type without `ttl`: touching clears an expiry given by `set_with_ttl`.
-    store
-        .set_with::<Marker>(1, &Marker(1), crate::SetOptions::new().ttl(short))
-        .await
-        .unwrap();
+    set_for(&store, 1, &Marker(1), short).await;
     assert!(store.touch::<Marker>(1).await.unwrap());
     assert_eq!(store.ttl::<Marker>(1).await.unwrap(), None);
-    store
-        .set_with::<Marker>(2, &Marker(2), crate::SetOptions::new().ttl(short))
-        .await
-        .unwrap();
+    set_for(&store, 2, &Marker(2), short).await;
     assert_eq!(
         store.get_and_touch::<Marker>(2).await.unwrap(),
         Some(Marker(2))
@@ -156,12 +135,9 @@ pub async fn update_and_touch_slides_the_expiry<B: Backend + Clone>(backend: B) 
             s
         })
     };
-    store
-        .set_with::<Session>(1, &session(1), crate::SetOptions::new().ttl(short))
-        .await
-        .unwrap();
+    set_for(&store, 1, &session(1), short).await;
     store.update::<Session>(1, bump).await.unwrap();
-    let left = store.ttl::<Session>(1).await.unwrap().expect("expires");
+    let left = expiry_left::<Session>(&store, 1, "expires").await;
     assert!(left <= short, "update: {left:?}");
     let now = store
         .update_with::<Session>(1, crate::UpdateOptions::new().refresh_ttl(), bump)
@@ -169,22 +145,19 @@ pub async fn update_and_touch_slides_the_expiry<B: Backend + Clone>(backend: B) 
         .unwrap();
     assert!(now.is_written());
     assert_eq!(now.into_value().map(|s| s.updated_at), Some(3));
-    let left = store.ttl::<Session>(1).await.unwrap().expect("expires");
+    let left = expiry_left::<Session>(&store, 1, "expires").await;
     assert!(
         left > short && left <= THIRTY_MINUTES,
         "update_and_touch: {left:?}"
     );
 
-    store
-        .set_with::<Session>(2, &session(2), crate::SetOptions::new().ttl(short))
-        .await
-        .unwrap();
+    set_for(&store, 2, &session(2), short).await;
     let now = store
         .update_with::<Session>(2, crate::UpdateOptions::new().refresh_ttl(), |_| None)
         .await
         .unwrap();
     assert_eq!(now, crate::Updated::Unchanged(Some(session(2))));
-    let left = store.ttl::<Session>(2).await.unwrap().expect("expires");
+    let left = expiry_left::<Session>(&store, 2, "expires").await;
     assert!(
         left <= short,
         "a declined change extended the expiry: {left:?}"
@@ -196,7 +169,7 @@ pub async fn update_and_touch_slides_the_expiry<B: Backend + Clone>(backend: B) 
         })
         .await
         .unwrap();
-    let left = store.ttl::<Session>(3).await.unwrap().expect("expires");
+    let left = expiry_left::<Session>(&store, 3, "expires").await;
     assert!(left > short && left <= THIRTY_MINUTES, "created: {left:?}");
 }
 
@@ -314,11 +287,7 @@ pub async fn remove_if_removes_only_what_the_check_accepts<B: Backend + Clone>(b
             })
         })
         .collect();
-    let mut removed = 0;
-    for racer in racers {
-        removed += usize::from(racer.await.unwrap());
-    }
-    assert_eq!(removed, 1);
+    assert_eq!(winners(racers).await, 1);
 
     let no_remove = Store::new(backend.clone()).enable_set();
     no_remove.set::<Task>(3, &task("done")).await.unwrap();
@@ -336,24 +305,9 @@ pub async fn update_keeps_the_remaining_expiry<B: Backend + Clone>(backend: B) {
         status: "queued".into(),
         runs: 0,
     };
-    store
-        .set_with::<Task>(
-            1,
-            &task,
-            crate::SetOptions::new().ttl(Duration::from_secs(10)),
-        )
-        .await
-        .unwrap();
-    store
-        .update::<Task>(1, |t| {
-            t.map(|t| Task {
-                runs: t.runs + 1,
-                ..t
-            })
-        })
-        .await
-        .unwrap();
-    let left = store.ttl::<Task>(1).await.unwrap().expect("still expires");
+    set_for(&store, 1, &task, Duration::from_secs(10)).await;
+    store.update::<Task>(1, |t| t.map(ran_again)).await.unwrap();
+    let left = expiry_left::<Task>(&store, 1, "still expires").await;
     assert!(
         left <= Duration::from_secs(10),
         "update reset the ttl: {left:?}"
@@ -396,11 +350,7 @@ pub async fn update_of_a_corrupt_value_is_a_decode_error<B: Backend + Clone>(bac
         "the closure never sees a value that did not decode"
     );
     assert_eq!(
-        backend
-            .get("task:9", GetOptions::new())
-            .await
-            .unwrap()
-            .as_deref(),
+        stored(&backend, "task:9").await.as_deref(),
         Some(&b"{oops"[..])
     );
 }
@@ -425,15 +375,7 @@ pub async fn concurrent_updates_lose_nothing<B: Backend + Clone>(backend: B) {
             tokio::spawn(async move {
                 let (mut ok, mut conflicts) = (0u64, 0u64);
                 for _ in 0..50 {
-                    match store
-                        .update::<Task>(5, |t| {
-                            t.map(|t| Task {
-                                runs: t.runs + 1,
-                                ..t
-                            })
-                        })
-                        .await
-                    {
+                    match store.update::<Task>(5, |t| t.map(ran_again)).await {
                         Ok(_) => ok += 1,
                         Err(Error::Conflict { .. }) => conflicts += 1,
                         Err(e) => panic!("{e}"),
@@ -491,11 +433,7 @@ pub async fn set_if_absent_never_overwrites<B: Backend + Clone>(backend: B) {
             })
         })
         .collect();
-    let mut winners = 0;
-    for task in tasks {
-        winners += usize::from(task.await.unwrap());
-    }
-    assert_eq!(winners, 1);
+    assert_eq!(winners(tasks).await, 1);
 }
 
 // ---- bulk -----------------------------------------------------------------------------------

@@ -7,11 +7,7 @@ pub async fn incr_counts_and_starts_the_window_once<B: Backend + Clone>(backend:
     let store = writable(&backend);
     let user = "alice".to_string();
     assert_eq!(store.incr::<ApiCalls>(&user, 1).await.unwrap(), 1);
-    let first = store
-        .ttl::<ApiCalls>(&user)
-        .await
-        .unwrap()
-        .expect("window started");
+    let first = expiry_left::<ApiCalls>(&store, &user, "window started").await;
     assert!(
         first <= Duration::from_secs(60) && first > Duration::from_secs(59),
         "{first:?}"
@@ -47,16 +43,7 @@ pub async fn incr_is_a_write<B: Backend + Clone>(backend: B) {
         .incr::<Total>(1, 1)
         .await
         .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::Disabled {
-                operation: "incr",
-                ..
-            }
-        ),
-        "{err:?}"
-    );
+    assert_disabled(&err, "incr");
     assert!(!backend.exists("total:1").await.unwrap());
 }
 
@@ -81,11 +68,7 @@ pub async fn incr_refuses_non_integers_and_overflow<B: Backend + Clone>(backend:
         };
         assert_eq!(key, "total:2");
         assert_eq!(
-            backend
-                .get("total:2", GetOptions::new())
-                .await
-                .unwrap()
-                .as_deref(),
+            stored(&backend, "total:2").await.as_deref(),
             Some(raw),
             "unchanged"
         );

@@ -37,27 +37,17 @@ pub async fn changes_arrive_in_order_and_converge<B: Backend + Clone>(backend: B
             value.step
         );
     }
-    let mut before = 0;
-    while before < WRITES {
-        let what = format!("the changes of writer-0 after step {before}");
-        let Change::Set { id, value } = next_change(&mut one, &what).await else {
-            panic!("{what}: only sets were written");
-        };
-        assert_eq!(id, "writer-0", "{what}");
-        assert!(value.step > before, "{what}: got step {}", value.step);
-        before = value.step;
-    }
+    let of_writer = "the changes of writer-0 after step";
+    rising_to(&mut one, "writer-0", WRITES, |w| w.step, of_writer).await;
     let total = (WRITERS * WRITES) as i64;
-    let mut before = 0;
-    while before < total {
-        let what = format!("the shared count after {before}");
-        let Change::Set { id, value } = next_change(&mut counts, &what).await else {
-            panic!("{what}: only sets were written");
-        };
-        assert_eq!(id, "shared", "{what}");
-        assert!(value.0 > before, "{what}: got {}", value.0);
-        before = value.0;
-    }
+    rising_to(
+        &mut counts,
+        "shared",
+        total,
+        |c| c.0,
+        "the shared count after",
+    )
+    .await;
     nothing_before_sentinel(
         &store,
         &mut all,
@@ -66,6 +56,32 @@ pub async fn changes_arrive_in_order_and_converge<B: Backend + Clone>(backend: B
         "coalesced writes, beyond their own changes,",
     )
     .await;
+}
+
+/// Reads the changes of `id` until one numbers `last` (`number` gives a value's number, from
+/// 0): each a set of `id` numbered above the one before, so that coalesced changes still come
+/// in order and never twice. `what` names them, followed by the number reached.
+async fn rising_to<S, N>(
+    changes: &mut Changes<S>,
+    id: &str,
+    last: N,
+    number: impl Fn(&S) -> N,
+    what: &str,
+) where
+    S: StateKey<Id = String> + fmt::Debug,
+    N: Copy + Default + PartialOrd + fmt::Display,
+{
+    let mut before = N::default();
+    while before < last {
+        let what = format!("{what} {before}");
+        let Change::Set { id: got, value } = next_change(changes, &what).await else {
+            panic!("{what}: only sets were written");
+        };
+        assert_eq!(got, id, "{what}");
+        let now = number(&value);
+        assert!(now > before, "{what}: got {now}");
+        before = now;
+    }
 }
 
 /// For a backend without a change feed (detected, or declared with
@@ -92,18 +108,8 @@ pub async fn feed_is_unsupported<B: Backend + Clone>(backend: B) {
         );
     }
 
-    store
-        .set::<Watched>(id("a"), &watched("set", 1))
-        .await
-        .unwrap();
-    store
-        .set_with::<Watched>(
-            id("b"),
-            &watched("ttl", 1),
-            crate::SetOptions::new().ttl(Duration::from_secs(60)),
-        )
-        .await
-        .unwrap();
+    put(&store, "a", &watched("set", 1)).await;
+    set_for(&store, "b", &watched("ttl", 1), Duration::from_secs(60)).await;
     assert!(
         store
             .set_if_absent::<Watched>(id("c"), &watched("absent", 1))
@@ -185,10 +191,7 @@ pub async fn expiry_is_the_types_alone<B: Backend + Clone>(backend: B) {
         .await
         .unwrap_err();
     assert!(matches!(err, Error::Unsupported { .. }), "{err:?}");
-    store
-        .set_with::<Session>(1, &session(1), crate::SetOptions::new().ttl(THIRTY_MINUTES))
-        .await
-        .unwrap();
+    set_for(&store, 1, &session(1), THIRTY_MINUTES).await;
     store.set::<Session>(2, &session(2)).await.unwrap();
     for id in [1, 2] {
         let left = store.ttl::<Session>(id).await.unwrap().unwrap();
@@ -219,15 +222,7 @@ pub async fn kept_expiry_restarts<B: Backend + Clone>(backend: B) {
     };
     store.set::<Task>(1, &task).await.unwrap();
     tokio::time::sleep(Duration::from_millis(1_100)).await;
-    store
-        .update::<Task>(1, |t| {
-            t.map(|t| Task {
-                runs: t.runs + 1,
-                ..t
-            })
-        })
-        .await
-        .unwrap();
+    store.update::<Task>(1, |t| t.map(ran_again)).await.unwrap();
     let left = store.ttl::<Task>(1).await.unwrap().unwrap();
     assert!(
         left > Duration::from_secs(3600) - Duration::from_millis(500),
@@ -247,10 +242,7 @@ pub async fn each_watcher_lags_alone<B: Backend + Clone>(backend: B) {
     let store = writable(&backend).watch_buffer(8);
     let mut lagging = store.watch::<Watched>().await.unwrap();
     for n in 0..100 {
-        store
-            .set::<Watched>("burst".to_string(), &watched("burst", n))
-            .await
-            .unwrap();
+        put(&store, "burst", &watched("burst", n)).await;
     }
     let mut missed = 0;
     let mut last = None;
@@ -273,14 +265,6 @@ pub async fn each_watcher_lags_alone<B: Backend + Clone>(backend: B) {
 /// stored; `touch` as a change to the same value.
 pub async fn every_write_is_heard<B: Backend + Clone>(backend: B) {
     let store = writable(&backend);
-    let next_event = async |events: &mut BoxStream<'static, crate::Result<Event>>, what: &str| {
-        match tokio::time::timeout(FEED_WAIT, events.next()).await {
-            Ok(Some(Ok(event))) => event,
-            Ok(Some(Err(e))) => panic!("{what}: expected a change, got the error {e:?}"),
-            Ok(None) => panic!("{what}: the change feed ended"),
-            Err(_) => panic!("{what}: no change arrived within {FEED_WAIT:?}"),
-        }
-    };
     let set = |key: &str, value: &[u8]| Event::Set {
         key: key.into(),
         value: value.into(),

@@ -33,54 +33,51 @@ pub struct Unencodable {
     pub by_pair: HashMap<(u8, u8), u8>,
 }
 
-/// A counter whose window is its ttl.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, StateKey)]
-#[state(prefix = "ratelimit", id = String, ttl = "1m")]
-pub struct ApiCalls(pub i64);
-
-/// A counter without expiry.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, StateKey)]
-#[state(prefix = "total", id = u8)]
-pub struct Total(pub i64);
-
-/// Rate limits whose windows outlast a test: exact counts under concurrency.
-#[derive(Debug, Serialize, Deserialize, StateKey)]
-#[state(prefix = "hourly-fixed", id = String)]
-pub struct HourlyFixed(pub i64);
-#[diagnostic::do_not_recommend]
-impl RateLimit for HourlyFixed {
-    const QUOTA: Quota = Quota::per_hour(100);
-    const POLICY: Policy = Policy::FixedWindow;
+// The counters implement `Counter` by hand rather than through `#[state(counter)]`, so that
+// `do_not_recommend` keeps them out of users' compiler messages ("the following other types
+// implement trait `Counter`") when the `conformance` feature is on; the rate limits' `RateLimit`
+// likewise. `counters!` writes, for each `Name(derives) [state(...)] [limit(quota, policy)];`, a
+// `pub struct Name(pub i64)` deriving `Debug`, `Serialize`, `Deserialize` and the derives named
+// (and `StateKey`, with the `state(...)` given, when there is one), its `Counter`, and with
+// `limit(...)` its `RateLimit` of that quota and policy.
+macro_rules! counters {
+    ($(
+        $(#[$doc:meta])*
+        $name:ident($($derive:ident),*)
+        $(state($($state:tt)*))?
+        $(limit($quota:expr, $policy:ident))?;
+    )*) => {$(
+        $(#[$doc])*
+        #[derive(Debug, $($derive,)* Serialize, Deserialize)]
+        $(#[derive(StateKey)] #[state($($state)*)])?
+        pub struct $name(pub i64);
+        $(
+            #[diagnostic::do_not_recommend]
+            impl RateLimit for $name {
+                const QUOTA: Quota = $quota;
+                const POLICY: Policy = Policy::$policy;
+            }
+        )?
+        #[diagnostic::do_not_recommend]
+        impl crate::Counter for $name {}
+    )*};
 }
 
-/// A state type of the checks: `HourlySmooth`.
-#[derive(Debug, Serialize, Deserialize, StateKey)]
-#[state(prefix = "hourly-smooth", id = String)]
-pub struct HourlySmooth(pub i64);
-#[diagnostic::do_not_recommend]
-impl RateLimit for HourlySmooth {
-    const QUOTA: Quota = Quota::per_hour(100);
-    const POLICY: Policy = Policy::Smooth;
-}
-
-/// Ten a second, both ways: for windows and edges.
-#[derive(Debug, Serialize, Deserialize, StateKey)]
-#[state(prefix = "fast-fixed", id = u32)]
-pub struct FastFixed(pub i64);
-#[diagnostic::do_not_recommend]
-impl RateLimit for FastFixed {
-    const QUOTA: Quota = Quota::per_second(10);
-    const POLICY: Policy = Policy::FixedWindow;
-}
-
-/// A state type of the checks: `FastSmooth`.
-#[derive(Debug, Serialize, Deserialize, StateKey)]
-#[state(prefix = "fast-smooth", id = u32)]
-pub struct FastSmooth(pub i64);
-#[diagnostic::do_not_recommend]
-impl RateLimit for FastSmooth {
-    const QUOTA: Quota = Quota::per_second(10);
-    const POLICY: Policy = Policy::Smooth;
+counters! {
+    /// A counter whose window is its ttl.
+    ApiCalls(Clone, Copy, PartialEq) state(prefix = "ratelimit", id = String, ttl = "1m");
+    /// A counter without expiry.
+    Total(Clone, Copy, PartialEq) state(prefix = "total", id = u8);
+    /// Rate limits whose windows outlast a test: exact counts under concurrency.
+    HourlyFixed() state(prefix = "hourly-fixed", id = String)
+        limit(Quota::per_hour(100), FixedWindow);
+    /// A state type of the checks: `HourlySmooth`.
+    HourlySmooth() state(prefix = "hourly-smooth", id = String)
+        limit(Quota::per_hour(100), Smooth);
+    /// Ten a second, both ways: for windows and edges.
+    FastFixed() state(prefix = "fast-fixed", id = u32) limit(Quota::per_second(10), FixedWindow);
+    /// A state type of the checks: `FastSmooth`.
+    FastSmooth() state(prefix = "fast-smooth", id = u32) limit(Quota::per_second(10), Smooth);
 }
 
 /// The longest ttl the derive accepts: every backend must take it (one more second does not
@@ -99,31 +96,13 @@ pub struct Task {
     pub runs: u64,
 }
 
-// The counters implement `Counter` by hand rather than through `#[state(counter)]`, so that
-// `do_not_recommend` keeps them out of users' compiler messages ("the following other types
-// implement trait `Counter`") when the `conformance` feature is on.
-#[diagnostic::do_not_recommend]
-impl crate::Counter for ApiCalls {}
-#[diagnostic::do_not_recommend]
-impl crate::Counter for Total {}
-#[diagnostic::do_not_recommend]
-impl crate::Counter for HourlyFixed {}
-#[diagnostic::do_not_recommend]
-impl crate::Counter for HourlySmooth {}
-#[diagnostic::do_not_recommend]
-impl crate::Counter for FastFixed {}
-#[diagnostic::do_not_recommend]
-impl crate::Counter for FastSmooth {}
-#[diagnostic::do_not_recommend]
-impl crate::Counter for WatchedCount {}
-#[diagnostic::do_not_recommend]
-impl crate::Counter for WatchedFixed {}
-#[diagnostic::do_not_recommend]
-impl crate::Counter for WatchedSmooth {}
-#[diagnostic::do_not_recommend]
-impl crate::Counter for WatchedWindow {}
-#[diagnostic::do_not_recommend]
-impl crate::Counter for WatchedPace {}
+/// `task` after one more run.
+pub(crate) fn ran_again(task: Task) -> Task {
+    Task {
+        runs: task.runs + 1,
+        ..task
+    }
+}
 
 /// A state type of the change-feed checks: `Watched`, notified (its writes announce
 /// themselves, so [`Store::watch`] reads them), with a String id and a ttl of seven days.
@@ -135,47 +114,20 @@ pub struct Watched {
     pub step: u64,
 }
 
-/// A notified counter: `incr` announces the new count. Its prefix starts with `Watched`'s, so
-/// that a feed that routes keys by prefix alone shows up.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct WatchedCount(pub i64);
-
-/// A notified fixed-window rate limit, three calls an hour: its checks announce nothing.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct WatchedFixed(pub i64);
-#[diagnostic::do_not_recommend]
-impl RateLimit for WatchedFixed {
-    const QUOTA: Quota = Quota::per_hour(3);
-    const POLICY: Policy = Policy::FixedWindow;
-}
-
-/// A notified smooth rate limit, three calls an hour: its checks announce nothing.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct WatchedSmooth(pub i64);
-#[diagnostic::do_not_recommend]
-impl RateLimit for WatchedSmooth {
-    const QUOTA: Quota = Quota::per_hour(3);
-    const POLICY: Policy = Policy::Smooth;
-}
-
-/// A notified fixed-window rate limit, ten calls a second: its window ends a second after its
-/// first check.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct WatchedWindow(pub i64);
-#[diagnostic::do_not_recommend]
-impl RateLimit for WatchedWindow {
-    const QUOTA: Quota = Quota::per_second(10);
-    const POLICY: Policy = Policy::FixedWindow;
-}
-
-/// A notified smooth rate limit, ten calls a second: its key ends a tenth of a second after a
-/// lone check.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct WatchedPace(pub i64);
-#[diagnostic::do_not_recommend]
-impl RateLimit for WatchedPace {
-    const QUOTA: Quota = Quota::per_second(10);
-    const POLICY: Policy = Policy::Smooth;
+counters! {
+    /// A notified counter: `incr` announces the new count. Its prefix starts with `Watched`'s, so
+    /// that a feed that routes keys by prefix alone shows up.
+    WatchedCount(Clone, Copy, PartialEq);
+    /// A notified fixed-window rate limit, three calls an hour: its checks announce nothing.
+    WatchedFixed(Clone, Copy, PartialEq) limit(Quota::per_hour(3), FixedWindow);
+    /// A notified smooth rate limit, three calls an hour: its checks announce nothing.
+    WatchedSmooth(Clone, Copy, PartialEq) limit(Quota::per_hour(3), Smooth);
+    /// A notified fixed-window rate limit, ten calls a second: its window ends a second after its
+    /// first check.
+    WatchedWindow(Clone, Copy, PartialEq) limit(Quota::per_second(10), FixedWindow);
+    /// A notified smooth rate limit, ten calls a second: its key ends a tenth of a second after a
+    /// lone check.
+    WatchedPace(Clone, Copy, PartialEq) limit(Quota::per_second(10), Smooth);
 }
 
 // The notified types implement `StateKey` and `Notified` by hand rather than through
@@ -268,10 +220,8 @@ pub struct WatchedProfile {
 
 impl From<ProfileV1> for WatchedProfile {
     fn from(old: ProfileV1) -> Self {
-        WatchedProfile {
-            names: vec![old.name],
-            visits: 0,
-        }
+        let Profile { names, visits } = Profile::from(old);
+        WatchedProfile { names, visits }
     }
 }
 

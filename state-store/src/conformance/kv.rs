@@ -37,16 +37,7 @@ pub async fn round_trip<B: Backend + Clone>(backend: B) {
 pub async fn writes_and_removes_are_opt_in<B: Backend + Clone>(backend: B) {
     let read_only = Store::new(backend.clone());
     let err = read_only.set::<Session>(1, &session(1)).await.unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::Disabled {
-                operation: "set",
-                ..
-            }
-        ),
-        "{err:?}"
-    );
+    assert_disabled(&err, "set");
     assert!(err.to_string().contains("enable_set"), "{err}");
     let err = read_only
         .set_with::<Session>(
@@ -56,16 +47,7 @@ pub async fn writes_and_removes_are_opt_in<B: Backend + Clone>(backend: B) {
         )
         .await
         .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::Disabled {
-                operation: "set",
-                ..
-            }
-        ),
-        "{err:?}"
-    );
+    assert_disabled(&err, "set");
     assert!(
         !read_only.exists::<Session>(1).await.unwrap(),
         "nothing written"
@@ -74,16 +56,7 @@ pub async fn writes_and_removes_are_opt_in<B: Backend + Clone>(backend: B) {
     let writer = Store::new(backend.clone()).enable_set();
     writer.set::<Session>(1, &session(1)).await.unwrap();
     let err = writer.remove::<Session>(1).await.unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::Disabled {
-                operation: "remove",
-                ..
-            }
-        ),
-        "{err:?}"
-    );
+    assert_disabled(&err, "remove");
     assert!(err.to_string().contains("enable_remove"), "{err}");
     assert_eq!(
         read_only.get::<Session>(1).await.unwrap(),
@@ -96,11 +69,7 @@ pub async fn writes_and_removes_are_opt_in<B: Backend + Clone>(backend: B) {
 pub async fn set_applies_the_type_ttl<B: Backend + Clone>(backend: B) {
     let store = writable(&backend);
     store.set::<Session>(7, &session(7)).await.unwrap();
-    let left = store
-        .ttl::<Session>(7)
-        .await
-        .unwrap()
-        .expect("a session expires");
+    let left = expiry_left::<Session>(&store, 7, "a session expires").await;
     assert!(
         left <= THIRTY_MINUTES && left > THIRTY_MINUTES - Duration::from_secs(5),
         "{left:?}"
@@ -136,19 +105,8 @@ pub async fn set_resets_the_expiry_to_the_types<B: Backend + Clone>(backend: B) 
     let job = Job {
         status: "queued".into(),
     };
-    store
-        .set_with::<Job>(
-            &job_id,
-            &job,
-            crate::SetOptions::new().ttl(Duration::from_secs(60)),
-        )
-        .await
-        .unwrap();
-    let left = store
-        .ttl::<Job>(&job_id)
-        .await
-        .unwrap()
-        .expect("expiry set");
+    set_for(&store, &job_id, &job, Duration::from_secs(60)).await;
+    let left = expiry_left::<Job>(&store, &job_id, "expiry set").await;
     assert!(
         left <= Duration::from_secs(60) && left > Duration::from_secs(55),
         "{left:?}"
@@ -157,14 +115,7 @@ pub async fn set_resets_the_expiry_to_the_types<B: Backend + Clone>(backend: B) 
     assert_eq!(store.ttl::<Job>(&job_id).await.unwrap(), None);
 
     // A type with ttl: a plain set replaces a custom expiry with the type's.
-    store
-        .set_with::<Session>(
-            8,
-            &session(8),
-            crate::SetOptions::new().ttl(Duration::from_secs(5)),
-        )
-        .await
-        .unwrap();
+    set_for(&store, 8, &session(8), Duration::from_secs(5)).await;
     assert!(store.ttl::<Session>(8).await.unwrap().unwrap() <= Duration::from_secs(5));
     store.set::<Session>(8, &session(8)).await.unwrap();
     assert!(store.ttl::<Session>(8).await.unwrap().unwrap() > Duration::from_secs(29 * 60));
@@ -173,14 +124,7 @@ pub async fn set_resets_the_expiry_to_the_types<B: Backend + Clone>(backend: B) 
 /// Uses tokio's clock: real time on Redis, paused time on the memory backend.
 pub async fn values_expire<B: Backend + Clone>(backend: B) {
     let store = writable(&backend);
-    store
-        .set_with::<Session>(
-            5,
-            &session(5),
-            crate::SetOptions::new().ttl(Duration::from_millis(150)),
-        )
-        .await
-        .unwrap();
+    set_for(&store, 5, &session(5), Duration::from_millis(150)).await;
     store.set::<Session>(6, &session(6)).await.unwrap();
     assert!(store.exists::<Session>(5).await.unwrap());
     let left = store.ttl::<Session>(5).await.unwrap().unwrap();
@@ -298,11 +242,7 @@ pub async fn corrupt_values_are_decode_errors<B: Backend + Clone>(backend: B) {
         assert_eq!(reported, &format!("svc:session:{n}"));
         assert!(err.to_string().contains(&key), "{err}");
         assert_eq!(
-            backend
-                .get(&key, GetOptions::new())
-                .await
-                .unwrap()
-                .as_deref(),
+            stored(&backend, &key).await.as_deref(),
             Some(raw),
             "value kept"
         );

@@ -19,20 +19,13 @@ pub async fn invalid_ttls_are_rejected<B: Backend + Clone>(backend: B) {
     );
     // The derive's ceiling is the store's: the longest ttl that compiles is written.
     store.set::<Forever>(1, &Forever(1)).await.unwrap();
-    let left = store.ttl::<Forever>(1).await.unwrap().expect("expires");
+    let left = expiry_left::<Forever>(&store, 1, "expires").await;
     assert!(
         left > Duration::from_secs(2_305_843_009_213_693 - 60),
         "{left:?}"
     );
     // A fraction of a millisecond rounds up instead of becoming "no expiry" or an error.
-    store
-        .set_with::<Session>(
-            3,
-            &session(3),
-            crate::SetOptions::new().ttl(Duration::from_micros(10)),
-        )
-        .await
-        .unwrap();
+    set_for(&store, 3, &session(3), Duration::from_micros(10)).await;
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert!(!store.exists::<Session>(3).await.unwrap());
 }

@@ -348,6 +348,50 @@ pub(crate) fn feed_of<B: Backend>(backend: &B) -> &dyn ChangeFeed {
         .expect("a feed check ran on a backend without a change feed")
 }
 
+/// Asserts that `err` is [`Error::Disabled`] naming `operation`: a write the store was not
+/// enabled for.
+pub(crate) fn assert_disabled(err: &Error, operation: &str) {
+    assert!(
+        matches!(err, Error::Disabled { operation: refused, .. } if *refused == operation),
+        "{err:?}"
+    );
+}
+
+/// Stores `value` under `id`, expiring after `ttl` instead of the type's ttl.
+pub(crate) async fn set_for<S: StateKey>(
+    store: &Store<impl Backend>,
+    id: impl crate::IdArg<S::Id>,
+    value: &S,
+    ttl: Duration,
+) {
+    let options = crate::SetOptions::new().ttl(ttl);
+    store.set_with::<S>(id, value, options).await.unwrap();
+}
+
+/// The time the value of `id` has left before it expires; a panic saying `what` when it has no
+/// expiry.
+pub(crate) async fn expiry_left<S: StateKey>(
+    store: &Store<impl Backend>,
+    id: impl crate::IdArg<S::Id>,
+    what: &str,
+) -> Duration {
+    store.ttl::<S>(id).await.unwrap().expect(what)
+}
+
+/// The bytes `backend` stores under `key`, read as they are.
+pub(crate) async fn stored(backend: &impl Backend, key: &str) -> Option<Vec<u8>> {
+    backend.get(key, GetOptions::new()).await.unwrap()
+}
+
+/// How many of `tasks`, racing for one thing, say they won it.
+pub(crate) async fn winners(tasks: Vec<tokio::task::JoinHandle<bool>>) -> usize {
+    let mut winners = 0;
+    for task in tasks {
+        winners += usize::from(task.await.unwrap());
+    }
+    winners
+}
+
 /// The probe that found `need` missing from `backend`, if it is one the suite detects and
 /// the backend lacks it.
 async fn detect_lacking<B: Backend>(need: Need, backend: &B) -> Option<&'static str> {

@@ -109,16 +109,7 @@ pub async fn rate_limit_checks_report_what_is_left<B: Backend + Clone>(backend: 
         .check::<FastFixed>(2)
         .await
         .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::Disabled {
-                operation: "check",
-                ..
-            }
-        ),
-        "{err:?}"
-    );
+    assert_disabled(&err, "check");
 }
 
 /// Values under a limit's key that are not Redis integers are errors on every backend, by the
@@ -146,11 +137,7 @@ pub async fn rate_limits_refuse_values_that_are_not_counters<B: Backend + Clone>
                 "{raw:?}: {err:?}"
             );
             assert_eq!(
-                backend
-                    .get(key, GetOptions::new())
-                    .await
-                    .unwrap()
-                    .as_deref(),
+                stored(&backend, key).await.as_deref(),
                 Some(raw),
                 "unchanged"
             );

@@ -34,13 +34,13 @@ pub async fn previous_shapes_are_read_converted<B: Backend + Clone>(backend: B) 
         ]
     );
     assert_eq!(
-        backend.get(&raw(1), GetOptions::new()).await.unwrap(),
+        stored(&backend, &raw(1)).await,
         Some(profile_v1("user-1")),
         "reads do not write"
     );
 
     // `update` sees the converted value and writes the current shape, keeping the expiry.
-    let before = store.ttl::<Profile>(2).await.unwrap().expect("an expiry");
+    let before = expiry_left::<Profile>(&store, 2, "an expiry").await;
     let mut seen = None;
     let updated = store
         .update::<Profile>(2, |p| {
@@ -59,15 +59,11 @@ pub async fn previous_shapes_are_read_converted<B: Backend + Clone>(backend: B) 
     };
     assert_eq!(updated, Some(expected.clone()));
     assert_eq!(
-        backend.get(&raw(2), GetOptions::new()).await.unwrap(),
+        stored(&backend, &raw(2)).await,
         Some(serde_json::to_vec(&expected).unwrap()),
         "update writes the current shape"
     );
-    let after = store
-        .ttl::<Profile>(2)
-        .await
-        .unwrap()
-        .expect("still expires");
+    let after = expiry_left::<Profile>(&store, 2, "still expires").await;
     assert!(
         after <= before,
         "update kept the expiry: {after:?} > {before:?}"
@@ -195,11 +191,7 @@ pub async fn migrate_rewrites_older_values_and_only_those<B: Backend + Clone>(
 
     let mut before = HashMap::new();
     for id in (0..30).chain(100..125).chain([200, 300, 301]) {
-        let bytes = backend
-            .get(&raw(id), GetOptions::new())
-            .await
-            .unwrap()
-            .unwrap();
+        let bytes = stored(&backend, &raw(id)).await.unwrap();
         before.insert(id, (bytes, store.ttl::<Profile>(id).await.unwrap()));
     }
     let mut calls = Vec::new();
@@ -232,11 +224,7 @@ pub async fn migrate_rewrites_older_values_and_only_those<B: Backend + Clone>(
     );
 
     for (id, (bytes, ttl_before)) in before {
-        let now = backend
-            .get(&raw(id), GetOptions::new())
-            .await
-            .unwrap()
-            .unwrap();
+        let now = stored(&backend, &raw(id)).await.unwrap();
         let ttl_now = store.ttl::<Profile>(id).await.unwrap();
         if id < 30 {
             let converted = profile_from_v1(&format!("user-{id}"));
@@ -258,14 +246,8 @@ pub async fn migrate_rewrites_older_values_and_only_those<B: Backend + Clone>(
             assert_eq!(ttl_now.is_some(), ttl_before.is_some(), "{id}");
         }
     }
-    assert_eq!(
-        backend.get(foreign, GetOptions::new()).await.unwrap(),
-        Some(profile_v1("x"))
-    );
-    assert_eq!(
-        backend.get(&elsewhere, GetOptions::new()).await.unwrap(),
-        Some(profile_v1("x"))
-    );
+    assert_eq!(stored(&backend, foreign).await, Some(profile_v1("x")));
+    assert_eq!(stored(&backend, &elsewhere).await, Some(profile_v1("x")));
 
     let again = store.migrate::<Profile>().await.unwrap();
     assert_eq!(
@@ -356,7 +338,7 @@ pub async fn migrate_loses_no_concurrent_update<B: Backend + Clone>(
     let mut total = 0;
     for id in 0..KEYS {
         let key = store.full_key::<Profile>(id).unwrap();
-        let bytes = backend.get(&key, GetOptions::new()).await.unwrap().unwrap();
+        let bytes = stored(&backend, &key).await.unwrap();
         let profile: Profile = serde_json::from_slice(&bytes).expect("in the current shape");
         assert_eq!(profile.names, [format!("user-{id}")]);
         total += profile.visits;
@@ -385,7 +367,7 @@ pub async fn previous_shapes_reach_watchers_converted<B: Backend + Clone>(backen
     assert_eq!(report.rewritten, 1, "{report:?}");
     expect_change(&mut changes, set, "the migration's rewrite").await;
     assert_eq!(
-        backend.get(&key, GetOptions::new()).await.unwrap(),
+        stored(&backend, &key).await,
         Some(serde_json::to_vec(&converted).unwrap())
     );
 }

@@ -14,43 +14,12 @@ pub async fn expiries_are_changes<B: Backend + Clone>(backend: B) {
     let mut one = store.watch_id::<Watched>(id("short")).await.unwrap();
     let short = Duration::from_millis(100);
 
-    store
-        .set_with::<Watched>(
-            id("short"),
-            &watched("short", 1),
-            crate::SetOptions::new().ttl(short),
-        )
-        .await
-        .unwrap();
-    store
-        .set_with::<Watched>(
-            id("removed"),
-            &watched("removed", 1),
-            crate::SetOptions::new().ttl(short),
-        )
-        .await
-        .unwrap();
+    set_for(&store, "short", &watched("short", 1), short).await;
+    set_for(&store, "removed", &watched("removed", 1), short).await;
     assert!(store.remove::<Watched>(id("removed")).await.unwrap());
-    store
-        .set_with::<Watched>(
-            id("renewed"),
-            &watched("renewed", 1),
-            crate::SetOptions::new().ttl(short),
-        )
-        .await
-        .unwrap();
-    store
-        .set::<Watched>(id("renewed"), &watched("renewed", 2))
-        .await
-        .unwrap();
-    store
-        .set_with::<Watched>(
-            id("updated"),
-            &watched("updated", 1),
-            crate::SetOptions::new().ttl(short * 3),
-        )
-        .await
-        .unwrap();
+    set_for(&store, "renewed", &watched("renewed", 1), short).await;
+    put(&store, "renewed", &watched("renewed", 2)).await;
+    set_for(&store, "updated", &watched("updated", 1), short * 3).await;
     store
         .update::<Watched>(id("updated"), |w| w.map(|w| watched("updated", w.step + 1)))
         .await
@@ -126,20 +95,10 @@ pub async fn rate_limit_checks_publish_only_their_windows_expiry<B: Backend + Cl
     let mut windows = store.watch::<WatchedWindow>().await.unwrap();
     let mut paces = store.watch::<WatchedPace>().await.unwrap();
     for _ in 0..2 {
-        assert!(
-            store
-                .check::<WatchedWindow>(id("client"))
-                .await
-                .unwrap()
-                .allowed
-        );
-        assert!(
-            store
-                .check::<WatchedPace>(id("client"))
-                .await
-                .unwrap()
-                .allowed
-        );
+        let window = store.check::<WatchedWindow>(id("client")).await.unwrap();
+        assert!(window.allowed, "{window:?}");
+        let pace = store.check::<WatchedPace>(id("client")).await.unwrap();
+        assert!(pace.allowed, "{pace:?}");
     }
     // Nothing for the checks themselves: the next item is a write made after them.
     nothing_before_sentinel(
@@ -188,26 +147,9 @@ pub async fn expiries_stay_in_their_namespace<B: Backend + Clone>(backend: B) {
     let mut other_jobs = other.watch::<Watched>().await.unwrap();
     let short = Duration::from_millis(100);
 
-    named
-        .set_with::<Watched>(
-            id("x"),
-            &watched("named", 1),
-            crate::SetOptions::new().ttl(short),
-        )
-        .await
-        .unwrap();
-    named
-        .set_with::<Session>(1, &session(1), crate::SetOptions::new().ttl(short))
-        .await
-        .unwrap();
-    other
-        .set_with::<Watched>(
-            id("x"),
-            &watched("other", 1),
-            crate::SetOptions::new().ttl(short),
-        )
-        .await
-        .unwrap();
+    set_for(&named, "x", &watched("named", 1), short).await;
+    set_for(&named, 1, &session(1), short).await;
+    set_for(&other, "x", &watched("other", 1), short).await;
     for (changes, name) in [
         (&mut named_jobs, "namespace `watched`"),
         (&mut other_jobs, "namespace `feed-a`"),

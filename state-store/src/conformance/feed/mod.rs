@@ -52,6 +52,20 @@ pub(crate) async fn next_item<S: StateKey>(
     }
 }
 
+/// The next event of `events`, a raw subscription ([`ChangeFeed::watch`]), which must not be an
+/// error; a panic naming `what` when none comes within [`FEED_WAIT`] or the feed ends.
+pub(crate) async fn next_event(
+    events: &mut BoxStream<'static, crate::Result<Event>>,
+    what: &str,
+) -> Event {
+    match tokio::time::timeout(FEED_WAIT, events.next()).await {
+        Ok(Some(Ok(event))) => event,
+        Ok(Some(Err(e))) => panic!("{what}: expected a change, got the error {e:?}"),
+        Ok(None) => panic!("{what}: the change feed ended"),
+        Err(_) => panic!("{what}: no change arrived within {FEED_WAIT:?}"),
+    }
+}
+
 /// The next change of `changes`, which must not be an error.
 pub(crate) async fn next_change<S>(changes: &mut Changes<S>, what: &str) -> Change<S>
 where
@@ -143,6 +157,11 @@ pub(crate) fn sentinel(what: &str) -> Watched {
     watched(&format!("sentinel after {what}"), u64::MAX)
 }
 
+/// Stores `value` as the `Watched` of `id`, with the type's ttl.
+pub(crate) async fn put<B: Backend>(store: &Store<B>, id: &str, value: &Watched) {
+    store.set::<Watched>(id.to_string(), value).await.unwrap();
+}
+
 /// `Change::Set` of a `Watched`.
 pub(crate) fn set_of(id: &str, value: Watched) -> Change<Watched> {
     Change::Set {
@@ -156,14 +175,29 @@ pub(crate) fn removed_of(id: &str) -> Change<Watched> {
     Change::Removed { id: id.to_string() }
 }
 
-/// For a backend without [`announced_writes_only`](Capabilities::announced_writes_only): the
-/// next item of `changes` is the decode error of the value written under `key` without a
-/// channel.
-pub(crate) async fn heard_as_decode_error<S>(changes: &mut Changes<S>, key: &str)
-where
-    S: StateKey + fmt::Debug,
-    S::Id: fmt::Debug,
+/// Writes `bytes`, which do not decode as `S`, under the key of `S`'s `id` straight to the
+/// backend, without a channel (as an older or foreign writer would). For a backend without
+/// [`announced_writes_only`](Capabilities::announced_writes_only), the next item of `changes`
+/// must then be the decode error of that value.
+pub(crate) async fn write_undecodable<B, S>(
+    store: &Store<B>,
+    changes: &mut Changes<S>,
+    id: &str,
+    bytes: &[u8],
+    capabilities: &Capabilities,
+) where
+    B: Backend,
+    S: StateKey<Id = String> + fmt::Debug,
 {
+    let key = store.full_key::<S>(id).unwrap();
+    store
+        .backend()
+        .set(&key, bytes.to_vec(), S::TTL, None)
+        .await
+        .unwrap();
+    if capabilities.announced_writes_only {
+        return;
+    }
     let what = format!("the write of an undecodable value under {key}, without a channel");
     match next_item(changes, &what).await {
         Err(Error::Decode { key: reported, .. }) => assert_eq!(reported, key, "{what}"),
@@ -183,10 +217,7 @@ pub(crate) fn spawn_writers<B: Backend>(
             let store = store.clone();
             tokio::spawn(async move {
                 for n in 1..=writes {
-                    store
-                        .set::<Watched>(format!("writer-{w}"), &watched("write", n))
-                        .await
-                        .unwrap();
+                    put(&store, &format!("writer-{w}"), &watched("write", n)).await;
                     store
                         .incr::<WatchedCount>("shared".to_string(), 1)
                         .await

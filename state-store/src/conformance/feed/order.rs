@@ -10,10 +10,7 @@ pub async fn changes_of_one_id_arrive_in_order<B: Backend + Clone>(backend: B) {
     let mut all = store.watch::<Watched>().await.unwrap();
     let mut one = store.watch_id::<Watched>(id("ordered")).await.unwrap();
 
-    store
-        .set::<Watched>(id("ordered"), &watched("step", 0))
-        .await
-        .unwrap();
+    put(&store, "ordered", &watched("step", 0)).await;
     let mut expected = vec![set_of("ordered", watched("step", 0))];
     let mut others = Vec::new();
     for n in 1..=200u64 {
@@ -23,10 +20,7 @@ pub async fn changes_of_one_id_arrive_in_order<B: Backend + Clone>(backend: B) {
             .unwrap();
         expected.push(set_of("ordered", watched("step", n)));
         if n % 10 == 0 {
-            store
-                .set::<Watched>(id("other"), &watched("other", n))
-                .await
-                .unwrap();
+            put(&store, "other", &watched("other", n)).await;
             others.push(set_of("other", watched("other", n)));
         }
     }
@@ -66,10 +60,7 @@ pub async fn concurrent_writers_deliver_every_change<B: Backend + Clone>(backend
     let store = writable(&backend);
     let mut jobs = store.watch::<Watched>().await.unwrap();
     let mut counts = store.watch::<WatchedCount>().await.unwrap();
-    store
-        .set::<Watched>("contended".to_string(), &watched("race", 0))
-        .await
-        .unwrap();
+    put(&store, "contended", &watched("race", 0)).await;
 
     let writers = spawn_writers(&store, WRITERS, WRITES);
     let updaters: Vec<_> = (0..UPDATERS)

@@ -28,19 +28,9 @@ pub async fn writes_publish_their_changes<B: Backend + Clone>(
     let mut counts = store.watch::<WatchedCount>().await.unwrap();
     let id = |s: &str| s.to_string();
 
-    store
-        .set::<Watched>(id("a"), &watched("queued", 1))
-        .await
-        .unwrap();
+    put(&store, "a", &watched("queued", 1)).await;
     expect_change(&mut jobs, set_of("a", watched("queued", 1)), "set").await;
-    store
-        .set_with::<Watched>(
-            id("a"),
-            &watched("queued", 2),
-            crate::SetOptions::new().ttl(ttl),
-        )
-        .await
-        .unwrap();
+    set_for(&store, "a", &watched("queued", 2), ttl).await;
     expect_change(&mut jobs, set_of("a", watched("queued", 2)), "set_with_ttl").await;
     assert!(
         store
@@ -122,7 +112,7 @@ pub async fn writes_publish_their_changes<B: Backend + Clone>(
     ];
     for (n, nasty_id) in nasty.into_iter().enumerate() {
         let value = watched(&format!("nasty-{n}"), n as u64);
-        store.set::<Watched>(id(nasty_id), &value).await.unwrap();
+        put(&store, nasty_id, &value).await;
         expect_change(
             &mut jobs,
             set_of(nasty_id, value),
@@ -131,7 +121,7 @@ pub async fn writes_publish_their_changes<B: Backend + Clone>(
         .await;
     }
     let big = watched(&"x".repeat(big_len), 7);
-    store.set::<Watched>(id("big"), &big).await.unwrap();
+    put(&store, "big", &big).await;
     let what = format!("set of a {big_len}-byte value");
     expect_change(&mut jobs, set_of("big", big), &what).await;
 
@@ -191,10 +181,7 @@ pub async fn writes_that_change_nothing_publish_nothing<B: Backend + Clone>(
         nothing_before_sentinel(&store, jobs, id("sentinel"), sentinel(what), what).await;
     };
 
-    store
-        .set::<Watched>(id("a"), &watched("first", 1))
-        .await
-        .unwrap();
+    put(&store, "a", &watched("first", 1)).await;
     expect_change(&mut jobs, set_of("a", watched("first", 1)), "set").await;
 
     assert!(
@@ -299,14 +286,7 @@ pub async fn writes_that_change_nothing_publish_nothing<B: Backend + Clone>(
 
     // A value that does not decode, written without announcement: the update fails before
     // writing.
-    let corrupt = store.full_key::<Watched>(id("corrupt")).unwrap();
-    backend
-        .set(&corrupt, b"{oops".to_vec(), Watched::TTL, None)
-        .await
-        .unwrap();
-    if !capabilities.announced_writes_only {
-        heard_as_decode_error(&mut jobs, &corrupt).await;
-    }
+    write_undecodable(&store, &mut jobs, "corrupt", b"{oops", capabilities).await;
     let err = store
         .update::<Watched>(id("corrupt"), |_| Some(watched("never", 1)))
         .await
@@ -315,14 +295,7 @@ pub async fn writes_that_change_nothing_publish_nothing<B: Backend + Clone>(
     quiet(&mut jobs, "an update of a value that does not decode").await;
 
     // Increments that fail change nothing and announce nothing.
-    let text = store.full_key::<WatchedCount>(id("text")).unwrap();
-    backend
-        .set(&text, b"1.5".to_vec(), WatchedCount::TTL, None)
-        .await
-        .unwrap();
-    if !capabilities.announced_writes_only {
-        heard_as_decode_error(&mut counts, &text).await;
-    }
+    write_undecodable(&store, &mut counts, "text", b"1.5", capabilities).await;
     let err = store.incr::<WatchedCount>(id("text"), 1).await.unwrap_err();
     assert!(matches!(err, Error::NotACounter { .. }), "{err:?}");
     store
@@ -396,14 +369,6 @@ pub async fn writes_that_change_nothing_publish_nothing<B: Backend + Clone>(
 /// channel, subscribed through [`ChangeFeed::watch`](crate::backend::ChangeFeed::watch), hears only a write that announces itself.
 pub async fn types_without_notify_publish_nothing<B: Backend + Clone>(backend: B) {
     let store = writable(&backend);
-    let next_event = async |events: &mut BoxStream<'static, crate::Result<Event>>, what: &str| {
-        match tokio::time::timeout(FEED_WAIT, events.next()).await {
-            Ok(Some(Ok(event))) => event,
-            Ok(Some(Err(e))) => panic!("{what}: expected a change, got the error {e:?}"),
-            Ok(None) => panic!("{what}: the change feed ended"),
-            Err(_) => panic!("{what}: no change arrived within {FEED_WAIT:?}"),
-        }
-    };
     let mut sessions = feed_of(&backend)
         .watch(&Watch::new("session"))
         .await
@@ -411,14 +376,7 @@ pub async fn types_without_notify_publish_nothing<B: Backend + Clone>(backend: B
     let mut totals = feed_of(&backend).watch(&Watch::new("total")).await.unwrap();
 
     store.set::<Session>(1, &session(1)).await.unwrap();
-    store
-        .set_with::<Session>(
-            1,
-            &session(2),
-            crate::SetOptions::new().ttl(Duration::from_secs(60)),
-        )
-        .await
-        .unwrap();
+    set_for(&store, 1, &session(2), Duration::from_secs(60)).await;
     assert!(
         store
             .set_if_absent::<Session>(2, &session(2))
@@ -480,18 +438,9 @@ pub async fn changes_stay_in_their_namespace_and_type<B: Backend + Clone>(backen
     let mut second_jobs = second.watch::<Watched>().await.unwrap();
     let mut first_counts = first.watch::<WatchedCount>().await.unwrap();
 
-    plain
-        .set::<Watched>(id("1"), &watched("plain", 1))
-        .await
-        .unwrap();
-    first
-        .set::<Watched>(id("1"), &watched("first", 1))
-        .await
-        .unwrap();
-    second
-        .set::<Watched>(id("1"), &watched("second", 1))
-        .await
-        .unwrap();
+    put(&plain, "1", &watched("plain", 1)).await;
+    put(&first, "1", &watched("first", 1)).await;
+    put(&second, "1", &watched("second", 1)).await;
     second
         .set_many::<Watched>(vec![(id("1"), watched("second", 2))])
         .await

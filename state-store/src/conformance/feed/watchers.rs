@@ -12,26 +12,9 @@ pub async fn watch_id_sees_only_its_id<B: Backend + Clone>(backend: B) {
     let mut escaped = store.watch_id::<Watched>(id("a:b")).await.unwrap();
     let mut counter = store.watch_id::<WatchedCount>(id("a")).await.unwrap();
 
-    store
-        .set::<Watched>(id("a"), &watched("a", 1))
-        .await
-        .unwrap();
-    store
-        .set::<Watched>(id("b"), &watched("b", 1))
-        .await
-        .unwrap();
-    store
-        .set::<Watched>(id("ab"), &watched("ab", 1))
-        .await
-        .unwrap();
-    store
-        .set::<Watched>(id("a:b"), &watched("a:b", 1))
-        .await
-        .unwrap();
-    store
-        .set::<Watched>(id("a%3Ab"), &watched("a%3Ab", 1))
-        .await
-        .unwrap();
+    for key in ["a", "b", "ab", "a:b", "a%3Ab"] {
+        put(&store, key, &watched(key, 1)).await;
+    }
     store
         .set_many::<Watched>(vec![(id("b"), watched("b", 2)), (id("a"), watched("a", 2))])
         .await
@@ -132,10 +115,7 @@ pub async fn undecodable_changes_are_errors_and_the_feed_goes_on<B: Backend + Cl
     let mut goes_on = async |changes: &mut Changes<Watched>, what: &str| {
         after += 1;
         let value = watched("after", after);
-        store
-            .set::<Watched>("good".to_string(), &value)
-            .await
-            .unwrap();
+        put(&store, "good", &value).await;
         expect_change(
             changes,
             set_of("good", value),
@@ -191,6 +171,28 @@ pub async fn undecodable_changes_are_errors_and_the_feed_goes_on<B: Backend + Cl
     .await;
 }
 
+/// Reads what a watcher that lagged behind a burst of writes to `burst` holds: one
+/// [`Error::Lagged`] counting `missed`, then the sets of the steps `newest`, in order.
+async fn lagged_then_newest(
+    changes: &mut Changes<Watched>,
+    missed: u64,
+    newest: std::ops::Range<u64>,
+    what: &str,
+) {
+    match next_item(changes, what).await {
+        Err(Error::Lagged { missed: m }) => assert_eq!(m, missed, "{what}"),
+        other => panic!("{what}: expected Lagged {{ missed: {missed} }}, got {other:?}"),
+    }
+    for n in newest {
+        expect_change(
+            changes,
+            set_of("burst", watched("burst", n)),
+            &format!("{what}: the newest, {n}"),
+        )
+        .await;
+    }
+}
+
 /// A watcher that reads nothing while more changes than its buffer arrive gets one
 /// [`Error::Lagged`] with how many were dropped, then the newest ones in order, and is then in
 /// step again; other watchers lose nothing. Watching with `watch_buffer(8)`, 100 writes give
@@ -218,14 +220,11 @@ pub async fn slow_watchers_lag_and_keep_the_newest<B: Backend + Clone>(backend: 
 
     for (round, writes) in [(1u64, 100u64), (2, 20)] {
         for n in 0..writes {
-            store
-                .set::<Watched>(id("burst"), &watched("burst", n))
-                .await
-                .unwrap();
+            put(&store, "burst", &watched("burst", n)).await;
         }
         // Everything written is queued once a later change has arrived.
         let marker = watched("fence", round);
-        store.set::<Watched>(id(fence_id), &marker).await.unwrap();
+        put(&store, fence_id, &marker).await;
         expect_change(
             &mut fence,
             set_of(fence_id, marker.clone()),
@@ -236,37 +235,12 @@ pub async fn slow_watchers_lag_and_keep_the_newest<B: Backend + Clone>(backend: 
         // The watcher of every id holds the newest 8 of the burst and the fence.
         let missed = writes + 1 - 8;
         let what = format!("round {round}: {writes} writes and one more into a buffer of 8");
-        match next_item(&mut lagging, &what).await {
-            Err(Error::Lagged { missed: m }) => assert_eq!(m, missed, "{what}"),
-            other => panic!("{what}: expected Lagged {{ missed: {missed} }}, got {other:?}"),
-        }
-        for n in writes - 7..writes {
-            expect_change(
-                &mut lagging,
-                set_of("burst", watched("burst", n)),
-                &format!("{what}: the newest, {n}"),
-            )
-            .await;
-        }
+        lagged_then_newest(&mut lagging, missed, writes - 7..writes, &what).await;
         expect_change(&mut lagging, set_of(fence_id, marker), &what).await;
 
         // The watcher of the id holds the newest 8 of the burst.
         let what = format!("round {round}: watch_id, {writes} writes into a buffer of 8");
-        match next_item(&mut lagging_one, &what).await {
-            Err(Error::Lagged { missed: m }) => assert_eq!(m, writes - 8, "{what}"),
-            other => panic!(
-                "{what}: expected Lagged {{ missed: {} }}, got {other:?}",
-                writes - 8
-            ),
-        }
-        for n in writes - 8..writes {
-            expect_change(
-                &mut lagging_one,
-                set_of("burst", watched("burst", n)),
-                &format!("{what}: the newest, {n}"),
-            )
-            .await;
-        }
+        lagged_then_newest(&mut lagging_one, writes - 8, writes - 8..writes, &what).await;
         nothing_before_sentinel(
             &store,
             &mut lagging_one,
@@ -323,10 +297,7 @@ pub async fn changes_are_send_and_static<B: Backend + Clone>(backend: B) {
     let mut expected = Vec::new();
     for n in 0..10 {
         let value = watched("spawned", n);
-        store
-            .set::<Watched>(format!("id-{n}"), &value)
-            .await
-            .unwrap();
+        put(&store, &format!("id-{n}"), &value).await;
         expected.push(set_of(&format!("id-{n}"), value));
     }
     let mut got = reader.await.unwrap();
@@ -348,10 +319,7 @@ pub async fn watchers_come_and_go<B: Backend + Clone>(backend: B) {
     let first_one = store.watch_id::<Watched>(id("a")).await.unwrap();
     drop(first);
     drop(first_one);
-    store
-        .set::<Watched>(id("a"), &watched("a", 1))
-        .await
-        .unwrap();
+    put(&store, "a", &watched("a", 1)).await;
     expect_change(
         &mut second,
         set_of("a", watched("a", 1)),
@@ -362,14 +330,24 @@ pub async fn watchers_come_and_go<B: Backend + Clone>(backend: B) {
     for round in 0..3 {
         let mut again = store.watch::<Watched>().await.unwrap();
         let mut again_one = store.watch_id::<Watched>(id("a")).await.unwrap();
-        store
-            .set::<Watched>(id("a"), &watched("again", round))
-            .await
-            .unwrap();
+        put(&store, "a", &watched("again", round)).await;
         let what = format!("round {round}: watching again after the last watcher was dropped");
         expect_change(&mut again, set_of("a", watched("again", round)), &what).await;
         expect_change(&mut again_one, set_of("a", watched("again", round)), &what).await;
     }
+}
+
+/// Starts a watcher of `Watched`, writes `a` (`after watch`, `round`) and expects that write to
+/// be the first change the watcher hears; `made` says when the watcher was made.
+async fn first_heard_is_the_next_write<B: Backend>(store: &Store<B>, round: u64, made: &str) {
+    let mut changes = store.watch::<Watched>().await.unwrap();
+    put(store, "a", &watched("after watch", round)).await;
+    expect_change(
+        &mut changes,
+        set_of("a", watched("after watch", round)),
+        &format!("round {round}: the first change of a watcher made {made}"),
+    )
+    .await;
 }
 
 /// A watcher hears the changes stored after it started, never one stored before `watch` was
@@ -379,55 +357,28 @@ pub async fn watchers_come_and_go<B: Backend + Clone>(backend: B) {
 /// yield at once), nor when the last watcher of the type was dropped just before (50 rounds).
 pub async fn watchers_hear_nothing_from_before_watch<B: Backend + Clone>(backend: B) {
     let store = writable(&backend);
-    let id = |s: &str| s.to_string();
     let busy = store.watch::<Watched>().await.unwrap();
     for round in 0..10 {
         for n in 0..50 {
-            store
-                .set::<Watched>(format!("busy-{n}"), &watched("before watch", round))
-                .await
-                .unwrap();
+            put(
+                &store,
+                &format!("busy-{n}"),
+                &watched("before watch", round),
+            )
+            .await;
         }
         let burst: Vec<(String, Watched)> = (0..400)
             .map(|n| (format!("burst-{n}"), watched("before watch", round)))
             .collect();
         store.set_many::<Watched>(&burst).await.unwrap();
-        let mut changes = store.watch::<Watched>().await.unwrap();
-        store
-            .set::<Watched>(id("a"), &watched("after watch", round))
-            .await
-            .unwrap();
-        expect_change(
-            &mut changes,
-            set_of("a", watched("after watch", round)),
-            &format!(
-                "round {round}: the first change of a watcher made beside a busy one, after 450 \
-                 writes"
-            ),
-        )
-        .await;
+        first_heard_is_the_next_write(&store, round, "beside a busy one, after 450 writes").await;
     }
     drop(busy);
 
     for round in 0..50 {
         drop(store.watch::<Watched>().await.unwrap());
-        store
-            .set::<Watched>(id("a"), &watched("before watch", round))
-            .await
-            .unwrap();
-        let mut changes = store.watch::<Watched>().await.unwrap();
-        store
-            .set::<Watched>(id("a"), &watched("after watch", round))
-            .await
-            .unwrap();
-        expect_change(
-            &mut changes,
-            set_of("a", watched("after watch", round)),
-            &format!(
-                "round {round}: the first change of a watcher made after the last one was \
-                 dropped and a write"
-            ),
-        )
-        .await;
+        put(&store, "a", &watched("before watch", round)).await;
+        let made = "after the last one was dropped and a write";
+        first_heard_is_the_next_write(&store, round, made).await;
     }
 }
