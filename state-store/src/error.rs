@@ -209,20 +209,28 @@ impl std::fmt::Debug for Error {
 impl Error {
     /// The variant's name (`Decode`), for `Debug` and the `error.type` of a call's span.
     pub(crate) fn variant(&self) -> &'static str {
-        match self {
-            Error::Disabled { .. } => "Disabled",
-            Error::Decode { .. } => "Decode",
-            Error::Encode { .. } => "Encode",
-            Error::InvalidNamespace { .. } => "InvalidNamespace",
-            Error::InvalidKey { .. } => "InvalidKey",
-            Error::NotACounter { .. } => "NotACounter",
-            Error::InvalidTtl { .. } => "InvalidTtl",
-            Error::Conflict { .. } => "Conflict",
-            Error::Unsupported { .. } => "Unsupported",
-            Error::Lagged { .. } => "Lagged",
-            Error::Interrupted { .. } => "Interrupted",
-            Error::Connect { .. } => "Connect",
-            Error::Backend { .. } => "Backend",
+        // Each name once, spelled as the variant is (the match is exhaustive inside the crate).
+        macro_rules! names {
+            ($($variant:ident),* $(,)?) => {
+                match self {
+                    $(Error::$variant { .. } => stringify!($variant),)*
+                }
+            };
         }
+        names!(
+            Disabled,
+            Decode,
+            Encode,
+            InvalidNamespace,
+            InvalidKey,
+            NotACounter,
+            InvalidTtl,
+            Conflict,
+            Unsupported,
+            Lagged,
+            Interrupted,
+            Connect,
+            Backend,
+        )
     }
 }

@@ -62,11 +62,7 @@ pub async fn changes_arrive_in_order_and_converge<B: Backend + Clone>(backend: B
 /// 0): each a set of `id` numbered above the one before, so that coalesced changes still come
 /// in order and never twice. `what` names them, followed by the number reached.
 async fn rising_to<S, N>(
-    changes: &mut Changes<S>,
-    id: &str,
-    last: N,
-    number: impl Fn(&S) -> N,
-    what: &str,
+    changes: &mut Changes<S>, id: &str, last: N, number: impl Fn(&S) -> N, what: &str,
 ) where
     S: StateKey<Id = String> + fmt::Debug,
     N: Copy + Default + PartialOrd + fmt::Display,
@@ -364,8 +360,7 @@ pub async fn expiry_up_to_the_limit<B: Backend + Clone>(backend: B, limit: Durat
 
 /// [`values_up_to_the_limit`] at the limit `capabilities` declare.
 pub(crate) async fn values_up_to_the_declared_limit<B: Backend + Clone>(
-    backend: B,
-    capabilities: &Capabilities,
+    backend: B, capabilities: &Capabilities,
 ) {
     let limit = capabilities
         .max_value_bytes
@@ -375,8 +370,7 @@ pub(crate) async fn values_up_to_the_declared_limit<B: Backend + Clone>(
 
 /// [`expiry_up_to_the_limit`] at the limit `capabilities` declare.
 pub(crate) async fn expiry_up_to_the_declared_limit<B: Backend + Clone>(
-    backend: B,
-    capabilities: &Capabilities,
+    backend: B, capabilities: &Capabilities,
 ) {
     let limit = capabilities.max_ttl.expect("a declared expiry limit");
     expiry_up_to_the_limit(backend, limit).await;

@@ -359,10 +359,7 @@ pub(crate) fn assert_disabled(err: &Error, operation: &str) {
 
 /// Stores `value` under `id`, expiring after `ttl` instead of the type's ttl.
 pub(crate) async fn set_for<S: StateKey>(
-    store: &Store<impl Backend>,
-    id: impl crate::IdArg<S::Id>,
-    value: &S,
-    ttl: Duration,
+    store: &Store<impl Backend>, id: impl crate::IdArg<S::Id>, value: &S, ttl: Duration,
 ) {
     let options = crate::SetOptions::new().ttl(ttl);
     store.set_with::<S>(id, value, options).await.unwrap();
@@ -371,9 +368,7 @@ pub(crate) async fn set_for<S: StateKey>(
 /// The time the value of `id` has left before it expires; a panic saying `what` when it has no
 /// expiry.
 pub(crate) async fn expiry_left<S: StateKey>(
-    store: &Store<impl Backend>,
-    id: impl crate::IdArg<S::Id>,
-    what: &str,
+    store: &Store<impl Backend>, id: impl crate::IdArg<S::Id>, what: &str,
 ) -> Duration {
     store.ttl::<S>(id).await.unwrap().expect(what)
 }
@@ -417,9 +412,7 @@ async fn detect_lacking<B: Backend>(need: Need, backend: &B) -> Option<&'static 
 /// Not public API, kept for callers of earlier versions of the macro; it detects nothing.
 #[doc(hidden)]
 pub async fn __declared<B: Backend + Clone>(
-    check: &str,
-    capabilities: &Capabilities,
-    backend: B,
+    check: &str, capabilities: &Capabilities, backend: B,
 ) -> Option<B> {
     let Some(check) = Check::named(check) else {
         return Some(backend);

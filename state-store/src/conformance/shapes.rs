@@ -127,8 +127,7 @@ pub async fn previous_shapes_are_read_converted<B: Backend + Clone>(backend: B) 
 /// [`keeps_remaining_expiry`](Capabilities::keeps_remaining_expiry), a rewrite may restart
 /// the ttl ([`kept_expiry_restarts`]) but must keep an expiry.
 pub async fn migrate_rewrites_older_values_and_only_those<B: Backend + Clone>(
-    backend: B,
-    capabilities: &Capabilities,
+    backend: B, capabilities: &Capabilities,
 ) {
     let store = writable(&backend).namespace("svc");
     let raw = |id: u64| store.full_key::<Profile>(id).unwrap();
@@ -281,8 +280,7 @@ pub async fn migrate_rewrites_older_values_and_only_those<B: Backend + Clone>(
 /// key current. Without [`stable_listing`](Capabilities::stable_listing), the first may miss
 /// keys that the updates rewrote while it listed them (never more than there are).
 pub async fn migrate_loses_no_concurrent_update<B: Backend + Clone>(
-    backend: B,
-    capabilities: &Capabilities,
+    backend: B, capabilities: &Capabilities,
 ) {
     let store = writable(&backend);
     const KEYS: u64 = 24;

@@ -369,12 +369,9 @@ impl NatsBackend {
 impl Backend for NatsBackend {
     fn get_versioned<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Versioned>>> {
         Box::pin(async move {
-            let (prefix, rest) = self.split(key)?;
-            let Some(bucket) = self.bucket(prefix, false, key).await? else {
-                return Ok(None);
-            };
-            let entry = self.entry(&bucket, &encode_key(rest), key).await?;
-            Ok(entry.map(|e| Versioned::new(e.value.to_vec(), Version::from_number(e.revision))))
+            let entry = self.live_entry(key).await?;
+            Ok(entry
+                .map(|(_, e)| Versioned::new(e.value.to_vec(), Version::from_number(e.revision))))
         })
     }
 
@@ -460,12 +457,10 @@ impl Backend for NatsBackend {
 
     fn ttl<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Duration>>> {
         Box::pin(async move {
-            let (prefix, rest) = self.split(key)?;
-            let Some(bucket) = self.bucket(prefix, false, key).await? else {
-                return Ok(None);
-            };
-            let entry = self.entry(&bucket, &encode_key(rest), key).await?;
-            Ok(entry.and_then(|e| left(&e, bucket.max_age)).flatten())
+            let entry = self.live_entry(key).await?;
+            Ok(entry
+                .and_then(|(bucket, e)| left(&e, bucket.max_age))
+                .flatten())
         })
     }
 
@@ -560,6 +555,17 @@ impl ChangeFeed for NatsBackend {
 }
 
 impl NatsBackend {
+    /// The live entry under `key` with its bucket, `None` when the type's bucket or the key is
+    /// missing.
+    async fn live_entry(&self, key: &str) -> Result<Option<(Arc<Bucket>, kv::Entry)>> {
+        let (prefix, rest) = self.split(key)?;
+        let Some(bucket) = self.bucket(prefix, false, key).await? else {
+            return Ok(None);
+        };
+        let entry = self.entry(&bucket, &encode_key(rest), key).await?;
+        Ok(entry.map(|entry| (bucket, entry)))
+    }
+
     /// A delete with the expected revision.
     async fn remove_version(&self, key: &str, version: &Version) -> Result<bool> {
         {

@@ -42,8 +42,7 @@ pub(crate) const FEED_WAIT: Duration = Duration::from_secs(5);
 /// The next item of `changes`, or a panic naming `what` when none comes within [`FEED_WAIT`] or
 /// the feed ends.
 pub(crate) async fn next_item<S: StateKey>(
-    changes: &mut Changes<S>,
-    what: &str,
+    changes: &mut Changes<S>, what: &str,
 ) -> crate::Result<Change<S>> {
     match tokio::time::timeout(FEED_WAIT, changes.next()).await {
         Ok(Some(item)) => item,
@@ -55,8 +54,7 @@ pub(crate) async fn next_item<S: StateKey>(
 /// The next event of `events`, a raw subscription ([`ChangeFeed::watch`]), which must not be an
 /// error; a panic naming `what` when none comes within [`FEED_WAIT`] or the feed ends.
 pub(crate) async fn next_event(
-    events: &mut BoxStream<'static, crate::Result<Event>>,
-    what: &str,
+    events: &mut BoxStream<'static, crate::Result<Event>>, what: &str,
 ) -> Event {
     match tokio::time::timeout(FEED_WAIT, events.next()).await {
         Ok(Some(Ok(event))) => event,
@@ -93,9 +91,7 @@ where
 /// Reads `expected.len()` changes, which must be `expected` key by key: the changes of each id
 /// in `expected`'s order (the contract orders the changes of one key, not of different keys).
 pub(crate) async fn expect_changes<S>(
-    changes: &mut Changes<S>,
-    expected: Vec<Change<S>>,
-    what: &str,
+    changes: &mut Changes<S>, expected: Vec<Change<S>>, what: &str,
 ) where
     S: StateKey + fmt::Debug + PartialEq,
     S::Id: fmt::Debug + PartialEq,
@@ -135,11 +131,7 @@ pub(crate) async fn expect_changes<S>(
 /// checks write nowhere else) and asserts that the next change is that very write. `what` names
 /// the writes that were to publish nothing.
 pub(crate) async fn nothing_before_sentinel<B, S>(
-    store: &Store<B>,
-    changes: &mut Changes<S>,
-    id: S::Id,
-    value: S,
-    what: &str,
+    store: &Store<B>, changes: &mut Changes<S>, id: S::Id, value: S, what: &str,
 ) where
     B: Backend,
     S: crate::Notified + fmt::Debug + PartialEq + Clone,
@@ -180,11 +172,7 @@ pub(crate) fn removed_of(id: &str) -> Change<Watched> {
 /// [`announced_writes_only`](Capabilities::announced_writes_only), the next item of `changes`
 /// must then be the decode error of that value.
 pub(crate) async fn write_undecodable<B, S>(
-    store: &Store<B>,
-    changes: &mut Changes<S>,
-    id: &str,
-    bytes: &[u8],
-    capabilities: &Capabilities,
+    store: &Store<B>, changes: &mut Changes<S>, id: &str, bytes: &[u8], capabilities: &Capabilities,
 ) where
     B: Backend,
     S: StateKey<Id = String> + fmt::Debug,
@@ -208,9 +196,7 @@ pub(crate) async fn write_undecodable<B, S>(
 /// `writers` tasks, each setting its own id `writer-{w}` to steps 1 to `writes` and
 /// incrementing the shared counter after each set.
 pub(crate) fn spawn_writers<B: Backend>(
-    store: &Store<B>,
-    writers: u64,
-    writes: u64,
+    store: &Store<B>, writers: u64, writes: u64,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     (0..writers)
         .map(|w| {

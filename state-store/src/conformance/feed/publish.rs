@@ -13,8 +13,7 @@ use super::*;
 /// ttl (any other is refused, [`expiry_is_the_types_alone`]); the large value is 1 MB, or half
 /// of [`max_value_bytes`](Capabilities::max_value_bytes) when that is less.
 pub async fn writes_publish_their_changes<B: Backend + Clone>(
-    backend: B,
-    capabilities: &Capabilities,
+    backend: B, capabilities: &Capabilities,
 ) {
     let store = writable(&backend);
     let ttl = match Watched::TTL {
@@ -169,8 +168,7 @@ pub async fn writes_publish_their_changes<B: Backend + Clone>(
 /// writes through [`BackendExt::set`](crate::BackendExt::set) without a channel must be heard (as the decode errors they
 /// are), and the rate-limit checks, which write, are left to [`every_write_is_heard`].
 pub async fn writes_that_change_nothing_publish_nothing<B: Backend + Clone>(
-    backend: B,
-    capabilities: &Capabilities,
+    backend: B, capabilities: &Capabilities,
 ) {
     let store = writable(&backend);
     let read_only = Store::new(backend.clone());

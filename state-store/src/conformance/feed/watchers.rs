@@ -174,10 +174,7 @@ pub async fn undecodable_changes_are_errors_and_the_feed_goes_on<B: Backend + Cl
 /// Reads what a watcher that lagged behind a burst of writes to `burst` holds: one
 /// [`Error::Lagged`] counting `missed`, then the sets of the steps `newest`, in order.
 async fn lagged_then_newest(
-    changes: &mut Changes<Watched>,
-    missed: u64,
-    newest: std::ops::Range<u64>,
-    what: &str,
+    changes: &mut Changes<Watched>, missed: u64, newest: std::ops::Range<u64>, what: &str,
 ) {
     match next_item(changes, what).await {
         Err(Error::Lagged { missed: m }) => assert_eq!(m, missed, "{what}"),
