@@ -6,7 +6,7 @@
 // Time: one clock for everything, the wall clock (`SystemTime`), as the provided rate limiters
 // read it; a deadline kept as wall-clock time also means the same after a restart, should the
 // map ever be saved. (An engine on tokio's clock, which a test can pause, overrides `count` and
-// passes that clock to `kit::count`, as the memory engine does.)
+// passes a closure reading that clock to `kit::count`.)
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime};

@@ -55,8 +55,9 @@
 //!   survive a restart of the process is kept as wall-clock time (a `tokio` instant does not
 //!   outlive its process). The rate limiters of the provided [`count`](Backend::count) read the
 //!   wall clock (microseconds since the Unix epoch), so that every process sharing the engine
-//!   agrees; an engine that keeps time on tokio's clock overrides `count` and passes its clock to
-//!   [`kit::count`].
+//!   agrees; an engine that keeps time on tokio's clock overrides `count`, and passes a closure
+//!   reading that clock to [`kit::count`] (or, as the memory engine does, runs the same step
+//!   functions under its own lock).
 //! - **Counters** are the exact decimal text of an `i64`: no sign on zero, no `+`, no space, no
 //!   leading zero ([`kit::parse_counter`]). A value that is not one, or a result out of range,
 //!   is [`Error::NotACounter`] naming the key, and changes nothing.
@@ -435,8 +436,9 @@ impl<B: Backend + ?Sized> BackendExt for B {}
 
 /// Implements [`Backend`] for a wrapper by forwarding every method, provided ones included, to
 /// the engine inside, so that its overrides are the ones that run: `forward_backend!([generics]
-/// Wrapper, |this| expression of the inner engine)`. `missing_trait_methods` fails the build
-/// when a method added to `Backend` is not forwarded here.
+/// Wrapper, |this| expression of the inner engine)`. `clippy::missing_trait_methods`, denied on
+/// the impl, fails `cargo clippy` (run with `-D warnings` in `.ci/run`) when a method added to
+/// `Backend` is not forwarded here.
 macro_rules! forward_backend {
     ([$($generics:tt)*] $wrapper:ty, |$this:ident| $inner:expr) => {
         #[deny(clippy::missing_trait_methods)]

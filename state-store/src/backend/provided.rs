@@ -105,7 +105,11 @@ pub(crate) async fn usage_by_listing<B: Backend + ?Sized>(
         examined += 1;
         let ttl = backend.ttl(&key).await?;
         // A key without expiry, or one gone since it was listed?
-        let exists = ttl.is_some() || backend.get(&key, GetOptions::new()).await?.is_some();
+        let exists = ttl.is_some()
+            || backend
+                .get(&key, GetOptions::new().exists_only())
+                .await?
+                .is_some();
         if exists
             && let Some(slot) = tally.count(key.as_bytes(), ttl)
             && let Some(value) = backend.get(&key, GetOptions::new()).await?

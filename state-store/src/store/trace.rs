@@ -8,7 +8,7 @@
 //! | field | value |
 //! |---|---|
 //! | `otel.kind` | `client` |
-//! | `db.system.name` | the engine: `redis`, `memory` (see [`Backend::system_name`](crate::Backend::system_name)) |
+//! | `db.system.name` | the engine: `redis`, `memory` (see [`Extensions::system_name`](crate::backend::Extensions::system_name)) |
 //! | `db.operation.name` | the operation, as the span's name |
 //! | `db.operation.batch.size` | how many ids a bulk call (`get_many`, `set_many`, `remove_many`) was given |
 //! | `state.namespace` | the store's namespace (empty without one) |

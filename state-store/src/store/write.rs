@@ -194,7 +194,7 @@ impl<B: Backend> Store<B> {
     /// value.
     ///
     /// Needs [`enable_set`](Self::enable_set). A value under the key that is not an integer, or a
-    /// result out of the `i64` range, gives [`Error::InvalidKey`] and changes nothing.
+    /// result out of the `i64` range, gives [`Error::NotACounter`] and changes nothing.
     pub fn incr<S: Counter>(
         &self, id: impl IdArg<S::Id>, by: i64,
     ) -> impl Future<Output = Result<i64>> + Send + '_ {

@@ -21,14 +21,16 @@ pub fn unix_time() -> Duration {
 }
 
 /// [`Backend::count`] by reads and conditional writes of `backend`'s core, retried on a lost
-/// race, with `now` as the GCRA's clock (time since an epoch every user of the engine shares).
+/// race, with `now` as the GCRA's clock (time since an epoch every user of the engine shares:
+/// [`unix_time`], or for an engine on tokio's clock a closure measuring from its start).
 ///
 /// An increment adds to the counter (a created one gets its `ttl_if_created`, an existing one
 /// keeps its expiry); a fixed window reads the counter and its time left and counts the call if
 /// there is room; a GCRA check stores its theoretical arrival time with
 /// [`Expiry::AtLeast`] the time it matters. Rate-limit checks never announce on a feed.
 pub async fn count<B: Backend + ?Sized>(
-    backend: &B, key: &str, op: CountOp, options: CountOptions<'_>, now: fn() -> Duration,
+    backend: &B, key: &str, op: CountOp, options: CountOptions<'_>,
+    now: impl Fn() -> Duration + Send,
 ) -> Result<Counted> {
     match op {
         CountOp::Increment { by, ttl_if_created } => {

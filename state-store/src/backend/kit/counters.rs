@@ -16,7 +16,7 @@ pub fn parse_counter(key: &str, value: &[u8]) -> Result<i64> {
 
 /// One increment of the counter holding `current` (`None`: no counter yet): the new value, and
 /// the expiry to write it with (a created counter starts its window, an existing one keeps its
-/// own). Shared by the memory backend and the provided `incr`.
+/// own). Shared by the memory backend and the provided `count`.
 pub fn incr_step(
     key: &str, current: Option<i64>, by: i64, ttl_if_created: Option<Duration>,
 ) -> Result<(i64, Expiry)> {

@@ -16,8 +16,8 @@
 //! # Expiry
 //! JetStream KV before NATS 2.11 has one `max_age` per bucket and no per-key expiry, and
 //! `max_age` counts from each write. So a type's `ttl` is its bucket's `max_age`, told to the
-//! backend by [`Backend::declare`] (the [`Store`](crate::Store) declares every type it touches);
-//! a write with any other expiry (`set_with_ttl` with another duration) is
+//! backend by [`KeyLayout::declare`] (the [`Store`](crate::Store) declares every type it touches);
+//! a write with any other expiry (`set_with` with another duration) is
 //! [`Error::Unsupported`] and writes nothing. A write that keeps the expiry
 //! ([`Expiry::Keep`]: `update`, `incr` on an existing counter) gets a whole new `max_age`
 //! instead. When a declared `ttl` differs from an existing bucket's `max_age`, the bucket's

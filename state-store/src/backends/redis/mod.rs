@@ -206,10 +206,10 @@ fn version_of(value: &[u8]) -> Version {
     Version::from_text(hex)
 }
 
-/// The core, plus the provided methods Redis does better: `get` and `exists` without a digest,
-/// `get_many` as one `MGET`, `set_many` as one `MULTI` pipeline, `remove_many` as one `DEL`, and
-/// `incr` and both rate limits as Lua scripts (one round trip each). `update` keeps the provided
-/// loop: `GET`, then the `PUT_IF_VERSION` script.
+/// The core, plus the provided methods Redis does better: `get` without a digest (and `EXISTS`,
+/// `GETEX` or `PEXPIRE` as its options ask), `get_many` as one `MGET`, `write_many` as one
+/// `MULTI` pipeline or one `DEL`, and `count` as Lua scripts (one round trip each). `update` keeps
+/// the provided loop: `GET`, then the `PUT_IF_VERSION` script.
 impl Backend for RedisBackend {
     fn get_versioned<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Versioned>>> {
         Box::pin(async move {
@@ -298,11 +298,12 @@ impl Backend for RedisBackend {
     fn write_many<'a>(&'a self, batch: WriteMany<'a>) -> BoxFuture<'a, Result<u64>> {
         match batch {
             WriteMany::Put { items, options } if options.mode == PutMode::Overwrite => {
-                let written = items.len() as u64;
-                let forget = self.forget_keys(items.iter().map(|(key, _)| key.as_str()));
-                let expiry = options.expiry.per_key();
-                let write = self.set_in_multi("set_many", items, expiry, options.notify);
+                // Nothing before the future is polled, the cache's bookkeeping included.
                 Box::pin(async move {
+                    let written = items.len() as u64;
+                    let forget = self.forget_keys(items.iter().map(|(key, _)| key.as_str()));
+                    let expiry = options.expiry.per_key();
+                    let write = self.set_in_multi("set_many", items, expiry, options.notify);
                     self.writing(forget, write).await?;
                     Ok(written)
                 })

@@ -23,7 +23,7 @@ macro_rules! publishing {
 
 /// The start of the counter scripts (`counter_error.lua`): an `INCRBY` refused for the stored
 /// value (Redis's own "not an integer" and "overflow" errors) becomes a `NOTCOUNTER` error,
-/// which is reported as `Error::InvalidKey`; any other refusal (`OOM` under `maxmemory`, say)
+/// which is reported as `Error::NotACounter`; any other refusal (`OOM` under `maxmemory`, say)
 /// is passed on as it is.
 macro_rules! counting {
     ($part:literal) => {

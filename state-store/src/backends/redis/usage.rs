@@ -1,4 +1,4 @@
-//! [`Store::usage`](crate::Store::usage)(crate::Backend::usage) on Redis: what a namespace holds, walked with
+//! [`Store::usage`](crate::Store::usage) on Redis (its [`UsageScan`](crate::backend::UsageScan)): what a namespace holds, walked with
 //! `SCAN` so that a large production server keeps serving.
 //!
 //! Per `SCAN` batch (about `COUNT` keys of the database looked at, the matching ones returned):
