@@ -26,7 +26,7 @@ use tokio::task::JoinHandle;
 use super::options::RedisOptions;
 
 use crate::backend::kit::feed::{Hub, Queue, Watcher};
-use crate::backend::{BoxStream, Event, Watch};
+use crate::backend::{BoxFuture, BoxStream, Event, Watch};
 use crate::{Error, Result};
 
 /// What the feed task is asked to do: bring its subscriptions in line with the hub, and, for a
@@ -69,7 +69,7 @@ impl RedisFeed {
     /// The feed of `source` (`db` its database, `target` its name in errors), with the
     /// timeouts of `options`.
     pub(crate) fn new(
-        source: Source, db: i64, target: String, options: &RedisOptions,
+        source: Arc<dyn Source>, db: i64, target: String, options: &RedisOptions,
     ) -> RedisFeed {
         let (connect_timeout, timeout) = (options.connect_timeout, options.response_timeout);
         let hub = Arc::new(Hub::default());
@@ -82,7 +82,6 @@ impl RedisFeed {
                 connect_timeout,
                 timeout,
                 expired_channel: Arc::from(format!("__keyevent@{db}__:expired")),
-                barrier: Arc::from(format!("{}:{:p}", std::process::id(), Arc::as_ptr(&hub))),
             },
             task: Mutex::new(None),
         }
@@ -150,54 +149,77 @@ impl RedisFeed {
     }
 }
 
-/// Where the feed's pub/sub connection goes.
-#[derive(Clone)]
-pub(crate) enum Source {
-    /// One server.
-    Node(Client),
-    /// The primary the sentinels name at each connection: expired-key events are the
-    /// primary's (a replica deletes what its primary expires, and announces no expiry).
-    #[cfg(feature = "sentinel")]
-    Sentinel(Arc<super::sentinel::primary::Primary>),
-    /// Any node of a Cluster for the feeds' channels (the cluster bus carries a `PUBLISH` to
-    /// every node), and every node for the expired-key events, which each primary announces only
-    /// on itself. Replicas announce none, so listening on all nodes hears each expiry once, and
-    /// hears a promoted replica's without a topology change to follow.
-    #[cfg(feature = "cluster")]
-    Cluster {
-        conn: redis::cluster_async::ClusterConnection,
-        /// The client of the first node given: its settings (credentials, TLS) for every node.
-        template: Client,
-    },
-}
+/// Where the feed's pub/sub connection goes, and what a deployment adds to the feed: a Cluster
+/// hears expiries through listeners of its own on every node, and catches up with the other
+/// nodes through a barrier. One server is [`SingleNode`]; Sentinel and Cluster implement it in
+/// their own modules.
+pub(crate) trait Source: Send + Sync + 'static {
+    /// A pub/sub connection, within `connect_timeout` (and `timeout` for any question asked on
+    /// the way, such as which nodes there are).
+    fn connect(
+        &self, connect_timeout: Duration, timeout: Duration,
+    ) -> BoxFuture<'_, std::result::Result<redis::aio::PubSub, String>>;
 
-impl Source {
-    #[cfg(feature = "cluster")]
-    fn is_cluster(&self) -> bool {
-        matches!(self, Source::Cluster { .. })
+    /// Whether expired-key events reach the feed through the source's own listeners
+    /// ([`keep_expiry_listeners`](Self::keep_expiry_listeners)), not its connection.
+    fn listens_for_expiries(&self) -> bool {
+        false
     }
 
-    #[cfg(not(feature = "cluster"))]
-    fn is_cluster(&self) -> bool {
-        false
+    /// Starts the source's expiry listeners into `listeners` while `wanted`, and stops them
+    /// (drops it) when not. Nothing by default.
+    fn keep_expiry_listeners<'a>(
+        &'a self, feed: &'a Connection, listeners: &'a mut Option<Listeners>, wanted: bool,
+    ) -> BoxFuture<'a, ()> {
+        let _ = (feed, listeners, wanted);
+        Box::pin(async {})
+    }
+
+    /// A catch-up of the source's own for a new watcher of `around` (see
+    /// [`Connection::catch_up`]), or `None` for the plain one.
+    fn catch_up<'a>(
+        &'a self, feed: &'a Connection, sink: &'a mut PubSubSink, messages: &'a mut PubSubStream,
+        around: &'a str,
+    ) -> Option<BoxFuture<'a, std::result::Result<(), Broken>>> {
+        let _ = (feed, sink, messages, around);
+        None
+    }
+}
+
+/// Tasks a source keeps running for the feed (a Cluster's expiry listeners), stopped when
+/// dropped.
+pub(crate) struct Listeners(pub(crate) Vec<JoinHandle<()>>);
+
+impl Drop for Listeners {
+    fn drop(&mut self) {
+        for task in &self.0 {
+            task.abort();
+        }
+    }
+}
+
+/// One server.
+pub(crate) struct SingleNode(pub(crate) Client);
+
+impl Source for SingleNode {
+    fn connect(
+        &self, connect_timeout: Duration, _timeout: Duration,
+    ) -> BoxFuture<'_, std::result::Result<redis::aio::PubSub, String>> {
+        Box::pin(pubsub(&self.0, connect_timeout))
     }
 }
 
 /// The task's side: where the pub/sub connection goes, and the hub it routes messages to.
 #[derive(Clone)]
-struct Connection {
-    hub: Arc<Hub>,
+pub(crate) struct Connection {
+    pub(crate) hub: Arc<Hub>,
     db: i64,
-    source: Source,
+    source: Arc<dyn Source>,
     target: String,
-    connect_timeout: Duration,
-    timeout: Duration,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) timeout: Duration,
     /// The channel of the server's expired-key events in the connection's database.
-    expired_channel: Arc<str>,
-    /// On a Cluster, what makes this feed's catch-up barrier channels its own (see
-    /// `catch_up_with_cluster`).
-    #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
-    barrier: Arc<str>,
+    pub(crate) expired_channel: Arc<str>,
 }
 
 enum Wake {
@@ -207,7 +229,7 @@ enum Wake {
 }
 
 /// The connection is unusable, and why: reconnect.
-struct Broken(String);
+pub(crate) struct Broken(pub(crate) String);
 
 /// Ends every stream of the hub when the task ends for any reason (its runtime shutting down,
 /// say): a watcher whose feed has no task would otherwise wait for ever without a word.
@@ -233,9 +255,8 @@ impl Connection {
         let mut refused: HashMap<Arc<str>, String> = HashMap::new();
         let mut pending: Vec<Waiting> = Vec::new();
         let mut retry = RETRY_MIN;
-        // On a Cluster, the expired-key listeners of the nodes, while anyone watches.
-        #[cfg(feature = "cluster")]
-        let mut listeners: Option<cluster::Listeners> = None;
+        // The source's own expired-key listeners (a Cluster's nodes), while anyone watches.
+        let mut listeners: Option<Listeners> = None;
         loop {
             let wake = match conn.as_mut() {
                 Some((_, messages)) => tokio::select! {
@@ -288,11 +309,12 @@ impl Connection {
             }
 
             let mut desired = self.hub.channels();
-            if !desired.is_empty() && !self.source.is_cluster() {
+            if !desired.is_empty() && !self.source.listens_for_expiries() {
                 desired.insert(self.expired_channel.clone());
             }
-            #[cfg(feature = "cluster")]
-            self.keep_expiry_listeners(&mut listeners, !desired.is_empty())
+            let source = self.source.clone();
+            source
+                .keep_expiry_listeners(&self, &mut listeners, !desired.is_empty())
                 .await;
             let mut error = None;
             if conn.is_none() && !desired.is_empty() {
@@ -374,27 +396,9 @@ impl Connection {
     }
 
     async fn connect(&self) -> std::result::Result<redis::aio::PubSub, String> {
-        match &self.source {
-            Source::Node(client) => pubsub(client, self.connect_timeout).await,
-            #[cfg(feature = "sentinel")]
-            Source::Sentinel(primary) => {
-                let client = primary.resolve().await?;
-                pubsub(&client, self.connect_timeout).await
-            }
-            #[cfg(feature = "cluster")]
-            Source::Cluster { conn, template } => {
-                // The first node that answers, of those the cluster knows now.
-                let nodes = cluster_nodes(conn, template, self.timeout).await?;
-                let mut last = String::from("the cluster named no node");
-                for node in nodes {
-                    match pubsub(&node, self.connect_timeout).await {
-                        Ok(connected) => return Ok(connected),
-                        Err(e) => last = e,
-                    }
-                }
-                Err(last)
-            }
-        }
+        self.source
+            .connect(self.connect_timeout, self.timeout)
+            .await
     }
 
     /// Subscribes to what is desired and not subscribed, and unsubscribes from the rest.
@@ -432,16 +436,16 @@ impl Connection {
     /// Delivers every message the server sent before now: a `PING` answered after them (the
     /// connection keeps order), then whatever the connection has received. New watchers are
     /// activated after this, so they hear nothing published before their `watch` call.
-    /// On a Cluster, `_around` is a channel a new watcher watches: the barrier's channel is
-    /// named after it, so that a user allowed that channel may publish the barrier.
+    /// A source may catch up its own way around `around`, a channel a new watcher watches (a
+    /// Cluster publishes a barrier named after it, so that a user allowed that channel may
+    /// publish it).
     async fn catch_up(
-        &self, sink: &mut PubSubSink, messages: &mut PubSubStream, _around: Option<&str>,
+        &self, sink: &mut PubSubSink, messages: &mut PubSubStream, around: Option<&str>,
     ) -> std::result::Result<(), Broken> {
-        #[cfg(feature = "cluster")]
-        if let (Source::Cluster { conn, .. }, Some(channel)) = (&self.source, _around) {
-            return self
-                .catch_up_with_cluster(conn, sink, messages, channel)
-                .await;
+        if let Some(around) = around
+            && let Some(own) = self.source.catch_up(self, sink, messages, around)
+        {
+            return own.await;
         }
         let pong = async { sink.ping::<redis::Value>().await.map(drop) };
         if let Err(e) = self.timed(pong).await? {
@@ -466,7 +470,7 @@ impl Connection {
     }
 
     /// A subscription command's own answer, or the connection's failure.
-    async fn timed(
+    pub(crate) async fn timed(
         &self, command: impl Future<Output = redis::RedisResult<()>>,
     ) -> std::result::Result<std::result::Result<(), RedisError>, Broken> {
         match tokio::time::timeout(self.timeout, command).await {
@@ -482,7 +486,7 @@ impl Connection {
     }
 
     /// Routes one message from the server to the watchers of its channel.
-    fn dispatch(&self, message: &Msg) {
+    pub(crate) fn dispatch(&self, message: &Msg) {
         let channel = message.get_channel_name();
         let payload = message.get_payload_bytes();
         if channel == &*self.expired_channel {
@@ -504,7 +508,7 @@ impl Connection {
 }
 
 /// A pub/sub connection to `client`, within `connect_timeout`.
-async fn pubsub(
+pub(crate) async fn pubsub(
     client: &Client, connect_timeout: Duration,
 ) -> std::result::Result<redis::aio::PubSub, String> {
     match tokio::time::timeout(connect_timeout, client.get_async_pubsub()).await {
@@ -513,9 +517,6 @@ async fn pubsub(
         Err(_) => Err("timed out".into()),
     }
 }
-
-#[cfg(feature = "cluster")]
-use cluster::cluster_nodes;
 
 /// A node of a Cluster, from a line of `CLUSTER NODES`.
 pub(crate) struct Node<'a> {
@@ -549,220 +550,9 @@ pub(crate) fn parse_nodes(reply: &str) -> impl Iterator<Item = Node<'_>> {
     })
 }
 
-/// The Cluster side of the feed: the nodes, and a listener of expired-key events on each.
-#[cfg(feature = "cluster")]
-mod cluster {
-    use std::sync::Arc;
-    use std::time::Duration;
-
-    use futures_util::StreamExt;
-    use redis::{Client, ConnectionAddr};
-    use tokio::task::JoinHandle;
-
-    use crate::backend::kit::feed::Hub;
-    use crate::backends::redis::feed::{
-        Broken, Connection, RETRY_MAX, RETRY_MIN, Source, parse_nodes, pubsub,
-    };
-
-    /// The listener tasks, stopped when dropped.
-    pub(super) struct Listeners(Vec<JoinHandle<()>>);
-
-    impl Drop for Listeners {
-        fn drop(&mut self) {
-            for task in &self.0 {
-                task.abort();
-            }
-        }
-    }
-
-    impl Connection {
-        /// `catch_up` on a Cluster, where a change written on another node may still be on its way
-        /// over the cluster bus when the connected node answers a `PING`: every primary publishes
-        /// a token on the feed's barrier channel, and once the connection has heard all of them,
-        /// it has heard everything those primaries published before (the bus carries one node's
-        /// messages to another in order).
-        pub(super) async fn catch_up_with_cluster(
-            &self, conn: &redis::cluster_async::ClusterConnection,
-            sink: &mut redis::aio::PubSubSink, messages: &mut redis::aio::PubSubStream,
-            around: &str,
-        ) -> Result<(), Broken> {
-            use redis::cluster_routing::{MultipleNodeRoutingInfo, RoutingInfo};
-            use std::sync::atomic::{AtomicU64, Ordering};
-            static TOKENS: AtomicU64 = AtomicU64::new(0);
-            let broken = |e: String| Broken(e);
-            // `@` appears in no feed's channel: the barrier is a channel of its own.
-            let barrier = &*format!("{around}@barrier:{}", self.barrier);
-            if let Err(e) = self.timed(sink.subscribe(barrier)).await? {
-                return Err(broken(format!(
-                    "cannot subscribe to the feed's barrier: {e}"
-                )));
-            }
-            let token = TOKENS.fetch_add(1, Ordering::Relaxed).to_string();
-            let mut publish = redis::cmd("PUBLISH");
-            publish.arg(barrier).arg(&token);
-            let mut conn = conn.clone();
-            let routing = RoutingInfo::MultiNode((MultipleNodeRoutingInfo::AllMasters, None));
-            let published =
-                tokio::time::timeout(self.timeout, conn.route_command(publish, routing));
-            let primaries = match published.await {
-                Ok(Ok(redis::Value::Map(replies))) => replies.len(),
-                Ok(Ok(other)) => return Err(broken(format!("unexpected barrier reply {other:?}"))),
-                Ok(Err(e)) => {
-                    return Err(broken(format!("cannot publish the feed's barrier: {e}")));
-                }
-                Err(_) => return Err(broken("the barrier was not published in time".into())),
-            };
-            let mut heard = 0;
-            let deadline = tokio::time::Instant::now() + self.timeout;
-            while heard < primaries {
-                let message = tokio::time::timeout_at(deadline, messages.next()).await;
-                match message {
-                    Ok(Some(message)) => {
-                        if message.get_channel_name() == barrier {
-                            heard += usize::from(message.get_payload_bytes() == token.as_bytes());
-                        } else {
-                            self.dispatch(&message);
-                        }
-                    }
-                    Ok(None) => return Err(broken("the connection closed".into())),
-                    Err(_) => {
-                        return Err(broken(format!(
-                            "{heard} of {primaries} primaries' barrier messages arrived in time"
-                        )));
-                    }
-                }
-            }
-            // A refusal to unsubscribe leaves nothing to undo.
-            let _ = self.timed(sink.unsubscribe(barrier)).await?;
-            Ok(())
-        }
-
-        /// Starts a listener on every node of the cluster while `wanted`, and stops them when
-        /// not. A cluster that cannot be asked for its nodes is asked again at the next wake.
-        pub(super) async fn keep_expiry_listeners(
-            &self, listeners: &mut Option<Listeners>, wanted: bool,
-        ) {
-            if !wanted {
-                *listeners = None;
-                return;
-            }
-            if listeners.is_some() {
-                return;
-            }
-            let Source::Cluster { conn, template } = &self.source else {
-                return;
-            };
-            let Ok(nodes) = cluster_nodes(conn, template, self.timeout).await else {
-                return;
-            };
-            let tasks = nodes
-                .into_iter()
-                .map(|node| {
-                    tokio::spawn(listen(
-                        node,
-                        self.hub.clone(),
-                        self.expired_channel.clone(),
-                        self.connect_timeout,
-                        self.timeout,
-                    ))
-                })
-                .collect();
-            *listeners = Some(Listeners(tasks));
-        }
-    }
-
-    /// Hears one node's expired-key events, reconnecting when its connection breaks (a node
-    /// killed for good is tried again every two seconds, at no cost to the others). When a
-    /// connection that was subscribed breaks, watchers hear of the gap at once. A node that
-    /// refuses the subscription (an ACL user without the channel) is left alone.
-    async fn listen(
-        node: Client, hub: Arc<Hub>, channel: Arc<str>, connect_timeout: Duration,
-        timeout: Duration,
-    ) {
-        let mut retry = RETRY_MIN;
-        loop {
-            if let Ok(mut connection) = pubsub(&node, connect_timeout).await {
-                match tokio::time::timeout(timeout, connection.subscribe(&*channel)).await {
-                    Ok(Ok(())) => {
-                        retry = RETRY_MIN;
-                        let mut messages = connection.into_on_message();
-                        while let Some(message) = messages.next().await {
-                            if let Ok(key) = std::str::from_utf8(message.get_payload_bytes()) {
-                                hub.publish_expired(key);
-                            }
-                        }
-                        hub.interrupt(&hub.channels());
-                    }
-                    Ok(Err(e)) if e.code().is_some() => return,
-                    _ => {}
-                }
-            }
-            tokio::time::sleep(retry).await;
-            retry = (retry * 2).min(RETRY_MAX);
-        }
-    }
-
-    /// A client for every node the cluster knows now (`CLUSTER NODES`), with the settings of
-    /// `template`.
-    pub(crate) async fn cluster_nodes(
-        conn: &redis::cluster_async::ClusterConnection, template: &Client, timeout: Duration,
-    ) -> Result<Vec<Client>, String> {
-        let mut conn = conn.clone();
-        let command = redis::cmd("CLUSTER").arg("NODES").to_owned();
-        let reply: String =
-            match tokio::time::timeout(timeout, command.query_async(&mut conn)).await {
-                Ok(Ok(reply)) => reply,
-                Ok(Err(e)) => return Err(format!("cannot list the cluster's nodes: {e}")),
-                Err(_) => {
-                    return Err(format!(
-                        "the cluster did not list its nodes within {timeout:?}"
-                    ));
-                }
-            };
-        Ok(parse_nodes(&reply)
-            .filter_map(|node| node_client(template, node.host, node.port))
-            .collect())
-    }
-
-    fn node_client(template: &Client, host: &str, port: u16) -> Option<Client> {
-        let info = template.get_connection_info().clone();
-        let address = match info.addr() {
-            ConnectionAddr::Tcp(..) => ConnectionAddr::Tcp(host.to_owned(), port),
-            ConnectionAddr::TcpTls {
-                insecure,
-                tls_params,
-                ..
-            } => ConnectionAddr::TcpTls {
-                host: host.to_owned(),
-                port,
-                insecure: *insecure,
-                tls_params: tls_params.clone(),
-            },
-            _ => return None,
-        };
-        Client::open(info.set_addr(address)).ok()
-    }
-
-    #[cfg(test)]
-    mod tests {
-        #[test]
-        fn node_lines_give_their_address() {
-            let reply = "07c3 127.0.0.1:30004@40004 slave e7d1 0 1 4 connected\n\
-                         67ed 127.0.0.1:30002@40002,host.example master - 0 1 2 connected 5461-10922\n\
-                         2929 :0@0 master,noaddr - 0 1 3 connected\n";
-            let nodes: Vec<_> = super::super::parse_nodes(reply)
-                .map(|node| (node.host, node.port, node.primary))
-                .collect();
-            assert_eq!(
-                nodes,
-                [("127.0.0.1", 30004, false), ("127.0.0.1", 30002, true)]
-            );
-        }
-    }
-}
-
-const RETRY_MIN: Duration = Duration::from_millis(100);
-const RETRY_MAX: Duration = Duration::from_secs(2);
+/// The first and the longest wait between reconnection attempts.
+pub(crate) const RETRY_MIN: Duration = Duration::from_millis(100);
+pub(crate) const RETRY_MAX: Duration = Duration::from_secs(2);
 
 /// The header of a change message, as the write scripts publish it.
 #[derive(Deserialize)]

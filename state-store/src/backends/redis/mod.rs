@@ -14,7 +14,7 @@ pub use self::options::RedisOptions;
 use self::batch::Turn;
 use self::cache::Tracker;
 use self::conn::{backend_error, broke_connection, worth_one_retry};
-use self::feed::{RedisFeed, Source, wire_channel};
+use self::feed::{RedisFeed, SingleNode, wire_channel};
 use self::options::{describe, manager_config};
 use self::scripts::{FIXED_WINDOW, GCRA, INCR, REMOVE_IF_VERSION, REMOVE_NOTIFY};
 use crate::backend::kit;
@@ -83,7 +83,8 @@ impl RedisBackend {
     pub async fn from_client_with(client: Client, options: RedisOptions) -> Result<Self> {
         let target = describe(&client);
         let db = client.get_connection_info().redis_settings().db();
-        let feed = RedisFeed::new(Source::Node(client.clone()), db, target.clone(), &options);
+        let source = Arc::new(SingleNode(client.clone()));
+        let feed = RedisFeed::new(source, db, target.clone(), &options);
         let cache_client = client.clone();
         let conn = ConnectionManager::new_with_config(client, manager_config(&options))
             .await

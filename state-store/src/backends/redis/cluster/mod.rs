@@ -5,13 +5,15 @@ use std::sync::Arc;
 
 use redis::RedisError;
 
+use self::feed::ClusterSource;
 use self::route::Routed;
 use super::RedisBackend;
 use super::conn::{Inner, RedisConnection};
-use super::feed::{RedisFeed, Source};
+use super::feed::RedisFeed;
 use super::options::RedisOptions;
 use crate::{Error, Result};
 
+mod feed;
 pub(super) mod route;
 
 #[cfg_attr(docsrs, doc(cfg(feature = "cluster")))]
@@ -84,15 +86,8 @@ impl RedisBackend {
                 source: format!("no node answered within {:?}", options.connect_bound()).into(),
             })?
             .map_err(connect_error)?;
-        let feed = RedisFeed::new(
-            Source::Cluster {
-                conn: conn.clone(),
-                template,
-            },
-            0,
-            target.clone(),
-            &options,
-        );
+        let source = ClusterSource::new(conn.clone(), template);
+        let feed = RedisFeed::new(Arc::new(source), 0, target.clone(), &options);
         Ok(RedisBackend {
             conn: RedisConnection::new(Inner::Cluster(Routed(conn))),
             target,

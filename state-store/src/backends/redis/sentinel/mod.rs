@@ -8,8 +8,9 @@ use redis::RedisError;
 use self::primary::{Followed, Primary};
 use super::RedisBackend;
 use super::conn::{Inner, RedisConnection};
-use super::feed::{RedisFeed, Source};
+use super::feed::{RedisFeed, Source, pubsub};
 use super::options::{RedisOptions, manager_config};
+use crate::backend::BoxFuture;
 use crate::{Error, Result};
 
 pub(super) mod primary;
@@ -103,12 +104,7 @@ impl RedisBackend {
             source: reason.into(),
         })?;
         let primary = Arc::new(primary);
-        let feed = RedisFeed::new(
-            Source::Sentinel(primary.clone()),
-            db,
-            target.clone(),
-            &options,
-        );
+        let feed = RedisFeed::new(primary.clone(), db, target.clone(), &options);
         Ok(RedisBackend {
             conn: RedisConnection::new(Inner::Sentinel(Followed(primary))),
             target,
@@ -116,6 +112,20 @@ impl RedisBackend {
             feed: Arc::new(feed),
             batch: options.batcher(),
             cache: None,
+        })
+    }
+}
+
+/// The feed's connection goes to the primary the sentinels name at each connection: expired-key
+/// events are the primary's (a replica deletes what its primary expires, and announces no
+/// expiry).
+impl Source for Primary {
+    fn connect(
+        &self, connect_timeout: std::time::Duration, _timeout: std::time::Duration,
+    ) -> BoxFuture<'_, std::result::Result<redis::aio::PubSub, String>> {
+        Box::pin(async move {
+            let client = self.resolve().await?;
+            pubsub(&client, connect_timeout).await
         })
     }
 }
