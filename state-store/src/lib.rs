@@ -118,7 +118,7 @@ pub use id::{IdArg, IdError, KeyParts, StateId, id_from_key, id_to_key};
 pub use key::{Counter, Key, Notified, StateKey};
 pub use rate_limit::{Decision, Policy, Quota, RateLimit};
 pub use state_store_derive::StateKey;
-pub use store::{Change, Changes};
+pub use store::{Change, Changes, Follow};
 pub use store::{Item, MigrateOptions, MigrateReport, SetOptions, Store, UpdateOptions, Updated};
 #[cfg(feature = "tower")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]

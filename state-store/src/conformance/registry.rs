@@ -78,6 +78,7 @@ macro_rules! __conformance_checks {
                     Feed => feed_is_unsupported,
                     EveryChangeDelivered => changes_arrive_in_order_and_converge,
                 ];
+                follow_gives_the_value_then_its_changes: FeedOrder [Feed => feed_is_unsupported];
                 concurrent_writers_deliver_every_change: FeedOrder [
                     Feed => feed_is_unsupported,
                     EveryChangeDelivered => changes_arrive_in_order_and_converge,

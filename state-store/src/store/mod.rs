@@ -23,7 +23,7 @@ mod write;
 pub use migrate::{MigrateOptions, MigrateReport};
 use trace::CallSpan;
 pub use update::{UpdateOptions, Updated};
-pub use watch::{Change, Changes};
+pub use watch::{Change, Changes, Follow};
 pub use write::{Item, SetOptions};
 
 /// How often [`Store::update`] tries before giving up with [`Error::Conflict`](crate::Error::Conflict), by default.

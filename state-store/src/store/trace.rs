@@ -135,6 +135,7 @@ impl Outcome for i64 {}
 impl Outcome for u64 {}
 impl<T> Outcome for Vec<T> {}
 impl<S> Outcome for crate::Changes<S> {}
+impl<S> Outcome for crate::Follow<S> {}
 impl Outcome for crate::Usage {}
 impl Outcome for crate::MigrateReport {}
 

@@ -260,6 +260,106 @@ impl<B: Backend> Store<B> {
     }
 }
 
+impl<B: Backend> Store<B> {
+    /// The value of the `S` with `id` now, then each new value: a stream whose first item is
+    /// the current value (`None` when there is none) and whose later items are the value after
+    /// each change (`None` after a removal or an expiry). `S` must be declared with
+    /// `#[state(notify)]`.
+    ///
+    /// ```
+    /// # use serde::{Deserialize, Serialize};
+    /// use state_store::{MemoryBackend, StateKey, Store, StreamExt};
+    ///
+    /// #[derive(Debug, PartialEq, Serialize, Deserialize, StateKey)]
+    /// #[state(prefix = "job", id = u64, notify)]
+    /// struct Job { status: String }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> state_store::Result<()> {
+    /// let store = Store::new(MemoryBackend::new()).enable_set();
+    /// store.set::<Job>(7, &Job { status: "queued".into() }).await?;
+    /// let mut job = store.follow::<Job>(7).await?;
+    /// assert_eq!(job.next().await.transpose()?, Some(Some(Job { status: "queued".into() })));
+    /// store.set::<Job>(7, &Job { status: "done".into() }).await?;
+    /// assert_eq!(job.next().await.transpose()?, Some(Some(Job { status: "done".into() })));
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// Nothing is lost between the read and the subscription: the subscription comes first, so a
+    /// write racing the call is in the first item, or in a later one, or both (then the same value
+    /// comes twice). When the feed loses changes (a watcher that fell behind, a broken
+    /// connection), the stream reads the value again and goes on from there, so its last item is
+    /// always the value as it is; it never yields [`Error::Lagged`] or [`Error::Interrupted`].
+    /// Its other errors ([`Error::Decode`], a failed read) are items and the stream goes on.
+    pub fn follow<S: Notified>(
+        &self, id: impl IdArg<S::Id>,
+    ) -> impl Future<Output = Result<Follow<S>>> + Send + '_ {
+        assert_announces::<S>();
+        let key = self.full_key::<S>(id);
+        let span = call_span!(self, S, "follow", key.as_deref());
+        traced(span, async move {
+            let key = key?;
+            let channel = self.channel::<S>()?;
+            let watch = Watch::new(channel)
+                .key(key.clone())
+                .buffer(self.watch_buffer);
+            let changes = Changes::<S>::new(self.feed()?.watch(&watch).await?, &watch.channel);
+            let first = self.read_key::<S>(&key).await?;
+            Ok(Follow::new(self.clone(), key, first, changes))
+        })
+    }
+}
+
+/// The stream of [`Store::follow`]: `Send + 'static`, items `Result<Option<S>>`, the current
+/// value first. Dropping it ends the subscription.
+#[must_use = "streams do nothing unless polled"]
+pub struct Follow<S> {
+    values: BoxStream<'static, Result<Option<S>>>,
+}
+
+impl<S: StateKey> Follow<S> {
+    fn new<B: Backend>(
+        store: Store<B>, key: String, first: Option<S>, changes: Changes<S>,
+    ) -> Self {
+        let rest = futures_util::stream::unfold(
+            (store, key, changes),
+            |(store, key, mut changes)| async move {
+                loop {
+                    let value = match futures_util::StreamExt::next(&mut changes).await? {
+                        Ok(Change::Set { value, .. }) => Ok(Some(value)),
+                        Ok(Change::Removed { .. } | Change::Expired { .. }) => Ok(None),
+                        // The newest changes are still in the buffer: they come next.
+                        Err(Error::Lagged { .. }) => continue,
+                        // Changes were lost while the feed was down: the value as it is now.
+                        Err(Error::Interrupted { .. }) => store.read_key::<S>(&key).await,
+                        Err(e) => Err(e),
+                    };
+                    return Some((value, (store, key, changes)));
+                }
+            },
+        );
+        let first = futures_util::stream::once(std::future::ready(Ok(first)));
+        Follow {
+            values: Box::pin(futures_util::StreamExt::chain(first, rest)),
+        }
+    }
+}
+
+impl<S> Stream for Follow<S> {
+    type Item = Result<Option<S>>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.values.as_mut().poll_next(cx)
+    }
+}
+
+impl<S> fmt::Debug for Follow<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Follow").finish_non_exhaustive()
+    }
+}
+
 /// A hand-written [`Notified`] whose writes do not announce (`NOTIFY` left `false`) could only
 /// be watched in silence: a compile error instead, where `watch` is used with it.
 fn assert_announces<S: Notified>() {

@@ -150,3 +150,52 @@ pub async fn concurrent_writers_deliver_every_change<B: Backend + Clone>(backend
     )
     .await;
 }
+
+/// [`Store::follow`]: the current value first, then the value after each change (`None` after a
+/// removal); and, with writes racing the call, values never go back and the last one always
+/// arrives, however many changes the engine coalesced.
+pub async fn follow_gives_the_value_then_its_changes<B: Backend + Clone>(backend: B) {
+    let store = writable(&backend);
+    put(&store, "followed", &watched("queued", 1)).await;
+    let mut follow = store
+        .follow::<Watched>("followed".to_string())
+        .await
+        .unwrap();
+    let mut next = async |what: &str| match tokio::time::timeout(FEED_WAIT, follow.next()).await {
+        Ok(Some(value)) => value.unwrap_or_else(|e| panic!("{what}: {e}")),
+        Ok(None) => panic!("{what}: the stream ended"),
+        Err(_) => panic!("{what}: nothing arrived within {FEED_WAIT:?}"),
+    };
+    assert_eq!(next("the current value").await, Some(watched("queued", 1)));
+    put(&store, "followed", &watched("running", 2)).await;
+    assert_eq!(next("a set").await, Some(watched("running", 2)));
+    store
+        .remove::<Watched>("followed".to_string())
+        .await
+        .unwrap();
+    assert_eq!(next("a removal").await, None);
+
+    for round in 0..10 {
+        let id = format!("raced-{round}");
+        let writer = {
+            let (store, id) = (store.clone(), id.clone());
+            tokio::spawn(async move {
+                for step in 1..=20 {
+                    put(&store, &id, &watched("step", step)).await;
+                }
+            })
+        };
+        let mut follow = store.follow::<Watched>(id).await.unwrap();
+        let mut last = 0;
+        while last < 20 {
+            let value = match tokio::time::timeout(FEED_WAIT, follow.next()).await {
+                Ok(Some(value)) => value.unwrap(),
+                other => panic!("round {round}: step {last} was the last to arrive ({other:?})"),
+            };
+            let step = value.map_or(0, |v| v.step);
+            assert!(step >= last, "round {round}: step {step} after step {last}");
+            last = step;
+        }
+        writer.await.unwrap();
+    }
+}
