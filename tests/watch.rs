@@ -1255,6 +1255,47 @@ async fn a_killed_feed_connection_interrupts_every_watcher_then_resumes() {
     assert_eq!(subscriber_connections(&mut raw), [2]);
 }
 
+/// `follow` across a killed feed connection: a write that no message announced while the feed
+/// was down (a plain `SET` from another client) still reaches the stream, which reads the value
+/// again when the feed is back, instead of yielding `Interrupted`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follow_reads_again_what_a_broken_feed_missed() {
+    let server = RedisServer::start();
+    let mut raw = server.raw();
+    let store = store_at(&server.url()).await;
+    store
+        .set::<Job>("f".to_string(), &job("queued"))
+        .await
+        .unwrap();
+    let mut follow = store.follow::<Job>("f".to_string()).await.unwrap();
+    let mut next = async || match tokio::time::timeout(ITEM, follow.next()).await {
+        Ok(Some(value)) => value.unwrap(),
+        other => panic!("expected a value, got {other:?}"),
+    };
+    assert_eq!(next().await, Some(job("queued")));
+    let killed: i64 = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("pubsub")
+        .query(&mut raw)
+        .unwrap();
+    assert_eq!(killed, 1);
+    let key = store.full_key::<Job>("f".to_string()).unwrap();
+    let done = serde_json::to_vec(&job("done")).unwrap();
+    let () = redis::cmd("SET")
+        .arg(&key)
+        .arg(done)
+        .query(&mut raw)
+        .unwrap();
+    assert_eq!(next().await, Some(job("done")), "read again after the gap");
+    // And the feed goes on.
+    store
+        .set::<Job>("f".to_string(), &job("archived"))
+        .await
+        .unwrap();
+    assert_eq!(next().await, Some(job("archived")));
+}
+
 /// Watchers over RESP3 (push messages instead of pub/sub arrays) work as over RESP2.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_feed_works_over_resp3() {
