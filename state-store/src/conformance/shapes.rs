@@ -272,7 +272,7 @@ pub async fn migrate_rewrites_older_values_and_only_those<B: Backend + Clone>(
 /// The race only happens on an engine whose calls wait: on the memory backend under a
 /// current-thread runtime no call ever yields, so the migration runs to its end before the
 /// updaters start, and this check only shows that both finish exactly. The race itself is
-/// exercised on Redis (here and in `tests/migrate_redis.rs`), on a Cluster, and on the
+/// exercised on Redis (here and in `tests/migrate.rs`), on a Cluster, and on the
 /// "Writing a backend" engine that yields before every call.
 ///
 /// The migration scans every key, and a second one, once the updates have ended, finds every
