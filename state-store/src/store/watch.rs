@@ -11,8 +11,9 @@ use futures_core::Stream;
 use std::future::Future;
 
 use super::Store;
+use super::codec::decode;
 use super::trace::{call_span, traced};
-use crate::backend::{Backend, BoxStream, Event, Watch};
+use crate::backend::{Backend, BoxStream, Event, GetOptions, Watch};
 use crate::id::IdArg;
 use crate::id::id_from_key;
 use crate::key::Notified;
@@ -286,12 +287,15 @@ impl<B: Backend> Store<B> {
     /// # }
     /// ```
     ///
-    /// Nothing is lost between the read and the subscription: the subscription comes first, so a
-    /// write racing the call is in the first item, or in a later one, or both (then the same value
-    /// comes twice). When the feed loses changes (a watcher that fell behind, a broken
-    /// connection), the stream reads the value again and goes on from there, so its last item is
-    /// always the value as it is; it never yields [`Error::Lagged`] or [`Error::Interrupted`].
-    /// Its other errors ([`Error::Decode`], a failed read) are items and the stream goes on.
+    /// Nothing is lost between the read and the subscription: the subscription comes first.
+    /// Each change the feed announces makes the stream read the value again, so a value never
+    /// comes after a newer one (a change can reach the feed after a read that already shows it,
+    /// on a Cluster over the cluster bus), a burst of writes may show as fewer items, the same
+    /// value never comes twice in a row, and the last item is always the value as it is. When
+    /// the feed loses changes (a watcher that fell behind, a broken connection) it reads the
+    /// value again as well, so it never yields [`Error::Lagged`] or [`Error::Interrupted`]. A
+    /// value that does not decode is an [`Error::Decode`] item, and the stream goes on. A type
+    /// declared with `cache` is read from the server, not the cache, which may lag the feed.
     pub fn follow<S: Notified>(
         &self, id: impl IdArg<S::Id>,
     ) -> impl Future<Output = Result<Follow<S>>> + Send + '_ {
@@ -304,8 +308,8 @@ impl<B: Backend> Store<B> {
             let watch = Watch::new(channel)
                 .key(key.clone())
                 .buffer(self.watch_buffer);
-            let changes = Changes::<S>::new(self.feed()?.watch(&watch).await?, &watch.channel);
-            let first = self.read_key::<S>(&key).await?;
+            let changes = self.feed()?.watch(&watch).await?;
+            let first = self.backend.get(&key, GetOptions::new()).await?;
             Ok(Follow::new(self.clone(), key, first, changes))
         })
     }
@@ -319,27 +323,38 @@ pub struct Follow<S> {
 }
 
 impl<S: StateKey> Follow<S> {
+    /// `first` (the bytes read after subscribing), then the value read again after each item
+    /// of `changes`, each unless it is the one given last.
     fn new<B: Backend>(
-        store: Store<B>, key: String, first: Option<S>, changes: Changes<S>,
+        store: Store<B>, key: String, first: Option<Vec<u8>>,
+        changes: BoxStream<'static, Result<Event>>,
     ) -> Self {
+        let decoded = |key: &str, bytes: &Option<Vec<u8>>| -> Result<Option<S>> {
+            bytes.as_deref().map(|bytes| decode(key, bytes)).transpose()
+        };
+        let first_item = decoded(&key, &first);
         let rest = futures_util::stream::unfold(
-            (store, key, changes),
-            |(store, key, mut changes)| async move {
+            (store, key, changes, first),
+            move |(store, key, mut changes, mut last)| async move {
                 loop {
-                    let value = match futures_util::StreamExt::next(&mut changes).await? {
-                        Ok(Change::Set { value, .. }) => Ok(Some(value)),
-                        Ok(Change::Removed { .. } | Change::Expired { .. }) => Ok(None),
-                        // The newest changes are still in the buffer: they come next.
-                        Err(Error::Lagged { .. }) => continue,
-                        // Changes were lost while the feed was down: the value as it is now.
-                        Err(Error::Interrupted { .. }) => store.read_key::<S>(&key).await,
+                    // Whatever the feed says (a change, a gap, a message that is not one), the
+                    // value is read again: the read is what the stream gives.
+                    let _change_or_gap = futures_util::StreamExt::next(&mut changes).await?;
+                    let now = store.backend.get(&key, GetOptions::new()).await;
+                    let item = match now {
+                        Ok(now) if now == last => continue,
+                        Ok(now) => {
+                            let item = decoded(&key, &now);
+                            last = now;
+                            item
+                        }
                         Err(e) => Err(e),
                     };
-                    return Some((value, (store, key, changes)));
+                    return Some((item, (store, key, changes, last)));
                 }
             },
         );
-        let first = futures_util::stream::once(std::future::ready(Ok(first)));
+        let first = futures_util::stream::once(std::future::ready(first_item));
         Follow {
             values: Box::pin(futures_util::StreamExt::chain(first, rest)),
         }
