@@ -238,13 +238,13 @@ macro_rules! conformance_tests {
 pub struct Capabilities {
     /// A change feed ([`ChangeFeed::watch`], and the `notify` channel of writes). Without: every
     /// change-feed check runs [`feed_is_unsupported`] instead. Detected: a backend whose
-    /// `watch` answers [`Error::Unsupported`] lacks it.
+    /// `extensions()` has no `feed` lacks it.
     pub feed: bool,
     /// A compare-and-delete ([`Backend::remove`] with `if_version`, under [`Store::remove_if`]).
     /// Without: `remove_if` is [`Error::Unsupported`] and removes nothing
     /// ([`remove_if_is_unsupported`], instead of
-    /// [`remove_if_removes_only_what_the_check_accepts`]). Detected: a backend whose
-    /// `remove_version` answers [`Error::Unsupported`] lacks it.
+    /// [`remove_if_removes_only_what_the_check_accepts`]). Detected: a backend whose `remove`
+    /// with `if_version` answers [`Error::Unsupported`] lacks it.
     pub conditional_remove: bool,
     /// Any expiry on any write (`set_with_ttl` with any duration, no expiry under a type with
     /// a ttl). Without: only the type's ttl, and any other is [`Error::Unsupported`] naming

@@ -29,19 +29,16 @@ impl<B: Backend> Store<B> {
         // future is `Send` whatever the caller passes.
         let key = self.full_key::<S>(id);
         let span = call_span!(self, S, "get", key.as_deref());
-        traced(span, async move { self.read_key::<S>(&key?).await })
-    }
-
-    /// The `S` under `key`, one of `S`'s full keys: through the client cache for a type declared
-    /// with `cache`.
-    pub(super) async fn read_key<S: StateKey>(&self, key: &str) -> Result<Option<S>> {
-        if S::CACHE {
-            return self.get_cached::<S>(key).await;
-        }
-        match self.backend.get(key, GetOptions::new()).await? {
-            Some(bytes) => decode(key, &bytes).map(Some),
-            None => Ok(None),
-        }
+        traced(span, async move {
+            let key = key?;
+            if S::CACHE {
+                return self.get_cached::<S>(&key).await;
+            }
+            match self.backend.get(&key, GetOptions::new()).await? {
+                Some(bytes) => decode(&key, &bytes).map(Some),
+                None => Ok(None),
+            }
+        })
     }
 
     /// `get` of a type declared with `cache`: through the backend's client-side cache, which
