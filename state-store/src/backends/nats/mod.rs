@@ -80,6 +80,8 @@ struct Inner {
     /// on every call.
     buckets: RwLock<HashMap<Box<str>, Arc<Bucket>>>,
     per_key_ttl: bool,
+    /// How long a request may take; also how long a listing waits for its next key.
+    timeout: Duration,
 }
 
 #[derive(Clone)]
@@ -167,6 +169,7 @@ impl NatsBackend {
                 types: RwLock::default(),
                 buckets: RwLock::default(),
                 per_key_ttl,
+                timeout,
             }),
         }
     }
@@ -650,7 +653,23 @@ impl NatsBackend {
             // The listing reads the bucket's stream: a key written while it runs comes again,
             // later in the stream, and is listed once all the same.
             let mut seen = std::collections::HashSet::new();
-            while let Some(key) = keys.next().await {
+            // The listing ends when the server marks a key the last pending one. A bucket keeps
+            // one revision per key, so a concurrent rewrite can remove the message that would
+            // have carried that mark, and the consumer then waits for ever: a listing that
+            // hears nothing for a request's timeout ends there, as the contract allows a key
+            // rewritten meanwhile to be missed (the engine declares no stable listing).
+            loop {
+                let Ok(next) = tokio::time::timeout(self.inner.timeout, keys.next()).await else {
+                    crate::backend::kit::warn_event!(
+                        bucket = %type_prefix,
+                        "state_store: a NATS key listing heard nothing for {:?} and ended there",
+                        self.inner.timeout
+                    );
+                    break;
+                };
+                let Some(key) = next else {
+                    break;
+                };
                 let key = match key {
                     Ok(key) => key,
                     Err(e) => {
