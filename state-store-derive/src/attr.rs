@@ -13,7 +13,7 @@ use crate::errors::Errors;
 use crate::ttl;
 
 /// The keys `#[state(...)]` accepts, for the unknown-key error.
-const KEYS: &str = "`prefix`, `id`, `ttl`, `counter`, `notify`, `cache` or `previous`";
+const KEYS: &str = "`prefix`, `id`, `ttl`, `counter`, `notify`, `cache`, `lease` or `previous`";
 
 const PREFIX: &str = "`prefix` takes one string literal, like `prefix = \"session\"`";
 const ID: &str = "`id` takes one type, like `id = u64` or `id = (String, u32)`";
@@ -37,6 +37,8 @@ pub(crate) struct Attrs<'a> {
     pub notify: Option<Ident>,
     /// The `cache` token: reads are kept decoded in the client's cache.
     pub cache: Option<Ident>,
+    /// The `lease` token: the type's values are leases with fencing tokens.
+    pub lease: Option<Ident>,
     /// The type of `previous = Type`: the older shape that stored values may still have.
     pub previous: Option<Type>,
     given: Vec<&'static str>,
@@ -61,7 +63,7 @@ pub(crate) fn get<'a>(attrs: &'a [Attribute], errors: &mut Errors) -> Attrs<'a> 
                 return unknown_key(&meta, errors);
             };
             let Some(name) = [
-                "prefix", "id", "ttl", "counter", "notify", "cache", "previous",
+                "prefix", "id", "ttl", "counter", "notify", "cache", "lease", "previous",
             ]
             .into_iter()
             .find(|name| key == name) else {
@@ -105,7 +107,7 @@ pub(crate) fn get<'a>(attrs: &'a [Attribute], errors: &mut Errors) -> Attrs<'a> 
                         out.previous = previous;
                     }
                 }
-                // counter, notify, cache
+                // counter, notify, cache, lease
                 _ => {
                     if !meta.input.is_empty() && !meta.input.peek(Token![,]) {
                         let extra = skip_value(meta.input);
@@ -118,6 +120,7 @@ pub(crate) fn get<'a>(attrs: &'a [Attribute], errors: &mut Errors) -> Attrs<'a> 
                         let flag = match name {
                             "counter" => &mut out.counter,
                             "notify" => &mut out.notify,
+                            "lease" => &mut out.lease,
                             _ => &mut out.cache,
                         };
                         *flag = Some(key);
@@ -311,7 +314,7 @@ mod tests {
                 "ttl must be greater than zero; leave out `ttl` for keys that never expire",
                 "duplicate key `ttl` in `#[state(...)]`",
                 TTL,
-                "unknown key `size` in `#[state(...)]`; expected `prefix`, `id`, `ttl`, `counter`, `notify`, `cache` or `previous`",
+                "unknown key `size` in `#[state(...)]`; expected `prefix`, `id`, `ttl`, `counter`, `notify`, `cache`, `lease` or `previous`",
                 "`counter` takes no value: write `counter` alone",
                 "duplicate key `id` in `#[state(...)]`",
                 ID,

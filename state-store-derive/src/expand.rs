@@ -95,6 +95,13 @@ fn impls(input: &Input, id: &Type, prefix: &str, ttl: Option<u64>) -> TokenStrea
             }
         }
     });
+    let lease = input.attrs.lease.as_ref().map(|lease| {
+        quote_spanned! {lease.span()=>
+            #[automatically_derived]
+            #[diagnostic::do_not_recommend]
+            impl ::state_store::__private::Leased for #ident {}
+        }
+    });
     let previous = input.attrs.previous.as_ref().map(previous);
     quote! {
         #[automatically_derived]
@@ -119,6 +126,7 @@ fn impls(input: &Input, id: &Type, prefix: &str, ttl: Option<u64>) -> TokenStrea
 
         #counter
         #notified
+        #lease
     }
 }
 

@@ -48,6 +48,8 @@ use syn::{DeriveInput, parse_macro_input};
 ///   `Store::watch` reads (the type implements `Notified`);
 /// - `cache` (optional, on a `Clone` type): reads keep the decoded value in the backend's
 ///   client-side cache (`StateKey::CACHE`);
+/// - `lease` (optional, with a `ttl`): the type's values are leases with fencing tokens, taken
+///   with `Store::acquire` (the type implements `Leased`);
 /// - `previous = Type` (optional): the older shape stored values may have, a `Deserialize`
 ///   type the state type implements `From`; reads convert such values and `Store::migrate`
 ///   rewrites them (a missing `From` is a compile error at `Type`).

@@ -25,6 +25,28 @@ impl Input<'_> {
         self.check_required(errors);
         self.check_prefix(errors);
         self.check_counter(errors);
+        self.check_lease(errors);
+    }
+
+    /// A lease lives for its ttl unless extended: without one it would never end. Its value
+    /// says who holds it, so it cannot be a counter.
+    fn check_lease(&self, errors: &mut Errors) {
+        let Some(lease) = &self.attrs.lease else {
+            return;
+        };
+        if !self.attrs.given("ttl") {
+            errors.push(Error::new(
+                lease.span(),
+                "a `lease` type needs a `ttl`: how long a holder keeps it without extending it, \
+                 like `#[state(prefix = \"job-lease\", id = u64, ttl = \"30s\", lease)]`",
+            ));
+        }
+        if let Some(counter) = &self.attrs.counter {
+            errors.push(Error::new(
+                counter.span(),
+                "a `lease` type cannot be a `counter`: its value says who holds the lease",
+            ));
+        }
     }
 
     fn check_required(&self, errors: &mut Errors) {

@@ -107,6 +107,20 @@ pub enum Error {
         attempts: u32,
     },
 
+    /// The lease with `token` under `key` is no longer the current one (expired, released,
+    /// removed, or taken by a newer holder), so the call made under it was refused and wrote
+    /// nothing: a [`Lease::extend`](crate::Lease::extend) (which does not revive a lost lease),
+    /// or a write through [`Store::fenced`](crate::Store::fenced), which the engine checks in
+    /// the same atomic step as the write. Stop the work the lease guarded: another holder may
+    /// be doing it.
+    #[error("the lease `{key}` with token {token} is lost; nothing was written")]
+    LeaseLost {
+        /// The full key of the lease.
+        key: String,
+        /// The token of the lost lease.
+        token: u64,
+    },
+
     /// The backend cannot carry out this operation (or this form of it): an engine without
     /// per-key expiry asked for one, say. Nothing was written.
     #[error("`{operation}` is not supported by the {backend} backend")]
@@ -226,6 +240,7 @@ impl Error {
             NotACounter,
             InvalidTtl,
             Conflict,
+            LeaseLost,
             Unsupported,
             Lagged,
             Interrupted,

@@ -203,6 +203,18 @@ pub trait Notified: StateKey {}
 )]
 pub trait Counter: StateKey {}
 
+/// A [`StateKey`] whose values are leases, declared with `#[state(lease)]` (which needs a
+/// `ttl`): only such types can be taken with [`Store::acquire`](crate::Store::acquire). The
+/// value says who holds the lease, as plain JSON under the type's key; the engine keeps the
+/// lease's fencing token beside it.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a lease type",
+    label = "not declared with `lease`",
+    note = "add `lease` (and a `ttl`) to its `#[state(...)]`, like \
+            `#[state(prefix = \"job-lease\", id = u64, ttl = \"30s\", lease)]`"
+)]
+pub trait Leased: StateKey {}
+
 /// The key of one `S` value: `{prefix}:{id}`, without the store's namespace.
 ///
 /// ```

@@ -7,6 +7,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::lease::Leases;
 use super::usage::{Usage, UsageOptions};
 use super::{BoxFuture, BoxStream, Event, Watch};
 use crate::Result;
@@ -42,6 +43,9 @@ pub struct Extensions<'a> {
     pub usage: Option<&'a dyn UsageScan>,
     /// An engine that lays keys out by type, told of each type before it is used.
     pub layout: Option<&'a dyn KeyLayout>,
+    /// Leases with fencing tokens, for `#[state(lease)]` types; without them,
+    /// `Store::acquire` answers [`Error::Unsupported`](crate::Error::Unsupported).
+    pub leases: Option<&'a dyn Leases>,
 }
 
 impl<'a> Extensions<'a> {
@@ -63,6 +67,8 @@ setters! {
         usage(usage: &'a dyn UsageScan) = Some(usage);
         /// A key layout by type.
         layout(layout: &'a dyn KeyLayout) = Some(layout);
+        /// Leases with fencing tokens.
+        leases(leases: &'a dyn Leases) = Some(leases);
     }
 }
 
@@ -74,6 +80,7 @@ impl fmt::Debug for Extensions<'_> {
             .field("cache", &self.cache.is_some())
             .field("usage", &self.usage.is_some())
             .field("layout", &self.layout.is_some())
+            .field("leases", &self.leases.is_some())
             .finish()
     }
 }

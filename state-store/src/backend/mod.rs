@@ -27,7 +27,7 @@
 //!   default that means what the contract meant before;
 //! - a new counter is a variant of [`CountOp`]; a new expiry rule a variant of [`Expiry`];
 //! - a capability that not every engine has is a trait of its own ([`ChangeFeed`],
-//!   [`ClientCache`], [`UsageScan`], [`KeyLayout`]), reached through
+//!   [`ClientCache`], [`UsageScan`], [`KeyLayout`], [`Leases`]), reached through
 //!   [`extensions`](Backend::extensions): an engine without it implements nothing.
 //!
 //! An engine answers a variant or option it does not know with [`Error::Unsupported`] naming the
@@ -127,6 +127,7 @@ pub(crate) mod expiry;
 pub(crate) mod extensions;
 pub(crate) use extensions::inherent_enable_expiry_events;
 pub mod kit;
+mod lease;
 mod options;
 pub(crate) mod provided;
 pub(crate) mod usage;
@@ -134,6 +135,7 @@ pub(crate) mod usage;
 pub use expiry::Expiry;
 pub(crate) use expiry::{ceil_millis, micros_i64};
 pub use extensions::{ChangeFeed, ClientCache, Decode, Decoded, Extensions, KeyLayout, UsageScan};
+pub use lease::{Fence, FencedWrites, HeldLease, LeaseKey, Leases};
 pub use options::{
     CountOp, CountOptions, Counted, GetOptions, PutMode, PutOptions, RemoveOptions, UpdateOptions,
     WriteMany,

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use super::expiry::Expiry;
+use super::lease::Fence;
 use super::{Notify, Version};
 use crate::rate_limit::Decision;
 use crate::setters::setters;
@@ -33,6 +34,9 @@ pub struct PutOptions<'a> {
     pub expiry: Expiry,
     /// The channel whose feed announces the write ([`Notify`]): none by default.
     pub notify: Notify<'a>,
+    /// The lease the write is made under ([`Fence`]), checked in the same step; none by
+    /// default. Only given to an engine whose [`Leases`](super::Leases) offer fenced writes.
+    pub fence: Option<Fence<'a>>,
 }
 
 impl<'a> PutOptions<'a> {
@@ -42,6 +46,7 @@ impl<'a> PutOptions<'a> {
             mode: PutMode::Overwrite,
             expiry: Expiry::Never,
             notify: None,
+            fence: None,
         }
     }
 }
@@ -54,6 +59,8 @@ setters! {
         expiry(expiry: Expiry);
         /// The channel whose feed announces the write.
         notify(notify: Notify<'a>);
+        /// The lease the write is made under.
+        fence(fence: Fence<'a>) = Some(fence);
     }
 }
 
@@ -75,6 +82,9 @@ pub struct RemoveOptions<'a> {
     pub if_version: Option<Version>,
     /// The channel whose feed announces the removal: none by default.
     pub notify: Notify<'a>,
+    /// The lease the removal is made under ([`Fence`]), checked in the same step; none by
+    /// default.
+    pub fence: Option<Fence<'a>>,
 }
 
 impl<'a> RemoveOptions<'a> {
@@ -90,6 +100,8 @@ setters! {
         if_version(version: Version) = Some(version);
         /// The channel whose feed announces the removal.
         notify(notify: Notify<'a>);
+        /// The lease the removal is made under.
+        fence(fence: Fence<'a>) = Some(fence);
     }
 }
 
@@ -140,6 +152,9 @@ pub struct UpdateOptions<'a> {
     pub attempts: u32,
     /// The channel whose feed announces the write: none by default.
     pub notify: Notify<'a>,
+    /// The lease the write is made under ([`Fence`]): each attempt's write carries it. None
+    /// by default.
+    pub fence: Option<Fence<'a>>,
 }
 
 impl<'a> UpdateOptions<'a> {
@@ -151,6 +166,7 @@ impl<'a> UpdateOptions<'a> {
             created: Expiry::Never,
             attempts: 64,
             notify: None,
+            fence: None,
         }
     }
 }
@@ -165,6 +181,8 @@ setters! {
         attempts(attempts: u32) = attempts.max(1);
         /// The channel whose feed announces the write.
         notify(notify: Notify<'a>);
+        /// The lease each attempt's write is made under.
+        fence(fence: Fence<'a>) = Some(fence);
     }
 }
 

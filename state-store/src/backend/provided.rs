@@ -51,6 +51,10 @@ pub(super) async fn update<B: Backend + ?Sized>(
             .mode(mode)
             .expiry(expiry)
             .notify(options.notify);
+        let put = match options.fence {
+            Some(fence) => put.fence(fence),
+            None => put,
+        };
         if backend.put(key, new, put).await? {
             return Ok(true);
         }

@@ -12,8 +12,8 @@ use crate::backend::kit::feed::{Hub, Watcher};
 use crate::backend::kit::{self, incr_step, parse_counter};
 use crate::backend::{
     Backend, BoxFuture, BoxStream, ChangeFeed, CountOp, CountOptions, Counted, Event, Expiry,
-    Extensions, GetOptions, Notify, PutMode, PutOptions, RemoveOptions, UsageScan, Version,
-    Versioned, Watch, WriteMany, micros_i64,
+    Extensions, Fence, FencedWrites, GetOptions, HeldLease, LeaseKey, Leases, Notify, PutMode,
+    PutOptions, RemoveOptions, UsageScan, Version, Versioned, Watch, WriteMany, micros_i64,
 };
 use crate::rate_limit;
 use crate::{Error, Result, Usage, UsageOptions, UsageTally};
@@ -76,6 +76,9 @@ struct Entry {
     value: Vec<u8>,
     version: u64,
     expiry: Option<(Instant, u64)>,
+    /// The token of the lease this value is, when `acquire` wrote it (the version it was
+    /// written with); any other write clears it.
+    lease: Option<u64>,
 }
 
 impl MemoryBackend {
@@ -162,6 +165,7 @@ impl Inner {
         if let (Expiry::Keep, Some(entry)) = (expiry, self.entries.get_mut(key)) {
             entry.value = value;
             entry.version = version;
+            entry.lease = None;
             return;
         }
         let key: Arc<str> = match self.entries.get_key_value(key) {
@@ -186,10 +190,27 @@ impl Inner {
             value,
             version,
             expiry,
+            lease: None,
         };
         if let Some(old) = self.entries.insert(key, entry) {
             self.forget_expiry(old.expiry);
         }
+    }
+
+    /// Whether the lease `fence` names is still the one with its token (the currency rule,
+    /// which implies the fencing rule: a newer token means this lease was lost first).
+    fn check_fence(&self, fence: Option<&Fence<'_>>) -> Result<()> {
+        match fence {
+            Some(fence) if !self.holds(fence.lease.key, fence.token) => Err(fence.lost()),
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether `key` holds the lease with `token`.
+    fn holds(&self, key: &str, token: u64) -> bool {
+        self.entries
+            .get(key)
+            .is_some_and(|entry| entry.lease == Some(token))
     }
 
     /// The remaining time of `key`'s expiry, if it has one, in whole milliseconds as Redis
@@ -308,6 +329,7 @@ impl Backend for MemoryBackend {
     ) -> BoxFuture<'a, Result<bool>> {
         Box::pin(async move {
             let mut inner = self.lock();
+            inner.check_fence(options.fence.as_ref())?;
             let allowed = match &options.mode {
                 PutMode::Overwrite => true,
                 PutMode::Create => !inner.entries.contains_key(key),
@@ -330,6 +352,7 @@ impl Backend for MemoryBackend {
     ) -> BoxFuture<'a, Result<bool>> {
         Box::pin(async move {
             let mut inner = self.lock();
+            inner.check_fence(options.fence.as_ref())?;
             if let Some(version) = &options.if_version {
                 let current = inner.entries.get(key).map(|entry| entry.version);
                 if current.is_none() || current != version.as_number() {
@@ -390,7 +413,9 @@ impl Backend for MemoryBackend {
     fn write_many<'a>(&'a self, batch: WriteMany<'a>) -> BoxFuture<'a, Result<u64>> {
         Box::pin(async move {
             match batch {
-                WriteMany::Put { items, options } if options.mode == PutMode::Overwrite => {
+                WriteMany::Put { items, options }
+                    if options.mode == PutMode::Overwrite && options.fence.is_none() =>
+                {
                     let mut inner = self.lock();
                     let written = items.len() as u64;
                     for (key, value) in items {
@@ -398,12 +423,14 @@ impl Backend for MemoryBackend {
                     }
                     Ok(written)
                 }
-                WriteMany::Remove { keys, options } if options.if_version.is_none() => {
+                WriteMany::Remove { keys, options }
+                    if options.if_version.is_none() && options.fence.is_none() =>
+                {
                     let mut inner = self.lock();
                     let removed = keys.iter().filter(|key| inner.remove(key, options.notify));
                     Ok(removed.count() as u64)
                 }
-                // Conditional writes of many keys: one by one, each under the lock.
+                // Conditional or fenced writes of many keys: one by one, each under the lock.
                 other => kit::write_each(self, other).await,
             }
         })
@@ -448,6 +475,61 @@ impl Backend for MemoryBackend {
             .system_name("memory")
             .feed(self)
             .usage(self)
+            .leases(self)
+    }
+}
+
+/// Leases under the lock: a lease's token is the version its value was written with, which
+/// grows with every write of this backend, so it is greater than every token before it on any
+/// key. Fenced writes check that the lease is still the current one (both rules).
+impl Leases for MemoryBackend {
+    fn acquire<'a>(
+        &'a self, lease: LeaseKey<'a>, value: Vec<u8>, ttl: Duration, notify: Notify<'a>,
+    ) -> BoxFuture<'a, Result<Option<u64>>> {
+        Box::pin(async move {
+            let mut inner = self.lock();
+            if inner.entries.contains_key(lease.key) {
+                return Ok(None);
+            }
+            inner.write(lease.key, value, Expiry::After(ttl), notify);
+            let entry = inner.entries.get_mut(lease.key).expect("just written");
+            entry.lease = Some(entry.version);
+            Ok(Some(entry.version))
+        })
+    }
+
+    fn holder<'a>(&'a self, lease: LeaseKey<'a>) -> BoxFuture<'a, Result<Option<HeldLease>>> {
+        Box::pin(async move {
+            let inner = self.lock();
+            let Some(entry) = inner.entries.get(lease.key) else {
+                return Ok(None);
+            };
+            let left = inner.ttl(lease.key).unwrap_or(Duration::MAX);
+            let token = entry.lease.unwrap_or(0);
+            Ok(Some(HeldLease::new(entry.value.clone(), token, left)))
+        })
+    }
+
+    fn extend<'a>(
+        &'a self, lease: LeaseKey<'a>, token: u64, ttl: Duration,
+    ) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(async move {
+            let mut inner = self.lock();
+            Ok(inner.holds(lease.key, token) && inner.touch(lease.key, Expiry::After(ttl)))
+        })
+    }
+
+    fn release<'a>(
+        &'a self, lease: LeaseKey<'a>, token: u64, notify: Notify<'a>,
+    ) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(async move {
+            let mut inner = self.lock();
+            Ok(inner.holds(lease.key, token) && inner.remove(lease.key, notify))
+        })
+    }
+
+    fn fenced_writes(&self) -> FencedWrites {
+        FencedWrites::CurrentLease
     }
 }
 

@@ -13,6 +13,7 @@ use crate::rules;
 use crate::{Error, Result};
 
 mod codec;
+mod lease;
 mod migrate;
 mod read;
 pub(crate) mod trace;
@@ -20,6 +21,7 @@ mod update;
 pub(crate) mod watch;
 mod write;
 
+pub use lease::{Fenced, Holder, KeepAlive, Lease};
 pub use migrate::{MigrateOptions, MigrateReport};
 use trace::CallSpan;
 pub use update::{UpdateOptions, Updated};
@@ -189,11 +191,13 @@ impl<B: Backend> Store<B> {
     /// The channel of `S`'s change feed, `{namespace}:{prefix}`, when `S` announces its writes:
     /// the start of `key`, which is one of `S`'s keys.
     fn notify<'k, S: StateKey>(&self, key: &'k str) -> Notify<'k> {
-        if !S::NOTIFY {
-            return None;
-        }
+        S::NOTIFY.then(|| self.type_prefix::<S>(key))
+    }
+
+    /// `{namespace}:{prefix}` of `S`: the start of `key`, which is one of `S`'s keys.
+    fn type_prefix<'k, S: StateKey>(&self, key: &'k str) -> &'k str {
         let namespace = self.namespace_prefix().map_or(0, str::len);
-        key.get(..namespace + S::PREFIX.len())
+        key.get(..namespace + S::PREFIX.len()).unwrap_or(key)
     }
 
     /// The channel of `S`'s change feed.

@@ -4,6 +4,7 @@ use std::future::Future;
 
 use super::Store;
 use super::codec::{decode, encode, type_ttl};
+use super::lease::FenceOf;
 use super::trace::{self, CallSpan, call_span, traced};
 use crate::Result;
 use crate::backend::provided::remove_if;
@@ -54,7 +55,7 @@ impl<B: Backend> Store<B> {
         &'a self, id: impl IdArg<S::Id>, change: impl FnMut(Option<S>) -> Option<S> + Send + 'a,
     ) -> impl Future<Output = Result<Option<S>>> + Send + 'a {
         let span = call_span!(self, S, "update");
-        let updated = self.update_inner::<S>(span, "update", id, change, false);
+        let updated = self.update_inner::<S>(span, "update", id, change, false, None);
         async move { Ok(updated.await?.into_value()) }
     }
 
@@ -101,7 +102,7 @@ impl<B: Backend> Store<B> {
         } else {
             "update"
         };
-        self.update_inner::<S>(span, operation, id, change, options.refresh_ttl)
+        self.update_inner::<S>(span, operation, id, change, options.refresh_ttl, None)
     }
 
     /// [`update_with`](Self::update_with) with the default [`UpdateOptions`].
@@ -113,7 +114,7 @@ impl<B: Backend> Store<B> {
         &'a self, id: impl IdArg<S::Id>, change: impl FnMut(Option<S>) -> Option<S> + Send + 'a,
     ) -> impl Future<Output = Result<Updated<S>>> + Send + 'a {
         let span = call_span!(self, S, "update_outcome");
-        self.update_inner::<S>(span, "update", id, change, false)
+        self.update_inner::<S>(span, "update", id, change, false, None)
     }
 
     /// [`update_with`](Self::update_with) with [`UpdateOptions::refresh_ttl`]: sliding expiry.
@@ -125,7 +126,7 @@ impl<B: Backend> Store<B> {
         &'a self, id: impl IdArg<S::Id>, change: impl FnMut(Option<S>) -> Option<S> + Send + 'a,
     ) -> impl Future<Output = Result<Updated<S>>> + Send + 'a {
         let span = call_span!(self, S, "update_and_touch");
-        self.update_inner::<S>(span, "update_and_touch", id, change, true)
+        self.update_inner::<S>(span, "update_and_touch", id, change, true, None)
     }
 
     /// Resets the expiry of the `S` with `id` to the type's `ttl`, counted from now (or clears
@@ -212,9 +213,10 @@ impl<B: Backend> Store<B> {
     }
 
     /// `update` and `update_and_touch`: `refresh` gives a replaced value the type's `ttl`.
-    fn update_inner<'a, S: StateKey>(
+    pub(super) fn update_inner<'a, S: StateKey>(
         &'a self, span: CallSpan, operation: &'static str, id: impl IdArg<S::Id>,
         mut change: impl FnMut(Option<S>) -> Option<S> + Send + 'a, refresh: bool,
+        fence: Option<&'a FenceOf>,
     ) -> impl Future<Output = Result<Updated<S>>> + Send + 'a {
         let key = self.write_key::<S>(operation, id);
         self.record_id::<S>(&span, key.as_deref());
@@ -252,6 +254,10 @@ impl<B: Backend> Store<B> {
                 .created(Expiry::from_ttl(ttl))
                 .attempts(self.update_attempts)
                 .notify(self.notify::<S>(&key));
+            let options = match fence {
+                Some(fence) => options.fence(fence.fence(self.type_prefix::<S>(&key))),
+                None => options,
+            };
             let written = self.backend.update(&key, &mut attempt, options).await;
             trace::record_attempts(tries);
             let written = written?;

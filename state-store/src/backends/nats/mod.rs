@@ -382,8 +382,20 @@ impl Backend for NatsBackend {
         &'a self, key: &'a str, value: Vec<u8>, options: PutOptions<'a>,
     ) -> BoxFuture<'a, Result<bool>> {
         // The bucket's stream is the change feed: every write is on it, announced or not.
-        let PutOptions { mode, expiry, .. } = options;
+        let PutOptions {
+            mode,
+            expiry,
+            fence,
+            ..
+        } = options;
         Box::pin(async move {
+            // A lease and the written key are in two buckets: no atomic check of both.
+            if fence.is_some() {
+                return Err(Error::Unsupported {
+                    operation: "fenced write",
+                    backend: self.name(),
+                });
+            }
             let (prefix, rest) = self.split(key)?;
             // Another expiry than the type's, on a plain write, comes from `set_with`.
             let operation = match mode {
@@ -427,6 +439,12 @@ impl Backend for NatsBackend {
         &'a self, key: &'a str, options: RemoveOptions<'a>,
     ) -> BoxFuture<'a, Result<bool>> {
         Box::pin(async move {
+            if options.fence.is_some() {
+                return Err(Error::Unsupported {
+                    operation: "fenced remove",
+                    backend: self.name(),
+                });
+            }
             if let Some(version) = &options.if_version {
                 return self.remove_version(key, version).await;
             }

@@ -32,6 +32,7 @@ mod cache;
 mod cluster;
 mod conn;
 mod feed;
+mod lease;
 mod link;
 mod options;
 mod scan;
@@ -224,6 +225,12 @@ impl Backend for RedisBackend {
     fn put<'a>(
         &'a self, key: &'a str, value: Vec<u8>, options: PutOptions<'a>,
     ) -> BoxFuture<'a, Result<bool>> {
+        if let Some(fence) = options.fence {
+            return Box::pin(async move {
+                let op = lease::FencedOp::Put(value, &options.mode, options.expiry.per_key());
+                self.fenced(key, op, options.notify, &fence).await
+            });
+        }
         Box::pin(self.put_one(
             key,
             value,
@@ -237,6 +244,10 @@ impl Backend for RedisBackend {
         &'a self, key: &'a str, options: RemoveOptions<'a>,
     ) -> BoxFuture<'a, Result<bool>> {
         Box::pin(async move {
+            if let Some(fence) = &options.fence {
+                let op = lease::FencedOp::Remove(options.if_version.as_ref());
+                return self.fenced(key, op, options.notify, fence).await;
+            }
             match &options.if_version {
                 Some(version) => self.remove_version(key, version, options.notify).await,
                 None => self.remove_one(key, options.notify).await,
@@ -298,7 +309,9 @@ impl Backend for RedisBackend {
     /// the notifying script per key); conditional writes one by one.
     fn write_many<'a>(&'a self, batch: WriteMany<'a>) -> BoxFuture<'a, Result<u64>> {
         match batch {
-            WriteMany::Put { items, options } if options.mode == PutMode::Overwrite => {
+            WriteMany::Put { items, options }
+                if options.mode == PutMode::Overwrite && options.fence.is_none() =>
+            {
                 // Nothing before the future is polled, the cache's bookkeeping included.
                 Box::pin(async move {
                     let written = items.len() as u64;
@@ -309,7 +322,9 @@ impl Backend for RedisBackend {
                     Ok(written)
                 })
             }
-            WriteMany::Remove { keys, options } if options.if_version.is_none() => {
+            WriteMany::Remove { keys, options }
+                if options.if_version.is_none() && options.fence.is_none() =>
+            {
                 Box::pin(self.remove_keys(keys, options.notify))
             }
             other => Box::pin(kit::write_each(self, other)),
@@ -349,6 +364,7 @@ impl Backend for RedisBackend {
             .feed(self)
             .cache(self)
             .usage(self)
+            .leases(self)
     }
 }
 

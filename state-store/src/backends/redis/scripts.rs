@@ -71,3 +71,40 @@ pub(super) static FIXED_WINDOW: LazyLock<Script> =
 /// retry_after_us, reset_after_us}.
 pub(super) static GCRA: LazyLock<Script> =
     LazyLock::new(|| Script::new(counting!("scripts/gcra.lua")));
+
+/// Takes a lease that nobody holds (see `lease.rs`): KEYS the lease, its token record, the token
+/// counter of its slot; ARGV value, ttl in ms, channel or empty. Returns the token, or 0.
+pub(super) static LEASE_ACQUIRE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(publishing!("scripts/lease_acquire.lua")));
+
+/// Extends a lease still held with the token: KEYS the lease, its token record; ARGV token,
+/// ttl in ms. Returns 1 when extended.
+pub(super) static LEASE_EXTEND: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("scripts/lease_extend.lua")));
+
+/// Releases a lease still held with the token: KEYS the lease, its token record; ARGV token,
+/// channel or empty. Returns 1 when released.
+pub(super) static LEASE_RELEASE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(publishing!("scripts/lease_release.lua")));
+
+/// Who holds a lease: KEYS the lease, its token record. Returns nil or {value, token, ms left}.
+pub(super) static LEASE_HOLDER: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("scripts/lease_holder.lua")));
+
+/// A write under a lease that is still the current one (one server, Sentinel): KEYS the written
+/// key, the lease, its token record. ARGV as `fenced_write.lua` says.
+pub(super) static FENCED_CURRENT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(publishing!(
+        "scripts/fence_current.lua",
+        "scripts/fenced_write.lua"
+    ))
+});
+
+/// A write under a lease whose newer tokens have not written the key (Cluster): KEYS the written
+/// key, its record of accepted tokens. ARGV as `fenced_write.lua` says.
+pub(super) static FENCED_RECORD: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(publishing!(
+        "scripts/fence_record.lua",
+        "scripts/fenced_write.lua"
+    ))
+});

@@ -1,0 +1,16 @@
+-- KEYS: the lease, its token record, the token counter of its slot (all in one slot).
+-- ARGV: value, ttl in milliseconds, channel to announce on ('' for none).
+local channel = ARGV[3]
+if channel ~= '' then
+    local refused = may_publish(channel)
+    if refused then return refused end
+end
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+local token = redis.call('INCR', KEYS[3])
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+redis.call('SET', KEYS[2], token, 'PX', ARGV[2])
+if channel ~= '' then
+    redis.call('PUBLISH', channel,
+        '{"op":"set","key":' .. cjson.encode(KEYS[1]) .. '}\n' .. ARGV[1])
+end
+return token
