@@ -97,6 +97,7 @@ mod differences;
 mod feed;
 mod fixtures;
 mod kv;
+mod leases;
 mod limits;
 mod listing;
 mod rate_limits;
@@ -110,6 +111,7 @@ pub use differences::*;
 pub use feed::*;
 pub use fixtures::*;
 pub use kv::*;
+pub use leases::*;
 pub use limits::*;
 pub use listing::*;
 pub use rate_limits::*;
@@ -223,10 +225,12 @@ macro_rules! conformance_tests {
 /// form of [`conformance_tests!`](crate::conformance_tests): each capability a backend lacks
 /// replaces the checks that need it by one that checks the difference instead (the table
 /// [`CHECKS`] says which). Nothing is skipped silently: a backend that declares nothing
-/// ([`Capabilities::FULL`]) runs every check as the default form does. Two capabilities are
+/// ([`Capabilities::FULL`]) runs every check as the default form does. Five capabilities are
 /// detected as well ([`feed`](Capabilities::feed),
-/// [`conditional_remove`](Capabilities::conditional_remove)): a backend lacks them when it
-/// declares so or when the probe finds them missing.
+/// [`conditional_remove`](Capabilities::conditional_remove), [`leases`](Capabilities::leases),
+/// [`fenced_writes`](Capabilities::fenced_writes),
+/// [`current_lease`](Capabilities::current_lease)): a backend lacks them when it declares so or
+/// when the probe finds them missing.
 ///
 /// A few checks take the capabilities as their second argument and adapt a part of what they
 /// check to them ([`writes_publish_their_changes`],
@@ -285,6 +289,17 @@ pub struct Capabilities {
     /// The longest expiry kept as asked, `None` for the derive's ceiling of 73 million years.
     /// With one: [`expiry_up_to_the_limit`].
     pub max_ttl: Option<Duration>,
+    /// Leases with fencing tokens (the [`Leases`](crate::backend::Leases) capability). Without:
+    /// `acquire` and `holder` are [`Error::Unsupported`] ([`leases_are_unsupported`]).
+    /// Detected: a backend whose `extensions()` has no `leases` lacks it.
+    pub leases: bool,
+    /// Fenced writes ([`Store::fenced`]). Without: each is [`Error::Unsupported`]
+    /// ([`fenced_writes_are_unsupported`]). Detected from the leases' `fenced_writes`.
+    pub fenced_writes: bool,
+    /// Fenced writes refused as soon as the lease is lost (the currency rule). Without: only
+    /// once a newer token has written the key (the fencing rule,
+    /// [`only_newer_tokens_fence_out_lost_leases`]). Detected from the leases' `fenced_writes`.
+    pub current_lease: bool,
 }
 
 impl Capabilities {
@@ -301,6 +316,9 @@ impl Capabilities {
         every_change_delivered: true,
         max_value_bytes: None,
         max_ttl: None,
+        leases: true,
+        fenced_writes: true,
+        current_lease: true,
     };
 }
 
@@ -402,6 +420,19 @@ async fn detect_lacking<B: Backend>(need: Need, backend: &B) -> Option<&'static 
             let options = RemoveOptions::new().if_version(Version::from_number(0));
             let answer = backend.remove(missing, options).await.map(drop);
             unsupported(&answer).then_some("`Backend::remove` with `if_version`")
+        }
+        Need::Leases => backend
+            .extensions()
+            .leases
+            .is_none()
+            .then_some("`Backend::extensions` has no `leases`"),
+        Need::FencedWrites | Need::CurrentLease => {
+            let rules = backend.extensions().leases.map(|l| l.fenced_writes());
+            let lacking = match need {
+                Need::FencedWrites => rules == Some(crate::backend::FencedWrites::Unsupported),
+                _ => rules != Some(crate::backend::FencedWrites::CurrentLease),
+            };
+            lacking.then_some("the leases' `fenced_writes`")
         }
         _ => None,
     }

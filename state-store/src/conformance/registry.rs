@@ -100,6 +100,21 @@ macro_rules! __conformance_checks {
                 watchers_hear_nothing_from_before_watch: FeedWatchers
                     [Feed => feed_is_unsupported];
                 previous_shapes_reach_watchers_converted: Shapes [Feed => feed_is_unsupported];
+                leases_exclude_each_other: Leases [Leases => leases_are_unsupported];
+                lease_tokens_only_grow: Leases [Leases => leases_are_unsupported];
+                lost_leases_cannot_be_extended_or_released: Leases
+                    [Leases => leases_are_unsupported];
+                acquire_within_waits_for_the_holder: Leases [Leases => leases_are_unsupported];
+                kept_leases_outlive_their_ttl: Leases [Leases => leases_are_unsupported];
+                fenced_writes_after_loss_are_refused: Leases [
+                    Leases => leases_are_unsupported,
+                    FencedWrites => fenced_writes_are_unsupported,
+                ];
+                lost_leases_cannot_write_before_a_newer_holder: Leases [
+                    Leases => leases_are_unsupported,
+                    FencedWrites => fenced_writes_are_unsupported,
+                    CurrentLease => only_newer_tokens_fence_out_lost_leases,
+                ];
             }
             substitutes {
                 expiry_is_the_types_alone: Differences;
@@ -112,6 +127,9 @@ macro_rules! __conformance_checks {
                 expiry_up_to_the_limit(via expiry_up_to_the_declared_limit): Differences;
                 remove_if_is_unsupported: Differences;
                 feed_is_unsupported: Differences;
+                leases_are_unsupported: Differences;
+                fenced_writes_are_unsupported: Differences;
+                only_newer_tokens_fence_out_lost_leases: Differences;
             }
         }
     };
@@ -147,6 +165,15 @@ pub enum Need {
     NoValueLimit,
     /// No expiry limit below the derive's ceiling ([`Capabilities::max_ttl`] is `None`).
     NoTtlLimit,
+    /// Leases ([`Capabilities::leases`]); detected: no `leases` in
+    /// [`Backend::extensions`](crate::Backend::extensions) means none.
+    Leases,
+    /// Fenced writes ([`Capabilities::fenced_writes`]); detected: the leases' `fenced_writes`
+    /// answering `FencedWrites::Unsupported` means none.
+    FencedWrites,
+    /// Fenced writes that check the lease is current ([`Capabilities::current_lease`]);
+    /// detected: `fenced_writes` answering anything but `FencedWrites::CurrentLease` means none.
+    CurrentLease,
 }
 
 impl Need {
@@ -164,6 +191,9 @@ impl Need {
             Need::ConditionalRemove => c.conditional_remove,
             Need::NoValueLimit => c.max_value_bytes.is_none(),
             Need::NoTtlLimit => c.max_ttl.is_none(),
+            Need::Leases => c.leases,
+            Need::FencedWrites => c.fenced_writes,
+            Need::CurrentLease => c.current_lease,
         }
     }
 
@@ -172,6 +202,9 @@ impl Need {
         match self {
             Need::Feed => capabilities.feed = false,
             Need::ConditionalRemove => capabilities.conditional_remove = false,
+            Need::Leases => capabilities.leases = false,
+            Need::FencedWrites => capabilities.fenced_writes = false,
+            Need::CurrentLease => capabilities.current_lease = false,
             // Only the needs above are detected.
             _ => {}
         }
@@ -190,6 +223,9 @@ impl Need {
             Need::ConditionalRemove => "a compare-and-delete (`remove_if`)",
             Need::NoValueLimit => "values of any size",
             Need::NoTtlLimit => "expiries up to the derive's ceiling",
+            Need::Leases => "leases",
+            Need::FencedWrites => "fenced writes",
+            Need::CurrentLease => "fenced writes that check the lease is current",
         }
     }
 }
@@ -222,6 +258,8 @@ pub enum Group {
     FeedExpiry,
     /// The change feed: watchers.
     FeedWatchers,
+    /// Leases and fenced writes.
+    Leases,
     /// The checks of a declared or detected difference, which run instead of others.
     Differences,
 }
