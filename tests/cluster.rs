@@ -228,7 +228,7 @@ async fn a_killed_primary_is_replaced_and_the_same_store_recovers() {
     let before: Vec<(u64, Session)> = (0..300).map(|id| (id as u64, session(id))).collect();
     store.set_many::<Session>(&before).await.unwrap();
     for primary in cluster.primaries() {
-        replicated(&mut cluster.connection(primary.port), primary.port);
+        support::replicated(&mut cluster.connection(primary.port), primary.port);
     }
 
     // Writer tasks, each on its own id; the victim serves writer 0's key.
@@ -425,39 +425,61 @@ async fn the_service_user_works_on_a_cluster_and_stays_in_its_namespace() {
     assert!(shown.contains("127.0.0.1:"), "{shown}");
 }
 
-/// Waits until the replica of the primary behind `conn` has everything the primary has now.
-/// (`WAIT` would not do: it waits for the writes of its own connection, and this one wrote
-/// nothing, so it answers at once.)
-fn replicated(conn: &mut redis::Connection, port: u16) {
-    let offsets = |conn: &mut redis::Connection| -> (i64, Vec<i64>) {
-        let info: String = redis::cmd("INFO").arg("replication").query(conn).unwrap();
-        let field = |line: &str, name: &str| {
-            line.split(',')
-                .find_map(|part| part.strip_prefix(name))
-                .and_then(|value| value.trim().parse::<i64>().ok())
-        };
-        let primary = info
-            .lines()
-            .find_map(|line| field(line, "master_repl_offset:"))
-            .unwrap_or(0);
-        let replicas = info
-            .lines()
-            .filter(|line| line.starts_with("slave"))
-            .filter_map(|line| field(line.split_once(':')?.1, "offset="))
-            .collect();
-        (primary, replicas)
-    };
-    let (target, _) = offsets(conn);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let (_, replicas) = offsets(conn);
-        if !replicas.is_empty() && replicas.iter().all(|&offset| offset >= target) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the replica of {port} did not catch up with offset {target}: {replicas:?}"
+/// Leases on a Cluster: the lease and the state it guards live in different slots, on different
+/// primaries. A holder paused past its ttl while another takes over is refused by the record of
+/// accepted tokens kept in the guarded key's slot; the guarded key stays plain JSON, and every
+/// record sits in the slot of the key it belongs to.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_lease_holder_is_fenced_out_across_slots() {
+    use support::leases::{Report, a_paused_holder_is_fenced_out, report};
+
+    let cluster = RedisCluster::start();
+    let (_, backend) = fresh(&cluster).await;
+    let store = Store::new(backend).enable_set().enable_remove();
+    // Ids whose lease and report are on different primaries.
+    let ids: Vec<u64> = (1..200)
+        .filter(|id| {
+            cluster.primary_for_key(&format!("report-lease:{id}"))
+                != cluster.primary_for_key(&format!("report:{id}"))
+        })
+        .take(2)
+        .collect();
+    assert_eq!(ids.len(), 2);
+    for &id in &ids {
+        a_paused_holder_is_fenced_out(&store, id).await;
+        assert_eq!(
+            store.get::<Report>(id).await.unwrap(),
+            Some(report("done", "b"))
         );
-        std::thread::sleep(Duration::from_millis(20));
     }
+
+    // Where everything is: each key on the primary of its own slot's owner.
+    let id = ids[0];
+    let report_node = cluster.primary_for_key(&format!("report:{id}"));
+    let lease_node = cluster.primary_for_key(&format!("report-lease:{id}"));
+    let mut on_report_node = cluster.connection(report_node);
+    let plain: String = redis::cmd("GET")
+        .arg(format!("report:{id}"))
+        .query(&mut on_report_node)
+        .unwrap();
+    assert_eq!(plain, r#"{"status":"done","by":"b"}"#);
+    let fence: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("report#fence*:{id}"))
+        .query(&mut on_report_node)
+        .unwrap();
+    assert_eq!(fence.len(), 1, "the fence record of report:{id}: {fence:?}");
+    let tokens: std::collections::HashMap<String, u64> = redis::cmd("HGETALL")
+        .arg(&fence[0])
+        .query(&mut on_report_node)
+        .unwrap();
+    assert_eq!(tokens.len(), 1, "{tokens:?}");
+    assert!(
+        tokens.contains_key(&format!("report-lease:{id}")),
+        "{tokens:?}"
+    );
+    let counters: Vec<String> = redis::cmd("KEYS")
+        .arg("report-lease#tokens*")
+        .query(&mut cluster.connection(lease_node))
+        .unwrap();
+    assert!(!counters.is_empty(), "the token counter is with the lease");
 }

@@ -197,3 +197,37 @@ async fn after_a_failover_the_same_store_reads_and_writes_on_the_new_primary() {
     }
     assert!(interrupted, "the watcher was not told of the gap");
 }
+
+/// Leases under Sentinel: a holder paused past its ttl, or lost with nobody newer, cannot
+/// write; and once the replica has caught up, a failover keeps the tokens growing: the next
+/// token on the promoted replica is greater than every token before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leases_fence_out_lost_holders_and_tokens_survive_a_failover() {
+    use support::leases::{
+        a_lost_holder_cannot_write, a_paused_holder_is_fenced_out, acquire_when_back, churn,
+    };
+
+    let mut topology = RedisSentinel::start();
+    let (_, backend) = fresh(&topology).await;
+    let store = Store::new(backend).enable_set().enable_remove();
+    a_paused_holder_is_fenced_out(&store, 1).await;
+    a_lost_holder_cannot_write(&store, 2).await;
+
+    let last = churn(&store, 3, 50, 0).await;
+    let primary = topology.primary_port();
+    {
+        let client = redis::Client::open(topology.primary_url()).unwrap();
+        support::replicated(&mut client.get_connection().unwrap(), primary);
+    }
+    let killed = topology.kill_primary();
+    let topology = tokio::task::spawn_blocking(move || {
+        topology.wait_for_failover(killed);
+        topology
+    })
+    .await
+    .unwrap();
+    assert_ne!(topology.primary_port(), primary);
+    let next = acquire_when_back(&store, 3).await;
+    assert!(next.token() > last, "{} after {last}", next.token());
+    assert!(next.release().await.unwrap());
+}

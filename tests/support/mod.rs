@@ -6,6 +6,7 @@
 // the test files that use them are (`#![cfg(feature = ...)]`).
 #[cfg(feature = "cluster")]
 pub mod cluster;
+pub mod leases;
 #[cfg(feature = "nats")]
 pub mod nats;
 pub mod proxy;
@@ -274,4 +275,41 @@ pub fn ping(port: u16) -> bool {
     }
     let mut buf = [0u8; 7];
     stream.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
+}
+
+/// Waits until the replica of the primary behind `conn` has everything the primary has now.
+/// (`WAIT` would not do: it waits for the writes of its own connection, and this one wrote
+/// nothing, so it answers at once.)
+pub fn replicated(conn: &mut redis::Connection, port: u16) {
+    let offsets = |conn: &mut redis::Connection| -> (i64, Vec<i64>) {
+        let info: String = redis::cmd("INFO").arg("replication").query(conn).unwrap();
+        let field = |line: &str, name: &str| {
+            line.split(',')
+                .find_map(|part| part.strip_prefix(name))
+                .and_then(|value| value.trim().parse::<i64>().ok())
+        };
+        let primary = info
+            .lines()
+            .find_map(|line| field(line, "master_repl_offset:"))
+            .unwrap_or(0);
+        let replicas = info
+            .lines()
+            .filter(|line| line.starts_with("slave"))
+            .filter_map(|line| field(line.split_once(':')?.1, "offset="))
+            .collect();
+        (primary, replicas)
+    };
+    let (target, _) = offsets(conn);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, replicas) = offsets(conn);
+        if !replicas.is_empty() && replicas.iter().all(|&offset| offset >= target) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the replica of {port} did not catch up with offset {target}: {replicas:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
