@@ -319,8 +319,8 @@ pub struct Holder<S> {
 /// - **the currency rule** (the memory engine; Redis on one server or under Sentinel): the lease
 ///   is no longer the current one, even before a newer holder wrote.
 ///
-/// An engine without fenced writes answers [`Error::Unsupported`]. See
-/// [`FencedWrites`] for what each engine checks.
+/// An engine without fenced writes (NATS JetStream KV, whose lease and written key are in two
+/// buckets) answers [`Error::Unsupported`]. See [`FencedWrites`] for what each engine checks.
 pub struct Fenced<'s, B, S: Leased> {
     store: &'s Store<B>,
     lease: &'s Lease<S>,
@@ -433,8 +433,9 @@ impl<B: Backend> Store<B> {
     /// # }
     /// ```
     ///
-    /// On an engine without leases (NATS JetStream KV, an engine of your own without the
-    /// [`Leases`] capability) the call is [`Error::Unsupported`].
+    /// On an engine without leases (an engine of your own without the [`Leases`] capability)
+    /// the call is [`Error::Unsupported`]. NATS JetStream KV has leases (the token is the
+    /// revision of the acquisition) but no fenced writes.
     pub fn acquire<S: Leased>(
         &self, id: impl IdArg<S::Id>, value: &S,
     ) -> impl Future<Output = Result<Option<Lease<S>>>> + Send + '_ {

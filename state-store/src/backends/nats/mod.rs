@@ -41,6 +41,7 @@ use crate::{Error, Result};
 use self::names::{bucket_name, decode_bucket, decode_key, encode_key, valid_bucket};
 pub use self::options::NatsOptions;
 
+mod lease;
 mod names;
 mod options;
 
@@ -503,6 +504,7 @@ impl Backend for NatsBackend {
             .system_name("nats")
             .feed(self)
             .layout(self)
+            .leases(self)
     }
 }
 
@@ -742,10 +744,16 @@ fn max_age(ttl: Duration) -> Duration {
 /// Time left to `entry` in a bucket with `max_age`: `None` when it has expired (the server
 /// removes it soon after), `Some(None)` when it does not expire.
 fn left(entry: &kv::Entry, max_age: Duration) -> Option<Option<Duration>> {
+    left_since(entry.created.unix_timestamp_nanos(), max_age)
+}
+
+/// Time left to a value written `created` nanoseconds after the Unix epoch in a bucket with
+/// `max_age`, as [`left`] says.
+fn left_since(created: i128, max_age: Duration) -> Option<Option<Duration>> {
     if max_age.is_zero() {
         return Some(None);
     }
-    let created = u128::try_from(entry.created.unix_timestamp_nanos()).unwrap_or(0);
+    let created = u128::try_from(created).unwrap_or(0);
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
