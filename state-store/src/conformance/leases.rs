@@ -549,3 +549,43 @@ pub async fn kept_leases_outlive_their_ttl<B: Backend + Clone>(backend: B) {
         .unwrap();
     assert!(next.token() > token);
 }
+
+/// A value written under a lease key by anything but `acquire` (a plain `set`) is no lease: the
+/// holder's lease is lost (its `extend` fails, its `release` removes nothing), the key is taken
+/// until the value expires, and `holder` does not name the lost holder's token.
+pub async fn plain_writes_to_a_lease_key_end_the_lease<B: Backend + Clone>(backend: B) {
+    let store = writable(&backend);
+    let lease = store
+        .acquire::<WorkLease>(11, &work("a"))
+        .await
+        .unwrap()
+        .unwrap();
+    store.set::<WorkLease>(11, &work("by hand")).await.unwrap();
+    assert_lost(lease.extend().await, &lease);
+    assert!(
+        !lease.release().await.unwrap(),
+        "released a value it does not hold"
+    );
+    assert_eq!(
+        store.get::<WorkLease>(11).await.unwrap(),
+        Some(work("by hand"))
+    );
+    let holder = store.holder::<WorkLease>(11).await.unwrap().unwrap();
+    assert_eq!(holder.value, work("by hand"));
+    assert_ne!(holder.token, lease.token());
+    assert!(
+        store
+            .acquire::<WorkLease>(11, &work("b"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // Removed: free again, with a greater token.
+    assert!(store.remove::<WorkLease>(11).await.unwrap());
+    let next = store
+        .acquire::<WorkLease>(11, &work("b"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(next.token() > lease.token());
+}

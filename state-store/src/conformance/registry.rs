@@ -106,6 +106,8 @@ macro_rules! __conformance_checks {
                     [Leases => leases_are_unsupported];
                 acquire_within_waits_for_the_holder: Leases [Leases => leases_are_unsupported];
                 kept_leases_outlive_their_ttl: Leases [Leases => leases_are_unsupported];
+                plain_writes_to_a_lease_key_end_the_lease: Leases
+                    [Leases => leases_are_unsupported];
                 fenced_writes_after_loss_are_refused: Leases [
                     Leases => leases_are_unsupported,
                     FencedWrites => fenced_writes_are_unsupported,

@@ -2,7 +2,9 @@
 //! beside it, tokens from a counter, and fenced writes, each one Lua script.
 //!
 //! **The keys.** For a lease `{p}:{id}` of a type whose prefix (namespace included) is `{p}`:
-//! - `{p}#lease{T}:{id}`: the token of the current holder, with the lease's expiry;
+//! - `{p}#lease{T}:{id}`: the token of the current holder and the SHA-1 of the value it goes
+//!   with (`{token}:{sha1}`), with the lease's expiry: a value written under the key by anything
+//!   but `acquire` (a plain `SET`) is no lease, as on the memory engine;
 //! - `{p}#tokens{T}`: the counter tokens come from, without expiry, one per hash slot of the
 //!   type (at most 16,384), so tokens grow across expiry, release and removal of the lease key
 //!   and survive a restart with persistence, without a record per id ever leased.

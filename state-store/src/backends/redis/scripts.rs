@@ -34,6 +34,17 @@ macro_rules! counting {
     };
 }
 
+/// The start of the scripts that check a lease (`lease_current.lua`): `is_current(lease,
+/// record, token)`.
+macro_rules! leasing {
+    ($part:literal) => {
+        concat!(
+            include_str!("scripts/lease_current.lua"),
+            include_str!($part)
+        )
+    };
+}
+
 /// `INCRBY` that starts the key's expiry only when it creates the key; ARGV[3] is the channel to
 /// announce the new count on, or empty.
 pub(super) static INCR: LazyLock<Script> =
@@ -80,12 +91,16 @@ pub(super) static LEASE_ACQUIRE: LazyLock<Script> =
 /// Extends a lease still held with the token: KEYS the lease, its token record; ARGV token,
 /// ttl in ms. Returns 1 when extended.
 pub(super) static LEASE_EXTEND: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("scripts/lease_extend.lua")));
+    LazyLock::new(|| Script::new(leasing!("scripts/lease_extend.lua")));
 
 /// Releases a lease still held with the token: KEYS the lease, its token record; ARGV token,
 /// channel or empty. Returns 1 when released.
-pub(super) static LEASE_RELEASE: LazyLock<Script> =
-    LazyLock::new(|| Script::new(publishing!("scripts/lease_release.lua")));
+pub(super) static LEASE_RELEASE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(publishing!(
+        "scripts/lease_current.lua",
+        "scripts/lease_release.lua"
+    ))
+});
 
 /// Who holds a lease: KEYS the lease, its token record. Returns nil or {value, token, ms left}.
 pub(super) static LEASE_HOLDER: LazyLock<Script> =
@@ -95,6 +110,7 @@ pub(super) static LEASE_HOLDER: LazyLock<Script> =
 /// key, the lease, its token record. ARGV as `fenced_write.lua` says.
 pub(super) static FENCED_CURRENT: LazyLock<Script> = LazyLock::new(|| {
     Script::new(publishing!(
+        "scripts/lease_current.lua",
         "scripts/fence_current.lua",
         "scripts/fenced_write.lua"
     ))

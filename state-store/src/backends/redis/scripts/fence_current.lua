@@ -2,6 +2,6 @@
 -- token record; the write is made only while the lease is the one with token ARGV[1]. A newer
 -- token exists only once this lease was lost, so the fencing rule holds too.
 local function fence_ok()
-    return redis.call('GET', KEYS[3]) == ARGV[1] and redis.call('EXISTS', KEYS[2]) == 1
+    return is_current(KEYS[2], KEYS[3], ARGV[1])
 end
 local function fence_accepted() end

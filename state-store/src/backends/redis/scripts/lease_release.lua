@@ -4,9 +4,7 @@ if channel ~= '' then
     local refused = may_publish(channel)
     if refused then return refused end
 end
-if redis.call('GET', KEYS[2]) ~= ARGV[1] or redis.call('EXISTS', KEYS[1]) == 0 then
-    return 0
-end
+if not is_current(KEYS[1], KEYS[2], ARGV[1]) then return 0 end
 redis.call('DEL', KEYS[1], KEYS[2])
 if channel ~= '' then
     redis.call('PUBLISH', channel, '{"op":"removed","key":' .. cjson.encode(KEYS[1]) .. '}')
