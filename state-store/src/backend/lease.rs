@@ -126,7 +126,19 @@ impl HeldLease {
     }
 }
 
-/// Leases with fencing tokens (see [the module docs](self)). Each method is one atomic step.
+/// Leases with fencing tokens, for `#[state(lease)]` types: a capability of its own, reached
+/// through [`Extensions::leases`](super::Extensions::leases).
+///
+/// A lease is a value under a key of a lease type (who holds it, as plain JSON), with an expiry
+/// and a **token**: a number strictly greater than every token handed out earlier for the same
+/// key, across expiry, release and removal of the key. A write made under a lease carries its
+/// [`Fence`] in its options ([`PutOptions::fence`](super::PutOptions::fence),
+/// [`RemoveOptions::fence`](super::RemoveOptions::fence),
+/// [`UpdateOptions::fence`](super::UpdateOptions::fence)); an engine that offers fenced writes
+/// checks it in the same atomic step as the write, by the rules of [`FencedWrites`], and refuses
+/// a write it must not make with [`Error::LeaseLost`](crate::Error::LeaseLost), writing nothing.
+///
+/// Each method is one atomic step.
 pub trait Leases: Send + Sync {
     /// Takes the lease under `lease` when nobody holds it (no value, or it expired): writes
     /// `value` with an expiry of `ttl`, announced as a `Set` on `notify`'s feed, and answers its

@@ -68,6 +68,12 @@
 //!   cannot return as bytes is [`Error::InvalidKey`].
 //! - **Each method is one atomic step**; the provided methods combine them safely (conditional
 //!   writes, retried on a lost race, with [`kit::Backoff`] between tries).
+//! - **Fences.** A write carries a [`Fence`] ([`PutOptions::fence`], [`RemoveOptions::fence`],
+//!   [`UpdateOptions::fence`]) only when the engine's [`Leases`] answer
+//!   [`fenced_writes`](Leases::fenced_writes) with a rule: the [`Store`](crate::Store) never
+//!   hands one to an engine that would ignore it. An engine that checks fences does so in the
+//!   same atomic step as the write and refuses with [`Error::LeaseLost`] ([`Fence::lost`]),
+//!   writing nothing.
 //! - **Change feeds.** Every write carries a [`Notify`]: the channel of the state type's feed
 //!   when the type is declared with `#[state(notify)]`, `None` otherwise. An engine with a feed
 //!   ([`ChangeFeed`]) announces each change a write made ([`Event`]) in the same atomic step; an
@@ -107,8 +113,8 @@
 //! );
 //! ```
 //!
-//! What the engine lacks (here: a change feed, a compare-and-delete) is detected and the checks
-//! of the difference run instead, named in the test output; a difference that cannot be
+//! What the engine lacks (here: a change feed, a compare-and-delete, leases) is detected and the
+//! checks of the difference run instead, named in the test output; a difference that cannot be
 //! detected (an engine with a bucket-wide expiry) is declared with `capabilities = ...`.
 
 use std::fmt;

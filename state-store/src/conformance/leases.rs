@@ -283,6 +283,22 @@ pub async fn fenced_writes_after_loss_are_refused<B: Backend + Clone>(backend: B
         &old,
     );
     assert_lost(stale.remove::<Task>(5).await, &old);
+    let options = crate::UpdateOptions::new().refresh_ttl();
+    let late = stale.update_with::<Task>(5, options, |_| Some(task("refreshed by old")));
+    assert_lost(late.await, &old);
+    // What the newer holder's update did, told as `update_with` tells it.
+    let noop = store
+        .fenced(&new)
+        .update_with::<Task>(5, options, |_| None)
+        .await
+        .unwrap();
+    assert_eq!(
+        noop,
+        crate::Updated::Unchanged(Some(Task {
+            status: "taken over".into(),
+            ..task("")
+        }))
+    );
     assert_eq!(
         store.get::<Task>(5).await.unwrap().unwrap().status,
         "taken over"

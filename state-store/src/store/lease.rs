@@ -11,9 +11,9 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::Store;
 use super::codec::{decode, encode, type_ttl};
 use super::trace::{call_span, traced};
+use super::{Store, UpdateOptions, Updated};
 use crate::backend::{
     Backend, Expiry, Fence, FencedWrites, LeaseKey, Leases, PutOptions, RemoveOptions,
 };
@@ -310,7 +310,7 @@ pub struct Holder<S> {
     pub expires_in: Duration,
 }
 
-/// Writes made under a lease ([`Store::fenced`]): `set`, `update` and `remove` as on the
+/// Writes made under a lease ([`Store::fenced`]): `set`, `update`, `update_with` and `remove` as on the
 /// [`Store`], each carrying the lease's token to the engine, which checks it in the same
 /// atomic step as the write and refuses with [`Error::LeaseLost`] (writing nothing):
 ///
@@ -364,6 +364,24 @@ impl<B: Backend, S: Leased> Fenced<'_, B, S> {
         async move {
             supported?;
             Ok(updated.await?.into_value())
+        }
+    }
+
+    /// [`Store::update_with`] under the lease: what happened ([`Updated`]), every attempt's write
+    /// carrying the fence. Needs [`enable_set`](Store::enable_set).
+    pub fn update_with<'a, T: StateKey>(
+        &'a self, id: impl IdArg<T::Id>, options: UpdateOptions,
+        change: impl FnMut(Option<T>) -> Option<T> + Send + 'a,
+    ) -> impl Future<Output = Result<Updated<T>>> + Send + 'a {
+        let store = self.store;
+        let span = call_span!(store, T, "fenced_update_with");
+        let supported = store.check_fenced("fenced update");
+        let fence = &self.lease.shared.fence;
+        let refresh = options.refresh_ttl;
+        let updated = store.update_inner::<T>(span, "update", id, change, refresh, Some(fence));
+        async move {
+            supported?;
+            updated.await
         }
     }
 

@@ -72,12 +72,17 @@ impl NatsBackend {
         }
     }
 
-    /// Writes `value` under `nkey` if its last revision is `expected`, with `headers`: the
-    /// revision written, or `None` when another write came first.
+    /// Writes `value` under `nkey` if its last revision is `expected`, with the header of an
+    /// extension of `token` when given: the revision written, or `None` when another write came
+    /// first.
     async fn publish_expecting(
-        &self, bucket: &Bucket, nkey: &str, key: &str, value: Vec<u8>, expected: u64,
-        mut headers: HeaderMap, operation: &'static str,
+        &self, (bucket, nkey, key): (&Bucket, &str, &str), value: Vec<u8>, expected: u64,
+        token: Option<u64>, operation: &'static str,
     ) -> Result<Option<u64>> {
+        let mut headers = HeaderMap::new();
+        if let Some(token) = token {
+            headers.insert(TOKEN, token.to_string().as_str());
+        }
         // The subject a KV put goes to. (Buckets opened by this backend use the default
         // JetStream API prefix, so no domain prefix goes before it.)
         let kv = &bucket.kv;
@@ -132,17 +137,9 @@ impl Leases for NatsBackend {
                     Ok(_) => return Ok(None),
                     Err(expected) => expected,
                 };
-                let headers = HeaderMap::new();
+                let place = (&*bucket, nkey.as_str(), key);
                 let written = self
-                    .publish_expecting(
-                        &bucket,
-                        &nkey,
-                        key,
-                        value.clone(),
-                        expected,
-                        headers,
-                        "acquire",
-                    )
+                    .publish_expecting(place, value.clone(), expected, None, "acquire")
                     .await?;
                 if let Some(token) = written {
                     return Ok(Some(token));
@@ -181,14 +178,11 @@ impl Leases for NatsBackend {
             if live.token != token {
                 return Ok(false);
             }
-            let mut headers = HeaderMap::new();
-            headers.insert(TOKEN, token.to_string().as_str());
             let value = live.message.payload.to_vec();
             let expected = live.message.sequence;
+            let place = (&*bucket, nkey.as_str(), lease.key);
             let written = self
-                .publish_expecting(
-                    &bucket, &nkey, lease.key, value, expected, headers, "extend",
-                )
+                .publish_expecting(place, value, expected, Some(token), "extend")
                 .await?;
             Ok(written.is_some())
         })

@@ -317,6 +317,7 @@ mod tests {
         // An empty tag does not count; only the first pair of braces does.
         assert_eq!(slot(b"foo{}{bar}"), crc16(b"foo{}{bar}") % SLOTS);
         assert_eq!(slot(b"foo{{bar}}zap"), slot(b"{bar"));
+        #[cfg(feature = "cluster")]
         for key in ["job:1", "job:{x}", "job:}{", "a{b}c"] {
             assert_eq!(
                 redis::cluster_routing::Slot::for_key(key),
