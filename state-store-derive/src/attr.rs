@@ -285,7 +285,7 @@ mod tests {
         let attrs: Vec<Attribute> = vec![
             parse_quote!(#[state(prefix = "job", id = (String, u32))]),
             parse_quote!(#[serde(rename_all = "camelCase")]),
-            parse_quote!(#[state(ttl = 1_800, counter, notify, previous = old::Job)]),
+            parse_quote!(#[state(ttl = 1_800, counter, notify, lease, previous = old::Job)]),
         ];
         let mut errors = Errors::default();
         let got = get(&attrs, &mut errors);
@@ -296,6 +296,7 @@ mod tests {
         assert_eq!(got.ttl, Some(1800));
         assert!(got.counter.is_some());
         assert!(got.notify.is_some());
+        assert!(got.lease.is_some());
         let previous = got.previous.map(|ty| quote::quote!(#ty).to_string());
         assert_eq!(previous.as_deref(), Some("old :: Job"));
         assert!(got.first.is_some());

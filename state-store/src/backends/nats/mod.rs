@@ -22,6 +22,13 @@
 //! ([`Expiry::Keep`]: `update`, `incr` on an existing counter) gets a whole new `max_age`
 //! instead. When a declared `ttl` differs from an existing bucket's `max_age`, the bucket's
 //! `max_age` is changed to it (which applies to every value in the bucket).
+//!
+//! # Leases
+//! A lease's token is the revision of the write that acquired it; an extension writes the value
+//! again (a bucket's `max_age` counts from each write) with the token in a header, and a watcher
+//! of the lease type hears each extension as a write. Whether a lease is live is judged, as for
+//! every value here, from the server's write time and this machine's clock. Fenced writes are
+//! [`Error::Unsupported`]: the lease and the written key are in two buckets (see `lease.rs`).
 
 use std::collections::HashMap;
 use std::fmt;
