@@ -13,7 +13,8 @@ use crate::errors::Errors;
 use crate::ttl;
 
 /// The keys `#[state(...)]` accepts, for the unknown-key error.
-const KEYS: &str = "`prefix`, `id`, `ttl`, `counter`, `notify`, `cache`, `lease` or `previous`";
+const KEYS: &str =
+    "`prefix`, `id`, `ttl`, `counter`, `notify`, `cache`, `lease`, `durable` or `previous`";
 
 const PREFIX: &str = "`prefix` takes one string literal, like `prefix = \"session\"`";
 const ID: &str = "`id` takes one type, like `id = u64` or `id = (String, u32)`";
@@ -39,6 +40,8 @@ pub(crate) struct Attrs<'a> {
     pub cache: Option<Ident>,
     /// The `lease` token: the type's values are leases with fencing tokens.
     pub lease: Option<Ident>,
+    /// The `durable` token: writes wait for the backend's durability.
+    pub durable: Option<Ident>,
     /// The type of `previous = Type`: the older shape that stored values may still have.
     pub previous: Option<Type>,
     given: Vec<&'static str>,
@@ -63,7 +66,7 @@ pub(crate) fn get<'a>(attrs: &'a [Attribute], errors: &mut Errors) -> Attrs<'a> 
                 return unknown_key(&meta, errors);
             };
             let Some(name) = [
-                "prefix", "id", "ttl", "counter", "notify", "cache", "lease", "previous",
+                "prefix", "id", "ttl", "counter", "notify", "cache", "lease", "durable", "previous",
             ]
             .into_iter()
             .find(|name| key == name) else {
@@ -107,7 +110,7 @@ pub(crate) fn get<'a>(attrs: &'a [Attribute], errors: &mut Errors) -> Attrs<'a> 
                         out.previous = previous;
                     }
                 }
-                // counter, notify, cache, lease
+                // counter, notify, cache, lease, durable
                 _ => {
                     if !meta.input.is_empty() && !meta.input.peek(Token![,]) {
                         let extra = skip_value(meta.input);
@@ -121,6 +124,7 @@ pub(crate) fn get<'a>(attrs: &'a [Attribute], errors: &mut Errors) -> Attrs<'a> 
                             "counter" => &mut out.counter,
                             "notify" => &mut out.notify,
                             "lease" => &mut out.lease,
+                            "durable" => &mut out.durable,
                             _ => &mut out.cache,
                         };
                         *flag = Some(key);
@@ -315,7 +319,7 @@ mod tests {
                 "ttl must be greater than zero; leave out `ttl` for keys that never expire",
                 "duplicate key `ttl` in `#[state(...)]`",
                 TTL,
-                "unknown key `size` in `#[state(...)]`; expected `prefix`, `id`, `ttl`, `counter`, `notify`, `cache`, `lease` or `previous`",
+                "unknown key `size` in `#[state(...)]`; expected `prefix`, `id`, `ttl`, `counter`, `notify`, `cache`, `lease`, `durable` or `previous`",
                 "`counter` takes no value: write `counter` alone",
                 "duplicate key `id` in `#[state(...)]`",
                 ID,

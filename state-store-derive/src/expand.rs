@@ -102,6 +102,11 @@ fn impls(input: &Input, id: &Type, prefix: &str, ttl: Option<u64>) -> TokenStrea
             impl ::state_store::__private::Leased for #ident {}
         }
     });
+    let durable = input
+        .attrs
+        .durable
+        .as_ref()
+        .map(|durable| quote_spanned!(durable.span()=> const DURABLE: bool = true;));
     let previous = input.attrs.previous.as_ref().map(previous);
     quote! {
         #[automatically_derived]
@@ -110,6 +115,7 @@ fn impls(input: &Input, id: &Type, prefix: &str, ttl: Option<u64>) -> TokenStrea
             const PREFIX: &'static str = #prefix;
             const TTL: ::state_store::__private::Option<::state_store::__private::Duration> = #ttl;
             #notify_const
+            #durable
             #cache
             #previous
         }

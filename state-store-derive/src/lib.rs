@@ -50,6 +50,8 @@ use syn::{DeriveInput, parse_macro_input};
 ///   client-side cache (`StateKey::CACHE`);
 /// - `lease` (optional, with a `ttl`): the type's values are leases with fencing tokens, taken
 ///   with `Store::acquire` (the type implements `Leased`);
+/// - `durable` (optional): every write waits until it reached the backend's `Durability`
+///   (replicas, append-only files), else `Error::NotDurable` (`StateKey::DURABLE`);
 /// - `previous = Type` (optional): the older shape stored values may have, a `Deserialize`
 ///   type the state type implements `From`; reads convert such values and `Store::migrate`
 ///   rewrites them (a missing `From` is a compile error at `Type`).

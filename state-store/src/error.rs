@@ -121,6 +121,24 @@ pub enum Error {
         token: u64,
     },
 
+    /// A write of a durable type (`#[state(durable)]`) was applied on the primary but did not
+    /// reach the copies the backend's [`Durability`](crate::Durability) asks for within its
+    /// timeout: `acked` of `required` (replicas, plus the primary's append-only file for
+    /// `Durability::Persisted { local: true, .. }`). The write stands on the primary, and a
+    /// failover before it reaches a replica may lose it; writing it again is safe.
+    #[error(
+        "the write of `{key}` reached {acked} of the {required} copies its durability requires; \
+         it was applied on the primary and may be lost in a failover"
+    )]
+    NotDurable {
+        /// The full key.
+        key: String,
+        /// How many copies acknowledged it.
+        acked: u32,
+        /// How many the durability requires.
+        required: u32,
+    },
+
     /// The backend cannot carry out this operation (or this form of it): an engine without
     /// per-key expiry asked for one, say. Nothing was written.
     #[error("`{operation}` is not supported by the {backend} backend")]
@@ -241,6 +259,7 @@ impl Error {
             InvalidTtl,
             Conflict,
             LeaseLost,
+            NotDurable,
             Unsupported,
             Lagged,
             Interrupted,

@@ -158,6 +158,12 @@ pub trait StateKey: Serialize + DeserializeOwned + Send + Sync + 'static {
     /// `CLIENT TRACKING`); other backends read as usual.
     const CACHE: bool = false;
 
+    /// Whether every write waits until it got as far as the backend's
+    /// [`Durability`](crate::Durability) asks (replicas, append-only files): `true` with
+    /// `#[state(durable)]`, else [`Error::NotDurable`](crate::Error::NotDurable). Writes of other
+    /// types never wait.
+    const DURABLE: bool = false;
+
     /// A copy of a cached value to hand out; the derive implements it with `Clone` for types
     /// declared with `cache`. Not public API.
     #[doc(hidden)]

@@ -105,7 +105,7 @@ pub use backend::usage::{
     MAX_PREFIXES, PrefixUsage, ProgressFn, SampleSlot, TtlSpread, Usage, UsageOptions,
     UsageProgress, UsageTally,
 };
-pub use backend::{Backend, BackendExt, Expiry, PutMode, Version, Versioned};
+pub use backend::{Backend, BackendExt, Durability, Expiry, PutMode, Version, Versioned};
 pub use backends::memory::MemoryBackend;
 #[cfg(feature = "nats")]
 #[cfg_attr(docsrs, doc(cfg(feature = "nats")))]

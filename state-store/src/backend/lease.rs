@@ -27,12 +27,25 @@ pub struct LeaseKey<'a> {
     pub key: &'a str,
     /// `{namespace}:{prefix}` of the lease type: `key` is `{prefix}:{id}`.
     pub prefix: &'a str,
+    /// Whether the lease type is durable: its acquisitions, extensions and releases answer
+    /// once they got as far as the engine's [`Durability`](super::Durability) asks.
+    pub durable: bool,
 }
 
 impl<'a> LeaseKey<'a> {
     /// The lease under `key`, a key of the type whose prefix (namespace included) is `prefix`.
     pub fn new(key: &'a str, prefix: &'a str) -> LeaseKey<'a> {
-        LeaseKey { key, prefix }
+        LeaseKey {
+            key,
+            prefix,
+            durable: false,
+        }
+    }
+
+    /// The lease of a durable type.
+    pub fn durable(mut self, durable: bool) -> LeaseKey<'a> {
+        self.durable = durable;
+        self
     }
 
     /// The id part of the key: what follows `{prefix}:`.

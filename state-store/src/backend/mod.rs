@@ -74,6 +74,11 @@
 //!   hands one to an engine that would ignore it. An engine that checks fences does so in the
 //!   same atomic step as the write and refuses with [`Error::LeaseLost`] ([`Fence::lost`]),
 //!   writing nothing.
+//! - **Durability.** Every write of a `#[state(durable)]` type carries `durable: true` in its
+//!   options: an engine that replicates answers only once the write got as far as its
+//!   [`Durability`] asks, else [`Error::NotDurable`] (the write was applied and may be lost in a
+//!   failover); an engine that keeps one copy (the memory engine, a process of its own)
+//!   answers as for any write.
 //! - **Change feeds.** Every write carries a [`Notify`]: the channel of the state type's feed
 //!   when the type is declared with `#[state(notify)]`, `None` otherwise. An engine with a feed
 //!   ([`ChangeFeed`]) announces each change a write made ([`Event`]) in the same atomic step; an
@@ -129,6 +134,7 @@ use futures_core::Stream;
 use crate::Error;
 use crate::Result;
 
+mod durability;
 pub(crate) mod expiry;
 pub(crate) mod extensions;
 pub(crate) use extensions::inherent_enable_expiry_events;
@@ -138,6 +144,7 @@ mod options;
 pub(crate) mod provided;
 pub(crate) mod usage;
 
+pub use durability::Durability;
 pub use expiry::Expiry;
 pub(crate) use expiry::{ceil_millis, micros_i64};
 pub use extensions::{ChangeFeed, ClientCache, Decode, Decoded, Extensions, KeyLayout, UsageScan};

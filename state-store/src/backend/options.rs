@@ -37,6 +37,9 @@ pub struct PutOptions<'a> {
     /// The lease the write is made under ([`Fence`]), checked in the same step; none by
     /// default. Only given to an engine whose [`Leases`](super::Leases) offer fenced writes.
     pub fence: Option<Fence<'a>>,
+    /// The write is of a durable type: answer once it got as far as the engine's
+    /// [`Durability`](super::Durability) asks. `false` by default.
+    pub durable: bool,
 }
 
 impl<'a> PutOptions<'a> {
@@ -47,6 +50,7 @@ impl<'a> PutOptions<'a> {
             expiry: Expiry::Never,
             notify: None,
             fence: None,
+            durable: false,
         }
     }
 }
@@ -61,6 +65,8 @@ setters! {
         notify(notify: Notify<'a>);
         /// The lease the write is made under.
         fence(fence: Fence<'a>) = Some(fence);
+        /// Whether the write is of a durable type.
+        durable(durable: bool);
     }
 }
 
@@ -85,6 +91,8 @@ pub struct RemoveOptions<'a> {
     /// The lease the removal is made under ([`Fence`]), checked in the same step; none by
     /// default.
     pub fence: Option<Fence<'a>>,
+    /// The removal is of a durable type ([`PutOptions::durable`]). `false` by default.
+    pub durable: bool,
 }
 
 impl<'a> RemoveOptions<'a> {
@@ -102,6 +110,8 @@ setters! {
         notify(notify: Notify<'a>);
         /// The lease the removal is made under.
         fence(fence: Fence<'a>) = Some(fence);
+        /// Whether the removal is of a durable type.
+        durable(durable: bool);
     }
 }
 
@@ -117,6 +127,8 @@ pub struct GetOptions {
     /// answer `Some` of any bytes instead of the value (Redis sends `EXISTS`, or `PEXPIRE`
     /// with a touch). `false` by default.
     pub exists_only: bool,
+    /// A touch of a durable type ([`PutOptions::durable`]). `false` by default.
+    pub durable: bool,
 }
 
 impl GetOptions {
@@ -136,6 +148,8 @@ setters! {
     impl[] GetOptions {
         /// Resets the key's expiry to `expiry` in the same step as the read.
         touch(expiry: Expiry) = Some(expiry);
+        /// Whether a touch is of a durable type.
+        durable(durable: bool);
     }
 }
 
@@ -155,6 +169,8 @@ pub struct UpdateOptions<'a> {
     /// The lease the write is made under ([`Fence`]): each attempt's write carries it. None
     /// by default.
     pub fence: Option<Fence<'a>>,
+    /// The write is of a durable type ([`PutOptions::durable`]). `false` by default.
+    pub durable: bool,
 }
 
 impl<'a> UpdateOptions<'a> {
@@ -167,6 +183,7 @@ impl<'a> UpdateOptions<'a> {
             attempts: 64,
             notify: None,
             fence: None,
+            durable: false,
         }
     }
 }
@@ -183,6 +200,8 @@ setters! {
         notify(notify: Notify<'a>);
         /// The lease each attempt's write is made under.
         fence(fence: Fence<'a>) = Some(fence);
+        /// Whether the write is of a durable type.
+        durable(durable: bool);
     }
 }
 
@@ -245,6 +264,8 @@ pub struct CountOptions<'a> {
     /// The channel whose feed announces an increment (rate-limit checks never announce: their
     /// counts are bookkeeping, not state changes): none by default.
     pub notify: Notify<'a>,
+    /// The count is of a durable type ([`PutOptions::durable`]). `false` by default.
+    pub durable: bool,
 }
 
 impl<'a> CountOptions<'a> {
@@ -258,6 +279,8 @@ setters! {
     impl['a] CountOptions<'a> {
         /// The channel whose feed announces an increment.
         notify(notify: Notify<'a>);
+        /// Whether the count is of a durable type.
+        durable(durable: bool);
     }
 }
 

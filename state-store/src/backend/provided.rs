@@ -25,7 +25,8 @@ pub(super) async fn get<B: Backend + ?Sized>(
         };
         let put = PutOptions::new()
             .mode(PutMode::Update(version))
-            .expiry(expiry);
+            .expiry(expiry)
+            .durable(options.durable);
         if backend.put(key, value.clone(), put).await? {
             return Ok(Some(value));
         }
@@ -50,7 +51,8 @@ pub(super) async fn update<B: Backend + ?Sized>(
         let put = PutOptions::new()
             .mode(mode)
             .expiry(expiry)
-            .notify(options.notify);
+            .notify(options.notify)
+            .durable(options.durable);
         let put = match options.fence {
             Some(fence) => put.fence(fence),
             None => put,

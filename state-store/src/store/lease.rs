@@ -24,6 +24,8 @@ use crate::{Error, Result};
 /// A lease's key and token, and its type's ttl: what a fenced write carries.
 pub(super) struct FenceOf {
     key: String,
+    /// Whether the lease type is durable.
+    durable: bool,
     /// Where `{namespace}:{prefix}` ends in `key`.
     prefix_len: usize,
     token: u64,
@@ -32,7 +34,7 @@ pub(super) struct FenceOf {
 
 impl FenceOf {
     fn lease_key(&self) -> LeaseKey<'_> {
-        LeaseKey::new(&self.key, &self.key[..self.prefix_len])
+        LeaseKey::new(&self.key, &self.key[..self.prefix_len]).durable(self.durable)
     }
 
     /// The fence of a write to a key of the type whose prefix is `prefix`.
@@ -346,6 +348,7 @@ impl<B: Backend, S: Leased> Fenced<'_, B, S> {
             let put = PutOptions::new()
                 .expiry(Expiry::from_ttl(ttl))
                 .notify(store.notify::<T>(&key))
+                .durable(T::DURABLE)
                 .fence(fence.fence(store.type_prefix::<T>(&key)));
             store.backend.put(&key, value, put).await.map(drop)
         })
@@ -401,6 +404,7 @@ impl<B: Backend, S: Leased> Fenced<'_, B, S> {
             let fence = &self.lease.shared.fence;
             let remove = RemoveOptions::new()
                 .notify(store.notify::<T>(&key))
+                .durable(T::DURABLE)
                 .fence(fence.fence(store.type_prefix::<T>(&key)));
             store.backend.remove(&key, remove).await
         })
@@ -510,7 +514,8 @@ impl<B: Backend> Store<B> {
             let key = key?;
             let leases = self.leases("holder")?;
             let prefix = self.type_prefix::<S>(&key);
-            let Some(held) = leases.holder(LeaseKey::new(&key, prefix)).await? else {
+            let lease = LeaseKey::new(&key, prefix).durable(S::DURABLE);
+            let Some(held) = leases.holder(lease).await? else {
                 return Ok(None);
             };
             Ok(Some(Holder {
@@ -601,7 +606,7 @@ impl<B: Backend> Store<B> {
             value,
         } = prepared;
         let leases = self.leases("acquire")?;
-        let lease_key = LeaseKey::new(key, &key[..*prefix_len]);
+        let lease_key = LeaseKey::new(key, &key[..*prefix_len]).durable(S::DURABLE);
         let started = Instant::now();
         let notify = self.notify::<S>(key);
         let Some(token) = leases
@@ -621,6 +626,7 @@ impl<B: Backend> Store<B> {
             shared: Arc::new(Shared {
                 fence: FenceOf {
                     key: key.clone(),
+                    durable: S::DURABLE,
                     prefix_len: *prefix_len,
                     token,
                     ttl: *ttl,

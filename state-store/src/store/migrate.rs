@@ -329,7 +329,8 @@ impl<B: Backend> Store<B> {
                     PutOptions::new()
                         .mode(mode)
                         .expiry(Expiry::Keep)
-                        .notify(notify),
+                        .notify(notify)
+                        .durable(S::DURABLE),
                 )
                 .await?
             {

@@ -142,7 +142,10 @@ impl<B: Backend> Store<B> {
         traced(span, async move {
             let key = key?;
             let ttl = type_ttl::<S>(&key)?;
-            let touch = GetOptions::new().touch(Expiry::from_ttl(ttl)).exists_only();
+            let touch = GetOptions::new()
+                .touch(Expiry::from_ttl(ttl))
+                .exists_only()
+                .durable(S::DURABLE);
             Ok(self.backend.get(&key, touch).await?.is_some())
         })
     }
@@ -158,7 +161,9 @@ impl<B: Backend> Store<B> {
         traced(span, async move {
             let key = key?;
             let ttl = type_ttl::<S>(&key)?;
-            let touch = GetOptions::new().touch(Expiry::from_ttl(ttl));
+            let touch = GetOptions::new()
+                .touch(Expiry::from_ttl(ttl))
+                .durable(S::DURABLE);
             match self.backend.get(&key, touch).await? {
                 Some(bytes) => decode(&key, &bytes).map(Some),
                 None => Ok(None),
@@ -200,7 +205,9 @@ impl<B: Backend> Store<B> {
             let key = key?;
             let mut accept =
                 |bytes: &[u8]| -> Result<bool> { Ok(check(&decode::<S>(&key, bytes)?)) };
-            let options = RemoveOptions::new().notify(self.notify::<S>(&key));
+            let options = RemoveOptions::new()
+                .notify(self.notify::<S>(&key))
+                .durable(S::DURABLE);
             remove_if(
                 &*self.backend,
                 &key,
@@ -253,7 +260,8 @@ impl<B: Backend> Store<B> {
                 .replaced(replaced)
                 .created(Expiry::from_ttl(ttl))
                 .attempts(self.update_attempts)
-                .notify(self.notify::<S>(&key));
+                .notify(self.notify::<S>(&key))
+                .durable(S::DURABLE);
             let options = match fence {
                 Some(fence) => options.fence(fence.fence(self.type_prefix::<S>(&key))),
                 None => options,

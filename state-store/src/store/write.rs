@@ -76,7 +76,8 @@ impl<B: Backend> Store<B> {
             let notify = self.notify::<S>(&key);
             let put = PutOptions::new()
                 .expiry(Expiry::from_ttl(ttl))
-                .notify(notify);
+                .notify(notify)
+                .durable(S::DURABLE);
             self.backend.put(&key, value, put).await.map(drop)
         })
     }
@@ -96,7 +97,9 @@ impl<B: Backend> Store<B> {
         let span = call_span!(self, S, "remove", key.as_deref());
         traced(span, async move {
             let key = key?;
-            let remove = RemoveOptions::new().notify(self.notify::<S>(&key));
+            let remove = RemoveOptions::new()
+                .notify(self.notify::<S>(&key))
+                .durable(S::DURABLE);
             self.backend.remove(&key, remove).await
         })
     }
@@ -122,7 +125,8 @@ impl<B: Backend> Store<B> {
             let put = PutOptions::new()
                 .mode(PutMode::Create)
                 .expiry(Expiry::from_ttl(ttl))
-                .notify(notify);
+                .notify(notify)
+                .durable(S::DURABLE);
             self.backend.put(&key, value, put).await
         })
     }
@@ -157,7 +161,8 @@ impl<B: Backend> Store<B> {
             };
             let options = PutOptions::new()
                 .expiry(Expiry::from_ttl(ttl))
-                .notify(notify.as_deref());
+                .notify(notify.as_deref())
+                .durable(S::DURABLE);
             self.backend
                 .write_many(WriteMany::Put { items, options })
                 .await
@@ -178,7 +183,7 @@ impl<B: Backend> Store<B> {
         traced(span, async move {
             let keys = keys?;
             let notify = keys.first().and_then(|key| self.notify::<S>(key));
-            let options = RemoveOptions::new().notify(notify);
+            let options = RemoveOptions::new().notify(notify).durable(S::DURABLE);
             self.backend
                 .write_many(WriteMany::Remove {
                     keys: &keys,
@@ -207,7 +212,9 @@ impl<B: Backend> Store<B> {
                 by,
                 ttl_if_created: ttl,
             };
-            let options = CountOptions::new().notify(self.notify::<S>(&key));
+            let options = CountOptions::new()
+                .notify(self.notify::<S>(&key))
+                .durable(S::DURABLE);
             match self.backend.count(&key, op, options).await? {
                 Counted::Value(value) => Ok(value),
                 other => Err(unexpected_count(&key, "incr", &other)),
@@ -276,7 +283,8 @@ impl<B: Backend> Store<B> {
                     burst: S::QUOTA.burst(),
                 },
             };
-            match self.backend.count(&key, op, CountOptions::new()).await? {
+            let options = CountOptions::new().durable(S::DURABLE);
+            match self.backend.count(&key, op, options).await? {
                 Counted::Decision(decision) => Ok(decision),
                 other => Err(unexpected_count(&key, "check", &other)),
             }

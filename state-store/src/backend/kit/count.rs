@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::counters::{incr_step, parse_counter};
 use super::{Backoff, RETRIES};
 use crate::backend::expiry::{Expiry, micros_i64};
-use crate::backend::{Backend, CountOp, CountOptions, Counted, Notify, PutMode, PutOptions};
+use crate::backend::{Backend, CountOp, CountOptions, Counted, PutMode, PutOptions};
 use crate::rate_limit;
 use crate::{Error, Result};
 
@@ -34,21 +34,27 @@ pub async fn count<B: Backend + ?Sized>(
 ) -> Result<Counted> {
     match op {
         CountOp::Increment { by, ttl_if_created } => {
-            counter_step(backend, key, false, options.notify, move |current, _| {
+            counter_step(backend, key, false, options, move |current, _| {
                 let (next, expiry) = incr_step(key, current, by, ttl_if_created)?;
                 Ok((Counted::Value(next), Some((next, expiry))))
             })
             .await
         }
         CountOp::FixedWindow { limit, window } => {
-            counter_step(backend, key, true, None, move |count, left| {
-                let (decision, write) = rate_limit::fixed_window(count, left, limit, window);
-                Ok((Counted::Decision(decision), write))
-            })
+            counter_step(
+                backend,
+                key,
+                true,
+                options.notify(None),
+                move |count, left| {
+                    let (decision, write) = rate_limit::fixed_window(count, left, limit, window);
+                    Ok((Counted::Decision(decision), write))
+                },
+            )
             .await
         }
         CountOp::Gcra { interval, burst } => {
-            counter_step(backend, key, false, None, move |tat, _| {
+            counter_step(backend, key, false, options.notify(None), move |tat, _| {
                 let (decision, write) = rate_limit::gcra(tat, micros_i64(now()), interval, burst);
                 let write = write.map(|(tat, keep)| (tat, Expiry::AtLeast(keep)));
                 Ok((Counted::Decision(decision), write))
@@ -68,7 +74,7 @@ pub async fn count<B: Backend + ?Sized>(
 /// makes the write conditional on what was read, again from the read when another writer got
 /// there first.
 async fn counter_step<B, T>(
-    backend: &B, key: &str, read_ttl: bool, notify: Notify<'_>,
+    backend: &B, key: &str, read_ttl: bool, options: CountOptions<'_>,
     mut step: impl FnMut(Option<i64>, Option<Duration>) -> Result<(T, Option<(i64, Expiry)>)>,
 ) -> Result<T>
 where
@@ -92,7 +98,11 @@ where
         let Some((value, expiry)) = write else {
             return Ok(answer);
         };
-        let put = PutOptions::new().mode(mode).expiry(expiry).notify(notify);
+        let put = PutOptions::new()
+            .mode(mode)
+            .expiry(expiry)
+            .notify(options.notify)
+            .durable(options.durable);
         if backend
             .put(key, value.to_string().into_bytes(), put)
             .await?

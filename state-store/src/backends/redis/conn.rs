@@ -101,6 +101,13 @@ impl RedisConnection {
         with_link!(&mut self.inner, link => link.on_node(node, cmd))
     }
 
+    /// Sends `cmd` to the primary of `key`'s slot (see [`Link::on_key_primary`]).
+    pub(super) fn on_key_primary<'a>(
+        &'a mut self, key: &'a str, cmd: &'a mut Cmd,
+    ) -> RedisFuture<'a, Value> {
+        with_link!(&mut self.inner, link => link.on_key_primary(key, cmd))
+    }
+
     /// Sends `pipeline` to the Cluster node at `node` (see [`Link::pipeline_on_node`]).
     pub(super) fn pipeline_on_node<'a>(
         &'a mut self, node: &'a (String, u16), pipeline: &'a Pipeline,

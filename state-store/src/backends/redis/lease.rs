@@ -38,7 +38,7 @@ impl Leases for RedisBackend {
     fn acquire<'a>(
         &'a self, lease: LeaseKey<'a>, value: Vec<u8>, ttl: Duration, notify: Notify<'a>,
     ) -> BoxFuture<'a, Result<Option<u64>>> {
-        Box::pin(async move {
+        let acquire = async move {
             self.writing(self.forget_key(lease.key), async {
                 let mut invocation = LEASE_ACQUIRE.key(lease.key);
                 invocation
@@ -52,7 +52,8 @@ impl Leases for RedisBackend {
                 Ok((token > 0).then_some(token))
             })
             .await
-        })
+        };
+        Box::pin(self.durably(lease.durable, lease.key, acquire))
     }
 
     fn holder<'a>(&'a self, lease: LeaseKey<'a>) -> BoxFuture<'a, Result<Option<HeldLease>>> {
@@ -72,19 +73,20 @@ impl Leases for RedisBackend {
     fn extend<'a>(
         &'a self, lease: LeaseKey<'a>, token: u64, ttl: Duration,
     ) -> BoxFuture<'a, Result<bool>> {
-        Box::pin(async move {
+        let extend = async move {
             let mut invocation = LEASE_EXTEND.key(lease.key);
             invocation.key(token_key(lease)).arg(token).arg(millis(ttl));
             // Safe to run twice: the second run extends again, from a moment later.
             let extended: i64 = self.run("extend", lease.key, &invocation).await?;
             Ok(extended == 1)
-        })
+        };
+        Box::pin(self.durably(lease.durable, lease.key, extend))
     }
 
     fn release<'a>(
         &'a self, lease: LeaseKey<'a>, token: u64, notify: Notify<'a>,
     ) -> BoxFuture<'a, Result<bool>> {
-        Box::pin(async move {
+        let release = async move {
             self.writing(self.forget_key(lease.key), async {
                 let mut invocation = LEASE_RELEASE.key(lease.key);
                 invocation
@@ -95,7 +97,8 @@ impl Leases for RedisBackend {
                 Ok(released == 1)
             })
             .await
-        })
+        };
+        Box::pin(self.durably(lease.durable, lease.key, release))
     }
 
     fn fenced_writes(&self) -> FencedWrites {
@@ -220,7 +223,7 @@ fn fence_key(key: &str, prefix: &str) -> String {
 /// The hash slot of `key`, as Redis Cluster computes it: CRC16 (XMODEM) of its hash tag (the
 /// part between the first `{` and the next `}`, when not empty) or of the whole key, modulo
 /// 16,384.
-fn slot(key: &[u8]) -> u16 {
+pub(super) fn slot(key: &[u8]) -> u16 {
     let hashed = key
         .iter()
         .position(|&b| b == b'{')

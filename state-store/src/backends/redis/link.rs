@@ -24,6 +24,12 @@ pub(super) trait Link: ConnectionLike {
         self.req_packed_command(cmd)
     }
 
+    /// Sends `cmd`, which names no key, to the primary of `key`'s slot on a Cluster;
+    /// elsewhere, as any command.
+    fn on_key_primary<'a>(&'a mut self, _key: &'a str, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        self.req_packed_command(cmd)
+    }
+
     /// Sends `pipeline` to the Cluster node at `node`; elsewhere, as any pipeline.
     fn pipeline_on_node<'a>(
         &'a mut self, _node: &'a (String, u16), pipeline: &'a Pipeline,

@@ -15,7 +15,7 @@ use self::batch::Turn;
 use self::cache::Tracker;
 use self::conn::{backend_error, broke_connection, worth_one_retry};
 use self::feed::{RedisFeed, SingleNode, wire_channel};
-use self::options::{describe, manager_config};
+use self::options::{describe, durable_lane, manager_config};
 use self::scripts::{FIXED_WINDOW, GCRA, INCR, REMOVE_IF_VERSION, REMOVE_NOTIFY};
 use crate::backend::kit;
 use crate::backend::{
@@ -31,6 +31,7 @@ mod cache;
 #[cfg(feature = "cluster")]
 mod cluster;
 mod conn;
+mod durable;
 mod feed;
 mod lease;
 mod link;
@@ -57,6 +58,8 @@ pub struct RedisBackend {
     feed: Arc<RedisFeed>,
     /// Automatic read batching, shared by clones; `None` when turned off.
     batch: Option<Arc<batch::Batcher>>,
+    /// The durable writes' own connection and their `WAIT` rounds, shared by clones.
+    durable: Arc<durable::Durable>,
     /// The client-side cache of types declared with `cache`, shared by clones; `None` when
     /// turned off, and on a Cluster or through Sentinel.
     cache: Option<Arc<Tracker>>,
@@ -87,14 +90,33 @@ impl RedisBackend {
         let source = Arc::new(SingleNode(client.clone()));
         let feed = RedisFeed::new(source, db, target.clone(), &options);
         let cache_client = client.clone();
+        let lane_client = client.clone();
         let conn = ConnectionManager::new_with_config(client, manager_config(&options))
             .await
             .map_err(|source| Error::Connect {
                 target: target.clone(),
                 source: Box::new(source),
             })?;
+        let mut conn = RedisConnection::node(conn);
+        durable::check_durability(&mut conn, options.durability, &target).await?;
+        let lane_config = manager_config(&durable_lane(&options));
+        let lane_target = target.clone();
+        let connect: durable::Connect = Arc::new(move || {
+            let (client, config) = (lane_client.clone(), lane_config.clone());
+            let target = lane_target.clone();
+            Box::pin(async move {
+                let conn = ConnectionManager::new_with_config(client, config)
+                    .await
+                    .map_err(|source| Error::Connect {
+                        target,
+                        source: Box::new(source),
+                    })?;
+                Ok(RedisConnection::node(conn))
+            })
+        });
         Ok(RedisBackend {
-            conn: RedisConnection::node(conn),
+            durable: Arc::new(durable::Durable::new(options.durability, connect)),
+            conn,
             target,
             db,
             feed: Arc::new(feed),
@@ -112,6 +134,10 @@ impl RedisBackend {
     /// The connection for commands on `key`: the client-side cache's tracking connection when
     /// the key is one of a cached type (see `cache.rs`), else the backend's.
     fn conn_for(&self, key: &str) -> RedisConnection {
+        // A durable write goes over the durable lane, where its `WAIT` follows it.
+        if let Some(lane) = Self::lane() {
+            return lane;
+        }
         match self
             .cache
             .as_deref()
@@ -225,10 +251,22 @@ impl Backend for RedisBackend {
     fn put<'a>(
         &'a self, key: &'a str, value: Vec<u8>, options: PutOptions<'a>,
     ) -> BoxFuture<'a, Result<bool>> {
-        if let Some(fence) = options.fence {
+        if options.fence.is_some() || options.durable {
             return Box::pin(async move {
-                let op = lease::FencedOp::Put(value, &options.mode, options.expiry.per_key());
-                self.fenced(key, op, options.notify, &fence).await
+                let write = async {
+                    let expiry = options.expiry.per_key();
+                    match &options.fence {
+                        Some(fence) => {
+                            let op = lease::FencedOp::Put(value, &options.mode, expiry);
+                            self.fenced(key, op, options.notify, fence).await
+                        }
+                        None => {
+                            let mode = options.mode.clone();
+                            self.put_one(key, value, mode, expiry, options.notify).await
+                        }
+                    }
+                };
+                self.durably(options.durable, key, write).await
             });
         }
         Box::pin(self.put_one(
@@ -244,14 +282,17 @@ impl Backend for RedisBackend {
         &'a self, key: &'a str, options: RemoveOptions<'a>,
     ) -> BoxFuture<'a, Result<bool>> {
         Box::pin(async move {
-            if let Some(fence) = &options.fence {
-                let op = lease::FencedOp::Remove(options.if_version.as_ref());
-                return self.fenced(key, op, options.notify, fence).await;
-            }
-            match &options.if_version {
-                Some(version) => self.remove_version(key, version, options.notify).await,
-                None => self.remove_one(key, options.notify).await,
-            }
+            let remove = async {
+                if let Some(fence) = &options.fence {
+                    let op = lease::FencedOp::Remove(options.if_version.as_ref());
+                    return self.fenced(key, op, options.notify, fence).await;
+                }
+                match &options.if_version {
+                    Some(version) => self.remove_version(key, version, options.notify).await,
+                    None => self.remove_one(key, options.notify).await,
+                }
+            };
+            self.durably(options.durable, key, remove).await
         })
     }
 
@@ -284,9 +325,13 @@ impl Backend for RedisBackend {
                         .await?;
                     Ok((n > 0).then(Vec::new))
                 }
-                (Some(expiry), false) => self.get_and_touch(key, expiry.per_key()).await,
+                (Some(expiry), false) => {
+                    let touch = self.get_and_touch(key, expiry.per_key());
+                    self.durably(options.durable, key, touch).await
+                }
                 (Some(expiry), true) => {
-                    let found = self.touch(key, expiry.per_key()).await?;
+                    let touch = self.touch(key, expiry.per_key());
+                    let found = self.durably(options.durable, key, touch).await?;
                     Ok(found.then(Vec::new))
                 }
             }
@@ -315,17 +360,23 @@ impl Backend for RedisBackend {
                 // Nothing before the future is polled, the cache's bookkeeping included.
                 Box::pin(async move {
                     let written = items.len() as u64;
+                    let keys: Vec<String> = match options.durable {
+                        true => items.iter().map(|(key, _)| key.clone()).collect(),
+                        false => Vec::new(),
+                    };
                     let forget = self.forget_keys(items.iter().map(|(key, _)| key.as_str()));
                     let expiry = options.expiry.per_key();
                     let write = self.set_in_multi("set_many", items, expiry, options.notify);
-                    self.writing(forget, write).await?;
+                    let write = self.writing(forget, write);
+                    self.durably_all(options.durable, &keys, write).await?;
                     Ok(written)
                 })
             }
             WriteMany::Remove { keys, options }
                 if options.if_version.is_none() && options.fence.is_none() =>
             {
-                Box::pin(self.remove_keys(keys, options.notify))
+                let remove = self.remove_keys(keys, options.notify);
+                Box::pin(self.durably_all(options.durable, keys, remove))
             }
             other => Box::pin(kit::write_each(self, other)),
         }
@@ -337,24 +388,27 @@ impl Backend for RedisBackend {
         &'a self, key: &'a str, op: CountOp, options: CountOptions<'a>,
     ) -> BoxFuture<'a, Result<Counted>> {
         Box::pin(async move {
-            match op {
-                CountOp::Increment { by, ttl_if_created } => self
-                    .incr(key, by, ttl_if_created, options.notify)
-                    .await
-                    .map(Counted::Value),
-                CountOp::FixedWindow { limit, window } => self
-                    .fixed_window(key, limit, window)
-                    .await
-                    .map(Counted::Decision),
-                CountOp::Gcra { interval, burst } => {
-                    self.gcra(key, interval, burst).await.map(Counted::Decision)
+            let count = async {
+                match op {
+                    CountOp::Increment { by, ttl_if_created } => self
+                        .incr(key, by, ttl_if_created, options.notify)
+                        .await
+                        .map(Counted::Value),
+                    CountOp::FixedWindow { limit, window } => self
+                        .fixed_window(key, limit, window)
+                        .await
+                        .map(Counted::Decision),
+                    CountOp::Gcra { interval, burst } => {
+                        self.gcra(key, interval, burst).await.map(Counted::Decision)
+                    }
+                    #[allow(unreachable_patterns)]
+                    _ => Err(Error::Unsupported {
+                        operation: "count",
+                        backend: self.name(),
+                    }),
                 }
-                #[allow(unreachable_patterns)]
-                _ => Err(Error::Unsupported {
-                    operation: "count",
-                    backend: self.name(),
-                }),
-            }
+            };
+            self.durably(options.durable, key, count).await
         })
     }
 

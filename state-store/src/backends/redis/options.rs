@@ -10,7 +10,7 @@ use redis::{Client, RedisError};
 
 use super::batch::Batcher;
 use crate::setters::setters;
-use crate::{Error, Result};
+use crate::{Durability, Error, Result};
 
 /// Timeouts, reconnect attempts and TLS certificates of a [`RedisBackend`](crate::RedisBackend).
 ///
@@ -42,6 +42,12 @@ pub struct RedisOptions {
     /// The most values the client-side cache keeps decoded, for types declared with
     /// `#[state(cache)]` (single server only); 0 turns it off. Default 10,000.
     pub client_cache: usize,
+    /// How far a write of a `#[state(durable)]` type must get before it is acknowledged:
+    /// [`Durability::Replicas`] (`WAIT`) or [`Durability::Persisted`] (`WAITAOF`, Redis 7.2+ or
+    /// Valkey 8+; a server without it is refused at connect). Default: one replica within one
+    /// second. Durable writes go over a connection of their own, where concurrent ones share
+    /// one `WAIT`; writes of other types never wait.
+    pub durability: Durability,
     /// A private CA to trust, PEM.
     #[cfg(feature = "tls")]
     tls_root_cert: Option<Vec<u8>>,
@@ -58,6 +64,7 @@ impl Default for RedisOptions {
             reconnect_retries: 2,
             read_batch: 128,
             client_cache: 10_000,
+            durability: Durability::default(),
             #[cfg(feature = "tls")]
             tls_root_cert: None,
             #[cfg(feature = "tls")]
@@ -74,7 +81,8 @@ impl fmt::Debug for RedisOptions {
             .field("response_timeout", &self.response_timeout)
             .field("reconnect_retries", &self.reconnect_retries)
             .field("read_batch", &self.read_batch)
-            .field("client_cache", &self.client_cache);
+            .field("client_cache", &self.client_cache)
+            .field("durability", &self.durability);
         #[cfg(feature = "tls")]
         options
             .field(
@@ -101,6 +109,8 @@ setters! {
         read_batch(keys: usize);
         /// Sets [`client_cache`](Self::client_cache); 0 turns the client-side cache off.
         client_cache(entries: usize);
+        /// Sets [`durability`](Self::durability), for the writes of durable types.
+        durability(durability: Durability);
     }
 }
 
@@ -261,6 +271,16 @@ mod tls {
 }
 
 /// The connection manager's settings from `options`.
+/// The options of the connection of durable writes: a response may take the durability's
+/// timeout longer, since a `WAIT` holds it.
+pub(super) fn durable_lane(options: &RedisOptions) -> RedisOptions {
+    let mut lane = options.clone();
+    lane.response_timeout = options
+        .response_timeout
+        .saturating_add(options.durability.timeout());
+    lane
+}
+
 pub(super) fn manager_config(options: &RedisOptions) -> ConnectionManagerConfig {
     ConnectionManagerConfig::new()
         .set_connection_timeout(Some(options.connect_timeout))

@@ -9,8 +9,9 @@ use self::feed::ClusterSource;
 use self::route::Routed;
 use super::RedisBackend;
 use super::conn::{Inner, RedisConnection};
+use super::durable;
 use super::feed::RedisFeed;
-use super::options::RedisOptions;
+use super::options::{RedisOptions, durable_lane};
 use crate::{Error, Result};
 
 mod feed;
@@ -66,30 +67,49 @@ impl RedisBackend {
             target: target.clone(),
             source: Box::new(source),
         };
-        let infos = clients.iter().map(|c| c.get_connection_info().clone());
-        let builder = redis::cluster::ClusterClientBuilder::new(infos)
-            .connection_timeout(options.connect_timeout)
-            .response_timeout(options.response_timeout)
-            .retries(u32::try_from(options.reconnect_retries).unwrap_or(u32::MAX))
-            .min_retry_wait(100)
-            .max_retry_wait(1000);
-        #[cfg(feature = "tls")]
-        let builder = match options.certificates() {
-            Some(certificates) => builder.certs(certificates),
-            None => builder,
+        let build = |options: &RedisOptions| {
+            let infos = clients.iter().map(|c| c.get_connection_info().clone());
+            let builder = redis::cluster::ClusterClientBuilder::new(infos)
+                .connection_timeout(options.connect_timeout)
+                .response_timeout(options.response_timeout)
+                .retries(u32::try_from(options.reconnect_retries).unwrap_or(u32::MAX))
+                .min_retry_wait(100)
+                .max_retry_wait(1000);
+            #[cfg(feature = "tls")]
+            let builder = match options.certificates() {
+                Some(certificates) => builder.certs(certificates),
+                None => builder,
+            };
+            builder.build().map_err(connect_error)
         };
-        let client = builder.build().map_err(connect_error)?;
-        let conn = tokio::time::timeout(options.connect_bound(), client.get_async_connection())
-            .await
-            .map_err(|_| Error::Connect {
-                target: target.clone(),
-                source: format!("no node answered within {:?}", options.connect_bound()).into(),
-            })?
-            .map_err(connect_error)?;
+        let client = build(&options)?;
+        let lane_client = build(&durable_lane(&options))?;
+        let bound = options.connect_bound();
+        let connect = move |client: redis::cluster::ClusterClient, target: String| async move {
+            tokio::time::timeout(bound, client.get_async_connection())
+                .await
+                .map_err(|_| Error::Connect {
+                    target: target.clone(),
+                    source: format!("no node answered within {bound:?}").into(),
+                })?
+                .map_err(|source| Error::Connect {
+                    target,
+                    source: Box::new(source),
+                })
+        };
+        let conn = connect(client, target.clone()).await?;
+        let mut main = RedisConnection::new(Inner::Cluster(Routed(conn.clone())));
+        durable::check_durability(&mut main, options.durability, &target).await?;
+        let lane_target = target.clone();
+        let lane: durable::Connect = Arc::new(move || {
+            let conn = connect(lane_client.clone(), lane_target.clone());
+            Box::pin(async move { Ok(RedisConnection::new(Inner::Cluster(Routed(conn.await?)))) })
+        });
         let source = ClusterSource::new(conn.clone(), template);
         let feed = RedisFeed::new(Arc::new(source), 0, target.clone(), &options);
         Ok(RedisBackend {
-            conn: RedisConnection::new(Inner::Cluster(Routed(conn))),
+            durable: Arc::new(durable::Durable::new(options.durability, lane)),
+            conn: main,
             target,
             db: 0,
             feed: Arc::new(feed),

@@ -68,6 +68,14 @@ impl Link for Routed {
         Box::pin(self.0.route_command(cmd.clone(), route))
     }
 
+    fn on_key_primary<'a>(&'a mut self, key: &'a str, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        let route = SingleNodeRoutingInfo::SpecificNode(Route::with_key(key, SlotAddr::Master));
+        Box::pin(
+            self.0
+                .route_command(cmd.clone(), RoutingInfo::SingleNode(route)),
+        )
+    }
+
     fn pipeline_on_node<'a>(
         &'a mut self, node: &'a (String, u16), pipeline: &'a Pipeline,
     ) -> RedisFuture<'a, Vec<Value>> {

@@ -8,8 +8,9 @@ use redis::RedisError;
 use self::primary::{Followed, Primary};
 use super::RedisBackend;
 use super::conn::{Inner, RedisConnection};
+use super::durable;
 use super::feed::{RedisFeed, Source, pubsub};
-use super::options::{RedisOptions, manager_config};
+use super::options::{RedisOptions, durable_lane, manager_config};
 use crate::backend::BoxFuture;
 use crate::{Error, Result};
 
@@ -48,7 +49,6 @@ impl RedisBackend {
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        use redis::sentinel::{SentinelClientBuilder, SentinelServerType};
         let clients = options.clients(sentinels)?;
         let target = format!("redis primary `{master_name}` named by sentinel");
         let connect_error = |source: RedisError| Error::Connect {
@@ -61,37 +61,9 @@ impl RedisBackend {
                 source: "no sentinel URL was given".into(),
             });
         };
-        let addresses = clients
-            .iter()
-            .map(|c| c.get_connection_info().addr().clone());
-        let mut builder =
-            SentinelClientBuilder::new(addresses, master_name, SentinelServerType::Master)
-                .map_err(connect_error)?;
-        let settings = first.redis_settings();
-        if let Some(username) = settings.username() {
-            builder = builder
-                .set_client_to_sentinel_username(username)
-                .set_client_to_redis_username(username);
-        }
-        if let Some(password) = settings.password() {
-            builder = builder
-                .set_client_to_sentinel_password(password)
-                .set_client_to_redis_password(password);
-        }
-        let db = settings.db();
-        builder = builder.set_client_to_redis_db(db);
-        #[cfg(feature = "tls")]
-        if let redis::ConnectionAddr::TcpTls { .. } = first.addr() {
-            builder = builder
-                .set_client_to_sentinel_tls_mode(redis::TlsMode::Secure)
-                .set_client_to_redis_tls_mode(redis::TlsMode::Secure);
-            if let Some(certificates) = options.certificates() {
-                builder = builder
-                    .set_client_to_sentinel_certificates(certificates.clone())
-                    .set_client_to_redis_certificates(certificates);
-            }
-        }
-        let client = builder.build().map_err(connect_error)?;
+        let db = first.redis_settings().db();
+        let client =
+            sentinel_client(&clients, &first, master_name, &options).map_err(connect_error)?;
         let primary = Primary::connect(
             client,
             manager_config(&options),
@@ -105,8 +77,38 @@ impl RedisBackend {
         })?;
         let primary = Arc::new(primary);
         let feed = RedisFeed::new(primary.clone(), db, target.clone(), &options);
+        let mut conn = RedisConnection::new(Inner::Sentinel(Followed(primary)));
+        durable::check_durability(&mut conn, options.durability, &target).await?;
+        let (lane_config, bound) = (
+            manager_config(&durable_lane(&options)),
+            options.connect_bound(),
+        );
+        // The durable writes' own connection follows the primary the same way.
+        let lane_target = target.clone();
+        let master = master_name.to_owned();
+        let lane_options = options.clone();
+        let lane: durable::Connect = Arc::new(move || {
+            let client = sentinel_client(&clients, &first, &master, &lane_options);
+            let (config, target) = (lane_config.clone(), lane_target.clone());
+            Box::pin(async move {
+                let client = client.map_err(|source| Error::Connect {
+                    target: target.clone(),
+                    source: Box::new(source),
+                })?;
+                let primary =
+                    Primary::connect(client, config, bound, db)
+                        .await
+                        .map_err(|reason| Error::Connect {
+                            target,
+                            source: reason.into(),
+                        })?;
+                let primary = Followed(Arc::new(primary));
+                Ok(RedisConnection::new(Inner::Sentinel(primary)))
+            })
+        });
         Ok(RedisBackend {
-            conn: RedisConnection::new(Inner::Sentinel(Followed(primary))),
+            durable: Arc::new(durable::Durable::new(options.durability, lane)),
+            conn,
             target,
             db,
             feed: Arc::new(feed),
@@ -114,6 +116,44 @@ impl RedisBackend {
             cache: None,
         })
     }
+}
+
+/// A client of the sentinels at `clients` for the primary they name `master_name`, with the
+/// user, password, database and TLS settings of the first.
+fn sentinel_client(
+    clients: &[redis::Client], first: &redis::ConnectionInfo, master_name: &str,
+    options: &RedisOptions,
+) -> std::result::Result<redis::sentinel::SentinelClient, RedisError> {
+    use redis::sentinel::{SentinelClientBuilder, SentinelServerType};
+    let addresses = clients
+        .iter()
+        .map(|c| c.get_connection_info().addr().clone());
+    let mut builder =
+        SentinelClientBuilder::new(addresses, master_name, SentinelServerType::Master)?;
+    let settings = first.redis_settings();
+    if let Some(username) = settings.username() {
+        builder = builder
+            .set_client_to_sentinel_username(username)
+            .set_client_to_redis_username(username);
+    }
+    if let Some(password) = settings.password() {
+        builder = builder
+            .set_client_to_sentinel_password(password)
+            .set_client_to_redis_password(password);
+    }
+    builder = builder.set_client_to_redis_db(settings.db());
+    #[cfg(feature = "tls")]
+    if let redis::ConnectionAddr::TcpTls { .. } = first.addr() {
+        builder = builder
+            .set_client_to_sentinel_tls_mode(redis::TlsMode::Secure)
+            .set_client_to_redis_tls_mode(redis::TlsMode::Secure);
+        if let Some(certificates) = options.certificates() {
+            builder = builder
+                .set_client_to_sentinel_certificates(certificates.clone())
+                .set_client_to_redis_certificates(certificates);
+        }
+    }
+    builder.build()
 }
 
 /// The feed's connection goes to the primary the sentinels name at each connection: expired-key
