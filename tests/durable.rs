@@ -253,6 +253,5 @@ async fn persisted_is_refused_by_a_server_without_waitaof() {
             ),
             "{err:?}"
         );
-        let _ = version;
     }
 }
