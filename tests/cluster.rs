@@ -483,3 +483,76 @@ async fn a_paused_lease_holder_is_fenced_out_across_slots() {
         .unwrap();
     assert!(!counters.is_empty(), "the token counter is with the lease");
 }
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, StateKey)]
+#[state(prefix = "ledger", id = u64, durable)]
+struct Ledger {
+    n: u64,
+}
+
+/// On a Cluster a durable write waits on the replica of the primary that took it: with one
+/// primary's replica stalled (SIGSTOP), durable writes to that primary's slots are `NotDurable`
+/// while those to the other primaries succeed, and all succeed again once it resumes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_durable_write_waits_on_its_own_primarys_replica() {
+    let cluster = RedisCluster::start();
+    let (_, _) = fresh(&cluster).await;
+    let durability = state_store::Durability::Replicas {
+        count: 1,
+        timeout: Duration::from_millis(300),
+    };
+    let options = state_store::RedisOptions::default().durability(durability);
+    let backend = RedisBackend::cluster_with(cluster.urls(), options)
+        .await
+        .unwrap();
+    let store = Store::new(backend).enable_set();
+    let primaries: Vec<u16> = cluster.primaries().iter().map(|p| p.port).collect();
+    // One id on each primary.
+    let ids: Vec<(u16, u64)> = primaries
+        .iter()
+        .map(|&port| {
+            let id = (0..1000)
+                .find(|id| cluster.primary_for_key(&format!("ledger:{id}")) == port)
+                .unwrap();
+            (port, id)
+        })
+        .collect();
+    for &(_, id) in &ids {
+        store.set::<Ledger>(id, &Ledger { n: 1 }).await.unwrap();
+    }
+    let (stalled_primary, stalled_id) = ids[0];
+    let replica = cluster.replicas_of(stalled_primary)[0].port;
+    let signal = |signal: &str| {
+        let status = std::process::Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(cluster.pid(replica).to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+    signal("STOP");
+    let err = store
+        .set::<Ledger>(stalled_id, &Ledger { n: 2 })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, state_store::Error::NotDurable { acked: 0, required: 1, key } if *key == format!("ledger:{stalled_id}")),
+        "{err:?}"
+    );
+    for &(_, id) in &ids[1..] {
+        store.set::<Ledger>(id, &Ledger { n: 2 }).await.unwrap();
+    }
+    signal("CONT");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while store
+        .set::<Ledger>(stalled_id, &Ledger { n: 3 })
+        .await
+        .is_err()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the replica never caught up again"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -231,3 +231,180 @@ async fn leases_fence_out_lost_holders_and_tokens_survive_a_failover() {
     assert!(next.token() > last, "{} after {last}", next.token());
     assert!(next.release().await.unwrap());
 }
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, StateKey)]
+#[state(prefix = "payment", id = (u32, u64), durable)]
+struct Payment {
+    n: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, StateKey)]
+#[state(prefix = "view", id = (u32, u64))]
+struct View {
+    n: u64,
+}
+
+/// What the writers of one type saw: the ids of the writes acknowledged, and how many failed
+/// (with `NotDurable` or otherwise).
+#[derive(Default)]
+struct Tally {
+    acked: Vec<(u32, u64)>,
+    not_durable: u64,
+    failed: u64,
+}
+
+/// The failover the issue measured: the replica stalls for 3 s (SIGSTOP) while 16 writers run,
+/// then the primary dies and the stalled replica is promoted without what the primary took
+/// meanwhile. Every durable write the store acknowledged is on the new primary (0 lost): those
+/// the replica could not take failed with `NotDurable`. The plain writes' loss is real, and
+/// counted. With no replica left, durable writes are `NotDurable` until one joins again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_durable_writes_survive_a_stalled_replica_and_a_failover() {
+    use std::sync::Mutex;
+
+    let mut topology = RedisSentinel::start();
+    let (_, _) = fresh(&topology).await;
+    let durability = state_store::Durability::Replicas {
+        count: 1,
+        timeout: Duration::from_millis(500),
+    };
+    let options = state_store::RedisOptions::default().durability(durability);
+    let backend =
+        RedisBackend::sentinel_with(topology.sentinel_urls(), topology.master_name(), options)
+            .await
+            .unwrap();
+    let store = Store::new(backend).enable_set();
+    let old_primary = topology.primary_port();
+    let replica = topology.replica_port();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let durable = Arc::new(Mutex::new(Tally::default()));
+    let plain = Arc::new(Mutex::new(Tally::default()));
+    let mut writers = Vec::new();
+    for writer in 0..16u32 {
+        let (store, stop) = (store.clone(), stop.clone());
+        let tally = if writer % 2 == 0 {
+            durable.clone()
+        } else {
+            plain.clone()
+        };
+        writers.push(tokio::spawn(async move {
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                n += 1;
+                let result = if writer % 2 == 0 {
+                    store.set::<Payment>((writer, n), &Payment { n }).await
+                } else {
+                    store.set::<View>((writer, n), &View { n }).await
+                };
+                let failed = {
+                    let mut tally = tally.lock().unwrap();
+                    match &result {
+                        Ok(()) => tally.acked.push((writer, n)),
+                        Err(Error::NotDurable { .. }) => tally.not_durable += 1,
+                        Err(_) => tally.failed += 1,
+                    }
+                    matches!(&result, Err(e) if !matches!(e, Error::NotDurable { .. }))
+                };
+                // The primary is gone: do not spin while the sentinels fail over.
+                if failed {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    topology.node(replica).unwrap().signal("STOP");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let killed_at = Instant::now();
+    let killed = topology.kill_primary();
+    assert_eq!(killed, old_primary);
+    topology.node(replica).unwrap().signal("CONT");
+    let mut topology = tokio::task::spawn_blocking(move || {
+        topology.wait_for_failover(killed);
+        topology
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        topology.primary_port(),
+        replica,
+        "the stalled replica was promoted"
+    );
+    // Writers go on against the new primary for a moment, then stop.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop.store(true, Ordering::Relaxed);
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    let recovered = killed_at.elapsed();
+
+    let client = redis::Client::open(topology.primary_url()).unwrap();
+    let mut conn = client.get_connection().unwrap();
+    let lost = |tally: &Tally, prefix: &str, conn: &mut redis::Connection| -> usize {
+        tally
+            .acked
+            .iter()
+            .filter(|(writer, n)| {
+                let value: Option<String> = redis::cmd("GET")
+                    .arg(format!("{prefix}:{writer}:{n}"))
+                    .query(conn)
+                    .unwrap();
+                value.is_none()
+            })
+            .count()
+    };
+    // Every writer has ended: the tallies are whole.
+    let durable = std::mem::take(&mut *durable.lock().unwrap());
+    let plain = std::mem::take(&mut *plain.lock().unwrap());
+    let durable_lost = lost(&durable, "payment", &mut conn);
+    let plain_lost = lost(&plain, "view", &mut conn);
+    eprintln!(
+        "stalled replica, then failover: durable writes: {} acknowledged, {durable_lost} lost, \
+         {} not durable, {} failed; plain writes: {} acknowledged, {plain_lost} lost, {} failed; \
+         writes resumed {recovered:?} after the kill",
+        durable.acked.len(),
+        durable.not_durable,
+        durable.failed,
+        plain.acked.len(),
+        plain.failed,
+    );
+    assert_eq!(durable_lost, 0, "acknowledged durable writes were lost");
+    assert!(
+        durable.not_durable > 0,
+        "the stall made no durable write wait in vain"
+    );
+    assert!(!durable.acked.is_empty() && !plain.acked.is_empty());
+
+    // No replica left: durable writes are not durable, and say so within their timeout.
+    let started = Instant::now();
+    let err = store
+        .set::<Payment>((99, 1), &Payment { n: 1 })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::NotDurable {
+                acked: 0,
+                required: 1,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(3));
+    // The old primary comes back; the sentinels make it a replica; durable writes succeed again.
+    topology.restart_node(old_primary);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match store.set::<Payment>((99, 2), &Payment { n: 2 }).await {
+            Ok(()) => break,
+            Err(Error::NotDurable { .. }) | Err(Error::Backend { .. }) => {
+                assert!(Instant::now() < deadline, "no replica joined");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+}

@@ -154,6 +154,17 @@ impl RedisSentinel {
             .expect("two data nodes on different ports")
     }
 
+    /// Starts the data node on `port` again (after [`kill_primary`](Self::kill_primary)), on
+    /// its port and directory: the sentinels make it a replica of the current primary.
+    pub fn restart_node(&mut self, port: u16) {
+        let node = self
+            .nodes
+            .iter_mut()
+            .find(|n| n.port() == port)
+            .unwrap_or_else(|| panic!("no data node on port {port}"));
+        node.restart();
+    }
+
     /// The data node listening on `port` (the primary or the replica), for a plain connection
     /// or its directory; `None` if no data node has that port.
     pub fn node(&self, port: u16) -> Option<&RedisServer> {

@@ -120,6 +120,7 @@ impl RedisBackend {
 
 /// A client of the sentinels at `clients` for the primary they name `master_name`, with the
 /// user, password, database and TLS settings of the first.
+#[cfg_attr(not(feature = "tls"), allow(unused_variables))]
 fn sentinel_client(
     clients: &[redis::Client], first: &redis::ConnectionInfo, master_name: &str,
     options: &RedisOptions,
