@@ -34,6 +34,9 @@ use crate::{Error, Result, Usage, UsageOptions, UsageTally};
 /// of any key under a watched type's prefix is announced, whichever call wrote it (a rate-limit
 /// window too).
 ///
+/// Writes of `#[state(durable)]` types are acknowledged as any write: the process is the only
+/// copy of its state, and nothing it holds survives it, durable or not.
+///
 /// Clones share the same data.
 #[derive(Clone)]
 pub struct MemoryBackend {
