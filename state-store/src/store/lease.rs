@@ -61,15 +61,22 @@ struct Shared {
     renewed: Mutex<Instant>,
 }
 
+/// The leases of `backend`, or [`Error::Unsupported`] naming `operation` when it has none.
+fn leases_of<'b, B: Backend + ?Sized>(
+    backend: &'b B, operation: &'static str,
+) -> Result<&'b dyn Leases> {
+    backend
+        .extensions()
+        .leases
+        .ok_or_else(|| Error::Unsupported {
+            operation,
+            backend: backend.name(),
+        })
+}
+
 impl Shared {
     fn leases(&self, operation: &'static str) -> Result<&dyn Leases> {
-        self.backend
-            .extensions()
-            .leases
-            .ok_or_else(|| Error::Unsupported {
-                operation,
-                backend: self.backend.name(),
-            })
+        leases_of(&*self.backend, operation)
     }
 
     async fn extend(&self) -> Result<()> {
@@ -558,13 +565,7 @@ impl<B: Backend> Store<B> {
     }
 
     fn leases(&self, operation: &'static str) -> Result<&dyn Leases> {
-        self.backend
-            .extensions()
-            .leases
-            .ok_or_else(|| Error::Unsupported {
-                operation,
-                backend: self.backend.name(),
-            })
+        leases_of(&*self.backend, operation)
     }
 
     /// `Ok` when the engine checks fences; [`Error::Unsupported`] naming `operation` otherwise
