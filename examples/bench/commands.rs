@@ -8,6 +8,7 @@ use redis::aio::MultiplexedConnection;
 use state_store::{RedisBackend, Store};
 
 use crate::common::{BATCH, Calls, FixedRate, Res, Session, SmoothRate, UPDATE_SOLO_ID, session};
+use crate::leases::{JobLease, worker};
 
 /// What the server counted between `CONFIG RESETSTAT` and `INFO`.
 #[derive(Debug, Default)]
@@ -185,6 +186,38 @@ pub(crate) async fn command_table(
                     })
                 })
                 .await?;
+            Ok(())
+        }
+    );
+    // A lease on a fresh id, a fenced set under it, and its release.
+    let lease_id = 300_000 + std::process::id() as u64;
+    let holder = JobLease { worker: worker(0) };
+    let mut lease = None;
+    row!(
+        "acquire (lease)",
+        "1: EVALSHA (the rest ran inside the Lua script)",
+        {
+            lease = store.acquire::<JobLease>(lease_id, &holder).await?;
+            Ok(())
+        }
+    );
+    let lease = lease.ok_or("acquire found a fresh lease held")?;
+    row!(
+        "fenced set",
+        "1: EVALSHA (the rest ran inside the Lua script)",
+        store
+            .fenced(&lease)
+            .set::<Session>(7, &value)
+            .await
+            .map_err(Into::into)
+    );
+    row!(
+        "release (lease)",
+        "1: EVALSHA (the rest ran inside the Lua script)",
+        {
+            if !lease.release().await? {
+                return Err("the lease was lost before its release".into());
+            }
             Ok(())
         }
     );

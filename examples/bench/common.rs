@@ -91,6 +91,9 @@ pub(crate) const CACHE_HIT_TARGET: f64 = 20.0;
 pub(crate) const CACHED_WRITE_TARGET: f64 = 0.95;
 /// The `AnyBackend`-vs-concrete target: within 2 %.
 pub(crate) const ANY_TARGET: f64 = 0.98;
+/// Leases, typed against raw: `acquire` + `release` against `SET NX PX` + a compare-and-delete
+/// script, and a fenced `set` against a plain one.
+pub(crate) const LEASE_TARGET: f64 = 0.90;
 /// A get of a type declared with `previous`, of a value in the current shape, against the same
 /// type without: within 2 %.
 pub(crate) const PREVIOUS_TARGET: f64 = 0.98;

@@ -1,7 +1,7 @@
 //! Throughput benchmark: the typed `Store` against the raw `redis` crate doing the same work,
 //! with `redis-benchmark` as the machine's ceiling, plus the bulk, counter, rate-limit and
-//! compare-and-set patterns, the memory backend, the change feed, and the commands each call
-//! sends.
+//! compare-and-set patterns, the memory backend, the change feed, leases, and the commands each
+//! call sends.
 //!
 //!     cargo run --release --example bench              # about 2.5 minutes
 //!     cargo run --release --example bench -- --quick   # about 15 seconds (what CI runs)
@@ -25,6 +25,7 @@ mod ceiling;
 mod commands;
 mod common;
 mod evolve;
+mod leases;
 mod memory;
 #[cfg(feature = "nats")]
 mod nats;
@@ -44,10 +45,11 @@ use crate::ceiling::ceiling;
 use crate::commands::command_table;
 use crate::common::{
     ANY_TARGET, BATCH, BATCHED_TARGET, CACHE_HIT_TARGET, CACHED_WRITE_TARGET, CachedSession,
-    FixedRate, GET1_TARGET, MANY, POOL, PREVIOUS_TARGET, Res, Session, SmoothRate, TARGET,
-    UPDATE_SHARED_ID, UPDATE_SOLO_ID, cached_session, session,
+    FixedRate, GET1_TARGET, LEASE_TARGET, MANY, POOL, PREVIOUS_TARGET, Res, Session, SmoothRate,
+    TARGET, UPDATE_SHARED_ID, UPDATE_SOLO_ID, cached_session, session,
 };
 use crate::evolve::previous_get;
+use crate::leases::{acquire_release, fenced_set, raw_acquire_release};
 use crate::memory::{json_decode, json_encode, memory_get, memory_set};
 use crate::patterns::{check, incr, raw_incr, raw_read_modify_write, update};
 use crate::stats::{Series, measure, ratio};
@@ -249,7 +251,7 @@ fn machine_line(server_version: &str) -> String {
     )
 }
 
-const PROFILES: [&str; 12] = [
+const PROFILES: [&str; 15] = [
     "get-typed",
     "get-any",
     "get-raw",
@@ -262,10 +264,13 @@ const PROFILES: [&str; 12] = [
     "raw-update",
     "memory-get",
     "decode",
+    "lease-typed",
+    "lease-raw",
+    "fenced-set",
 ];
 
-/// `--profile`: one workload, `ops` operations (shared by `tasks` tasks for get and set, else on
-/// one task), then the time it took. Compare
+/// `--profile`: one workload, `ops` operations (shared by `tasks` tasks for get, set and the
+/// lease workloads, else on one task), then the time it took. Compare
 /// `valgrind --tool=callgrind` instruction counts of two workloads, each minus a run with
 /// `--ops 0` (start-up, seeding and connecting).
 async fn profile(
@@ -285,6 +290,9 @@ async fn profile(
         "raw-incr" => raw_incr(raw),
         "memory-get" => memory_get(memory),
         "decode" => json_decode(),
+        "lease-typed" => acquire_release(store, tasks),
+        "lease-raw" => raw_acquire_release(raw, tasks),
+        "fenced-set" => fenced_set(store, tasks).await?,
         other => {
             return Err(format!(
                 "unknown workload {other:?} for --profile; one of {}",
@@ -546,6 +554,32 @@ async fn run() -> Res<()> {
     #[cfg(feature = "nats")]
     let nats = nats::nats_section(&config).await?;
 
+    // 11. Leases: acquire + release against SET NX PX + a compare-and-delete script, and a
+    // fenced set against a plain one, each task on its own lease.
+    let lease1 = measure(
+        &config,
+        vec![acquire_release(&store, 1), raw_acquire_release(&raw, 1)],
+    )
+    .await?;
+    let lease64 = measure(
+        &config,
+        vec![
+            acquire_release(&store, MANY),
+            raw_acquire_release(&raw, MANY),
+        ],
+    )
+    .await?;
+    let fenced1 = measure(
+        &config,
+        vec![fenced_set(&store, 1).await?, typed_set(&store, 1)],
+    )
+    .await?;
+    let fenced64 = measure(
+        &config,
+        vec![fenced_set(&store, MANY).await?, typed_set(&store, MANY)],
+    )
+    .await?;
+
     // The table.
     let mut table = Table::default();
     table.section("1. Typed Store vs the raw redis crate (same serde_json work, SET with PX)");
@@ -688,6 +722,16 @@ async fn run() -> Res<()> {
     #[cfg(not(feature = "nats"))]
     table.section("10. NATS JetStream KV: not built (run with `--features nats`)");
 
+    table.section(&format!(
+        "11. Leases, each task its own: acquire + release (2 x EVALSHA) vs raw SET NX PX + a \
+         compare-and-delete script (EVALSHA); fenced set (EVALSHA, 3 keys) vs set (SET PX) \
+         (target {LEASE_TARGET:.2}x)"
+    ));
+    for pair in [&lease1, &lease64, &fenced1, &fenced64] {
+        table.row(&pair[0], Some(&pair[1]), Some(LEASE_TARGET), "");
+        table.row(&pair[1], None, None, "");
+    }
+
     println!("# state-store bench");
     println!();
     println!("{machine}");
@@ -728,7 +772,7 @@ async fn run() -> Res<()> {
         println!(
             "targets: all met (typed >= {TARGET:.2}x of raw, typed get >= {GET1_TARGET:.2}x at 1 \
              task and >= {BATCHED_TARGET:.2}x at {MANY}, AnyBackend >= {ANY_TARGET:.2}x of \
-             RedisBackend)"
+             RedisBackend, leases >= {LEASE_TARGET:.2}x)"
         );
     } else {
         println!("targets: below target:");
