@@ -236,3 +236,97 @@ async fn any_backend_connects_by_url() {
     let extensions = state_store::Backend::extensions(&any);
     assert_eq!(extensions.system_name, Some("nats"));
 }
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, state_store::StateKey)]
+#[state(prefix = "payment", id = u64, durable)]
+struct Payment(u64);
+
+/// A plain type with the durable type's prefix: the bucket it makes has 1 replica.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, state_store::StateKey)]
+#[state(prefix = "payment", id = u64)]
+struct PaymentDraft(u64);
+
+/// On a server alone a durable type's bucket has the one replica a server can give
+/// (`tests/nats_cluster.rs` has the cluster's three); a count it cannot give is a clear error
+/// that writes nothing, at the bucket's creation or when raising an existing one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn durable_types_on_a_server_alone() {
+    let (server, backend) = fresh().await;
+    assert_eq!(backend.durable_replicas(), 1, "automatic: no cluster");
+    let store = Store::new(backend.clone()).enable_set();
+    store.set::<Payment>(1, &Payment(1)).await.unwrap();
+    assert_eq!(store.get::<Payment>(1).await.unwrap(), Some(Payment(1)));
+    let js = async_nats::jetstream::new(backend.client().clone());
+    let info = js.get_stream("KV_payment").await.unwrap();
+    assert_eq!(info.cached_info().config.num_replicas, 1);
+
+    let options = state_store::NatsOptions::new().durable_replicas(3);
+    let three = NatsBackend::connect_with(&server.url(), options)
+        .await
+        .unwrap();
+    assert_eq!(three.durable_replicas(), 3);
+    let store = Store::new(three).enable_set();
+    // A new bucket: refused at its creation.
+    let err = store
+        .clone()
+        .namespace("svc")
+        .set::<Payment>(1, &Payment(1))
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(
+        matches!(
+            err,
+            Error::Backend {
+                operation: "create bucket",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(
+        text.contains("svc__payment") && text.contains("durable_replicas"),
+        "{text}"
+    );
+    assert!(js.get_stream("KV_svc__payment").await.is_err());
+    // The bucket above: refused when raising its replicas, nothing written.
+    let err = store.set::<Payment>(2, &Payment(2)).await.unwrap_err();
+    let text = err.to_string();
+    assert!(
+        matches!(
+            err,
+            Error::Backend {
+                operation: "raise bucket replicas",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(
+        text.contains("has 1 replica") && text.contains("durable_replicas"),
+        "{text}"
+    );
+    assert_eq!(store.get::<Payment>(2).await.unwrap(), None);
+    let info = js.get_stream("KV_payment").await.unwrap();
+    assert_eq!(info.cached_info().config.num_replicas, 1, "left as it was");
+    // Plain types are not concerned.
+    store
+        .set::<PaymentDraft>(3, &PaymentDraft(3))
+        .await
+        .unwrap();
+}
+
+/// A connect URL of several servers, comma-separated, as the other NATS clients take it.
+#[tokio::test]
+async fn connects_with_a_list_of_urls() {
+    let (server, _backend) = fresh().await;
+    let dead = format!("nats://127.0.0.1:{}", support::free_port());
+    for url in [
+        format!("{dead},{}", server.url()),
+        format!("{}, {dead}", server.url()),
+    ] {
+        let backend = NatsBackend::connect(&url).await.unwrap();
+        let store = Store::new(backend).enable_set();
+        store.set::<Payment>(1, &Payment(1)).await.unwrap();
+    }
+}

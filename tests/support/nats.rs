@@ -1,5 +1,6 @@
 //! `nats-server -js` child processes on free loopback ports, each with its own JetStream store
-//! directory, stopped when dropped. Never the machine's own NATS on 4222.
+//! directory, stopped when dropped: one server alone ([`NatsServer`]) or a cluster of three
+//! ([`NatsCluster`]). Never the machine's own NATS on 4222.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
@@ -143,9 +144,24 @@ impl Drop for NatsServer {
 /// Whether the server on `port` takes a connection and its JetStream API answers an account
 /// info request (not the error of a server still recovering its streams).
 fn jetstream_answers(port: u16) -> Result<(), String> {
+    // A server still electing its leaders leaves the request unanswered: ask again soon.
+    let payload = jetstream_request(port, "$JS.API.INFO", "", Duration::from_secs(1))?;
+    if payload.contains("account_info_response") && !payload.contains("\"error\"") {
+        Ok(())
+    } else {
+        Err(format!("JetStream is not ready: {payload}"))
+    }
+}
+
+/// One JetStream API request to the server on `port`, over a connection of its own spoken in
+/// the plain protocol (no client library, no async runtime): the answer's payload, awaited at
+/// most `timeout`.
+fn jetstream_request(
+    port: u16, subject: &str, payload: &str, timeout: Duration,
+) -> Result<String, String> {
     let stream = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
     stream
-        .set_read_timeout(Some(Duration::from_secs(2)))
+        .set_read_timeout(Some(timeout))
         .map_err(|e| e.to_string())?;
     let mut writer = stream.try_clone().map_err(|e| e.to_string())?;
     let mut reader = BufReader::new(stream);
@@ -154,11 +170,13 @@ fn jetstream_answers(port: u16) -> Result<(), String> {
     if !line.starts_with("INFO ") {
         return Err(format!("unexpected greeting {line:?}"));
     }
+    let request = format!(
+        "CONNECT {{\"verbose\":false,\"pedantic\":false}}\r\nSUB _INBOX.ready 1\r\n\
+         PUB {subject} _INBOX.ready {}\r\n{payload}\r\nPING\r\n",
+        payload.len()
+    );
     writer
-        .write_all(
-            b"CONNECT {\"verbose\":false,\"pedantic\":false}\r\nSUB _INBOX.ready 1\r\n\
-              PUB $JS.API.INFO _INBOX.ready 0\r\n\r\nPING\r\n",
-        )
+        .write_all(request.as_bytes())
         .map_err(|e| e.to_string())?;
     loop {
         line.clear();
@@ -168,14 +186,181 @@ fn jetstream_answers(port: u16) -> Result<(), String> {
         if line.starts_with("MSG _INBOX.ready") {
             let mut payload = String::new();
             reader.read_line(&mut payload).map_err(|e| e.to_string())?;
-            return if payload.contains("account_info_response") && !payload.contains("\"error\"") {
-                Ok(())
-            } else {
-                Err(format!("JetStream is not ready: {payload}"))
-            };
+            return Ok(payload);
         }
         if line.starts_with("-ERR") {
             return Err(line.trim().to_owned());
+        }
+    }
+}
+
+/// A JetStream cluster of three `nats-server -js` child processes (`n1`, `n2`, `n3`), each on
+/// free loopback ports (clients and routes) with its own store directory, routed to the other
+/// two; stopped when dropped.
+pub struct NatsCluster {
+    nodes: Vec<ClusterNode>,
+    dir: tempfile::TempDir,
+}
+
+struct ClusterNode {
+    child: Option<Child>,
+    port: u16,
+    route_port: u16,
+}
+
+impl NatsCluster {
+    /// Three fresh servers, returned once the JetStream cluster has a meta leader and places
+    /// a stream on all three (a 3-replica probe stream is created and deleted).
+    pub fn start() -> Self {
+        let mut last_error = String::new();
+        // A free port can be taken between our probe and the server's bind: try a few.
+        for _ in 0..5 {
+            let mut ports = Vec::new();
+            while ports.len() < 6 {
+                let port = free_port();
+                if !ports.contains(&port) {
+                    ports.push(port);
+                }
+            }
+            let mut cluster = NatsCluster {
+                nodes: (0..3)
+                    .map(|i| ClusterNode {
+                        child: None,
+                        port: ports[i],
+                        route_port: ports[3 + i],
+                    })
+                    .collect(),
+                dir: tempfile::tempdir().expect("cannot create a temp dir"),
+            };
+            match cluster.spawn_all().and_then(|()| cluster.wait_ready()) {
+                Ok(()) => return cluster,
+                Err(e) => last_error = e,
+            }
+        }
+        panic!("the NATS cluster did not start: {last_error}");
+    }
+
+    fn spawn_all(&mut self) -> Result<(), String> {
+        let binary = nats_server_binary();
+        let route_ports: Vec<u16> = self.nodes.iter().map(|n| n.route_port).collect();
+        for (i, node) in self.nodes.iter_mut().enumerate() {
+            let routes: Vec<String> = route_ports
+                .iter()
+                .enumerate()
+                .filter(|(j, _)| *j != i)
+                .map(|(_, port)| format!("nats://127.0.0.1:{port}"))
+                .collect();
+            let name = format!("n{}", i + 1);
+            let child = Command::new(&binary)
+                .args(["-js", "-a", "127.0.0.1", "-p", &node.port.to_string()])
+                .args(["--server_name", &name, "--cluster_name", "state-store-test"])
+                .arg("--cluster")
+                .arg(format!("nats://127.0.0.1:{}", node.route_port))
+                .arg("--routes")
+                .arg(routes.join(","))
+                .arg("-sd")
+                .arg(self.dir.path().join(&name))
+                .arg("-l")
+                .arg(self.dir.path().join(format!("{name}.log")))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .map_err(|e| format!("cannot run nats-server: {e}"))?;
+            node.child = Some(child);
+        }
+        Ok(())
+    }
+
+    /// Waits until every server's JetStream answers and a 3-replica stream can be created.
+    fn wait_ready(&mut self) -> Result<(), String> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut last = String::new();
+        let mut ready = [false; 3];
+        while Instant::now() < deadline {
+            for (i, node) in self.nodes.iter_mut().enumerate() {
+                if let Some(status) = node
+                    .child
+                    .as_mut()
+                    .and_then(|c| c.try_wait().ok().flatten())
+                {
+                    node.child = None;
+                    let log = self.dir.path().join(format!("n{}.log", i + 1));
+                    let log = std::fs::read_to_string(log).unwrap_or_default();
+                    let tail: Vec<&str> = log.lines().rev().take(5).collect();
+                    return Err(format!("n{} exited: {status}: {tail:?}", i + 1));
+                }
+                if !ready[i] {
+                    match jetstream_answers(node.port) {
+                        Ok(()) => ready[i] = true,
+                        Err(e) => last = format!("n{}: {e}", i + 1),
+                    }
+                }
+            }
+            if ready.iter().all(|r| *r) {
+                match self.probe_stream() {
+                    Ok(()) => return Ok(()),
+                    Err(e) => last = e,
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Err(format!("the NATS cluster was not ready in 30 s: {last}"))
+    }
+
+    /// Creates and deletes a 3-replica stream: the meta leader is elected and knows all three.
+    fn probe_stream(&self) -> Result<(), String> {
+        const PROBE: Duration = Duration::from_secs(5);
+        let port = self.nodes[0].port;
+        let config = r#"{"name":"ready_probe","subjects":["ready_probe.>"],"num_replicas":3,"storage":"memory"}"#;
+        let created = jetstream_request(port, "$JS.API.STREAM.CREATE.ready_probe", config, PROBE)?;
+        if created.contains("\"error\"") {
+            return Err(format!(
+                "a 3-replica stream cannot be created yet: {created}"
+            ));
+        }
+        let deleted = jetstream_request(port, "$JS.API.STREAM.DELETE.ready_probe", "", PROBE)?;
+        if deleted.contains("\"error\"") {
+            return Err(format!("the probe stream cannot be deleted: {deleted}"));
+        }
+        Ok(())
+    }
+
+    /// The client URL of server `i` (0, 1 or 2).
+    pub fn url(&self, i: usize) -> String {
+        format!("nats://127.0.0.1:{}", self.nodes[i].port)
+    }
+
+    /// The client URLs of all three, comma-separated: a connect URL for the whole cluster.
+    pub fn urls(&self) -> String {
+        (0..self.nodes.len())
+            .map(|i| self.url(i))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// The `--server_name` of server `i`: `n1`, `n2`, `n3`.
+    pub fn server_name(&self, i: usize) -> String {
+        format!("n{}", i + 1)
+    }
+
+    /// The index of the server named `name`.
+    pub fn index_of(&self, name: &str) -> Option<usize> {
+        (0..self.nodes.len()).find(|i| self.server_name(*i) == name)
+    }
+
+    /// Stops server `i` at once (SIGKILL).
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut child) = self.nodes[i].child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for NatsCluster {
+    fn drop(&mut self) {
+        for i in 0..self.nodes.len() {
+            self.kill(i);
         }
     }
 }

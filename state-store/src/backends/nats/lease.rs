@@ -18,7 +18,7 @@ use async_nats::jetstream::message::StreamMessage;
 use async_nats::jetstream::stream::LastRawMessageErrorKind;
 
 use super::names::encode_key;
-use super::{Bucket, NatsBackend, RACE_ATTEMPTS, backend_error, left_since};
+use super::{Access, Bucket, NatsBackend, RACE_ATTEMPTS, backend_error, left_since};
 use crate::backend::{BoxFuture, Expiry, FencedWrites, HeldLease, LeaseKey, Leases, Notify};
 use crate::{Error, Result};
 
@@ -104,20 +104,29 @@ impl NatsBackend {
         }
     }
 
-    /// The bucket and key of a lease, the bucket made to keep values `ttl` when given.
+    /// The bucket and key of a lease: for a write (`ttl` given), created when missing and made
+    /// to keep values `ttl`; else opened for a read or, with `release`, a removal. Either way
+    /// the bucket of a durable lease type gets its replicas when it is written.
     async fn lease_bucket(
-        &self, lease: LeaseKey<'_>, ttl: Option<Duration>, operation: &'static str,
+        &self, lease: LeaseKey<'_>, ttl: Option<Duration>, release: bool, operation: &'static str,
     ) -> Result<Option<(std::sync::Arc<Bucket>, String)>> {
         let (prefix, rest) = self.split(lease.key)?;
+        let access = if release {
+            Access::Remove {
+                durable: lease.durable,
+            }
+        } else {
+            Access::Read
+        };
         let bucket = match ttl {
             Some(ttl) => {
                 let expiry = Expiry::After(ttl);
                 Some(
-                    self.bucket_for_write(prefix, expiry, lease.key, operation)
+                    self.bucket_for_write(prefix, expiry, lease.durable, lease.key, operation)
                         .await?,
                 )
             }
-            None => self.bucket(prefix, false, lease.key).await?,
+            None => self.bucket(prefix, access, lease.key).await?,
         };
         Ok(bucket.map(|bucket| (bucket, encode_key(rest))))
     }
@@ -129,7 +138,10 @@ impl Leases for NatsBackend {
     ) -> BoxFuture<'a, Result<Option<u64>>> {
         Box::pin(async move {
             let key = lease.key;
-            let Some((bucket, nkey)) = self.lease_bucket(lease, Some(ttl), "acquire").await? else {
+            let Some((bucket, nkey)) = self
+                .lease_bucket(lease, Some(ttl), false, "acquire")
+                .await?
+            else {
                 unreachable!("created when missing");
             };
             for _ in 0..RACE_ATTEMPTS {
@@ -154,7 +166,8 @@ impl Leases for NatsBackend {
 
     fn holder<'a>(&'a self, lease: LeaseKey<'a>) -> BoxFuture<'a, Result<Option<HeldLease>>> {
         Box::pin(async move {
-            let Some((bucket, nkey)) = self.lease_bucket(lease, None, "holder").await? else {
+            let Some((bucket, nkey)) = self.lease_bucket(lease, None, false, "holder").await?
+            else {
                 return Ok(None);
             };
             Ok(self
@@ -169,7 +182,8 @@ impl Leases for NatsBackend {
         &'a self, lease: LeaseKey<'a>, token: u64, ttl: Duration,
     ) -> BoxFuture<'a, Result<bool>> {
         Box::pin(async move {
-            let Some((bucket, nkey)) = self.lease_bucket(lease, Some(ttl), "extend").await? else {
+            let Some((bucket, nkey)) = self.lease_bucket(lease, Some(ttl), false, "extend").await?
+            else {
                 return Ok(false);
             };
             let Ok(live) = self.last(&bucket, &nkey, lease.key, "extend").await? else {
@@ -192,7 +206,8 @@ impl Leases for NatsBackend {
         &'a self, lease: LeaseKey<'a>, token: u64, _notify: Notify<'a>,
     ) -> BoxFuture<'a, Result<bool>> {
         Box::pin(async move {
-            let Some((bucket, nkey)) = self.lease_bucket(lease, None, "release").await? else {
+            let Some((bucket, nkey)) = self.lease_bucket(lease, None, true, "release").await?
+            else {
                 return Ok(false);
             };
             let Ok(live) = self.last(&bucket, &nkey, lease.key, "release").await? else {

@@ -23,6 +23,36 @@
 //! instead. When a declared `ttl` differs from an existing bucket's `max_age`, the bucket's
 //! `max_age` is changed to it (which applies to every value in the bucket).
 //!
+//! # Durability
+//! JetStream acknowledges a write once a majority of its stream's replicas stored it (on a
+//! single server, once that server did; file storage, so a restart keeps it). What
+//! `#[state(durable)]` changes here is the type's bucket:
+//! - it is created with [`NatsOptions::durable_replicas`] replicas: by default 3 when the server
+//!   connected to is part of a cluster (its `INFO` names one), else 1. With 3, an acknowledged
+//!   write of a durable type survives the loss of any one server. Buckets of other types keep 1
+//!   replica, on one server: their writes fail while it is down, and are lost with its disk.
+//! - with several replicas it answers no direct gets (`allow_direct` off), so reads go to the
+//!   stream's leader, which has every acknowledged write. With direct gets any replica answers,
+//!   and one that has not applied a write yet answers without it: on NATS 2.9.10, 10 of 3,000
+//!   reads right after their write were stale or missing.
+//!
+//! Each write carries `durable` in its options ([`PutOptions::durable`],
+//! [`RemoveOptions::durable`], `LeaseKey::durable`; updates, counts and touches are puts). The
+//! bucket is created at the type's first write; a durable type's bucket found otherwise (made
+//! before the type was durable, or by a client with other options) has its stream's
+//! `num_replicas` raised and direct gets turned off at the first durable write or removal, as a
+//! changed `ttl` changes `max_age` (the stream then moves to a new group of servers, for about
+//! 150 ms, which the write waits out). Reads never create or change a bucket, and no bucket
+//! loses replicas. A count the servers cannot give (above 1 on a server alone, more than the
+//! cluster's JetStream servers, more than 5) is [`Error::Backend`] (`create bucket` or `raise
+//! bucket replicas`, naming the bucket and the count) and writes nothing.
+//!
+//! There is no [`Error::NotDurable`] here: a write that a majority did not store is not
+//! acknowledged (a timeout, or "no stream found" while the stream has no leader), and may or
+//! may not stand. A leader lost takes seconds to replace (measured: 4 to 8 s with NATS 2.9.10),
+//! during which writes of the bucket fail; `tests/nats_cluster.rs` kills it under load and loses
+//! no acknowledged write.
+//!
 //! # Leases
 //! A lease's token is the revision of the write that acquired it; an extension writes the value
 //! again (a bucket's `max_age` counts from each write) with the token in a header, and a watcher
@@ -45,9 +75,10 @@ use crate::backend::{
 };
 use crate::{Error, Result};
 
-use self::names::{bucket_name, decode_bucket, decode_key, encode_key, valid_bucket};
+use self::names::{bucket_name, decode_bucket, decode_key, encode_key};
 pub use self::options::NatsOptions;
 
+mod bucket;
 mod lease;
 mod names;
 mod options;
@@ -61,6 +92,9 @@ mod options;
 /// and writes nothing, and a write that keeps the expiry (`update`, `incr`) restarts the whole
 /// `ttl`, since `max_age` counts from each write. The README's "NATS JetStream KV" section has
 /// the full table of differences from Redis.
+///
+/// The bucket of a `#[state(durable)]` type has [`NatsOptions::durable_replicas`] replicas (3 on
+/// a cluster by default) and is read from its stream's leader; see the module docs.
 ///
 /// ```no_run
 /// # use state_store::{NatsBackend, Store};
@@ -90,12 +124,29 @@ struct Inner {
     per_key_ttl: bool,
     /// How long a request may take; also how long a listing waits for its next key.
     timeout: Duration,
+    /// The replicas of a durable type's bucket ([`NatsOptions::durable_replicas`]).
+    durable_replicas: usize,
 }
 
 #[derive(Clone)]
 struct Bucket {
     kv: kv::Store,
     max_age: Duration,
+    /// Its stream's `num_replicas` when it was opened.
+    replicas: usize,
+    /// Whether its stream answers direct gets (`allow_direct`): from any replica.
+    direct: bool,
+}
+
+/// What a call does with its type's bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Access {
+    /// Reads: never creates a bucket, nor changes one.
+    Read,
+    /// A removal: needs no bucket where there is none, but a durable type's gets its replicas.
+    Remove { durable: bool },
+    /// A write: creates the bucket when missing, a durable type's with its replicas.
+    Write { durable: bool },
 }
 
 impl fmt::Debug for NatsBackend {
@@ -116,7 +167,9 @@ const RACE_ATTEMPTS: u32 = 64;
 
 impl NatsBackend {
     /// Connects to the NATS server at `url` (`nats://host:4222`, with `user:password@` or a
-    /// token in it if the server wants them) with the default timeouts.
+    /// token in it if the server wants them) with the default timeouts. Several servers of a
+    /// cluster are given separated by commas (`nats://a:4222,nats://b:4222`): the client
+    /// connects to one of them and moves to another when it is lost.
     pub async fn connect(url: &str) -> Result<NatsBackend> {
         NatsBackend::connect_with(url, NatsOptions::default()).await
     }
@@ -129,14 +182,19 @@ impl NatsBackend {
             .unwrap_or_default()
             .connection_timeout(options.connect_timeout)
             .request_timeout(Some(options.request_timeout));
+        let servers: Vec<&str> = url.split(',').map(str::trim).collect();
         let client = client_options
-            .connect(url)
+            .connect(servers)
             .await
             .map_err(|e| Error::Connect {
                 target: target(),
                 source: Box::new(e),
             })?;
-        let backend = NatsBackend::from_client_with_timeout(client, options.request_timeout);
+        let backend = NatsBackend::from_client_with(
+            client,
+            options.request_timeout,
+            options.durable_replicas,
+        );
         // Fail now, not at the first call, when JetStream is off.
         // (The account info, read raw: its typed form follows the newest server's fields.)
         let answer = backend
@@ -160,16 +218,25 @@ impl NatsBackend {
         Ok(backend)
     }
 
-    /// A backend on a connected `async-nats` client, with JetStream answers awaited for 5 s.
+    /// A backend on a connected `async-nats` client, with JetStream answers awaited for 5 s and
+    /// the buckets of durable types given replicas automatically
+    /// ([`NatsOptions::durable_replicas`]).
     pub fn from_client(client: async_nats::Client) -> NatsBackend {
-        NatsBackend::from_client_with_timeout(client, Duration::from_secs(5))
+        NatsBackend::from_client_with(client, Duration::from_secs(5), None)
     }
 
-    fn from_client_with_timeout(client: async_nats::Client, timeout: Duration) -> NatsBackend {
+    fn from_client_with(
+        client: async_nats::Client, timeout: Duration, durable_replicas: Option<usize>,
+    ) -> NatsBackend {
         let js = jetstream::context::ContextBuilder::new()
             .timeout(timeout)
             .build(client.clone());
-        let per_key_ttl = version_at_least(&client.server_info().version, 2, 11);
+        let info = client.server_info();
+        let per_key_ttl = version_at_least(&info.version, 2, 11);
+        // A server in a cluster names it in its INFO; its JetStream peers are then the
+        // cluster's servers, and 3 replicas is the smallest count that survives losing one.
+        let durable_replicas =
+            durable_replicas.unwrap_or(if info.cluster.is_some() { 3 } else { 1 });
         NatsBackend {
             inner: Arc::new(Inner {
                 client,
@@ -178,6 +245,7 @@ impl NatsBackend {
                 buckets: RwLock::default(),
                 per_key_ttl,
                 timeout,
+                durable_replicas,
             }),
         }
     }
@@ -185,6 +253,13 @@ impl NatsBackend {
     /// The client, for other NATS work on the same connection.
     pub fn client(&self) -> &async_nats::Client {
         &self.inner.client
+    }
+
+    /// How many replicas the bucket of a durable type gets: the count given to
+    /// [`NatsOptions::durable_replicas`], else 3 when the server connected to at first was part
+    /// of a cluster and 1 when it was not.
+    pub fn durable_replicas(&self) -> usize {
+        self.inner.durable_replicas
     }
 
     /// Whether the server (NATS 2.11 or later) has per-message TTL, with which a later version
@@ -220,119 +295,6 @@ impl NatsBackend {
 
     fn declared_ttl(&self, prefix: &str) -> Option<Duration> {
         read(&self.inner.types).get(prefix).copied().flatten()
-    }
-
-    /// The bucket of the type `prefix`: opened (and cached), or created when `create`.
-    async fn bucket(&self, prefix: &str, create: bool, key: &str) -> Result<Option<Arc<Bucket>>> {
-        if let Some(bucket) = read(&self.inner.buckets).get(prefix) {
-            return Ok(Some(bucket.clone()));
-        }
-        let name = bucket_name(prefix);
-        if !valid_bucket(&name) {
-            return if create {
-                Err(Error::InvalidKey {
-                    key: key.to_owned(),
-                    reason: format!("`{prefix}` cannot name a NATS bucket"),
-                })
-            } else {
-                Ok(None)
-            };
-        }
-        let js = &self.inner.js;
-        let found = match js.get_stream(format!("KV_{name}")).await {
-            Ok(_) => true,
-            Err(e) => match e.kind() {
-                jetstream::context::GetStreamErrorKind::JetStream(e)
-                    if e.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND =>
-                {
-                    false
-                }
-                _ => return Err(backend_error("open bucket", key, e)),
-            },
-        };
-        let kv = if found {
-            js.get_key_value(name.as_str())
-                .await
-                .map_err(|e| backend_error("open bucket", key, e))?
-        } else if create {
-            // The stream `create_key_value` would make, created directly: that call first
-            // reads the account info in a form newer than NATS 2.9 sends.
-            let config = jetstream::stream::Config {
-                name: format!("KV_{name}"),
-                subjects: vec![format!("$KV.{name}.>")],
-                max_messages_per_subject: 1,
-                max_age: self.declared_ttl(prefix).map_or(Duration::ZERO, max_age),
-                storage: jetstream::stream::StorageType::File,
-                allow_rollup: true,
-                deny_delete: true,
-                allow_direct: true,
-                discard: jetstream::stream::DiscardPolicy::New,
-                num_replicas: 1,
-                ..Default::default()
-            };
-            if let Err(created) = js.create_stream(config).await {
-                // Created by another client meanwhile, perhaps with another `max_age`.
-                if js.get_stream(format!("KV_{name}")).await.is_err() {
-                    return Err(backend_error("create bucket", key, created));
-                }
-            }
-            js.get_key_value(name.as_str())
-                .await
-                .map_err(|e| backend_error("open bucket", key, e))?
-        } else {
-            return Ok(None);
-        };
-        let bucket = Arc::new(Bucket {
-            max_age: kv.stream.cached_info().config.max_age,
-            kv,
-        });
-        write(&self.inner.buckets).insert(prefix.into(), bucket.clone());
-        Ok(Some(bucket))
-    }
-
-    /// The bucket a write with `expiry` goes to, its `max_age` changed to the declared ttl when
-    /// that is what the write asks for; [`Error::Unsupported`] when the bucket cannot give it.
-    async fn bucket_for_write(
-        &self, prefix: &str, expiry: Expiry, key: &str, operation: &'static str,
-    ) -> Result<Arc<Bucket>> {
-        let bucket = self
-            .bucket(prefix, true, key)
-            .await?
-            .expect("created when missing");
-        if fits(bucket.max_age, expiry) {
-            return Ok(bucket);
-        }
-        let declared = self.declared_ttl(prefix).map(max_age);
-        let unsupported = Error::Unsupported {
-            operation,
-            backend: self.name(),
-        };
-        let Some(declared) = declared.filter(|d| fits(*d, expiry) && *d != bucket.max_age) else {
-            return Err(unsupported);
-        };
-        let mut config = bucket.kv.stream.cached_info().config.clone();
-        config.max_age = declared;
-        // JetStream refuses a duplicate window longer than `max_age`.
-        if !declared.is_zero()
-            && (config.duplicate_window.is_zero() || config.duplicate_window > declared)
-        {
-            config.duplicate_window = declared;
-        }
-        self.inner
-            .js
-            .update_stream(config)
-            .await
-            .map_err(|e| backend_error("update bucket max_age", key, e))?;
-        write(&self.inner.buckets).remove(prefix);
-        let bucket = self
-            .bucket(prefix, true, key)
-            .await?
-            .expect("created when missing");
-        if fits(bucket.max_age, expiry) {
-            Ok(bucket)
-        } else {
-            Err(unsupported)
-        }
     }
 
     /// The live entry of `key` in `bucket`: a put that has not outlived `max_age`.
@@ -394,6 +356,7 @@ impl Backend for NatsBackend {
             mode,
             expiry,
             fence,
+            durable,
             ..
         } = options;
         Box::pin(async move {
@@ -411,7 +374,7 @@ impl Backend for NatsBackend {
                 _ => "a per-key expiry",
             };
             let bucket = self
-                .bucket_for_write(prefix, expiry, key, operation)
+                .bucket_for_write(prefix, expiry, durable, key, operation)
                 .await?;
             let nkey = encode_key(rest);
             match mode {
@@ -453,11 +416,14 @@ impl Backend for NatsBackend {
                     backend: self.name(),
                 });
             }
+            let access = Access::Remove {
+                durable: options.durable,
+            };
             if let Some(version) = &options.if_version {
-                return self.remove_version(key, version).await;
+                return self.remove_version(key, version, access).await;
             }
             let (prefix, rest) = self.split(key)?;
-            let Some(bucket) = self.bucket(prefix, false, key).await? else {
+            let Some(bucket) = self.bucket(prefix, access, key).await? else {
                 return Ok(false);
             };
             let nkey = encode_key(rest);
@@ -543,7 +509,7 @@ impl ChangeFeed for NatsBackend {
             // The channel is the type prefix: its keys are in its bucket.
             KeyLayout::declare(self, channel, None);
             let bucket = self
-                .bucket(channel, true, channel)
+                .bucket(channel, Access::Write { durable: false }, channel)
                 .await?
                 .expect("created when missing");
             let changes = match &watch.key {
@@ -589,7 +555,7 @@ impl NatsBackend {
     /// missing.
     async fn live_entry(&self, key: &str) -> Result<Option<(Arc<Bucket>, kv::Entry)>> {
         let (prefix, rest) = self.split(key)?;
-        let Some(bucket) = self.bucket(prefix, false, key).await? else {
+        let Some(bucket) = self.bucket(prefix, Access::Read, key).await? else {
             return Ok(None);
         };
         let entry = self.entry(&bucket, &encode_key(rest), key).await?;
@@ -597,10 +563,10 @@ impl NatsBackend {
     }
 
     /// A delete with the expected revision.
-    async fn remove_version(&self, key: &str, version: &Version) -> Result<bool> {
+    async fn remove_version(&self, key: &str, version: &Version, access: Access) -> Result<bool> {
         {
             let (prefix, rest) = self.split(key)?;
-            let Some(bucket) = self.bucket(prefix, false, key).await? else {
+            let Some(bucket) = self.bucket(prefix, access, key).await? else {
                 return Ok(false);
             };
             let Some(revision) = version.as_number() else {
@@ -667,7 +633,7 @@ impl NatsBackend {
         }
         let mut found = Vec::new();
         for type_prefix in types {
-            let Some(bucket) = self.bucket(&type_prefix, false, prefix).await? else {
+            let Some(bucket) = self.bucket(&type_prefix, Access::Read, prefix).await? else {
                 continue;
             };
             let mut keys = match bucket.kv.keys().await {
@@ -779,15 +745,19 @@ fn version_at_least(version: &str, major: u64, minor: u64) -> bool {
     found >= (major, minor)
 }
 
-/// `url` without credentials, for errors.
+/// `url` (or each of the comma-separated URLs in it) without credentials, for errors.
 fn redact(url: &str) -> String {
-    match url.split_once("://") {
+    let one = |url: &str| match url.split_once("://") {
         Some((scheme, rest)) => match rest.rsplit_once('@') {
             Some((_, host)) => format!("{scheme}://***@{host}"),
             None => url.to_owned(),
         },
         None => "the given NATS URL".to_owned(),
-    }
+    };
+    url.split(',')
+        .map(|url| one(url.trim()))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 fn backend_error(
@@ -830,5 +800,9 @@ mod tests {
         assert!(!version_at_least("2.9.10", 2, 11));
         assert!(version_at_least("3.0.0-beta", 2, 11));
         assert_eq!(redact("nats://u:p@h:4222"), "nats://***@h:4222");
+        assert_eq!(
+            redact("nats://u:p@a:4222, nats://b:4222"),
+            "nats://***@a:4222,nats://b:4222"
+        );
     }
 }
