@@ -94,6 +94,10 @@ pub(crate) const ANY_TARGET: f64 = 0.98;
 /// Leases, typed against raw: `acquire` + `release` against `SET NX PX` + a compare-and-delete
 /// script, and a fenced `set` against a plain one.
 pub(crate) const LEASE_TARGET: f64 = 0.90;
+/// A durable `set` (one replica) against a plain one at 1 task: one more round trip, the `WAIT`.
+pub(crate) const DURABLE1_TARGET: f64 = 0.5;
+/// ... and at many tasks, where concurrent durable writes share their `WAIT`s (group commit).
+pub(crate) const DURABLE_MANY_TARGET: f64 = 0.8;
 /// A get of a type declared with `previous`, of a value in the current shape, against the same
 /// type without: within 2 %.
 pub(crate) const PREVIOUS_TARGET: f64 = 0.98;

@@ -1,18 +1,19 @@
 //! Throughput benchmark: the typed `Store` against the raw `redis` crate doing the same work,
 //! with `redis-benchmark` as the machine's ceiling, plus the bulk, counter, rate-limit and
-//! compare-and-set patterns, the memory backend, the change feed, leases, and the commands each
-//! call sends.
+//! compare-and-set patterns, the memory backend, the change feed, leases, durable writes (on a
+//! replica of its own), and the commands each call sends.
 //!
 //!     cargo run --release --example bench              # about 2.5 minutes
 //!     cargo run --release --example bench -- --quick   # about 15 seconds (what CI runs)
 //!
 //! Options: `--quick`, `--rounds N`, `--secs S` (length of one round). It starts its own
 //! `redis-server` on a free loopback port with its own temp dir (never the Redis on 6379, and
-//! `REDIS_URL` is ignored) and stops it at the end; `REDIS_SERVER` and `REDIS_BENCHMARK` point at
-//! other binaries. Every figure is the median of several rounds; the rounds of the workloads
-//! compared with each other alternate (A B, B A, ...) so that noise on a shared machine hits both
-//! sides alike, and their ratio is the median of the round-by-round ratios. It exits non-zero only
-//! on errors: a missed target is reported as "below target".
+//! `REDIS_URL` is ignored), for the durable writes a replica of it on another, and stops them at
+//! the end; `REDIS_SERVER` and `REDIS_BENCHMARK` point at other binaries. Every figure is the
+//! median of several rounds; the rounds of the workloads compared with each other alternate
+//! (A B, B A, ...) so that noise on a shared machine hits both sides alike, and their ratio is
+//! the median of the round-by-round ratios. It exits non-zero only on errors: a missed target is
+//! reported as "below target".
 //!
 //! `bench --profile get-typed --ops 20000` (see `--help`) runs a single workload for a fixed
 //! number of operations, to compare instruction counts under `valgrind --tool=callgrind`.
@@ -24,6 +25,7 @@ mod bulk;
 mod ceiling;
 mod commands;
 mod common;
+mod durable;
 mod evolve;
 mod leases;
 mod memory;
@@ -45,9 +47,11 @@ use crate::ceiling::ceiling;
 use crate::commands::command_table;
 use crate::common::{
     ANY_TARGET, BATCH, BATCHED_TARGET, CACHE_HIT_TARGET, CACHED_WRITE_TARGET, CachedSession,
-    FixedRate, GET1_TARGET, LEASE_TARGET, MANY, POOL, PREVIOUS_TARGET, Res, Session, SmoothRate,
-    TARGET, UPDATE_SHARED_ID, UPDATE_SOLO_ID, cached_session, session,
+    DURABLE_MANY_TARGET, DURABLE1_TARGET, FixedRate, GET1_TARGET, LEASE_TARGET, MANY, POOL,
+    PREVIOUS_TARGET, Res, Session, SmoothRate, TARGET, UPDATE_SHARED_ID, UPDATE_SOLO_ID,
+    cached_session, session,
 };
+use crate::durable::{check_on_replica, counting_waits, durable_set, replica_of};
 use crate::evolve::previous_get;
 use crate::leases::{acquire_release, fenced_set, raw_acquire_release};
 use crate::memory::{json_decode, json_encode, memory_get, memory_set};
@@ -251,7 +255,7 @@ fn machine_line(server_version: &str) -> String {
     )
 }
 
-const PROFILES: [&str; 15] = [
+const PROFILES: [&str; 16] = [
     "get-typed",
     "get-any",
     "get-raw",
@@ -267,12 +271,13 @@ const PROFILES: [&str; 15] = [
     "lease-typed",
     "lease-raw",
     "fenced-set",
+    "set-durable",
 ];
 
 /// `--profile`: one workload, `ops` operations (shared by `tasks` tasks for get, set and the
-/// lease workloads, else on one task), then the time it took. Compare
-/// `valgrind --tool=callgrind` instruction counts of two workloads, each minus a run with
-/// `--ops 0` (start-up, seeding and connecting).
+/// lease workloads, else on one task), then the time it took (`set-durable` with a replica of
+/// the server started before). Compare `valgrind --tool=callgrind` instruction counts of two
+/// workloads, each minus a run with `--ops 0` (start-up, seeding and connecting).
 async fn profile(
     name: &str, ops: u64, tasks: usize, store: &Store<RedisBackend>, any: &Store<AnyBackend>,
     raw: &ConnectionManager, memory: &Store<MemoryBackend>,
@@ -293,6 +298,7 @@ async fn profile(
         "lease-typed" => acquire_release(store, tasks),
         "lease-raw" => raw_acquire_release(raw, tasks),
         "fenced-set" => fenced_set(store, tasks).await?,
+        "set-durable" => durable_set(store, tasks),
         other => {
             return Err(format!(
                 "unknown workload {other:?} for --profile; one of {}",
@@ -413,6 +419,11 @@ async fn run() -> Res<()> {
     }
 
     if let Some(name) = &config.profile {
+        // A durable write needs a replica to reach (stopped when the profile returns).
+        let _replica = match name.as_str() {
+            "set-durable" => Some(replica_of(&server).await?),
+            _ => None,
+        };
         return profile(name, config.ops, config.tasks, &store, &any, &raw, &memory).await;
     }
 
@@ -580,6 +591,18 @@ async fn run() -> Res<()> {
     )
     .await?;
 
+    // 12. Durable writes: from here on the server has a replica (started only now, so that the
+    // sections above keep measuring a lone server). A durable set against a plain one of the
+    // same shape, through the same store; the server's WAITs counted over the durable rounds.
+    let replica = replica_of(&server).await?;
+    check_on_replica(&store, &replica).await?;
+    let (durable1, waits1) = counting_waits(durable_set(&store, 1), &admin);
+    let durable1 = measure(&config, vec![durable1, typed_set(&store, 1)]).await?;
+    let (durable64, waits64) = counting_waits(durable_set(&store, MANY), &admin);
+    let durable64 = measure(&config, vec![durable64, typed_set(&store, MANY)]).await?;
+    // The command table below counts what the server ran: without the replica's REPLCONF.
+    drop(replica);
+
     // The table.
     let mut table = Table::default();
     table.section("1. Typed Store vs the raw redis crate (same serde_json work, SET with PX)");
@@ -732,6 +755,20 @@ async fn run() -> Res<()> {
         table.row(&pair[1], None, None, "");
     }
 
+    table.section(&format!(
+        "12. Durable writes, on the server with one replica: set of a `durable` type (SET PX on \
+         its own connection, then WAIT 1 1000, one per round of concurrent writes) vs set of the \
+         same shape without, same store (targets {DURABLE1_TARGET:.2}x at 1 task, \
+         {DURABLE_MANY_TARGET:.2}x at {MANY}; WAITs per write from INFO commandstats)"
+    ));
+    for (pair, target, waits) in [
+        (&durable1, DURABLE1_TARGET, &waits1),
+        (&durable64, DURABLE_MANY_TARGET, &waits64),
+    ] {
+        table.row(&pair[0], Some(&pair[1]), Some(target), &waits.note());
+        table.row(&pair[1], None, None, "");
+    }
+
     println!("# state-store bench");
     println!();
     println!("{machine}");
@@ -772,7 +809,8 @@ async fn run() -> Res<()> {
         println!(
             "targets: all met (typed >= {TARGET:.2}x of raw, typed get >= {GET1_TARGET:.2}x at 1 \
              task and >= {BATCHED_TARGET:.2}x at {MANY}, AnyBackend >= {ANY_TARGET:.2}x of \
-             RedisBackend, leases >= {LEASE_TARGET:.2}x)"
+             RedisBackend, leases >= {LEASE_TARGET:.2}x, durable set >= {DURABLE1_TARGET:.2}x \
+             of set at 1 task and >= {DURABLE_MANY_TARGET:.2}x at {MANY})"
         );
     } else {
         println!("targets: below target:");
