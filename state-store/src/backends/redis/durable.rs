@@ -23,6 +23,7 @@ use tokio::sync::{OnceCell, oneshot};
 use super::RedisBackend;
 use super::conn::{RedisConnection, backend_error};
 use crate::backend::BoxFuture;
+use crate::backend::Expiry;
 use crate::{Durability, Error, Result};
 
 tokio::task_local! {
@@ -34,13 +35,43 @@ tokio::task_local! {
 pub(super) type Connect =
     Arc<dyn Fn() -> BoxFuture<'static, Result<RedisConnection>> + Send + Sync>;
 
+/// How many lanes durable writes take turns on: while one lane's `WAIT` is in flight (which
+/// blocks that connection on the server), the next writes go out on another, so that a write
+/// never queues behind a `WAIT` that cannot cover it.
+const LANES: usize = 2;
+
 /// The durable writes of a backend, shared by its clones.
 pub(super) struct Durable {
     durability: Durability,
     connect: Connect,
-    lane: OnceCell<RedisConnection>,
+    lanes: [Lane; LANES],
+}
+
+/// A connection of durable writes and its `WAIT` rounds.
+#[derive(Default)]
+struct Lane {
+    conn: OnceCell<RedisConnection>,
     /// The `WAIT` rounds, per hash slot on a Cluster (slot 0 elsewhere).
     groups: Mutex<HashMap<u16, Arc<Group>>>,
+}
+
+impl Lane {
+    fn group(&self, slot: u16) -> Arc<Group> {
+        let mut groups = self.groups.lock().unwrap_or_else(|e| e.into_inner());
+        groups.entry(slot).or_default().clone()
+    }
+
+    /// Whether a `WAIT` of this lane's first group is in flight.
+    fn waiting(&self) -> bool {
+        let groups = self.groups.lock().unwrap_or_else(|e| e.into_inner());
+        groups.get(&0).is_some_and(|group| {
+            group
+                .state
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .running
+        })
+    }
 }
 
 /// One group's rounds: whether a `WAIT` is in flight, and the writes that joined the next.
@@ -63,30 +94,35 @@ impl Durable {
         Durable {
             durability,
             connect,
-            lane: OnceCell::new(),
-            groups: Mutex::new(HashMap::new()),
+            lanes: Default::default(),
         }
     }
 
-    async fn lane(&self) -> Result<RedisConnection> {
-        self.lane
+    /// The lane for the next write (one whose `WAIT` is not in flight, when there is one), and
+    /// its connection.
+    async fn lane(&self) -> Result<(&Lane, RedisConnection)> {
+        let lane = self
+            .lanes
+            .iter()
+            .find(|lane| !lane.waiting())
+            .unwrap_or(&self.lanes[0]);
+        let conn = lane
+            .conn
             .get_or_try_init(|| (self.connect)())
             .await
-            .cloned()
+            .cloned()?;
+        Ok((lane, conn))
     }
 
     /// Waits until the writes sent so far on `lane` for `key`'s group reached the copies the
     /// durability asks for: how many did.
-    async fn wait(&self, lane: &RedisConnection, key: &str) -> Result<u32> {
-        let slot = if lane.is_cluster() {
+    async fn wait(&self, lane: &Lane, conn: &RedisConnection, key: &str) -> Result<u32> {
+        let slot = if conn.is_cluster() {
             super::lease::slot(key.as_bytes())
         } else {
             0
         };
-        let group = {
-            let mut groups = self.groups.lock().unwrap_or_else(|e| e.into_inner());
-            groups.entry(slot).or_default().clone()
-        };
+        let group = lane.group(slot);
         let (answer, answered) = oneshot::channel();
         let lead = {
             let mut round = group.state.lock().unwrap_or_else(|e| e.into_inner());
@@ -98,7 +134,7 @@ impl Durable {
         };
         if lead {
             // A task of its own, so that the rounds go on when this call is given up.
-            tokio::spawn(rounds(group, lane.clone(), self.durability));
+            tokio::spawn(rounds(group, conn.clone(), self.durability));
         }
         match answered.await {
             Ok(Ok(acked)) => Ok(acked),
@@ -141,8 +177,18 @@ async fn rounds(group: Arc<Group>, mut lane: RedisConnection, durability: Durabi
 async fn wait_once(
     lane: &mut RedisConnection, key: &str, durability: Durability,
 ) -> std::result::Result<u32, String> {
+    let mut cmd = wait_command(durability);
+    let reply = lane
+        .on_key_primary(key, &mut cmd)
+        .await
+        .map_err(|e| e.to_string())?;
+    acked(&reply, durability)
+}
+
+/// `WAIT numreplicas timeout`, or `WAITAOF numlocal numreplicas timeout`.
+fn wait_command(durability: Durability) -> redis::Cmd {
     let millis = |d: std::time::Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1);
-    let mut cmd = match durability {
+    match durability {
         Durability::Replicas { count, timeout } => {
             let mut cmd = redis::cmd("WAIT");
             cmd.arg(count).arg(millis(timeout));
@@ -157,24 +203,51 @@ async fn wait_once(
             cmd.arg(u32::from(local)).arg(replicas).arg(millis(timeout));
             cmd
         }
-    };
-    let reply = lane
-        .on_key_primary(key, &mut cmd)
-        .await
-        .map_err(|e| e.to_string())?;
+    }
+}
+
+/// The copies a `WAIT` or `WAITAOF` answer says acknowledged.
+fn acked(reply: &Value, durability: Durability) -> std::result::Result<u32, String> {
     let count = |value: &Value| match value {
         Value::Int(n) => Ok(u32::try_from(*n).unwrap_or(0)),
         other => Err(format!(
             "an unexpected answer to a durability wait: {other:?}"
         )),
     };
-    match (&reply, durability) {
+    match (reply, durability) {
         (Value::Array(parts), Durability::Persisted { local, .. }) if parts.len() == 2 => {
             let local_acked = if local { count(&parts[0])?.min(1) } else { 0 };
             Ok(local_acked + count(&parts[1])?)
         }
         (value, Durability::Replicas { .. }) => count(value),
         (other, _) => Err(format!("an unexpected answer to WAITAOF: {other:?}")),
+    }
+}
+
+/// A group marked busy by a write that sends its own `WAIT` in the same pipeline as itself; when
+/// it goes (answered, failed or given up), the writes that joined meanwhile get a round.
+struct Solo {
+    group: Arc<Group>,
+    conn: RedisConnection,
+    durability: Durability,
+}
+
+impl Drop for Solo {
+    fn drop(&mut self) {
+        let mut round = self.group.state.lock().unwrap_or_else(|e| e.into_inner());
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) if !round.joined.is_empty() => {
+                let group = self.group.clone();
+                runtime.spawn(rounds(group, self.conn.clone(), self.durability));
+            }
+            // Nobody joined (or the runtime is gone: the joined writes' answers are dropped,
+            // which they report as an error).
+            _ => {
+                round.joined.clear();
+                round.running = false;
+                round.key.clear();
+            }
+        }
     }
 }
 
@@ -197,20 +270,21 @@ impl RedisBackend {
         if !durable {
             return work.await;
         }
-        let lane = self.durable.lane().await?;
-        let done = LANE.scope(lane.clone(), work).await?;
-        let mut waited = std::collections::HashSet::new();
+        let (lane, conn) = self.durable.lane().await?;
+        let done = LANE.scope(conn.clone(), work).await?;
+        // One wait per group the keys are in (a set only for a write of several keys).
+        let mut waited = std::collections::BTreeSet::new();
         for key in keys {
             let key = key.as_ref();
-            let group = if lane.is_cluster() {
+            let group = if conn.is_cluster() {
                 super::lease::slot(key.as_bytes())
             } else {
                 0
             };
-            if !waited.insert(group) {
+            if keys.len() > 1 && !waited.insert(group) {
                 continue;
             }
-            let acked = self.durable.wait(&lane, key).await?;
+            let acked = self.durable.wait(lane, &conn, key).await?;
             let required = self.durable.durability.required();
             if acked < required {
                 return Err(Error::NotDurable {
@@ -221,6 +295,75 @@ impl RedisBackend {
             }
         }
         Ok(done)
+    }
+
+    /// A durable `SET` (plain, or `NX`) when nothing else waits on its lane: the `SET` and its
+    /// `WAIT` in one pipeline, one round trip. The value back when the lane's group is busy or
+    /// this is a Cluster: the caller takes the common path, which joins the group's next round.
+    pub(super) async fn durable_set(
+        &self, key: &str, value: Vec<u8>, create: bool, expiry: Expiry,
+    ) -> Result<std::result::Result<bool, Vec<u8>>> {
+        let (lane, mut conn) = self.durable.lane().await?;
+        if conn.is_cluster() {
+            return Ok(Err(value));
+        }
+        let group = lane.group(0);
+        {
+            let mut round = group.state.lock().unwrap_or_else(|e| e.into_inner());
+            if round.running {
+                return Ok(Err(value));
+            }
+            round.running = true;
+        }
+        let durability = self.durable.durability;
+        let _solo = Solo {
+            group,
+            conn: conn.clone(),
+            durability,
+        };
+        let mut pipe = redis::pipe();
+        let set = pipe.cmd("SET").arg(key).arg(value);
+        if create {
+            set.arg("NX");
+        }
+        match expiry {
+            Expiry::After(ttl) | Expiry::AtLeast(ttl) => {
+                set.arg("PX").arg(super::millis(ttl));
+            }
+            Expiry::Keep if !create => {
+                set.arg("KEEPTTL");
+            }
+            _ => {}
+        }
+        pipe.add_command(wait_command(durability));
+        let forget = self.forget_key(key);
+        let operation = if create { "set_if_absent" } else { "set" };
+        // Not retried: after a lost reply, the write may have been made.
+        let reply: Result<(Value, Value)> = self
+            .writing(forget, async {
+                pipe.query_async(&mut conn)
+                    .await
+                    .map_err(|e| backend_error(operation, key, e))
+            })
+            .await;
+        let (set, wait) = reply?;
+        if set == Value::Nil {
+            return Ok(Ok(false));
+        }
+        let acked = acked(&wait, durability).map_err(|reason| Error::Backend {
+            operation: "wait",
+            key: key.to_owned(),
+            source: reason.into(),
+        })?;
+        let required = durability.required();
+        if acked < required {
+            return Err(Error::NotDurable {
+                key: key.to_owned(),
+                acked,
+                required,
+            });
+        }
+        Ok(Ok(true))
     }
 
     /// The durable lane, when the current call is a durable write.

@@ -253,6 +253,21 @@ impl Backend for RedisBackend {
     ) -> BoxFuture<'a, Result<bool>> {
         if options.fence.is_some() || options.durable {
             return Box::pin(async move {
+                // A durable plain `SET` alone on its lane: with its `WAIT`, one round trip.
+                let plain = options.fence.is_none() && options.notify.is_none();
+                let create = match options.mode {
+                    PutMode::Overwrite => Some(false),
+                    PutMode::Create => Some(true),
+                    _ => None,
+                };
+                let mut value = value;
+                if let (true, Some(create)) = (plain && options.durable, create) {
+                    let expiry = options.expiry.per_key();
+                    match self.durable_set(key, value, create, expiry).await? {
+                        Ok(written) => return Ok(written),
+                        Err(back) => value = back,
+                    }
+                }
                 let write = async {
                     let expiry = options.expiry.per_key();
                     match &options.fence {
