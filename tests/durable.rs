@@ -1,7 +1,9 @@
 //! Durable writes against real `redis-server`s that each test starts: a primary with a replica
 //! the write reaches before it is acknowledged, a primary without one (`NotDurable` within the
 //! timeout, never a hang), a stalled replica that plain writes never wait for, concurrent
-//! durable writes sharing their `WAIT`s, and `Persisted` refused by a server without `WAITAOF`.
+//! durable writes sharing their `WAIT`s, and `Persisted`: refused by a server without `WAITAOF`,
+//! and on a server with it (Valkey 8.1, Redis 7.2+) a write in the append-only files of the
+//! primary and a replica when it is acknowledged.
 
 mod support;
 
@@ -28,10 +30,13 @@ struct Hit {
 #[state(prefix = "orders", id = u64, counter, durable)]
 struct OrderCount(i64);
 
-/// A replica of `primary`, once it has synced.
-fn replica_of(primary: &RedisServer) -> RedisServer {
+/// A replica of `primary` started with `extra_args` (such as `["--appendonly", "yes"]`), once it
+/// has synced.
+fn replica_of(primary: &RedisServer, extra_args: &[&str]) -> RedisServer {
     let port = primary.port().to_string();
-    let replica = RedisServer::start_with(&["--replicaof", "127.0.0.1", &port]);
+    let mut args = vec!["--replicaof", "127.0.0.1", &port];
+    args.extend_from_slice(extra_args);
+    let replica = RedisServer::start_with(&args);
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut raw = replica.raw();
     loop {
@@ -50,6 +55,64 @@ fn replica_of(primary: &RedisServer) -> RedisServer {
     }
 }
 
+/// Whether the server knows `WAITAOF` (Redis 7.2+, Valkey 8+): `COMMAND INFO` answers a nil
+/// for a command it does not know.
+fn has_waitaof(server: &RedisServer) -> bool {
+    let info: redis::Value = redis::cmd("COMMAND")
+        .arg("INFO")
+        .arg("WAITAOF")
+        .query(&mut server.raw())
+        .unwrap();
+    !matches!(&info, redis::Value::Array(e) if e.iter().all(|e| *e == redis::Value::Nil))
+}
+
+/// Waits until `server` (started with `--appendonly yes`) has its append-only file and no
+/// rewrite of it pending: a replica rewrites its file after the sync, and `WAITAOF` counts a
+/// server's file only once that first rewrite is done.
+fn aof_settled(server: &RedisServer) {
+    let mut raw = server.raw();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let info: String = redis::cmd("INFO")
+            .arg("persistence")
+            .query(&mut raw)
+            .unwrap();
+        let settled = [
+            "aof_enabled:1",
+            "aof_rewrite_in_progress:0",
+            "aof_rewrite_scheduled:0",
+        ]
+        .iter()
+        .all(|field| info.lines().any(|line| line.trim() == *field));
+        if settled {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the append-only file never settled: {info}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Everything in `server`'s append-only files (the base and incremental files of its
+/// `appendonlydir`), as bytes.
+fn append_only_files(server: &RedisServer) -> Vec<u8> {
+    let dir = server.dir().join("appendonlydir");
+    let mut all = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+        all.extend(std::fs::read(entry.unwrap().path()).unwrap());
+    }
+    all
+}
+
+/// Whether `bytes` holds `text`.
+fn holds(bytes: &[u8], text: &str) -> bool {
+    bytes
+        .windows(text.len())
+        .any(|window| window == text.as_bytes())
+}
+
 async fn store(server: &RedisServer, durability: Durability) -> Store<RedisBackend> {
     let options = RedisOptions::default().durability(durability);
     let backend = RedisBackend::connect_with(&server.url(), options)
@@ -65,7 +128,7 @@ fn replicas(count: u32, timeout: Duration) -> Durability {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_durable_write_is_on_the_replica_when_it_is_acknowledged() {
     let primary = RedisServer::start();
-    let replica = replica_of(&primary);
+    let replica = replica_of(&primary, &[]);
     let store = store(&primary, Durability::default()).await;
     let mut on_replica = replica.raw();
     for total in 0..50 {
@@ -150,7 +213,7 @@ async fn without_a_replica_a_durable_write_is_not_durable_within_its_timeout() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plain_writes_never_wait_behind_a_durable_one() {
     let primary = RedisServer::start();
-    let replica = replica_of(&primary);
+    let replica = replica_of(&primary, &[]);
     let store = store(&primary, replicas(1, Duration::from_secs(2))).await;
     store.set::<Order>(1, &Order { total: 1 }).await.unwrap();
     replica.signal("STOP");
@@ -179,7 +242,7 @@ async fn plain_writes_never_wait_behind_a_durable_one() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_durable_writes_share_their_waits() {
     let primary = RedisServer::start();
-    let _replica = replica_of(&primary);
+    let _replica = replica_of(&primary, &[]);
     let store = Arc::new(store(&primary, Durability::default()).await);
     let mut raw = primary.raw();
     let () = redis::cmd("CONFIG")
@@ -213,12 +276,6 @@ async fn concurrent_durable_writes_share_their_waits() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn persisted_is_refused_by_a_server_without_waitaof() {
     let primary = RedisServer::start();
-    let mut raw = primary.raw();
-    let has_waitaof: redis::Value = redis::cmd("COMMAND")
-        .arg("INFO")
-        .arg("WAITAOF")
-        .query(&mut raw)
-        .unwrap();
     let persisted = Durability::Persisted {
         local: false,
         replicas: 1,
@@ -226,7 +283,7 @@ async fn persisted_is_refused_by_a_server_without_waitaof() {
     };
     let options = RedisOptions::default().durability(persisted);
     let connected = RedisBackend::connect_with(&primary.url(), options).await;
-    if matches!(&has_waitaof, redis::Value::Array(e) if e.iter().all(|e| *e == redis::Value::Nil)) {
+    if !has_waitaof(&primary) {
         let err = connected.unwrap_err();
         assert!(matches!(err, Error::Unsupported { .. }), "{err:?}");
         assert!(
@@ -254,4 +311,91 @@ async fn persisted_is_refused_by_a_server_without_waitaof() {
             "{err:?}"
         );
     }
+}
+
+/// `Persisted` on either kind of server. Without `WAITAOF` (Redis before 7.2), a backend asking
+/// for it is refused at connect. With it (Valkey 8+, Redis 7.2+), a write is acknowledged once
+/// it is in the append-only file of the primary and of a replica: it is then on the replica and
+/// in both servers' files; a primary alone takes `replicas: 0`; and with the replica stalled only
+/// the primary's file counts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn persisted_writes_reach_the_append_only_files() {
+    let persisted = |replicas| Durability::Persisted {
+        local: true,
+        replicas,
+        timeout: Duration::from_secs(1),
+    };
+    // (No 5 s wait before the replica's sync.)
+    let primary =
+        RedisServer::start_with(&["--appendonly", "yes", "--repl-diskless-sync-delay", "0"]);
+    if !has_waitaof(&primary) {
+        for durability in [persisted(1), persisted(0)] {
+            let options = RedisOptions::default().durability(durability);
+            let err = RedisBackend::connect_with(&primary.url(), options)
+                .await
+                .unwrap_err();
+            assert!(matches!(err, Error::Unsupported { .. }), "{err:?}");
+            assert!(err.to_string().contains("WAITAOF"), "{err}");
+        }
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg("*")
+            .query(&mut primary.raw())
+            .unwrap();
+        assert!(keys.is_empty(), "{keys:?}");
+        return;
+    }
+
+    // A primary alone: its own file is the one copy asked for.
+    aof_settled(&primary);
+    let alone = store(&primary, persisted(0)).await;
+    alone.set::<Order>(1, &Order { total: 1 }).await.unwrap();
+    assert!(holds(&append_only_files(&primary), r#"{"total":1}"#));
+
+    // With a replica that keeps an append-only file too. It syncs its file on every write:
+    // under `appendfsync everysec` (the default) a replica reports a write in its file only
+    // after its next once-a-second fsync, so `WAITAOF` with a replica takes up to about a second
+    // there, and a timeout of one second would sometimes fall short (see the README).
+    let replica = replica_of(
+        &primary,
+        &["--appendonly", "yes", "--appendfsync", "always"],
+    );
+    aof_settled(&replica);
+    let store = store(&primary, persisted(1)).await;
+    let mut on_replica = replica.raw();
+    let started = Instant::now();
+    for total in 2..12 {
+        store.set::<Order>(2, &Order { total }).await.unwrap();
+        // Read from the replica at once: the acknowledgement came after its file had the write.
+        let there: String = redis::cmd("GET")
+            .arg("order:2")
+            .query(&mut on_replica)
+            .unwrap();
+        assert_eq!(there, format!(r#"{{"total":{total}}}"#));
+    }
+    // Milliseconds each, not the second a replica takes to acknowledge a `WAITAOF` that reached
+    // it in the same batch as the write (the `SET` and its `WAITAOF` in one pipeline did that).
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "10 writes took {:?}",
+        started.elapsed()
+    );
+    for server in [&primary, &replica] {
+        assert!(
+            holds(&append_only_files(server), r#"{"total":11}"#),
+            "not in the append-only files of {}",
+            server.port()
+        );
+    }
+
+    // The replica stalled: the primary's file has the write, the replica's cannot.
+    replica.signal("STOP");
+    let err = store
+        .set::<Order>(2, &Order { total: 12 })
+        .await
+        .unwrap_err();
+    replica.signal("CONT");
+    assert!(
+        matches!(&err, Error::NotDurable { key, acked: 1, required: 2 } if key == "order:2"),
+        "{err:?}"
+    );
 }

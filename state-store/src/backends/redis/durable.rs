@@ -298,13 +298,25 @@ impl RedisBackend {
     }
 
     /// A durable `SET` (plain, or `NX`) when nothing else waits on its lane: the `SET` and its
-    /// `WAIT` in one pipeline, one round trip. The value back when the lane's group is busy or
-    /// this is a Cluster: the caller takes the common path, which joins the group's next round.
+    /// `WAIT` in one pipeline, one round trip. The value back when the lane's group is busy, this
+    /// is a Cluster, or the wait is a `WAITAOF` on replicas: the caller takes the common path,
+    /// which joins the group's next round.
+    ///
+    /// Not `WAITAOF` on replicas: the primary asks them for an acknowledgement (`REPLCONF GETACK`)
+    /// right behind the `SET` it relays, and a replica answers it before it has synced the `SET`
+    /// to its append-only file; its next acknowledgement comes a second later (seen on Valkey
+    /// 8.1.8, even with `appendfsync always`), so every such write took a second and one with a
+    /// timeout of a second failed `NotDurable`. Sent once the `SET` is answered (the common
+    /// path), the `WAITAOF` took about a millisecond.
     pub(super) async fn durable_set(
         &self, key: &str, value: Vec<u8>, create: bool, expiry: Expiry,
     ) -> Result<std::result::Result<bool, Vec<u8>>> {
+        let waitaof_on_replicas = matches!(
+            self.durable.durability,
+            Durability::Persisted { replicas, .. } if replicas > 0
+        );
         let (lane, mut conn) = self.durable.lane().await?;
-        if conn.is_cluster() {
+        if conn.is_cluster() || waitaof_on_replicas {
             return Ok(Err(value));
         }
         let group = lane.group(0);
