@@ -188,6 +188,32 @@ impl RedisServer {
     }
 }
 
+/// Whether `error` is the server's ACL refusal: a `NOPERM` error code anywhere in its chain of
+/// causes (for a transaction, the error of every refused command is `NOPERM`), or, where the
+/// library kept only the driver's message (a change feed's refused subscription), that code as
+/// the `redis` crate shows it (`NoPerm: ...`). Only the code is the same everywhere: Redis and
+/// Valkey word the message differently ("this user has no permissions to access one of the keys
+/// used as arguments", "No permissions to access a key"), as they do for channels and commands.
+pub fn is_noperm(error: &state_store::Error) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = cause {
+        if let Some(redis_error) = e.downcast_ref::<redis::RedisError>() {
+            // A transaction's `EXECABORT` carries the errors of the commands it refused.
+            let refusals = redis_error.clone().into_server_errors();
+            let noperm = match refusals.as_deref() {
+                Some([]) | None => redis_error.code() == Some("NOPERM"),
+                Some(errors) => errors.iter().all(|(_, e)| e.code() == "NOPERM"),
+            };
+            if noperm {
+                return true;
+            }
+        }
+        cause = e.source();
+    }
+    let shown = error.to_string();
+    shown.contains("NoPerm: ") || shown.contains("NOPERM ")
+}
+
 /// How often the server ran `command` (lowercase, as `INFO commandstats` names it) since its
 /// stats were last reset (`CONFIG RESETSTAT`).
 pub fn command_calls(raw: &mut redis::Connection, command: &str) -> u64 {
