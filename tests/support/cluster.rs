@@ -4,10 +4,12 @@
 //!
 //! [`RedisCluster::start`] returns only once the cluster is fully formed: every node reports
 //! `cluster_state:ok` with all 16384 slots served, every node's `CLUSTER NODES` agrees on the
-//! same six nodes and three primaries, and every replica has finished its initial sync. A test
-//! can then find a key's primary ([`RedisCluster::primary_for_key`]), kill it with SIGKILL
-//! ([`RedisCluster::kill_node`]) and wait until its replica has taken over
-//! ([`RedisCluster::wait_for_failover`]), which reports how long the cluster needed.
+//! same six nodes and three primaries, every replica has finished its initial sync, and a
+//! message published on any node reaches a subscriber on every node (`RedisCluster::check_bus`
+//! says why Valkey needs that). A test can then find a key's primary
+//! ([`RedisCluster::primary_for_key`]), kill it with SIGKILL ([`RedisCluster::kill_node`]) and
+//! wait until its replica has taken over ([`RedisCluster::wait_for_failover`]), which reports how
+//! long the cluster needed.
 //!
 //! The nodes are tuned for fast, dependable failover on loopback: a node timeout of 2 s, a
 //! replica validity factor of 0 (a replica always considers itself fresh enough to take over),
@@ -368,7 +370,8 @@ impl RedisCluster {
     /// Starts six cluster-enabled nodes, joins them with `redis-cli --cluster create ...
     /// --cluster-replicas 1`, and waits (up to 30 s) until every node reports
     /// `cluster_state:ok` with all 16384 slots, every node's `CLUSTER NODES` shows the same six
-    /// nodes and three primaries, and every replica's link to its primary is up and synced.
+    /// nodes and three primaries, and every replica's link to its primary is up and synced; then
+    /// until a message published on each node reaches a subscriber on every node.
     ///
     /// Panics, saying why, if `redis-server` or `redis-cli` is missing, if the join fails, or
     /// if the cluster is not ready in time.
@@ -398,6 +401,9 @@ impl RedisCluster {
         }
         let started = Instant::now();
         cluster.wait_until("the new cluster to be ready", || cluster.check_ready());
+        cluster.wait_until("PUBLISH to reach every node from every node", || {
+            cluster.check_bus()
+        });
         eprintln!(
             "redis cluster on ports {:?} ready ({:?} after the join)",
             cluster.ports(),
@@ -678,6 +684,73 @@ impl RedisCluster {
             check_replica_synced(replica.port)?;
         }
         Ok(())
+    }
+
+    /// Whether a message published on any live node reaches a subscriber on every live node; if
+    /// not, which did not hear which. A cluster reports `ok` before every node has a working
+    /// cluster bus link to every other, and Valkey 8.1 drops a pub/sub message that is the first
+    /// message on a fresh link (it logs "Closing link for node that sent a lightweight message of
+    /// type publish as its first message on the link" and makes the link again: fixed upstream by
+    /// valkey-io/valkey#2817): a change published then would reach some watchers and not others.
+    /// Once a message from every node has reached every node, every link has carried its `PING`.
+    fn check_bus(&self) -> Result<(), String> {
+        const CHANNEL: &str = "harness-bus-check";
+        let ports = self.live_ports();
+        let token = format!("{:x}", random());
+        let mut connections = ports
+            .iter()
+            .map(|&port| connect(port))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut subscribers = Vec::new();
+        for (connection, port) in connections.iter_mut().zip(&ports) {
+            let mut pubsub = connection.as_pubsub();
+            pubsub
+                .subscribe(CHANNEL)
+                .map_err(|e| format!("cannot subscribe on 127.0.0.1:{port}: {e}"))?;
+            subscribers.push((*port, pubsub));
+        }
+        for &port in &ports {
+            let _: i64 = query(
+                port,
+                redis::cmd("PUBLISH")
+                    .arg(CHANNEL)
+                    .arg(format!("{token} {port}")),
+            )?;
+        }
+        let deadline = Instant::now() + Duration::from_secs(1);
+        let mut missing = Vec::new();
+        for (port, pubsub) in &mut subscribers {
+            let mut heard = Vec::new();
+            while heard.len() < ports.len() {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                pubsub
+                    .set_read_timeout(Some(left))
+                    .map_err(|e| format!("127.0.0.1:{port}: {e}"))?;
+                let Ok(message) = pubsub.get_message() else {
+                    break;
+                };
+                let payload: String = message.get_payload().unwrap_or_default();
+                if let Some(from) = payload.strip_prefix(&format!("{token} ")) {
+                    heard.push(from.to_owned());
+                }
+            }
+            if heard.len() < ports.len() {
+                let unheard: Vec<u16> = ports
+                    .iter()
+                    .copied()
+                    .filter(|p| !heard.contains(&p.to_string()))
+                    .collect();
+                missing.push(format!("127.0.0.1:{port} did not hear {unheard:?}"));
+            }
+        }
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(missing.join("; "))
+        }
     }
 
     /// Whether the failover of `killed` is complete; if not, what is missing.
