@@ -101,6 +101,11 @@ impl RedisConnection {
         with_link!(&mut self.inner, link => link.on_node(node, cmd))
     }
 
+    /// Which server the connection goes to (see [`Link::generation`]).
+    pub(super) fn generation(&self) -> u64 {
+        with_link!(&self.inner, link => link.generation())
+    }
+
     /// Sends `cmd` to the primary of `key`'s slot (see [`Link::on_key_primary`]).
     pub(super) fn on_key_primary<'a>(
         &'a mut self, key: &'a str, cmd: &'a mut Cmd,

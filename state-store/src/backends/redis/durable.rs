@@ -271,6 +271,7 @@ impl RedisBackend {
             return work.await;
         }
         let (lane, conn) = self.durable.lane().await?;
+        let server = conn.generation();
         let done = LANE.scope(conn.clone(), work).await?;
         // One wait per group the keys are in (a set only for a write of several keys).
         let mut waited = std::collections::BTreeSet::new();
@@ -284,8 +285,13 @@ impl RedisBackend {
             if keys.len() > 1 && !waited.insert(group) {
                 continue;
             }
-            let acked = self.durable.wait(lane, &conn, key).await?;
+            let mut acked = self.durable.wait(lane, &conn, key).await?;
             let required = self.durable.durability.required();
+            if conn.generation() != server {
+                // The lane followed a new primary between the write and its wait: the wait
+                // answered for another server, which says nothing of this write.
+                acked = 0;
+            }
             if acked < required {
                 return Err(Error::NotDurable {
                     key: key.to_owned(),

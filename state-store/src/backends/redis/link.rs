@@ -24,6 +24,13 @@ pub(super) trait Link: ConnectionLike {
         self.req_packed_command(cmd)
     }
 
+    /// Which server the connection goes to, as a number that changes when it follows another
+    /// (a Sentinel failover); constant elsewhere. A durable write and its `WAIT` must go to the
+    /// same one.
+    fn generation(&self) -> u64 {
+        0
+    }
+
     /// Sends `cmd`, which names no key, to the primary of `key`'s slot on a Cluster;
     /// elsewhere, as any command.
     fn on_key_primary<'a>(&'a mut self, _key: &'a str, cmd: &'a Cmd) -> RedisFuture<'a, Value> {

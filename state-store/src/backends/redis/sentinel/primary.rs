@@ -42,6 +42,10 @@ impl ConnectionLike for Followed {
 
 impl Link for Followed {
     const KIND: &'static str = "sentinel";
+
+    fn generation(&self) -> u64 {
+        self.0.lock().generation
+    }
 }
 
 /// The primary that Sentinel names, found again when a command fails in a way a failover
