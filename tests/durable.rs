@@ -33,6 +33,13 @@ struct OrderCount(i64);
 /// A replica of `primary` started with `extra_args` (such as `["--appendonly", "yes"]`), once it
 /// has synced.
 fn replica_of(primary: &RedisServer, extra_args: &[&str]) -> RedisServer {
+    // The first sync at once, not after the default 5 s wait for more replicas.
+    let () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("repl-diskless-sync-delay")
+        .arg("0")
+        .query(&mut primary.raw())
+        .unwrap();
     let port = primary.port().to_string();
     let mut args = vec!["--replicaof", "127.0.0.1", &port];
     args.extend_from_slice(extra_args);
