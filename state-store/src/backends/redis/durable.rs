@@ -89,6 +89,24 @@ struct Round {
     key: String,
 }
 
+impl Round {
+    /// The group is idle again.
+    fn finish(&mut self) {
+        self.joined.clear();
+        self.running = false;
+        self.key.clear();
+    }
+}
+
+/// The group `key` is in on `conn`: its hash slot on a Cluster, 0 elsewhere.
+fn group_of(conn: &RedisConnection, key: &str) -> u16 {
+    if conn.is_cluster() {
+        super::lease::slot(key.as_bytes())
+    } else {
+        0
+    }
+}
+
 impl Durable {
     pub(super) fn new(durability: Durability, connect: Connect) -> Durable {
         Durable {
@@ -114,14 +132,9 @@ impl Durable {
         Ok((lane, conn))
     }
 
-    /// Waits until the writes sent so far on `lane` for `key`'s group reached the copies the
-    /// durability asks for: how many did.
-    async fn wait(&self, lane: &Lane, conn: &RedisConnection, key: &str) -> Result<u32> {
-        let slot = if conn.is_cluster() {
-            super::lease::slot(key.as_bytes())
-        } else {
-            0
-        };
+    /// Waits until the writes sent so far on `lane` for `key`'s group (`slot`, see
+    /// [`group_of`]) reached the copies the durability asks for: how many did.
+    async fn wait(&self, lane: &Lane, conn: &RedisConnection, key: &str, slot: u16) -> Result<u32> {
         let group = lane.group(slot);
         let (answer, answered) = oneshot::channel();
         let lead = {
@@ -159,8 +172,7 @@ async fn rounds(group: Arc<Group>, mut lane: RedisConnection, durability: Durabi
         let (joined, key) = {
             let mut round = group.state.lock().unwrap_or_else(|e| e.into_inner());
             if round.joined.is_empty() {
-                round.running = false;
-                round.key.clear();
+                round.finish();
                 return;
             }
             (std::mem::take(&mut round.joined), round.key.clone())
@@ -187,7 +199,7 @@ async fn wait_once(
 
 /// `WAIT numreplicas timeout`, or `WAITAOF numlocal numreplicas timeout`.
 fn wait_command(durability: Durability) -> redis::Cmd {
-    let millis = |d: std::time::Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1);
+    use super::millis;
     match durability {
         Durability::Replicas { count, timeout } => {
             let mut cmd = redis::cmd("WAIT");
@@ -242,11 +254,7 @@ impl Drop for Solo {
             }
             // Nobody joined (or the runtime is gone: the joined writes' answers are dropped,
             // which they report as an error).
-            _ => {
-                round.joined.clear();
-                round.running = false;
-                round.key.clear();
-            }
+            _ => round.finish(),
         }
     }
 }
@@ -273,20 +281,16 @@ impl RedisBackend {
         let (lane, conn) = self.durable.lane().await?;
         let server = conn.generation();
         let done = LANE.scope(conn.clone(), work).await?;
+        let required = self.durable.durability.required();
         // One wait per group the keys are in (a set only for a write of several keys).
         let mut waited = std::collections::BTreeSet::new();
         for key in keys {
             let key = key.as_ref();
-            let group = if conn.is_cluster() {
-                super::lease::slot(key.as_bytes())
-            } else {
-                0
-            };
+            let group = group_of(&conn, key);
             if keys.len() > 1 && !waited.insert(group) {
                 continue;
             }
-            let mut acked = self.durable.wait(lane, &conn, key).await?;
-            let required = self.durable.durability.required();
+            let mut acked = self.durable.wait(lane, &conn, key, group).await?;
             if conn.generation() != server {
                 // The lane followed a new primary between the write and its wait: the wait
                 // answered for another server, which says nothing of this write.
@@ -340,19 +344,7 @@ impl RedisBackend {
             durability,
         };
         let mut pipe = redis::pipe();
-        let set = pipe.cmd("SET").arg(key).arg(value);
-        if create {
-            set.arg("NX");
-        }
-        match expiry {
-            Expiry::After(ttl) | Expiry::AtLeast(ttl) => {
-                set.arg("PX").arg(super::millis(ttl));
-            }
-            Expiry::Keep if !create => {
-                set.arg("KEEPTTL");
-            }
-            _ => {}
-        }
+        pipe.add_command(super::write::set_cmd(key, value, create, expiry));
         pipe.add_command(wait_command(durability));
         let forget = self.forget_key(key);
         let operation = if create { "set_if_absent" } else { "set" };

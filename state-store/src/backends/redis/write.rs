@@ -123,6 +123,26 @@ impl RedisBackend {
     }
 }
 
+/// `SET key value [NX] [PX ms | KEEPTTL]`: `create` only when the key is missing, with `expiry`
+/// (`Keep` keeps an existing key's; a created key has none to keep).
+pub(super) fn set_cmd(key: &str, value: Vec<u8>, create: bool, expiry: Expiry) -> redis::Cmd {
+    let mut cmd = redis::cmd("SET");
+    cmd.arg(key).arg(value);
+    if create {
+        cmd.arg("NX");
+    }
+    match expiry {
+        Expiry::After(ttl) | Expiry::AtLeast(ttl) => {
+            cmd.arg("PX").arg(millis(ttl));
+        }
+        Expiry::Keep if !create => {
+            cmd.arg("KEEPTTL");
+        }
+        Expiry::Keep | Expiry::Never => {}
+    }
+    cmd
+}
+
 impl RedisBackend {
     /// `put` and `set`: a plain `SET` (with `NX`, `PX` or `KEEPTTL`), else the compare-and-set
     /// or notifying script. The rarer two are boxed, so that the future of the common `SET`
@@ -156,21 +176,7 @@ impl RedisBackend {
                 let written: i64 = Box::pin(self.run("update", key, &invocation)).await?;
                 return Ok(written == 1);
             }
-            let mut cmd = redis::cmd("SET");
-            cmd.arg(key).arg(value);
-            if create {
-                cmd.arg("NX");
-            }
-            match expiry {
-                Expiry::After(ttl) | Expiry::AtLeast(ttl) => {
-                    cmd.arg("PX").arg(millis(ttl));
-                }
-                // A created key has no expiry to keep.
-                Expiry::Keep if !create => {
-                    cmd.arg("KEEPTTL");
-                }
-                Expiry::Keep | Expiry::Never => {}
-            }
+            let cmd = set_cmd(key, value, create, expiry);
             if create {
                 // Not retried: after a lost reply, a second try would find its own write and say
                 // `false`.
