@@ -28,6 +28,7 @@ use super::feed::wire_channel;
 use super::scripts::{
     FENCED_CURRENT, FENCED_RECORD, LEASE_ACQUIRE, LEASE_EXTEND, LEASE_HOLDER, LEASE_RELEASE,
 };
+use super::write::arg_expiry;
 use super::{RedisBackend, is_digest, millis};
 use crate::Result;
 use crate::backend::{
@@ -134,12 +135,7 @@ impl RedisBackend {
                         None => return Ok(false),
                     },
                 };
-                let expiry = match expiry {
-                    Expiry::Keep => "keep".to_owned(),
-                    Expiry::After(ttl) | Expiry::AtLeast(ttl) => millis(ttl).to_string(),
-                    _ => "never".to_owned(),
-                };
-                (operation, "set", condition, value, expiry)
+                (operation, "set", condition, value, Some(expiry))
             }
             FencedOp::Remove(version) => {
                 let condition = match version.map(digest) {
@@ -147,7 +143,7 @@ impl RedisBackend {
                     Some(None) => return Ok(false),
                     None => "",
                 };
-                ("remove", "remove", condition, Vec::new(), String::new())
+                ("remove", "remove", condition, Vec::new(), None)
             }
         };
         self.writing(self.forget_key(key), async {
@@ -165,8 +161,15 @@ impl RedisBackend {
                 .arg(fence.token)
                 .arg(kind)
                 .arg(condition)
-                .arg(value)
-                .arg(expiry.as_str())
+                .arg(value);
+            match expiry {
+                Some(expiry) => arg_expiry(&mut invocation, expiry),
+                // A removal has none: its argument is left empty.
+                None => {
+                    invocation.arg("");
+                }
+            }
+            invocation
                 .arg(channel_arg(notify, self.db).as_str())
                 .arg(fence.lease.key)
                 .arg(millis(fence.ttl));

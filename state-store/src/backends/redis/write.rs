@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use redis::RedisError;
+use redis::{RedisError, ScriptInvocation};
 
 use super::cache::Tracker;
 use super::conn::{backend_error, broke_connection, worth_one_retry};
@@ -143,6 +143,15 @@ pub(super) fn set_cmd(key: &str, value: Vec<u8>, create: bool, expiry: Expiry) -
     cmd
 }
 
+/// The expiry argument of the write scripts: `keep`, `never`, or milliseconds.
+pub(super) fn arg_expiry(invocation: &mut ScriptInvocation<'_>, expiry: Expiry) {
+    match expiry {
+        Expiry::Keep => invocation.arg("keep"),
+        Expiry::Never => invocation.arg("never"),
+        Expiry::After(ttl) | Expiry::AtLeast(ttl) => invocation.arg(millis(ttl)),
+    };
+}
+
 impl RedisBackend {
     /// `put` and `set`: a plain `SET` (with `NX`, `PX` or `KEEPTTL`), else the compare-and-set
     /// or notifying script. The rarer two are boxed, so that the future of the common `SET`
@@ -166,11 +175,7 @@ impl RedisBackend {
                 };
                 let mut invocation = PUT_IF_VERSION.key(key);
                 invocation.arg(digest).arg(value);
-                match expiry {
-                    Expiry::Keep => invocation.arg("keep"),
-                    Expiry::Never => invocation.arg("never"),
-                    Expiry::After(ttl) | Expiry::AtLeast(ttl) => invocation.arg(millis(ttl)),
-                };
+                arg_expiry(&mut invocation, expiry);
                 // Not retried: after a lost reply, a second try would find its own write and
                 // report a conflict.
                 let written: i64 = Box::pin(self.run("update", key, &invocation)).await?;
@@ -216,11 +221,7 @@ impl RedisBackend {
             .arg(&*wire_channel(channel, self.db))
             .arg(value)
             .arg(condition);
-        match expiry {
-            Expiry::Keep => invocation.arg("keep"),
-            Expiry::Never => invocation.arg("never"),
-            Expiry::After(ttl) | Expiry::AtLeast(ttl) => invocation.arg(millis(ttl)),
-        };
+        arg_expiry(&mut invocation, expiry);
         // Not retried: a second run after a lost reply would announce the write twice (and a
         // conditional one would find its own write and report `false`).
         let written: i64 = self.run(operation, key, &invocation).await?;
