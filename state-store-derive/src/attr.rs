@@ -7,19 +7,21 @@ use proc_macro2::{Ident, TokenStream, TokenTree};
 use syn::meta::ParseNestedMeta;
 use syn::parse::ParseStream;
 use syn::parse::discouraged::Speculative;
-use syn::{Attribute, Error, Lit, LitStr, Token, Type};
+use syn::{Attribute, Error, Lit, LitInt, LitStr, Token, Type};
 
 use crate::errors::Errors;
 use crate::ttl;
 
 /// The keys `#[state(...)]` accepts, for the unknown-key error.
-const KEYS: &str =
-    "`prefix`, `id`, `ttl`, `counter`, `notify`, `cache`, `lease`, `durable` or `previous`";
+const KEYS: &str = "`prefix`, `id`, `ttl`, `counter`, `notify`, `cache`, `lease`, `durable`, \
+                    `history` or `previous`";
 
 const PREFIX: &str = "`prefix` takes one string literal, like `prefix = \"session\"`";
 const ID: &str = "`id` takes one type, like `id = u64` or `id = (String, u32)`";
 const TTL: &str = "`ttl` takes a string like \"30m\" or \"1h30m\", or an integer number of seconds";
 const PREVIOUS: &str = "`previous` takes one type, like `previous = SessionV1`";
+const HISTORY: &str = "`history` takes how many changes the journal keeps, an integer from 1 to \
+                       1,000,000,000, like `history = 10_000`";
 
 /// What the `#[state(...)]` attributes of one type say. Invalid values are left out (their
 /// errors are already recorded), so a `None` here does not mean the key was missing: see
@@ -44,6 +46,8 @@ pub(crate) struct Attrs<'a> {
     pub durable: Option<Ident>,
     /// The type of `previous = Type`: the older shape that stored values may still have.
     pub previous: Option<Type>,
+    /// `history = N`: how many changes the journal keeps, with the literal for errors.
+    pub history: Option<(u64, LitInt)>,
     given: Vec<&'static str>,
 }
 
@@ -66,7 +70,8 @@ pub(crate) fn get<'a>(attrs: &'a [Attribute], errors: &mut Errors) -> Attrs<'a> 
                 return unknown_key(&meta, errors);
             };
             let Some(name) = [
-                "prefix", "id", "ttl", "counter", "notify", "cache", "lease", "durable", "previous",
+                "prefix", "id", "ttl", "counter", "notify", "cache", "lease", "durable", "history",
+                "previous",
             ]
             .into_iter()
             .find(|name| key == name) else {
@@ -108,6 +113,13 @@ pub(crate) fn get<'a>(attrs: &'a [Attribute], errors: &mut Errors) -> Attrs<'a> 
                     let previous = value(&meta, &key, errors, previous_value, PREVIOUS);
                     if !duplicate {
                         out.previous = previous;
+                    }
+                }
+                // history = 10_000
+                "history" => {
+                    let history = value(&meta, &key, errors, history_value, HISTORY);
+                    if !duplicate {
+                        out.history = history;
                     }
                 }
                 // counter, notify, cache, lease, durable
@@ -254,6 +266,19 @@ fn previous_value(input: ParseStream) -> syn::Result<Type> {
         return Err(input.error(PREVIOUS));
     }
     input.parse()
+}
+
+fn history_value(input: ParseStream) -> syn::Result<(u64, LitInt)> {
+    let int = input
+        .parse::<LitInt>()
+        .map_err(|e| Error::new(e.span(), HISTORY))?;
+    if !int.suffix().is_empty() {
+        return Err(Error::new(int.span(), HISTORY));
+    }
+    match int.base10_parse::<u64>() {
+        Ok(keep) if (1..=1_000_000_000).contains(&keep) => Ok((keep, int)),
+        _ => Err(Error::new(int.span(), HISTORY)),
+    }
 }
 
 fn ttl_value(input: ParseStream) -> syn::Result<u64> {

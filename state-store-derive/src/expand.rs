@@ -107,6 +107,20 @@ fn impls(input: &Input, id: &Type, prefix: &str, ttl: Option<u64>) -> TokenStrea
         .durable
         .as_ref()
         .map(|durable| quote_spanned!(durable.span()=> const DURABLE: bool = true;));
+    let (history_const, journaled) = match &input.attrs.history {
+        Some((keep, literal)) => (
+            quote_spanned!(literal.span()=>
+                const HISTORY: ::state_store::__private::Option<u64> =
+                    ::state_store::__private::Some(#keep);
+            ),
+            Some(quote_spanned! {literal.span()=>
+                #[automatically_derived]
+                #[diagnostic::do_not_recommend]
+                impl ::state_store::__private::Journaled for #ident {}
+            }),
+        ),
+        None => (TokenStream::new(), None),
+    };
     let previous = input.attrs.previous.as_ref().map(previous);
     quote! {
         #[automatically_derived]
@@ -116,6 +130,7 @@ fn impls(input: &Input, id: &Type, prefix: &str, ttl: Option<u64>) -> TokenStrea
             const TTL: ::state_store::__private::Option<::state_store::__private::Duration> = #ttl;
             #notify_const
             #durable
+            #history_const
             #cache
             #previous
         }
@@ -133,6 +148,7 @@ fn impls(input: &Input, id: &Type, prefix: &str, ttl: Option<u64>) -> TokenStrea
         #counter
         #notified
         #lease
+        #journaled
     }
 }
 

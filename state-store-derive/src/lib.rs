@@ -52,6 +52,10 @@ use syn::{DeriveInput, parse_macro_input};
 ///   with `Store::acquire` (the type implements `Leased`);
 /// - `durable` (optional): every write waits until it reached the backend's `Durability`
 ///   (replicas, append-only files), else `Error::NotDurable` (`StateKey::DURABLE`);
+/// - `history = N` (optional, with `notify`): every change is also appended to the type's
+///   journal, which keeps about the last `N` (at least `N`, at most `2N`), for
+///   `Store::journal` and `Store::consume` (`StateKey::HISTORY`; the type implements
+///   `Journaled`);
 /// - `previous = Type` (optional): the older shape stored values may have, a `Deserialize`
 ///   type the state type implements `From`; reads convert such values and `Store::migrate`
 ///   rewrites them (a missing `From` is a compile error at `Type`).

@@ -26,6 +26,22 @@ impl Input<'_> {
         self.check_prefix(errors);
         self.check_counter(errors);
         self.check_lease(errors);
+        self.check_history(errors);
+    }
+
+    /// The journal records the changes the type announces: `history` without `notify` would
+    /// record nothing.
+    fn check_history(&self, errors: &mut Errors) {
+        let Some((_, history)) = &self.attrs.history else {
+            return;
+        };
+        if self.attrs.notify.is_none() {
+            errors.push(Error::new(
+                history.span(),
+                "`history` needs `notify`: the journal keeps the changes the type announces; \
+                 add `notify`, like `#[state(prefix = \"job\", id = u64, notify, history = 10_000)]`",
+            ));
+        }
     }
 
     /// A lease lives for its ttl unless extended: without one it would never end. Its value

@@ -158,6 +158,23 @@ pub enum Error {
         missed: u64,
     },
 
+    /// The journal no longer holds the changes right after `cursor`: they were trimmed (a
+    /// journal keeps about the last `history = N` changes). [`Store::journal`](crate::Store::journal)
+    /// with [`Position::After`](crate::Position::After) of such a cursor fails with it; a
+    /// reader that falls behind the trimming gets it once as an item, then goes on with the
+    /// oldest change kept. `Position::After(resume)` replays everything still kept: read the
+    /// state to catch up on what is lost, then resume from there.
+    #[error(
+        "the journal was trimmed past cursor {cursor}: the changes after it up to {resume} are \
+         lost; read the state to catch up, then resume after {resume}"
+    )]
+    Trimmed {
+        /// The cursor the reader asked to resume after, or the last one it delivered.
+        cursor: crate::Cursor,
+        /// The cursor after which everything still kept follows.
+        resume: crate::Cursor,
+    },
+
     /// An item of a change feed ([`Store::watch`](crate::Store::watch)): the connection under
     /// the feed broke and has been restored. Changes stored while it was down were not
     /// delivered (pub/sub keeps nothing for absent subscribers); the stream goes on with the
@@ -196,10 +213,13 @@ pub enum Error {
 
 impl Error {
     /// Whether this is a change feed's report that changes went undelivered
-    /// ([`Error::Lagged`], [`Error::Interrupted`]): the stream goes on, and the state, read
-    /// again, is the way to catch up.
+    /// ([`Error::Lagged`], [`Error::Interrupted`], a journal's [`Error::Trimmed`]): the stream
+    /// goes on, and the state, read again, is the way to catch up.
     pub fn missed_changes(&self) -> bool {
-        matches!(self, Error::Lagged { .. } | Error::Interrupted { .. })
+        matches!(
+            self,
+            Error::Lagged { .. } | Error::Interrupted { .. } | Error::Trimmed { .. }
+        )
     }
 
     /// Whether the backend did not answer in time (the response or connect timeout of
@@ -262,6 +282,7 @@ impl Error {
             NotDurable,
             Unsupported,
             Lagged,
+            Trimmed,
             Interrupted,
             Connect,
             Backend,

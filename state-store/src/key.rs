@@ -164,6 +164,13 @@ pub trait StateKey: Serialize + DeserializeOwned + Send + Sync + 'static {
     /// types never wait.
     const DURABLE: bool = false;
 
+    /// How many changes the type's journal keeps, about (at least this many, at most twice):
+    /// `Some(N)` with `#[state(notify, history = N)]`, which also implements
+    /// [`Journaled`](crate::Journaled). Every write then appends its change to the journal in
+    /// the same atomic step, for [`Store::journal`](crate::Store::journal) and
+    /// [`Store::consume`](crate::Store::consume). `None`: no journal.
+    const HISTORY: Option<u64> = None;
+
     /// A copy of a cached value to hand out; the derive implements it with `Clone` for types
     /// declared with `cache`. Not public API.
     #[doc(hidden)]
@@ -220,6 +227,19 @@ pub trait Counter: StateKey {}
             `#[state(prefix = \"job-lease\", id = u64, ttl = \"30s\", lease)]`"
 )]
 pub trait Leased: StateKey {}
+
+/// A [`StateKey`] with a journal, declared with `#[state(notify, history = N)]`: only such
+/// types can be read with [`Store::journal`](crate::Store::journal) and shared among workers
+/// with [`Store::consume`](crate::Store::consume). Every change of the type is appended to
+/// its journal in the same atomic step as the write, which keeps about the last `N`
+/// ([`StateKey::HISTORY`]).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` keeps no journal",
+    label = "not declared with `history`",
+    note = "add `notify` and `history = N` (how many changes to keep) to its `#[state(...)]`, \
+            like `#[state(prefix = \"job\", id = u64, notify, history = 10_000)]`"
+)]
+pub trait Journaled: Notified {}
 
 /// The key of one `S` value: `{prefix}:{id}`, without the store's namespace.
 ///

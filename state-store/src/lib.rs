@@ -105,7 +105,10 @@ pub use backend::usage::{
     MAX_PREFIXES, PrefixUsage, ProgressFn, SampleSlot, TtlSpread, Usage, UsageOptions,
     UsageProgress, UsageTally,
 };
-pub use backend::{Backend, BackendExt, Durability, Expiry, PutMode, Version, Versioned};
+pub use backend::{
+    Backend, BackendExt, ConsumeOptions, Cursor, Durability, Expiry, ParseCursorError, Position,
+    PutMode, Version, Versioned,
+};
 pub use backends::memory::MemoryBackend;
 #[cfg(feature = "nats")]
 #[cfg_attr(docsrs, doc(cfg(feature = "nats")))]
@@ -115,10 +118,11 @@ pub use backends::nats::{NatsBackend, NatsOptions};
 pub use backends::redis::{RedisBackend, RedisConnection, RedisOptions};
 pub use error::{BoxError, Error, Result};
 pub use id::{IdArg, IdError, KeyParts, StateId, id_from_key, id_to_key};
-pub use key::{Counter, Key, Leased, Notified, StateKey};
+pub use key::{Counter, Journaled, Key, Leased, Notified, StateKey};
 pub use rate_limit::{Decision, Policy, Quota, RateLimit};
 pub use state_store_derive::StateKey;
 pub use store::{Change, Changes, Follow};
+pub use store::{Consumer, Delivery, Entry, Journal};
 pub use store::{Fenced, Holder, KeepAlive, Lease};
 pub use store::{Item, MigrateOptions, MigrateReport, SetOptions, Store, UpdateOptions, Updated};
 #[cfg(feature = "tower")]
@@ -143,7 +147,7 @@ pub use async_nats;
 /// Paths for the code `#[derive(StateKey)]` generates. Not public API.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::key::{Counter, Key, Leased, Notified, StateKey};
+    pub use crate::key::{Counter, Journaled, Key, Leased, Notified, StateKey};
     pub use core::clone::Clone;
     pub use core::convert::From;
     pub use core::option::Option::{self, None, Some};

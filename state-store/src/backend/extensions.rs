@@ -7,6 +7,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::journal::Journals;
 use super::lease::Leases;
 use super::usage::{Usage, UsageOptions};
 use super::{BoxFuture, BoxStream, Event, Watch};
@@ -46,6 +47,10 @@ pub struct Extensions<'a> {
     /// Leases with fencing tokens, for `#[state(lease)]` types; without them,
     /// `Store::acquire` answers [`Error::Unsupported`](crate::Error::Unsupported).
     pub leases: Option<&'a dyn Leases>,
+    /// Journals of changes, for `#[state(notify, history = N)]` types; without them, writes
+    /// carry no `history` and `Store::journal` and `Store::consume` answer
+    /// [`Error::Unsupported`](crate::Error::Unsupported).
+    pub journals: Option<&'a dyn Journals>,
 }
 
 impl<'a> Extensions<'a> {
@@ -69,6 +74,8 @@ setters! {
         layout(layout: &'a dyn KeyLayout) = Some(layout);
         /// Leases with fencing tokens.
         leases(leases: &'a dyn Leases) = Some(leases);
+        /// Journals of changes.
+        journals(journals: &'a dyn Journals) = Some(journals);
     }
 }
 
@@ -81,6 +88,7 @@ impl fmt::Debug for Extensions<'_> {
             .field("usage", &self.usage.is_some())
             .field("layout", &self.layout.is_some())
             .field("leases", &self.leases.is_some())
+            .field("journals", &self.journals.is_some())
             .finish()
     }
 }

@@ -30,6 +30,10 @@ pub struct LeaseKey<'a> {
     /// Whether the lease type is durable: its acquisitions, extensions and releases answer
     /// once they got as far as the engine's [`Durability`](super::Durability) asks.
     pub durable: bool,
+    /// Whether the lease type keeps a journal (`#[state(notify, history = N)]`): the writes
+    /// of `acquire` and `release` append their change to it, as
+    /// [`PutOptions::history`](super::PutOptions::history) says.
+    pub history: Option<u64>,
 }
 
 impl<'a> LeaseKey<'a> {
@@ -39,7 +43,14 @@ impl<'a> LeaseKey<'a> {
             key,
             prefix,
             durable: false,
+            history: None,
         }
+    }
+
+    /// The lease of a type that keeps a journal of about `history` entries.
+    pub fn history(mut self, history: Option<u64>) -> LeaseKey<'a> {
+        self.history = history;
+        self
     }
 
     /// The lease of a durable type.

@@ -27,7 +27,7 @@
 //!   default that means what the contract meant before;
 //! - a new counter is a variant of [`CountOp`]; a new expiry rule a variant of [`Expiry`];
 //! - a capability that not every engine has is a trait of its own ([`ChangeFeed`],
-//!   [`ClientCache`], [`UsageScan`], [`KeyLayout`], [`Leases`]), reached through
+//!   [`ClientCache`], [`UsageScan`], [`KeyLayout`], [`Leases`], [`Journals`]), reached through
 //!   [`extensions`](Backend::extensions): an engine without it implements nothing.
 //!
 //! An engine answers a variant or option it does not know with [`Error::Unsupported`] naming the
@@ -137,6 +137,7 @@ use crate::Result;
 mod durability;
 pub(crate) mod expiry;
 pub(crate) mod extensions;
+mod journal;
 pub(crate) use extensions::inherent_enable_expiry_events;
 pub mod kit;
 mod lease;
@@ -148,6 +149,9 @@ pub use durability::Durability;
 pub use expiry::Expiry;
 pub(crate) use expiry::{ceil_millis, micros_i64};
 pub use extensions::{ChangeFeed, ClientCache, Decode, Decoded, Extensions, KeyLayout, UsageScan};
+pub use journal::{
+    Ack, ConsumeOptions, Cursor, JournalRecord, Journals, ParseCursorError, Position,
+};
 pub use lease::{Fence, FencedWrites, HeldLease, LeaseKey, Leases};
 pub use options::{
     CountOp, CountOptions, Counted, GetOptions, PutMode, PutOptions, RemoveOptions, UpdateOptions,

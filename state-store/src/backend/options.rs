@@ -40,6 +40,11 @@ pub struct PutOptions<'a> {
     /// The write is of a durable type: answer once it got as far as the engine's
     /// [`Durability`](super::Durability) asks. `false` by default.
     pub durable: bool,
+    /// Appends the change to the journal of `notify`'s channel, kept to about this many entries
+    /// (a `#[state(notify, history = N)]` type), in the same atomic step as the write. Set only
+    /// together with `notify`, and only for an engine with [`Journals`](super::Journals).
+    /// `None` by default.
+    pub history: Option<u64>,
 }
 
 impl<'a> PutOptions<'a> {
@@ -51,6 +56,7 @@ impl<'a> PutOptions<'a> {
             notify: None,
             fence: None,
             durable: false,
+            history: None,
         }
     }
 }
@@ -67,6 +73,8 @@ setters! {
         fence(fence: Fence<'a>) = Some(fence);
         /// Whether the write is of a durable type.
         durable(durable: bool);
+        /// Journals the change, keeping about `history` entries.
+        history(history: Option<u64>);
     }
 }
 
@@ -93,6 +101,8 @@ pub struct RemoveOptions<'a> {
     pub fence: Option<Fence<'a>>,
     /// The removal is of a durable type ([`PutOptions::durable`]). `false` by default.
     pub durable: bool,
+    /// Journals the change ([`PutOptions::history`]). `None` by default.
+    pub history: Option<u64>,
 }
 
 impl<'a> RemoveOptions<'a> {
@@ -112,6 +122,8 @@ setters! {
         fence(fence: Fence<'a>) = Some(fence);
         /// Whether the removal is of a durable type.
         durable(durable: bool);
+        /// Journals the change, keeping about `history` entries.
+        history(history: Option<u64>);
     }
 }
 
@@ -171,6 +183,8 @@ pub struct UpdateOptions<'a> {
     pub fence: Option<Fence<'a>>,
     /// The write is of a durable type ([`PutOptions::durable`]). `false` by default.
     pub durable: bool,
+    /// Journals the change ([`PutOptions::history`]). `None` by default.
+    pub history: Option<u64>,
 }
 
 impl<'a> UpdateOptions<'a> {
@@ -184,6 +198,7 @@ impl<'a> UpdateOptions<'a> {
             notify: None,
             fence: None,
             durable: false,
+            history: None,
         }
     }
 }
@@ -202,6 +217,8 @@ setters! {
         fence(fence: Fence<'a>) = Some(fence);
         /// Whether the write is of a durable type.
         durable(durable: bool);
+        /// Journals the change, keeping about `history` entries.
+        history(history: Option<u64>);
     }
 }
 
@@ -266,6 +283,8 @@ pub struct CountOptions<'a> {
     pub notify: Notify<'a>,
     /// The count is of a durable type ([`PutOptions::durable`]). `false` by default.
     pub durable: bool,
+    /// Journals the change ([`PutOptions::history`]). `None` by default.
+    pub history: Option<u64>,
 }
 
 impl<'a> CountOptions<'a> {
@@ -281,6 +300,8 @@ setters! {
         notify(notify: Notify<'a>);
         /// Whether the count is of a durable type.
         durable(durable: bool);
+        /// Journals the change, keeping about `history` entries.
+        history(history: Option<u64>);
     }
 }
 

@@ -52,7 +52,8 @@ pub(super) async fn update<B: Backend + ?Sized>(
             .mode(mode)
             .expiry(expiry)
             .notify(options.notify)
-            .durable(options.durable);
+            .durable(options.durable)
+            .history(options.history);
         let put = match options.fence {
             Some(fence) => put.fence(fence),
             None => put,

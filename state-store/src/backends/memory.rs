@@ -9,11 +9,13 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::backend::kit::feed::{Hub, Watcher};
+use crate::backend::kit::journal::Log;
 use crate::backend::kit::{self, incr_step, parse_counter};
 use crate::backend::{
-    Backend, BoxFuture, BoxStream, ChangeFeed, CountOp, CountOptions, Counted, Event, Expiry,
-    Extensions, Fence, FencedWrites, GetOptions, HeldLease, LeaseKey, Leases, Notify, PutMode,
-    PutOptions, RemoveOptions, UsageScan, Version, Versioned, Watch, WriteMany, micros_i64,
+    Backend, BoxFuture, BoxStream, ChangeFeed, ConsumeOptions, CountOp, CountOptions, Counted,
+    Event, Expiry, Extensions, Fence, FencedWrites, GetOptions, HeldLease, JournalRecord, Journals,
+    LeaseKey, Leases, Notify, Position, PutMode, PutOptions, RemoveOptions, UsageScan, Version,
+    Versioned, Watch, WriteMany, micros_i64,
 };
 use crate::rate_limit;
 use crate::{Error, Result, Usage, UsageOptions, UsageTally};
@@ -73,6 +75,8 @@ struct Inner {
     next_seq: u64,
     /// The last version handed out: every write takes the next, so a version names one write.
     next_version: u64,
+    /// The journals, by channel: appended under this lock, in the order of the writes.
+    journals: HashMap<String, Arc<Log>>,
 }
 
 struct Entry {
@@ -103,6 +107,7 @@ impl MemoryBackend {
                 expiries: BTreeMap::new(),
                 next_seq: 0,
                 next_version: 0,
+                journals: HashMap::new(),
             })),
         }
     }
@@ -145,6 +150,7 @@ impl Inner {
             let key = entry.remove();
             if self.entries.remove(&key).is_some() {
                 self.hub.publish_expired(&key);
+                self.journal_expired(&key);
             }
         }
     }
@@ -156,14 +162,21 @@ impl Inner {
 
     /// Writes `value` under `key` with the given expiry (`Keep`: an existing entry's, none for a
     /// new one), and announces it on `notify`'s feed.
-    fn write(&mut self, key: &str, value: Vec<u8>, expiry: Expiry, notify: Notify<'_>) {
+    fn write(
+        &mut self, key: &str, value: Vec<u8>, expiry: Expiry, notify: Notify<'_>,
+        history: Option<u64>,
+    ) {
         let expiry = expiry.per_key();
         let version = self.next_version();
         if let Some(channel) = notify {
-            self.hub.publish(channel, || Event::Set {
+            let event = || Event::Set {
                 key: Arc::from(key),
                 value: Arc::from(value.as_slice()),
-            });
+            };
+            if let Some(keep) = history {
+                self.journal(channel).append(event(), keep);
+            }
+            self.hub.publish(channel, event);
         }
         if let (Expiry::Keep, Some(entry)) = (expiry, self.entries.get_mut(key)) {
             entry.value = value;
@@ -271,16 +284,43 @@ impl Inner {
         true
     }
 
-    fn remove(&mut self, key: &str, notify: Notify<'_>) -> bool {
+    fn remove(&mut self, key: &str, notify: Notify<'_>, history: Option<u64>) -> bool {
         match self.entries.remove_entry(key) {
             Some((key, old)) => {
                 self.forget_expiry(old.expiry);
                 if let Some(channel) = notify {
+                    if let Some(keep) = history {
+                        let removed = Event::Removed { key: key.clone() };
+                        self.journal(channel).append(removed, keep);
+                    }
                     self.hub.publish(channel, || Event::Removed { key });
                 }
                 true
             }
             None => false,
+        }
+    }
+
+    /// The journal of `channel`, created empty when it has none yet.
+    fn journal(&mut self, channel: &str) -> Arc<Log> {
+        if let Some(log) = self.journals.get(channel) {
+            return log.clone();
+        }
+        let log = Arc::new(Log::new());
+        self.journals.insert(channel.to_owned(), log.clone());
+        log
+    }
+
+    /// Journals the expiry of `key` in the journal whose channel it is under, if any. (The
+    /// log keeps the `history` its last write gave.)
+    fn journal_expired(&mut self, key: &Arc<str>) {
+        let log = self.journals.iter().find_map(|(channel, log)| {
+            let under = key.strip_prefix(channel.as_str())?.starts_with(':');
+            under.then(|| log.clone())
+        });
+        if let Some(log) = log {
+            let keep = log.keep();
+            log.append(Event::Expired { key: key.clone() }, keep);
         }
     }
 }
@@ -344,7 +384,7 @@ impl Backend for MemoryBackend {
                 _ => return Err(unsupported(self, "put with this mode")),
             };
             if allowed {
-                inner.write(key, value, options.expiry, options.notify);
+                inner.write(key, value, options.expiry, options.notify, options.history);
             }
             Ok(allowed)
         })
@@ -362,7 +402,7 @@ impl Backend for MemoryBackend {
                     return Ok(false);
                 }
             }
-            Ok(inner.remove(key, options.notify))
+            Ok(inner.remove(key, options.notify, options.history))
         })
     }
 
@@ -422,7 +462,7 @@ impl Backend for MemoryBackend {
                     let mut inner = self.lock();
                     let written = items.len() as u64;
                     for (key, value) in items {
-                        inner.write(&key, value, options.expiry, options.notify);
+                        inner.write(&key, value, options.expiry, options.notify, options.history);
                     }
                     Ok(written)
                 }
@@ -430,7 +470,9 @@ impl Backend for MemoryBackend {
                     if options.if_version.is_none() && options.fence.is_none() =>
                 {
                     let mut inner = self.lock();
-                    let removed = keys.iter().filter(|key| inner.remove(key, options.notify));
+                    let removed = keys
+                        .iter()
+                        .filter(|key| inner.remove(key, options.notify, options.history));
                     Ok(removed.count() as u64)
                 }
                 // Conditional or fenced writes of many keys: one by one, each under the lock.
@@ -467,7 +509,8 @@ impl Backend for MemoryBackend {
                 _ => return Err(unsupported(self, "count")),
             };
             if let Some((value, expiry)) = write {
-                inner.write(key, value.to_string().into_bytes(), expiry, notify);
+                let history = notify.and(options.history);
+                inner.write(key, value.to_string().into_bytes(), expiry, notify, history);
             }
             Ok(answer)
         })
@@ -479,6 +522,7 @@ impl Backend for MemoryBackend {
             .feed(self)
             .usage(self)
             .leases(self)
+            .journals(self)
     }
 }
 
@@ -494,7 +538,7 @@ impl Leases for MemoryBackend {
             if inner.entries.contains_key(lease.key) {
                 return Ok(None);
             }
-            inner.write(lease.key, value, Expiry::After(ttl), notify);
+            inner.write(lease.key, value, Expiry::After(ttl), notify, lease.history);
             let entry = inner.entries.get_mut(lease.key).expect("just written");
             entry.lease = Some(entry.version);
             Ok(Some(entry.version))
@@ -527,7 +571,7 @@ impl Leases for MemoryBackend {
     ) -> BoxFuture<'a, Result<bool>> {
         Box::pin(async move {
             let mut inner = self.lock();
-            Ok(inner.holds(lease.key, token) && inner.remove(lease.key, notify))
+            Ok(inner.holds(lease.key, token) && inner.remove(lease.key, notify, lease.history))
         })
     }
 
@@ -570,6 +614,33 @@ impl ChangeFeed for MemoryBackend {
     /// Expiries are always announced.
     fn enable_expiry_events(&self) -> BoxFuture<'_, Result<()>> {
         Box::pin(async { Ok(()) })
+    }
+}
+
+/// The journals under the data lock: an entry is appended in the same step as its write, so
+/// the journal holds exactly the writes made, in their order. Expiries are journaled as the
+/// announcer purges them (it runs while a journal is read), or at the latest by the next call.
+impl Journals for MemoryBackend {
+    fn read<'a>(
+        &'a self, channel: &'a str, from: Position,
+    ) -> BoxFuture<'a, Result<BoxStream<'static, Result<JournalRecord>>>> {
+        Box::pin(async move {
+            let log = self.lock().journal(channel);
+            let records = log.read(from)?;
+            self.start_announcer(channel)?;
+            Ok(records)
+        })
+    }
+
+    fn consume<'a>(
+        &'a self, channel: &'a str, group: &'a str, consumer: &'a str, options: ConsumeOptions,
+    ) -> BoxFuture<'a, Result<BoxStream<'static, Result<JournalRecord>>>> {
+        Box::pin(async move {
+            let log = self.lock().journal(channel);
+            let records = log.consume(group, consumer, options);
+            self.start_announcer(channel)?;
+            Ok(records)
+        })
     }
 }
 
@@ -639,7 +710,11 @@ async fn announce_expiries(data: Weak<Mutex<Inner>>, feed: Weak<Feed>) {
             };
             {
                 let mut announcer = feed.announcer.lock().unwrap_or_else(|e| e.into_inner());
-                if feed.hub.is_empty() {
+                let journaled = || {
+                    let inner = data.lock().unwrap_or_else(|e| e.into_inner());
+                    !inner.journals.is_empty()
+                };
+                if feed.hub.is_empty() && !journaled() {
                     // Under the announcer's lock, so that a new watcher either sees this task
                     // gone or is seen here.
                     *announcer = None;

@@ -26,6 +26,8 @@ pub(super) struct FenceOf {
     key: String,
     /// Whether the lease type is durable.
     durable: bool,
+    /// The lease type's journal, when the engine keeps one.
+    history: Option<u64>,
     /// Where `{namespace}:{prefix}` ends in `key`.
     prefix_len: usize,
     token: u64,
@@ -34,7 +36,9 @@ pub(super) struct FenceOf {
 
 impl FenceOf {
     fn lease_key(&self) -> LeaseKey<'_> {
-        LeaseKey::new(&self.key, &self.key[..self.prefix_len]).durable(self.durable)
+        LeaseKey::new(&self.key, &self.key[..self.prefix_len])
+            .durable(self.durable)
+            .history(self.history)
     }
 
     /// The fence of a write to a key of the type whose prefix is `prefix`.
@@ -356,6 +360,7 @@ impl<B: Backend, S: Leased> Fenced<'_, B, S> {
                 .expiry(Expiry::from_ttl(ttl))
                 .notify(store.notify::<T>(&key))
                 .durable(T::DURABLE)
+                .history(store.history::<T>())
                 .fence(fence.fence(store.type_prefix::<T>(&key)));
             store.backend.put(&key, value, put).await.map(drop)
         })
@@ -412,6 +417,7 @@ impl<B: Backend, S: Leased> Fenced<'_, B, S> {
             let remove = RemoveOptions::new()
                 .notify(store.notify::<T>(&key))
                 .durable(T::DURABLE)
+                .history(store.history::<T>())
                 .fence(fence.fence(store.type_prefix::<T>(&key)));
             store.backend.remove(&key, remove).await
         })
@@ -607,7 +613,9 @@ impl<B: Backend> Store<B> {
             value,
         } = prepared;
         let leases = self.leases("acquire")?;
-        let lease_key = LeaseKey::new(key, &key[..*prefix_len]).durable(S::DURABLE);
+        let lease_key = LeaseKey::new(key, &key[..*prefix_len])
+            .durable(S::DURABLE)
+            .history(self.history::<S>());
         let started = Instant::now();
         let notify = self.notify::<S>(key);
         let Some(token) = leases
@@ -628,6 +636,7 @@ impl<B: Backend> Store<B> {
                 fence: FenceOf {
                     key: key.clone(),
                     durable: S::DURABLE,
+                    history: self.history::<S>(),
                     prefix_len: *prefix_len,
                     token,
                     ttl: *ttl,

@@ -330,7 +330,8 @@ impl<B: Backend> Store<B> {
                         .mode(mode)
                         .expiry(Expiry::Keep)
                         .notify(notify)
-                        .durable(S::DURABLE),
+                        .durable(S::DURABLE)
+                        .history(self.history::<S>()),
                 )
                 .await?
             {

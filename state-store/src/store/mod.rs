@@ -13,6 +13,7 @@ use crate::rules;
 use crate::{Error, Result};
 
 mod codec;
+mod journal;
 mod lease;
 mod migrate;
 mod read;
@@ -21,6 +22,7 @@ mod update;
 pub(crate) mod watch;
 mod write;
 
+pub use journal::{Consumer, Delivery, Entry, Journal};
 pub use lease::{Fenced, Holder, KeepAlive, Lease};
 pub use migrate::{MigrateOptions, MigrateReport};
 use trace::CallSpan;
@@ -192,6 +194,15 @@ impl<B: Backend> Store<B> {
     /// the start of `key`, which is one of `S`'s keys.
     fn notify<'k, S: StateKey>(&self, key: &'k str) -> Notify<'k> {
         S::NOTIFY.then(|| self.type_prefix::<S>(key))
+    }
+
+    /// How many entries `S`'s journal keeps, when `S` has one and the engine keeps journals:
+    /// the `history` of `S`'s writes. An engine without journals is never handed one.
+    fn history<S: StateKey>(&self) -> Option<u64> {
+        match S::HISTORY {
+            Some(keep) if S::NOTIFY && self.backend.extensions().journals.is_some() => Some(keep),
+            _ => None,
+        }
     }
 
     /// `{namespace}:{prefix}` of `S`: the start of `key`, which is one of `S`'s keys.

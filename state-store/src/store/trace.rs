@@ -136,6 +136,8 @@ impl Outcome for u64 {}
 impl<T> Outcome for Vec<T> {}
 impl<S> Outcome for crate::Changes<S> {}
 impl<S> Outcome for crate::Follow<S> {}
+impl<S> Outcome for crate::Journal<S> {}
+impl<S> Outcome for crate::Consumer<S> {}
 impl Outcome for crate::Usage {}
 impl Outcome for crate::MigrateReport {}
 

@@ -207,7 +207,8 @@ impl<B: Backend> Store<B> {
                 |bytes: &[u8]| -> Result<bool> { Ok(check(&decode::<S>(&key, bytes)?)) };
             let options = RemoveOptions::new()
                 .notify(self.notify::<S>(&key))
-                .durable(S::DURABLE);
+                .durable(S::DURABLE)
+                .history(self.history::<S>());
             remove_if(
                 &*self.backend,
                 &key,
@@ -261,7 +262,8 @@ impl<B: Backend> Store<B> {
                 .created(Expiry::from_ttl(ttl))
                 .attempts(self.update_attempts)
                 .notify(self.notify::<S>(&key))
-                .durable(S::DURABLE);
+                .durable(S::DURABLE)
+                .history(self.history::<S>());
             let options = match fence {
                 Some(fence) => options.fence(fence.fence(self.type_prefix::<S>(&key))),
                 None => options,

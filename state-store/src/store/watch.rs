@@ -139,27 +139,41 @@ impl<S: StateKey> Changes<S> {
     }
 
     fn id(&self, key: &str) -> Result<S::Id> {
-        let parsed = match key.strip_prefix(self.prefix.as_str()) {
-            Some(id) => id_from_key::<S::Id>(id)
-                .map_err(|e| format!("not a `{}` id: {e}", std::any::type_name::<S::Id>())),
-            None => Err(format!("not under `{}`", self.prefix)),
-        };
-        parsed.map_err(|reason| Error::InvalidKey {
-            key: key.to_owned(),
-            reason,
-        })
+        id_of::<S>(&self.prefix, key)
     }
 
     fn change(&self, event: Event) -> Result<Change<S>> {
-        Ok(match event {
-            Event::Set { key, value } => Change::Set {
-                id: self.id(&key)?,
-                value: super::codec::decode(&key, &value)?,
-            },
-            Event::Removed { key } => Change::Removed { id: self.id(&key)? },
-            Event::Expired { key } => Change::Expired { id: self.id(&key)? },
-        })
+        to_change(&self.prefix, event)
     }
+}
+
+/// The id of `S` in `key`, which starts with `prefix` (`{channel}:`).
+fn id_of<S: StateKey>(prefix: &str, key: &str) -> Result<S::Id> {
+    let parsed = match key.strip_prefix(prefix) {
+        Some(id) => id_from_key::<S::Id>(id)
+            .map_err(|e| format!("not a `{}` id: {e}", std::any::type_name::<S::Id>())),
+        None => Err(format!("not under `{prefix}`")),
+    };
+    parsed.map_err(|reason| Error::InvalidKey {
+        key: key.to_owned(),
+        reason,
+    })
+}
+
+/// The typed change an engine's [`Event`] announces, its key under `prefix` (`{channel}:`).
+pub(super) fn to_change<S: StateKey>(prefix: &str, event: Event) -> Result<Change<S>> {
+    Ok(match event {
+        Event::Set { key, value } => Change::Set {
+            id: id_of::<S>(prefix, &key)?,
+            value: super::codec::decode(&key, &value)?,
+        },
+        Event::Removed { key } => Change::Removed {
+            id: id_of::<S>(prefix, &key)?,
+        },
+        Event::Expired { key } => Change::Expired {
+            id: id_of::<S>(prefix, &key)?,
+        },
+    })
 }
 
 impl<S: StateKey> Stream for Changes<S> {

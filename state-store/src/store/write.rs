@@ -77,7 +77,8 @@ impl<B: Backend> Store<B> {
             let put = PutOptions::new()
                 .expiry(Expiry::from_ttl(ttl))
                 .notify(notify)
-                .durable(S::DURABLE);
+                .durable(S::DURABLE)
+                .history(self.history::<S>());
             self.backend.put(&key, value, put).await.map(drop)
         })
     }
@@ -99,7 +100,8 @@ impl<B: Backend> Store<B> {
             let key = key?;
             let remove = RemoveOptions::new()
                 .notify(self.notify::<S>(&key))
-                .durable(S::DURABLE);
+                .durable(S::DURABLE)
+                .history(self.history::<S>());
             self.backend.remove(&key, remove).await
         })
     }
@@ -126,7 +128,8 @@ impl<B: Backend> Store<B> {
                 .mode(PutMode::Create)
                 .expiry(Expiry::from_ttl(ttl))
                 .notify(notify)
-                .durable(S::DURABLE);
+                .durable(S::DURABLE)
+                .history(self.history::<S>());
             self.backend.put(&key, value, put).await
         })
     }
@@ -162,7 +165,8 @@ impl<B: Backend> Store<B> {
             let options = PutOptions::new()
                 .expiry(Expiry::from_ttl(ttl))
                 .notify(notify.as_deref())
-                .durable(S::DURABLE);
+                .durable(S::DURABLE)
+                .history(self.history::<S>());
             self.backend
                 .write_many(WriteMany::Put { items, options })
                 .await
@@ -183,7 +187,10 @@ impl<B: Backend> Store<B> {
         traced(span, async move {
             let keys = keys?;
             let notify = keys.first().and_then(|key| self.notify::<S>(key));
-            let options = RemoveOptions::new().notify(notify).durable(S::DURABLE);
+            let options = RemoveOptions::new()
+                .notify(notify)
+                .durable(S::DURABLE)
+                .history(self.history::<S>());
             self.backend
                 .write_many(WriteMany::Remove {
                     keys: &keys,
@@ -214,7 +221,8 @@ impl<B: Backend> Store<B> {
             };
             let options = CountOptions::new()
                 .notify(self.notify::<S>(&key))
-                .durable(S::DURABLE);
+                .durable(S::DURABLE)
+                .history(self.history::<S>());
             match self.backend.count(&key, op, options).await? {
                 Counted::Value(value) => Ok(value),
                 other => Err(unexpected_count(&key, "incr", &other)),

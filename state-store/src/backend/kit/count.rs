@@ -45,7 +45,7 @@ pub async fn count<B: Backend + ?Sized>(
                 backend,
                 key,
                 true,
-                options.notify(None),
+                options.notify(None).history(None),
                 move |count, left| {
                     let (decision, write) = rate_limit::fixed_window(count, left, limit, window);
                     Ok((Counted::Decision(decision), write))
@@ -54,11 +54,18 @@ pub async fn count<B: Backend + ?Sized>(
             .await
         }
         CountOp::Gcra { interval, burst } => {
-            counter_step(backend, key, false, options.notify(None), move |tat, _| {
-                let (decision, write) = rate_limit::gcra(tat, micros_i64(now()), interval, burst);
-                let write = write.map(|(tat, keep)| (tat, Expiry::AtLeast(keep)));
-                Ok((Counted::Decision(decision), write))
-            })
+            counter_step(
+                backend,
+                key,
+                false,
+                options.notify(None).history(None),
+                move |tat, _| {
+                    let (decision, write) =
+                        rate_limit::gcra(tat, micros_i64(now()), interval, burst);
+                    let write = write.map(|(tat, keep)| (tat, Expiry::AtLeast(keep)));
+                    Ok((Counted::Decision(decision), write))
+                },
+            )
             .await
         }
         #[allow(unreachable_patterns)]
@@ -102,7 +109,8 @@ where
             .mode(mode)
             .expiry(expiry)
             .notify(options.notify)
-            .durable(options.durable);
+            .durable(options.durable)
+            .history(options.history);
         if backend
             .put(key, value.to_string().into_bytes(), put)
             .await?

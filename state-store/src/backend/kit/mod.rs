@@ -2,12 +2,13 @@
 //! the built-in ones: counters kept as decimal text ([`parse_counter`], [`incr_step`]), the
 //! provided counter loop on a clock of your choice ([`count`]), the backoff between retries of a
 //! lost conditional write ([`Backoff`]), a batch written key by key ([`write_each`]), and the
-//! watcher queues of a change feed ([`feed`]).
+//! watcher queues of a change feed ([`feed`]), and a journal kept in process ([`journal`]).
 
 mod backoff;
 mod count;
 mod counters;
 pub mod feed;
+pub mod journal;
 mod write;
 
 pub use backoff::{Backoff, RETRIES};
