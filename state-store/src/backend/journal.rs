@@ -25,7 +25,7 @@ use crate::Result;
 /// A place in a journal: the engine's id of one entry, which grows with every entry appended.
 ///
 /// Two numbers, compared in order; the string form is `{high}-{low}` (a Redis stream entry id
-/// is exactly that: milliseconds and a sequence number), which [`FromStr`] reads back, so a
+/// is exactly that: the journal's entries are `0-1`, `0-2`, ...), which [`FromStr`] reads back, so a
 /// cursor can be stored (in a state type of its own, for example) and resumed from after a
 /// restart: [`Position::After`].
 ///
@@ -52,22 +52,14 @@ impl Cursor {
         Cursor { high, low }
     }
 
-    /// Its first number (on Redis: the entry's milliseconds).
+    /// Its first number (on Redis: 0).
     pub const fn high(self) -> u64 {
         self.high
     }
 
-    /// Its second number (on Redis: the sequence number within the millisecond).
+    /// Its second number (on Redis and in memory: the entry's number, counted from 1).
     pub const fn low(self) -> u64 {
         self.low
-    }
-
-    /// The cursor right after this one: the smallest that is greater.
-    pub(crate) fn successor(self) -> Cursor {
-        match self.low.checked_add(1) {
-            Some(low) => Cursor::new(self.high, low),
-            None => Cursor::new(self.high.saturating_add(1), 0),
-        }
     }
 }
 
@@ -270,7 +262,6 @@ mod tests {
             assert!(error.to_string().contains("not a journal cursor"), "{bad}");
         }
         assert!(Cursor::new(1, u64::MAX) < Cursor::new(2, 0));
-        assert_eq!(Cursor::new(1, u64::MAX).successor(), Cursor::new(2, 0));
         assert_eq!(format!("{:?}", Cursor::new(3, 4)), "Cursor(3-4)");
     }
 }

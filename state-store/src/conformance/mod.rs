@@ -96,6 +96,7 @@ mod counters;
 mod differences;
 mod feed;
 mod fixtures;
+mod journal;
 mod kv;
 mod leases;
 mod limits;
@@ -110,6 +111,7 @@ pub use counters::*;
 pub use differences::*;
 pub use feed::*;
 pub use fixtures::*;
+pub use journal::*;
 pub use kv::*;
 pub use leases::*;
 pub use limits::*;
@@ -300,6 +302,11 @@ pub struct Capabilities {
     /// once a newer token has written the key (the fencing rule,
     /// [`only_newer_tokens_fence_out_lost_leases`]). Detected from the leases' `fenced_writes`.
     pub current_lease: bool,
+    /// Journals of `#[state(notify, history = N)]` types ([`Store::journal`],
+    /// [`Store::consume`]). Without: both are [`Error::Unsupported`]
+    /// ([`journals_are_unsupported`]). Detected: a backend whose `extensions()` has no
+    /// `journals` lacks it.
+    pub journal: bool,
 }
 
 impl Capabilities {
@@ -319,6 +326,7 @@ impl Capabilities {
         leases: true,
         fenced_writes: true,
         current_lease: true,
+        journal: true,
     };
 }
 
@@ -426,6 +434,11 @@ async fn detect_lacking<B: Backend>(need: Need, backend: &B) -> Option<&'static 
             .leases
             .is_none()
             .then_some("`Backend::extensions` has no `leases`"),
+        Need::Journal => backend
+            .extensions()
+            .journals
+            .is_none()
+            .then_some("`Backend::extensions` has no `journals`"),
         Need::FencedWrites | Need::CurrentLease => {
             let rules = backend.extensions().leases.map(|l| l.fenced_writes());
             let lacking = match need {

@@ -117,6 +117,19 @@ macro_rules! __conformance_checks {
                     FencedWrites => fenced_writes_are_unsupported,
                     CurrentLease => only_newer_tokens_fence_out_lost_leases,
                 ];
+                journals_replay_exactly_once_from_a_cursor: Journal
+                    [Journal => journals_are_unsupported];
+                journals_have_no_seam_between_history_and_live: Journal
+                    [Journal => journals_are_unsupported];
+                journals_trim_and_say_so: Journal [Journal => journals_are_unsupported];
+                expiries_are_journaled: Journal [
+                    Journal => journals_are_unsupported,
+                    ExpiryEvents => expiry_events_are_unsupported,
+                ];
+                worker_groups_share_every_change_once: Journal
+                    [Journal => journals_are_unsupported];
+                dead_consumers_changes_are_delivered_again: Journal
+                    [Journal => journals_are_unsupported];
             }
             substitutes {
                 expiry_is_the_types_alone: Differences;
@@ -132,6 +145,7 @@ macro_rules! __conformance_checks {
                 leases_are_unsupported: Differences;
                 fenced_writes_are_unsupported: Differences;
                 only_newer_tokens_fence_out_lost_leases: Differences;
+                journals_are_unsupported: Differences;
             }
         }
     };
@@ -176,6 +190,9 @@ pub enum Need {
     /// Fenced writes that check the lease is current ([`Capabilities::current_lease`]);
     /// detected: `fenced_writes` answering anything but `FencedWrites::CurrentLease` means none.
     CurrentLease,
+    /// Journals ([`Capabilities::journal`]); detected: no `journals` in
+    /// [`Backend::extensions`](crate::Backend::extensions) means none.
+    Journal,
 }
 
 impl Need {
@@ -196,6 +213,7 @@ impl Need {
             Need::Leases => c.leases,
             Need::FencedWrites => c.fenced_writes,
             Need::CurrentLease => c.current_lease,
+            Need::Journal => c.journal,
         }
     }
 
@@ -207,6 +225,7 @@ impl Need {
             Need::Leases => capabilities.leases = false,
             Need::FencedWrites => capabilities.fenced_writes = false,
             Need::CurrentLease => capabilities.current_lease = false,
+            Need::Journal => capabilities.journal = false,
             // Only the needs above are detected.
             _ => {}
         }
@@ -228,6 +247,7 @@ impl Need {
             Need::Leases => "leases",
             Need::FencedWrites => "fenced writes",
             Need::CurrentLease => "fenced writes that check the lease is current",
+            Need::Journal => "journals (`history`, `journal`, `consume`)",
         }
     }
 }
@@ -262,6 +282,8 @@ pub enum Group {
     FeedWatchers,
     /// Leases and fenced writes.
     Leases,
+    /// Journals and worker groups.
+    Journal,
     /// The checks of a declared or detected difference, which run instead of others.
     Differences,
 }

@@ -3,7 +3,7 @@
 //! engine keeps one [`Log`] per journaled channel and appends under the same lock as the write;
 //! an engine of your own that keeps its state in process can do the same.
 //!
-//! Entries are numbered from 1; an entry's cursor is `{number}-0`. The log keeps exactly the
+//! Entries are numbered from 1; an entry's cursor is `0-{number}`, as on Redis. The log keeps exactly the
 //! last `keep` entries (the `history` of the latest append).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -96,7 +96,7 @@ impl Log {
         }
         drop(state);
         self.wake.notify_waiters();
-        Cursor::new(number, 0)
+        Cursor::new(0, number)
     }
 
     /// How many entries it keeps: the `keep` of the last append (0 before the first).
@@ -129,7 +129,7 @@ impl Log {
                     if after < state.trimmed {
                         return Err(Error::Trimmed {
                             cursor,
-                            resume: Cursor::new(state.trimmed, 0),
+                            resume: Cursor::new(0, state.trimmed),
                         });
                     }
                     after
@@ -182,9 +182,13 @@ impl Log {
     }
 }
 
-/// The entry number a cursor names (`{number}-{anything}` comes after entry `number`).
+/// The entry number a cursor names: `0-{number}` (any other comes after every entry).
 fn number_of(cursor: Cursor) -> u64 {
-    cursor.high()
+    if cursor.high() == 0 {
+        cursor.low()
+    } else {
+        u64::MAX
+    }
 }
 
 /// The entry numbered `number` in `entries`, if still kept.
@@ -229,14 +233,14 @@ impl Reader {
                 let state = log.lock();
                 if self.after < state.trimmed {
                     self.ready.push_back(Err(Error::Trimmed {
-                        cursor: Cursor::new(self.after, 0),
-                        resume: Cursor::new(state.trimmed, 0),
+                        cursor: Cursor::new(0, self.after),
+                        resume: Cursor::new(0, state.trimmed),
                     }));
                     self.after = state.trimmed;
                 }
                 for (number, event) in after(&state.entries, self.after, READ_BATCH) {
                     self.ready.push_back(Ok(JournalRecord::new(
-                        Cursor::new(*number, 0),
+                        Cursor::new(0, *number),
                         event.clone(),
                     )));
                     self.after = *number;
@@ -322,7 +326,7 @@ impl Worker {
         for (number, deliveries) in taken {
             match entry(entries, number) {
                 Some(event) => {
-                    let record = JournalRecord::new(Cursor::new(number, 0), event.clone());
+                    let record = JournalRecord::new(Cursor::new(0, number), event.clone());
                     self.ready
                         .push_back(record.delivered(deliveries, self.acker(log, number)));
                 }
@@ -349,7 +353,7 @@ impl Worker {
                         deliveries: 1,
                     },
                 );
-                let record = JournalRecord::new(Cursor::new(number, 0), event);
+                let record = JournalRecord::new(Cursor::new(0, number), event);
                 self.ready
                     .push_back(record.delivered(1, self.acker(log, number)));
             }

@@ -108,6 +108,12 @@ fn group_of(conn: &RedisConnection, key: &str) -> u16 {
 }
 
 impl Durable {
+    /// A new connection of the lanes' kind (the same server, following a Sentinel failover),
+    /// for a task that blocks its connection (a journal reader's `XREAD BLOCK`).
+    pub(super) fn connect(&self) -> BoxFuture<'static, Result<RedisConnection>> {
+        (self.connect)()
+    }
+
     pub(super) fn new(durability: Durability, connect: Connect) -> Durable {
         Durable {
             durability,

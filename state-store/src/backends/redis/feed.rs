@@ -47,11 +47,17 @@ struct Waiting {
 /// The channel the server carries the feed `channel` on for database `db`: the feed's own name in
 /// database 0, `{channel}@{db}` in the others, so that watchers of one database do not hear the
 /// writes of another (`@` never appears in a namespace or prefix).
+///
+/// A journaled type's feed argument (`journal::feed_spec`: the channel, then the journal's
+/// lines) keeps its lines after the channel's wire name.
 pub(crate) fn wire_channel(channel: &str, db: i64) -> Cow<'_, str> {
     if db == 0 {
         Cow::Borrowed(channel)
     } else {
-        Cow::Owned(format!("{channel}@{db}"))
+        match channel.split_once('\n') {
+            Some((channel, journal)) => Cow::Owned(format!("{channel}@{db}\n{journal}")),
+            None => Cow::Owned(format!("{channel}@{db}")),
+        }
     }
 }
 
@@ -85,6 +91,21 @@ impl RedisFeed {
             },
             task: Mutex::new(None),
         }
+    }
+
+    /// A pub/sub connection of the feed's kind (following a Sentinel failover), for a listener
+    /// of its own.
+    pub(crate) async fn pubsub(&self) -> std::result::Result<redis::aio::PubSub, String> {
+        let connection = &self.connection;
+        connection
+            .source
+            .connect(connection.connect_timeout, connection.timeout)
+            .await
+    }
+
+    /// The channel of the server's expired-key events in the feed's database.
+    pub(crate) fn expired_channel(&self) -> Arc<str> {
+        self.connection.expired_channel.clone()
     }
 
     /// A watcher of `watch`, once its channel is subscribed.

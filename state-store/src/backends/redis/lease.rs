@@ -40,6 +40,8 @@ impl Leases for RedisBackend {
         &'a self, lease: LeaseKey<'a>, value: Vec<u8>, ttl: Duration, notify: Notify<'a>,
     ) -> BoxFuture<'a, Result<Option<u64>>> {
         let acquire = async move {
+            let spec = self.journaled(notify, lease.history);
+            let notify = spec.as_deref().or(notify);
             self.writing(self.forget_key(lease.key), async {
                 let mut invocation = LEASE_ACQUIRE.key(lease.key);
                 invocation
@@ -88,6 +90,8 @@ impl Leases for RedisBackend {
         &'a self, lease: LeaseKey<'a>, token: u64, notify: Notify<'a>,
     ) -> BoxFuture<'a, Result<bool>> {
         let release = async move {
+            let spec = self.journaled(notify, lease.history);
+            let notify = spec.as_deref().or(notify);
             self.writing(self.forget_key(lease.key), async {
                 let mut invocation = LEASE_RELEASE.key(lease.key);
                 invocation

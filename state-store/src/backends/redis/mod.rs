@@ -33,6 +33,7 @@ mod cluster;
 mod conn;
 mod durable;
 mod feed;
+mod journal;
 mod lease;
 mod link;
 mod options;
@@ -63,6 +64,8 @@ pub struct RedisBackend {
     /// The client-side cache of types declared with `cache`, shared by clones; `None` when
     /// turned off, and on a Cluster or through Sentinel.
     cache: Option<Arc<Tracker>>,
+    /// The journaled channels and their expiry listener, shared by clones.
+    journaling: Arc<journal::Journaling>,
 }
 
 impl RedisBackend {
@@ -115,6 +118,7 @@ impl RedisBackend {
             })
         });
         Ok(RedisBackend {
+            journaling: Arc::default(),
             durable: Arc::new(durable::Durable::new(options.durability, connect)),
             conn,
             target,
@@ -251,6 +255,18 @@ impl Backend for RedisBackend {
     fn put<'a>(
         &'a self, key: &'a str, value: Vec<u8>, options: PutOptions<'a>,
     ) -> BoxFuture<'a, Result<bool>> {
+        // A journaled write: the same write, whose feed argument names the journal too.
+        if options.notify.is_some() && options.history.is_some() {
+            return Box::pin(async move {
+                let spec = self.journaled(options.notify, options.history);
+                let options = PutOptions {
+                    notify: spec.as_deref(),
+                    history: None,
+                    ..options
+                };
+                self.put(key, value, options).await
+            });
+        }
         if options.fence.is_some() || options.durable {
             return Box::pin(async move {
                 // A durable plain `SET` alone on its lane: with its `WAIT`, one round trip.
@@ -297,6 +313,15 @@ impl Backend for RedisBackend {
         &'a self, key: &'a str, options: RemoveOptions<'a>,
     ) -> BoxFuture<'a, Result<bool>> {
         Box::pin(async move {
+            if options.notify.is_some() && options.history.is_some() {
+                let spec = self.journaled(options.notify, options.history);
+                let options = RemoveOptions {
+                    notify: spec.as_deref(),
+                    history: None,
+                    ..options
+                };
+                return self.remove(key, options).await;
+            }
             let remove = async {
                 if let Some(fence) = &options.fence {
                     let op = lease::FencedOp::Remove(options.if_version.as_ref());
@@ -368,6 +393,40 @@ impl Backend for RedisBackend {
     /// Overwrites in one `MULTI` pipeline (per slot on a Cluster), removals in one `DEL` (or
     /// the notifying script per key); conditional writes one by one.
     fn write_many<'a>(&'a self, batch: WriteMany<'a>) -> BoxFuture<'a, Result<u64>> {
+        let journaled = match &batch {
+            WriteMany::Put { options, .. } => options.notify.is_some() && options.history.is_some(),
+            WriteMany::Remove { options, .. } => {
+                options.notify.is_some() && options.history.is_some()
+            }
+            #[allow(unreachable_patterns)]
+            _ => false,
+        };
+        if journaled {
+            return Box::pin(async move {
+                match batch {
+                    WriteMany::Put { items, options } => {
+                        let spec = self.journaled(options.notify, options.history);
+                        let options = PutOptions {
+                            notify: spec.as_deref(),
+                            history: None,
+                            ..options
+                        };
+                        self.write_many(WriteMany::Put { items, options }).await
+                    }
+                    WriteMany::Remove { keys, options } => {
+                        let spec = self.journaled(options.notify, options.history);
+                        let options = RemoveOptions {
+                            notify: spec.as_deref(),
+                            history: None,
+                            ..options
+                        };
+                        self.write_many(WriteMany::Remove { keys, options }).await
+                    }
+                    #[allow(unreachable_patterns)]
+                    other => self.write_many(other).await,
+                }
+            });
+        }
         match batch {
             WriteMany::Put { items, options }
                 if options.mode == PutMode::Overwrite && options.fence.is_none() =>
@@ -403,10 +462,12 @@ impl Backend for RedisBackend {
         &'a self, key: &'a str, op: CountOp, options: CountOptions<'a>,
     ) -> BoxFuture<'a, Result<Counted>> {
         Box::pin(async move {
+            let spec = self.journaled(options.notify, options.history);
+            let notify = spec.as_deref().or(options.notify);
             let count = async {
                 match op {
                     CountOp::Increment { by, ttl_if_created } => self
-                        .incr(key, by, ttl_if_created, options.notify)
+                        .incr(key, by, ttl_if_created, notify)
                         .await
                         .map(Counted::Value),
                     CountOp::FixedWindow { limit, window } => self
@@ -428,12 +489,18 @@ impl Backend for RedisBackend {
     }
 
     fn extensions(&self) -> Extensions<'_> {
-        Extensions::new()
+        let extensions = Extensions::new()
             .system_name("redis")
             .feed(self)
             .cache(self)
             .usage(self)
-            .leases(self)
+            .leases(self);
+        // A Cluster's journal would need the write and its entry in one slot: not offered.
+        if self.conn.is_cluster() {
+            extensions
+        } else {
+            extensions.journals(self)
+        }
     }
 }
 

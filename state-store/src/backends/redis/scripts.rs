@@ -5,7 +5,9 @@
 //!
 //! The scripts that write a notified type publish what they wrote on the type's channel, in the
 //! same atomic step, as `{"op":"set","key":...}` followed by a newline and the value as stored,
-//! or `{"op":"removed","key":...}` (see `feed.rs`, which parses them).
+//! or `{"op":"removed","key":...}` (see `feed.rs`, which parses them). For a journaled type
+//! their feed argument also names the journal's stream, and they append the change to it in the
+//! same step (`announce` in `may_publish.lua`; see `journal.rs`).
 
 use std::sync::LazyLock;
 
@@ -14,7 +16,8 @@ use redis::Script;
 /// The start of every script that publishes (`may_publish.lua`): on Redis 7, which can check a
 /// user's permissions from a script, a user who may not publish on the feed's channel gets an
 /// error before anything is written, not a write that happened and then failed to announce
-/// itself (a script is not rolled back). Its argument is the wire channel.
+/// itself (a script is not rolled back). Its argument is the feed argument: the wire channel,
+/// with the journal's stream and size for a journaled type (`journal::feed_spec`).
 macro_rules! publishing {
     ($($part:literal),+ $(,)?) => {
         concat!(include_str!("scripts/may_publish.lua"), $(include_str!($part)),+)
@@ -124,3 +127,12 @@ pub(super) static FENCED_RECORD: LazyLock<Script> = LazyLock::new(|| {
         "scripts/fenced_write.lua"
     ))
 });
+
+/// The entries of a journal after a cursor, with the last entry trimmed and the last appended:
+/// KEYS the stream; ARGV the cursor, a count, `start` or not (see `journal_read.lua`).
+pub(super) static JOURNAL_READ: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("scripts/journal_read.lua")));
+
+/// Journals a key's expiry once: KEYS the key, the stream, the key's marker; ARGV the size.
+pub(super) static JOURNAL_EXPIRED: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("scripts/journal_expired.lua")));

@@ -9,6 +9,7 @@ use redis::{RedisError, ScriptInvocation};
 use super::cache::Tracker;
 use super::conn::{backend_error, broke_connection, worth_one_retry};
 use super::feed::{set_message, wire_channel};
+use super::journal;
 use super::scripts::{PUT_IF_VERSION, PUT_NOTIFY, REMOVE_NOTIFY};
 use super::{RedisBackend, is_digest, millis};
 use crate::backend::{Expiry, Notify, PutMode};
@@ -301,10 +302,17 @@ impl RedisBackend {
             return Ok(());
         };
         let wire = notify.map(|channel| wire_channel(channel, self.db));
+        let (wire, journal) = match wire.as_deref().map(journal::split_feed) {
+            Some((channel, journal)) => (Some(channel), journal),
+            None => (None, None),
+        };
         let mut pipe = redis::pipe();
         pipe.atomic();
         for (key, value) in items {
             let message = wire.as_ref().map(|_| set_message(&key, &value));
+            if let Some(journal) = &journal {
+                journal.append(&mut pipe, "set", &key, Some(&value));
+            }
             let set = pipe.cmd("SET").arg(&key).arg(value);
             match expiry {
                 Expiry::After(ttl) | Expiry::AtLeast(ttl) => set.arg("PX").arg(millis(ttl)),
@@ -312,8 +320,8 @@ impl RedisBackend {
                 Expiry::Never => set,
             }
             .ignore();
-            if let (Some(wire), Some(message)) = (&wire, message) {
-                pipe.cmd("PUBLISH").arg(&**wire).arg(message).ignore();
+            if let (Some(wire), Some(message)) = (wire, message) {
+                pipe.cmd("PUBLISH").arg(wire).arg(message).ignore();
             }
         }
         let mut conn = self.conn_for(&first);

@@ -108,6 +108,7 @@ impl RedisBackend {
         let source = ClusterSource::new(conn.clone(), template);
         let feed = RedisFeed::new(Arc::new(source), 0, target.clone(), &options);
         Ok(RedisBackend {
+            journaling: Arc::default(),
             durable: Arc::new(durable::Durable::new(options.durability, lane)),
             conn: main,
             target,

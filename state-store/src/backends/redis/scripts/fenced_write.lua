@@ -21,7 +21,7 @@ if ARGV[2] == 'remove' then
     if redis.call('DEL', key) == 0 then return 0 end
     fence_accepted()
     if channel ~= '' then
-        redis.call('PUBLISH', channel, '{"op":"removed","key":' .. cjson.encode(key) .. '}')
+        announce(channel, 'removed', key)
     end
     return 1
 end
@@ -34,7 +34,6 @@ else
 end
 fence_accepted()
 if channel ~= '' then
-    redis.call('PUBLISH', channel,
-        '{"op":"set","key":' .. cjson.encode(key) .. '}\n' .. ARGV[4])
+    announce(channel, 'set', key, ARGV[4])
 end
 return 1

@@ -13,7 +13,6 @@ end
 if ARGV[3] ~= '' then
     -- The stored text, not the Lua number, which would lose digits past 2^53.
     local stored = redis.call('GET', KEYS[1])
-    redis.call('PUBLISH', ARGV[3],
-        '{"op":"set","key":' .. cjson.encode(KEYS[1]) .. '}\n' .. stored)
+    announce(ARGV[3], 'set', KEYS[1], stored)
 end
 return n

@@ -12,7 +12,6 @@ local token = redis.call('INCR', KEYS[3])
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 redis.call('SET', KEYS[2], token .. ':' .. redis.sha1hex(ARGV[1]), 'PX', ARGV[2])
 if channel ~= '' then
-    redis.call('PUBLISH', channel,
-        '{"op":"set","key":' .. cjson.encode(KEYS[1]) .. '}\n' .. ARGV[1])
+    announce(channel, 'set', KEYS[1], ARGV[1])
 end
 return token

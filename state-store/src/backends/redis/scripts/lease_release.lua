@@ -7,6 +7,6 @@ end
 if not is_current(KEYS[1], KEYS[2], ARGV[1]) then return 0 end
 redis.call('DEL', KEYS[1], KEYS[2])
 if channel ~= '' then
-    redis.call('PUBLISH', channel, '{"op":"removed","key":' .. cjson.encode(KEYS[1]) .. '}')
+    announce(channel, 'removed', KEYS[1])
 end
 return 1

@@ -14,6 +14,5 @@ elseif ARGV[4] == 'never' then
 else
     redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[4])
 end
-redis.call('PUBLISH', ARGV[1],
-    '{"op":"set","key":' .. cjson.encode(KEYS[1]) .. '}\n' .. ARGV[2])
+announce(ARGV[1], 'set', KEYS[1], ARGV[2])
 return 1

@@ -6,6 +6,6 @@ local current = redis.call('GET', KEYS[1])
 if not current or redis.sha1hex(current) ~= ARGV[1] then return 0 end
 redis.call('DEL', KEYS[1])
 if ARGV[2] ~= '' then
-    redis.call('PUBLISH', ARGV[2], '{"op":"removed","key":' .. cjson.encode(KEYS[1]) .. '}')
+    announce(ARGV[2], 'removed', KEYS[1])
 end
 return 1

@@ -4,7 +4,7 @@ local removed = 0
 for _, key in ipairs(KEYS) do
     if redis.call('DEL', key) == 1 then
         removed = removed + 1
-        redis.call('PUBLISH', ARGV[1], '{"op":"removed","key":' .. cjson.encode(key) .. '}')
+        announce(ARGV[1], 'removed', key)
     end
 end
 return removed

@@ -107,6 +107,7 @@ impl RedisBackend {
             })
         });
         Ok(RedisBackend {
+            journaling: Arc::default(),
             durable: Arc::new(durable::Durable::new(options.durability, lane)),
             conn,
             target,
