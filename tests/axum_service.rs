@@ -6,7 +6,7 @@
 #[cfg(feature = "redis")]
 mod support;
 
-// The example itself, so that what is tested is what the README tells people to run.
+// The example itself, so that what is tested is what the guide tells people to run.
 #[allow(dead_code)] // its `main`
 #[path = "../examples/axum_service.rs"]
 mod service;

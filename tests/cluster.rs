@@ -322,11 +322,11 @@ async fn a_killed_primary_is_replaced_and_the_same_store_recovers() {
     assert!(cluster.primaries().iter().all(|p| p.port != victim));
 }
 
-/// The service user of the README's line, created on every node.
+/// The service user of the guide's ACL line (production_redis), created on every node.
 const ACL_LINE: &str = "ACL SETUSER user-service on >secret resetchannels ~user-service:* \
                         &user-service:* &__keyevent@0__:expired +@all -@dangerous";
 
-/// The README's ACL line holds on a Cluster too: the service user runs every kind of operation of
+/// The guide's ACL line holds on a Cluster too: the service user runs every kind of operation of
 /// its namespace, `watch` and `ids` included (`CLUSTER NODES`, the feed's barrier), and is refused
 /// another namespace's, with nothing written. Its password shows nowhere.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

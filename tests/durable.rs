@@ -361,7 +361,7 @@ async fn persisted_writes_reach_the_append_only_files() {
     // With a replica that keeps an append-only file too. It syncs its file on every write:
     // under `appendfsync everysec` (the default) a replica reports a write in its file only
     // after its next once-a-second fsync, so `WAITAOF` with a replica takes up to about a second
-    // there, and a timeout of one second would sometimes fall short (see the README).
+    // there, and a timeout of one second would sometimes fall short (`_guide::durability`).
     let replica = replica_of(
         &primary,
         &["--appendonly", "yes", "--appendfsync", "always"],

@@ -18,7 +18,7 @@ async fn fresh() -> (NatsServer, NatsBackend) {
     (server, backend)
 }
 
-/// What JetStream KV on NATS 2.9 does differently from Redis (see the README's table).
+/// What JetStream KV on NATS 2.9 does differently from Redis (the table of `_guide::nats`).
 fn capabilities() -> Capabilities {
     let mut caps = Capabilities::FULL;
     // One `max_age` per bucket, counted from each write.

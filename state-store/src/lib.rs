@@ -49,6 +49,9 @@
 //!   limit.
 //! - [`Error`]: one error type; decode errors carry the key and serde's message.
 //!
+//! The [guide](_guide) has a chapter per topic: declaring state, patterns, watching, leases,
+//! changing types, production Redis, durability, NATS, writing a backend, and more.
+//!
 //! # Features
 //! - `redis` (default): `RedisBackend`, through the `redis` crate. Without it
 //!   (`default-features = false`) the typed API and the memory backend build alone.
@@ -78,6 +81,9 @@
 // conformance suite's) use the derive too.
 extern crate self as state_store;
 
+// Docs only: compiled for rustdoc and its doctests, never into a user's build.
+#[cfg(any(doc, doctest))]
+pub mod _guide;
 mod any;
 pub mod backend;
 mod backends;

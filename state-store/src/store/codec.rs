@@ -54,9 +54,9 @@ pub(super) fn encode<S: StateKey>(key: &str, value: &S) -> Result<Vec<u8>> {
 
 /// A value is encoded into a buffer kept per thread and copied out at its exact size.
 /// `serde_json::to_vec` starts at 128 bytes and grows by `realloc`, and under concurrent writes
-/// those reallocations contend in glibc's allocator under many concurrent writers (the README's
-/// figures section has the measurement). The exact-size copy is also what the memory backend
-/// keeps, without spare capacity. A buffer grown past this many bytes is let go rather than
+/// those reallocations contend in glibc's allocator under many concurrent writers (BENCHMARKS.md,
+/// "Design choices measured once", has the measurement). The exact-size copy is also what the
+/// memory backend keeps, without spare capacity. A buffer grown past this many bytes is let go rather than
 /// kept.
 const SCRATCH_KEPT: usize = 64 * 1024;
 

@@ -25,8 +25,8 @@
 //! reconnections, and a Sentinel failover followed to a new primary.
 //!
 //! Without a subscriber that wants them, the field values are not computed, and a call costs a
-//! little more (measured with callgrind; the figure is in the README's "Tracing"), which
-//! is why the feature is off by default.
+//! little more (measured with callgrind; the figure is in the guide's `observability` chapter),
+//! which is why the feature is off by default.
 
 use crate::Result;
 use crate::rate_limit::Decision;

@@ -90,8 +90,8 @@ mod options;
 /// Expiry is the bucket's `max_age` (NATS before 2.11 has no per-key expiry), so a type's `ttl`
 /// is its bucket's `max_age`: `set_with_ttl` with another duration is [`Error::Unsupported`]
 /// and writes nothing, and a write that keeps the expiry (`update`, `incr`) restarts the whole
-/// `ttl`, since `max_age` counts from each write. The README's "NATS JetStream KV" section has
-/// the full table of differences from Redis.
+/// `ttl`, since `max_age` counts from each write. The guide's [nats](crate::_guide::nats) chapter
+/// has the full table of differences from Redis.
 ///
 /// The bucket of a `#[state(durable)]` type has [`NatsOptions::durable_replicas`] replicas (3 on
 /// a cluster by default) and is read from its stream's leader; see the module docs.

@@ -203,7 +203,7 @@ impl RedisBackend {
         let (operation, condition) = match &mode {
             // Unconditional: `SET` and `PUBLISH` in a `MULTI`, which needs no script, and which
             // Redis refuses as a whole when the user may not publish (on 6.2 too). Measured side
-            // by side with the script, it was as fast or faster (the README's figures section).
+            // by side with the script, it was as fast or faster (BENCHMARKS.md).
             PutMode::Overwrite => {
                 let items = vec![(key.to_owned(), value)];
                 self.set_in_multi("set", items, expiry, Some(channel))
