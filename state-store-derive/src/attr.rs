@@ -344,7 +344,7 @@ mod tests {
                 "ttl must be greater than zero; leave out `ttl` for keys that never expire",
                 "duplicate key `ttl` in `#[state(...)]`",
                 TTL,
-                "unknown key `size` in `#[state(...)]`; expected `prefix`, `id`, `ttl`, `counter`, `notify`, `cache`, `lease`, `durable` or `previous`",
+                "unknown key `size` in `#[state(...)]`; expected `prefix`, `id`, `ttl`, `counter`, `notify`, `cache`, `lease`, `durable`, `history` or `previous`",
                 "`counter` takes no value: write `counter` alone",
                 "duplicate key `id` in `#[state(...)]`",
                 ID,

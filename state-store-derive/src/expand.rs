@@ -107,8 +107,10 @@ fn impls(input: &Input, id: &Type, prefix: &str, ttl: Option<u64>) -> TokenStrea
         .durable
         .as_ref()
         .map(|durable| quote_spanned!(durable.span()=> const DURABLE: bool = true;));
-    let (history_const, journaled) = match &input.attrs.history {
-        Some((keep, literal)) => (
+    // Without `notify` (an error already), no journal either: a `Journaled` impl would only add
+    // a follow-on error about the missing feed.
+    let (history_const, journaled) = match (&input.attrs.history, &input.attrs.notify) {
+        (Some((keep, literal)), Some(_)) => (
             quote_spanned!(literal.span()=>
                 const HISTORY: ::state_store::__private::Option<u64> =
                     ::state_store::__private::Some(#keep);
@@ -119,7 +121,7 @@ fn impls(input: &Input, id: &Type, prefix: &str, ttl: Option<u64>) -> TokenStrea
                 impl ::state_store::__private::Journaled for #ident {}
             }),
         ),
-        None => (TokenStream::new(), None),
+        _ => (TokenStream::new(), None),
     };
     let previous = input.attrs.previous.as_ref().map(previous);
     quote! {
