@@ -44,6 +44,9 @@
 //!   each one atomic step, where a `get` then a `set` would lose updates.
 //! - [`web_services`]: sessions, rate limits and jobs in an HTTP service; the tower layer.
 //! - [`watching`]: change feeds (`#[state(notify)]`, `watch`, `follow`).
+//! - [`changes_not_lost`]: journals (`history = N`) that a reader resumes from a cursor, and
+//!   worker groups that share every change (`journal`, `consume`); `watch`, `journal` and
+//!   `consume` side by side.
 //! - [`leases`]: one worker holds a piece of work; fencing tokens stop a late write.
 //! - [`changing_types`]: adding and renaming fields, `previous` types and `migrate`.
 //!
@@ -65,6 +68,7 @@
 // A chapter is a file of `//!` docs only, compiled for rustdoc and its doctests and never into a
 // user's build. A new chapter: a file here, a `pub mod` line below, a line in the list above.
 
+pub mod changes_not_lost;
 pub mod changing_types;
 pub mod coming_from_redis;
 pub mod declaring_state;

@@ -579,10 +579,10 @@ impl Worker {
         // What this consumer was given before and did not acknowledge.
         if let Some(from) = self.own.take() {
             let entries = self.read_group(&from, None).await?;
-            if entries.len() >= batch {
-                if let Some(Ok((last, _))) = entries.last().map(|v| entry(&self.stream, v)) {
-                    self.own = Some(last.to_string());
-                }
+            if entries.len() >= batch
+                && let Some(Ok((last, _))) = entries.last().map(|v| entry(&self.stream, v))
+            {
+                self.own = Some(last.to_string());
             }
             return self.deliver(entries, None).await;
         }
