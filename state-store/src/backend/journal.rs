@@ -220,8 +220,8 @@ impl Default for ConsumeOptions {
 /// Both methods return a stream that owns what it needs. A reader's stream yields
 /// [`Error::Trimmed`](crate::Error::Trimmed) once when the journal was trimmed past the last
 /// entry it delivered, then continues with the oldest entry kept; it ends only when the engine
-/// is gone, and yields [`Error::Interrupted`](crate::Error::Interrupted) while it cannot reach
-/// the engine (then resumes where it was).
+/// is gone, and yields the engine's error while it cannot reach it (then resumes where it
+/// was).
 pub trait Journals: Send + Sync {
     /// The journal of `channel` from `from`: first what it holds, then each entry as it is
     /// appended, none missed or repeated in between. With [`Position::After`] a cursor older

@@ -61,10 +61,11 @@ where
 /// as it is journaled, with nothing missed or repeated in between.
 ///
 /// Items that are errors do not end the stream: [`Error::Trimmed`] once when the reader fell
-/// behind the trimming (it then goes on with the oldest entry kept), [`Error::Interrupted`]
-/// while the engine cannot be reached (it then resumes after the last entry delivered),
-/// [`Error::Decode`] for a value that does not decode as `S` (the entry's cursor is passed).
-/// It ends only when the engine is gone.
+/// behind the trimming (it then goes on with the oldest entry kept); the engine's error (such
+/// as [`Error::Backend`]) while it cannot be reached for more than a moment (a broken
+/// connection is retried quietly three times first), after which it resumes right after the
+/// last entry delivered, losing and repeating nothing; [`Error::Decode`] for a value that does
+/// not decode as `S` (the entry's cursor is passed). It ends only when the engine is gone.
 #[must_use = "streams do nothing unless polled"]
 pub struct Journal<S> {
     records: BoxStream<'static, Result<JournalRecord>>,
@@ -149,8 +150,8 @@ where
 }
 
 /// The stream of [`Store::consume`](crate::Store::consume): `Send + 'static`, items
-/// `Result<Delivery<S>>`. Errors do not end it: [`Error::Interrupted`] while the engine cannot
-/// be reached, [`Error::Decode`] for a value that does not decode as `S` (that entry stays
+/// `Result<Delivery<S>>`. Errors do not end it: the engine's error (such as
+/// [`Error::Backend`]) while it cannot be reached for more than a moment, [`Error::Decode`] for a value that does not decode as `S` (that entry stays
 /// pending, and comes back after `claim_after`: fix or remove the value, it is not dropped).
 #[must_use = "streams do nothing unless polled"]
 pub struct Consumer<S> {

@@ -30,7 +30,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -39,7 +39,7 @@ use tokio::task::JoinHandle;
 
 use super::RedisBackend;
 use super::conn::{RedisConnection, backend_error};
-use super::feed::{RETRY_MAX, RETRY_MIN};
+use super::feed::{RETRY_MAX, RETRY_MIN, RedisFeed};
 use super::scripts::{JOURNAL_EXPIRED, JOURNAL_READ};
 use crate::backend::{
     Ack, BoxFuture, BoxStream, ConsumeOptions, Cursor, Event, JournalRecord, Journals, Position,
@@ -161,7 +161,12 @@ impl RedisBackend {
             return;
         }
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            *listener = Some(runtime.spawn(listen_for_expiries(self.clone())));
+            let task = listen_for_expiries(
+                Arc::downgrade(journaling),
+                self.feed.clone(),
+                self.conn.clone(),
+            );
+            *listener = Some(runtime.spawn(task));
         }
     }
 
@@ -181,14 +186,19 @@ impl Drop for Journaling {
     }
 }
 
-/// Listens to the server's expired-key events while the backend lives, and journals those of
-/// keys under a journaled channel.
-async fn listen_for_expiries(backend: RedisBackend) {
+/// Listens to the server's expired-key events while the backend lives (its `journaling`
+/// alive: the task holds it weakly, and its `Drop` stops the task), and journals those of keys
+/// under a journaled channel, with `conn`.
+async fn listen_for_expiries(
+    journaling: Weak<Journaling>, feed: Arc<RedisFeed>, conn: RedisConnection,
+) {
     let mut retry = RETRY_MIN;
     loop {
-        backend.journaling.gaps.fetch_add(1, Ordering::Relaxed);
-        let connected = backend.feed.pubsub().await;
-        let mut pubsub = match connected {
+        match journaling.upgrade() {
+            Some(journaling) => journaling.gaps.fetch_add(1, Ordering::Relaxed),
+            None => return,
+        };
+        let mut pubsub = match feed.pubsub().await {
             Ok(pubsub) => pubsub,
             Err(_reason) => {
                 crate::backend::kit::warn_event!(
@@ -200,7 +210,7 @@ async fn listen_for_expiries(backend: RedisBackend) {
                 continue;
             }
         };
-        let channel = backend.feed.expired_channel();
+        let channel = feed.expired_channel();
         if pubsub.subscribe(&*channel).await.is_err() {
             tokio::time::sleep(retry).await;
             retry = (retry * 2).min(RETRY_MAX);
@@ -212,19 +222,21 @@ async fn listen_for_expiries(backend: RedisBackend) {
             let Ok(key) = std::str::from_utf8(message.get_payload_bytes()) else {
                 continue;
             };
+            let Some(journaling) = journaling.upgrade() else {
+                return;
+            };
             let journal = {
-                let channels = backend
-                    .journaling
+                let channels = journaling
                     .channels
                     .lock()
                     .unwrap_or_else(|e| e.into_inner());
                 channels.iter().find_map(|(channel, keep)| {
                     let under = key.strip_prefix(channel.as_str())?.starts_with(':');
-                    (under && *keep > 0).then(|| (stream_key(channel), *keep))
+                    under.then(|| (stream_key(channel), *keep))
                 })
             };
             if let Some((stream, keep)) = journal {
-                let backend = backend.clone();
+                let mut conn = conn.clone();
                 let key = key.to_owned();
                 // Not awaited here: the listener keeps reading while the script runs.
                 tokio::spawn(async move {
@@ -233,8 +245,7 @@ async fn listen_for_expiries(backend: RedisBackend) {
                         .key(&stream)
                         .key(marker_key(&stream, &key))
                         .arg(keep);
-                    let result: Result<i64> =
-                        backend.run("journal_expired", &key, &invocation).await;
+                    let result: redis::RedisResult<i64> = invocation.invoke_async(&mut conn).await;
                     if let Err(_e) = result {
                         crate::backend::kit::warn_event!(
                             key = %key, error = %_e,
