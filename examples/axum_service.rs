@@ -20,6 +20,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{ConnectInfo, Path, State};
@@ -88,6 +89,7 @@ pub fn app(store: Store<AnyBackend>) -> Router {
         .route("/cart/items", post(add_to_cart))
         .route("/jobs", post(create_job))
         .route("/jobs/{id}", get(job_status))
+        .layer(axum::middleware::map_response(log_store_errors))
         .layer(limit)
         .with_state(store)
 }
@@ -128,7 +130,7 @@ struct Login {
 /// Starts a fresh session with an empty cart.
 async fn login(
     State(store): State<Store<AnyBackend>>, Json(login): Json<Login>,
-) -> Result<Json<Session>, AppError> {
+) -> Result<Json<Session>, state_store::Error> {
     let session = Session {
         user: login.user,
         cart: Vec::new(),
@@ -140,10 +142,12 @@ async fn login(
 /// The caller's cart; reading it gives the session another 30 minutes.
 async fn cart(
     State(store): State<Store<AnyBackend>>, headers: HeaderMap,
-) -> Result<Json<Session>, AppError> {
-    let user = user(&headers)?;
+) -> Result<Response, state_store::Error> {
+    let Some(user) = user(&headers) else {
+        return Ok(no_session());
+    };
     let session = store.get_and_touch::<Session>(user).await?;
-    session.map(Json).ok_or(AppError::NoSession)
+    Ok(session.map_or_else(no_session, |session| Json(session).into_response()))
 }
 
 #[derive(Deserialize)]
@@ -155,8 +159,10 @@ struct AddItem {
 /// both land (a `get` then `set` would lose one).
 async fn add_to_cart(
     State(store): State<Store<AnyBackend>>, headers: HeaderMap, Json(add): Json<AddItem>,
-) -> Result<Json<Session>, AppError> {
-    let user = user(&headers)?;
+) -> Result<Response, state_store::Error> {
+    let Some(user) = user(&headers) else {
+        return Ok(no_session());
+    };
     let session = store
         .update::<Session>(user, |session| {
             // `None` (no session) leaves it absent; the closure may run again on a lost race.
@@ -166,14 +172,14 @@ async fn add_to_cart(
             })
         })
         .await?;
-    session.map(Json).ok_or(AppError::NoSession)
+    Ok(session.map_or_else(no_session, |session| Json(session).into_response()))
 }
 
 /// Who the caller is. A real service takes this from a verified token or cookie; the example
 /// trusts an `x-user` header to stay short.
-fn user(headers: &HeaderMap) -> Result<String, AppError> {
+fn user(headers: &HeaderMap) -> Option<String> {
     let user = headers.get("x-user").and_then(|user| user.to_str().ok());
-    user.map(str::to_string).ok_or(AppError::NoSession)
+    user.map(str::to_string)
 }
 
 // ---- jobs ---------------------------------------------------------------------------------------
@@ -187,7 +193,7 @@ struct NewJob {
 /// the id is taken (`set_if_absent`: submitting twice never resets a job that started).
 async fn create_job(
     State(store): State<Store<AnyBackend>>, Json(new): Json<NewJob>,
-) -> Result<Response, AppError> {
+) -> Result<Response, state_store::Error> {
     let job = Job {
         id: new.id,
         status: Status::Queued,
@@ -228,43 +234,36 @@ async fn work(store: Store<AnyBackend>, id: String) {
 
 async fn job_status(
     State(store): State<Store<AnyBackend>>, Path(id): Path<String>,
-) -> Result<Json<Job>, AppError> {
+) -> Result<Response, state_store::Error> {
     let job = store.get::<Job>(&id).await?;
-    job.map(Json).ok_or(AppError::NoJob)
+    Ok(job.map_or_else(no_job, |job| Json(job).into_response()))
 }
 
 // ---- errors -------------------------------------------------------------------------------------
 
-enum AppError {
-    NoSession,
-    NoJob,
-    Store(state_store::Error),
+// A handler returns `state_store::Error` as it is (feature `axum` of state-store): 409 for a lost
+// race, 503 with `Retry-After` when the store is unreachable, 500 otherwise, with a body that
+// shows no key and no password. The service's own refusals are plain responses.
+
+fn no_session() -> Response {
+    refusal(StatusCode::UNAUTHORIZED, "no session: POST /login first")
 }
 
-impl From<state_store::Error> for AppError {
-    fn from(error: state_store::Error) -> Self {
-        AppError::Store(error)
-    }
+fn no_job() -> Response {
+    refusal(StatusCode::NOT_FOUND, "no such job")
 }
 
-impl IntoResponse for AppError {
-    fn into_response(self) -> Response {
-        let (status, message) = match self {
-            AppError::NoSession => (
-                StatusCode::UNAUTHORIZED,
-                "no session: POST /login first".to_string(),
-            ),
-            AppError::NoJob => (StatusCode::NOT_FOUND, "no such job".to_string()),
-            AppError::Store(error) => {
-                eprintln!("store error: {error}");
-                (
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal error".to_string(),
-                )
-            }
-        };
-        (status, Json(serde_json::json!({ "error": message }))).into_response()
+fn refusal(status: StatusCode, message: &str) -> Response {
+    (status, Json(serde_json::json!({ "error": message }))).into_response()
+}
+
+/// Logs the store error a response was made from (it rides in the response's extensions), so
+/// that the details the client does not see reach the log.
+async fn log_store_errors(response: Response) -> Response {
+    if let Some(error) = response.extensions().get::<Arc<state_store::Error>>() {
+        eprintln!("store error: {error}");
     }
+    response
 }
 
 #[tokio::main]

@@ -1,7 +1,7 @@
 //! `examples/axum_service.rs` served on a free loopback port and driven over real HTTP
 //! (reqwest): every endpoint, the rate limit's headers and its 429, and a job reaching `done`;
 //! on the memory backend and on a real redis-server.
-#![cfg(feature = "tower")]
+#![cfg(all(feature = "tower", feature = "axum"))]
 
 #[cfg(feature = "redis")]
 mod support;
@@ -16,7 +16,8 @@ use std::time::Duration;
 
 use reqwest::{RequestBuilder, StatusCode};
 use serde_json::{Value, json};
-use state_store::{AnyBackend, Store};
+use state_store::backend::PutOptions;
+use state_store::{AnyBackend, Backend, Store};
 use tokio::net::TcpListener;
 
 /// The example's burst: requests a client may make at once.
@@ -235,14 +236,29 @@ async fn rate_limit(app: &Running) {
     assert!(refused.headers().contains_key("retry-after"));
 }
 
+/// A store error is state-store's own response (feature `axum`): a value that does not decode
+/// is a 500 whose body names neither the key nor the id.
+async fn store_errors(app: &Running, backend: &AnyBackend) {
+    let key = "axum-example:job:tenant-b-secret";
+    let put = backend.put(key, b"not json".to_vec(), PutOptions::new());
+    assert!(put.await.unwrap());
+    let response = app.get("/jobs/tenant-b-secret").send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(response.headers()["content-type"], "application/json");
+    let body = response.text().await.unwrap();
+    assert_eq!(body, r#"{"error":"a stored value cannot be decoded"}"#);
+}
+
 // ---- the backends -------------------------------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_backend() {
-    let app = start(service::store(AnyBackend::memory())).await;
+    let backend = AnyBackend::memory();
+    let app = start(service::store(backend.clone())).await;
     sessions(&app).await;
     jobs(&app).await;
     rate_limit(&app).await;
+    store_errors(&app, &backend).await;
     app.stop().await;
 }
 
@@ -251,10 +267,11 @@ async fn memory_backend() {
 async fn redis_backend() {
     let server = support::RedisServer::start();
     let backend = AnyBackend::connect(&server.url()).await.unwrap();
-    let app = start(service::store(backend)).await;
+    let app = start(service::store(backend.clone())).await;
     sessions(&app).await;
     jobs(&app).await;
     rate_limit(&app).await;
+    store_errors(&app, &backend).await;
     app.stop().await;
 
     // The state is in Redis, under the example's namespace, with the types' expiries.
