@@ -11,6 +11,7 @@
 //!     curl -i localhost:3000/cart -H 'x-user: alice'
 //!     curl -i localhost:3000/jobs -H "$json" -d '{"id":"report-1"}'
 //!     curl -i localhost:3000/jobs/report-1
+//!     curl -N localhost:3000/jobs/report-1/events   # server-sent events until it is done
 //!
 //! Every response carries `RateLimit-Limit`, `RateLimit-Remaining` and `RateLimit-Reset`; the
 //! eleventh request in a burst is `429 Too Many Requests` with `Retry-After`. On Redis, every
@@ -26,12 +27,14 @@ use std::time::Duration;
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use state_store::{
-    AnyBackend, Backend, Policy, Quota, RateLimit, RateLimitLayer, StateKey, Store, UpdateOptions,
+    AnyBackend, Backend, Policy, Quota, RateLimit, RateLimitLayer, StateKey, Store, StreamExt,
+    UpdateOptions,
 };
 use tokio::net::TcpListener;
 
@@ -43,9 +46,9 @@ pub struct Session {
     pub cart: Vec<String>,
 }
 
-/// A job's status, kept for a day.
+/// A job's status, kept for a day; its changes are announced (`notify`), for `follow`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, StateKey)]
-#[state(prefix = "job", id = String, ttl = "1d")]
+#[state(prefix = "job", id = String, ttl = "1d", notify)]
 pub struct Job {
     pub id: String,
     pub status: Status,
@@ -89,6 +92,7 @@ pub fn app(store: Store<AnyBackend>) -> Router {
         .route("/cart/items", post(add_to_cart))
         .route("/jobs", post(create_job))
         .route("/jobs/{id}", get(job_status))
+        .route("/jobs/{id}/events", get(job_events))
         .layer(axum::middleware::map_response(log_store_errors))
         .layer(limit)
         .with_state(store)
@@ -237,6 +241,45 @@ async fn job_status(
 ) -> Result<Response, state_store::Error> {
     let job = store.get::<Job>(&id).await?;
     Ok(job.map_or_else(no_job, |job| Json(job).into_response()))
+}
+
+/// The job as server-sent events: an `event: job` with the job now, then one with each new
+/// status, until it is done (`event: gone` if it is removed or expires first). `follow`
+/// subscribes before it reads, so no step between the two is lost.
+async fn job_events(
+    State(store): State<Store<AnyBackend>>, Path(id): Path<String>,
+) -> Result<Response, state_store::Error> {
+    let mut follow = store.follow::<Job>(&id).await?;
+    // The first item is the job as it is: none, no stream.
+    let job = match follow.next().await {
+        Some(Ok(Some(job))) => job,
+        Some(Err(error)) => return Err(error),
+        Some(Ok(None)) | None => return Ok(no_job()),
+    };
+    let first = futures_util::stream::once(std::future::ready(Ok(Some(job))));
+    let values = first.chain(follow);
+    let events = futures_util::stream::unfold(Some(values), |values| async move {
+        let mut values = values?;
+        let (event, last) = match values.next().await? {
+            Ok(Some(job)) => {
+                let done = job.status == Status::Done;
+                (Event::default().event("job").json_data(&job), done)
+            }
+            Ok(None) => (Ok(Event::default().event("gone").data("no such job")), true),
+            // A value that does not decode, a failed read: the stream goes on with the next.
+            Err(error) => {
+                eprintln!("store error: {error}");
+                (
+                    Ok(Event::default().event("error").data("cannot read the job")),
+                    false,
+                )
+            }
+        };
+        Some((event, (!last).then_some(values)))
+    });
+    Ok(Sse::new(events)
+        .keep_alive(KeepAlive::default())
+        .into_response())
 }
 
 // ---- errors -------------------------------------------------------------------------------------
