@@ -171,7 +171,7 @@ impl AnyBackend {
     ///     .connect_timeout(Duration::from_secs(5))
     ///     .response_timeout(Duration::from_secs(5));
     /// let backend = AnyBackend::from_env_with("REDIS_URL", options).await?;
-    /// # assert_eq!(backend.name(), "MemoryBackend");
+    /// # assert_eq!(backend.inner().name(), "MemoryBackend");
     /// # Ok(())
     /// # }
     /// ```
