@@ -27,6 +27,7 @@ fn status_and_phrase(error: &Error) -> (StatusCode, &'static str) {
             "the state changed concurrently; try again",
         ),
         Error::LeaseLost { .. } => (StatusCode::CONFLICT, "the lease is held elsewhere"),
+        Error::Trimmed { .. } => (StatusCode::GONE, "the changes after this cursor are gone"),
         Error::NotDurable { .. } => (unavailable, "the write was not replicated in time"),
         Error::Lagged { .. } | Error::Interrupted { .. } => {
             (unavailable, "the change feed was interrupted")
@@ -52,6 +53,7 @@ fn status_and_phrase(error: &Error) -> (StatusCode, &'static str) {
 /// |---|---|---|
 /// | [`Conflict`](Error::Conflict) | 409 Conflict | `the state changed concurrently; try again` |
 /// | [`LeaseLost`](Error::LeaseLost) | 409 Conflict | `the lease is held elsewhere` |
+/// | [`Trimmed`](Error::Trimmed) | 410 Gone | `the changes after this cursor are gone` |
 /// | [`Connect`](Error::Connect), [`Backend`](Error::Backend) | 503 Service Unavailable, `Retry-After: 1` | `the state store is unavailable` |
 /// | [`NotDurable`](Error::NotDurable) | 503, `Retry-After: 1` (writing again is safe) | `the write was not replicated in time` |
 /// | [`Lagged`](Error::Lagged), [`Interrupted`](Error::Interrupted) | 503, `Retry-After: 1` | `the change feed was interrupted` |
@@ -67,7 +69,8 @@ fn status_and_phrase(error: &Error) -> (StatusCode, &'static str) {
 /// 503 is what a client may retry as it is (a server that could not be reached, or did not
 /// answer in time; a [`Backend`](Error::Backend) error the server answered, such as an ACL
 /// refusal, is a 503 too, since the variant does not tell them apart); 409 is a race the client
-/// lost; 500 is a fault of the service or its data, which trying again does not mend.
+/// lost; 410 is a journal cursor too old to resume from (read the state, then resume where the
+/// error says); 500 is a fault of the service or its data, which trying again does not mend.
 ///
 /// The body is a fixed phrase per variant: never the key (which holds the id, perhaps another
 /// tenant's), never the driver's message (which may quote a URL with its password). The error
@@ -163,6 +166,13 @@ mod tests {
                 503,
             ),
             (Error::Lagged { missed: 4 }, 503),
+            (
+                Error::Trimmed {
+                    cursor: crate::Cursor::new(0, 3),
+                    resume: crate::Cursor::new(0, 9),
+                },
+                410,
+            ),
             (Error::Interrupted { channel: key() }, 503),
             (
                 Error::Disabled {
@@ -239,7 +249,7 @@ mod tests {
         // Every variant is here (the list of names is the one `Debug` uses).
         let mut variants: Vec<_> = cases.iter().map(|(e, _)| e.variant()).collect();
         variants.dedup();
-        assert_eq!(variants.len(), 15, "{variants:?}");
+        assert_eq!(variants.len(), 16, "{variants:?}");
         for (error, status) in cases {
             let variant = error.variant();
             let response = error.into_response();
