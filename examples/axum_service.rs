@@ -11,6 +11,7 @@
 //!     curl -i localhost:3000/cart -H 'x-user: alice'
 //!     curl -i localhost:3000/jobs -H "$json" -d '{"id":"report-1"}'
 //!     curl -i localhost:3000/jobs/report-1
+//!     curl -N localhost:3000/jobs/report-1/events   # server-sent events until it is done
 //!
 //! Every response carries `RateLimit-Limit`, `RateLimit-Remaining` and `RateLimit-Reset`; the
 //! eleventh request in a burst is `429 Too Many Requests` with `Retry-After`. On Redis, every
@@ -20,17 +21,20 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use state_store::{
-    AnyBackend, Backend, Policy, Quota, RateLimit, RateLimitLayer, StateKey, Store, UpdateOptions,
+    AnyBackend, Backend, Policy, Quota, RateLimit, RateLimitLayer, StateKey, Store, StreamExt,
+    UpdateOptions,
 };
 use tokio::net::TcpListener;
 
@@ -42,9 +46,9 @@ pub struct Session {
     pub cart: Vec<String>,
 }
 
-/// A job's status, kept for a day.
+/// A job's status, kept for a day; its changes are announced (`notify`), for `follow`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, StateKey)]
-#[state(prefix = "job", id = String, ttl = "1d")]
+#[state(prefix = "job", id = String, ttl = "1d", notify)]
 pub struct Job {
     pub id: String,
     pub status: Status,
@@ -88,6 +92,8 @@ pub fn app(store: Store<AnyBackend>) -> Router {
         .route("/cart/items", post(add_to_cart))
         .route("/jobs", post(create_job))
         .route("/jobs/{id}", get(job_status))
+        .route("/jobs/{id}/events", get(job_events))
+        .layer(axum::middleware::map_response(log_store_errors))
         .layer(limit)
         .with_state(store)
 }
@@ -128,7 +134,7 @@ struct Login {
 /// Starts a fresh session with an empty cart.
 async fn login(
     State(store): State<Store<AnyBackend>>, Json(login): Json<Login>,
-) -> Result<Json<Session>, AppError> {
+) -> Result<Json<Session>, state_store::Error> {
     let session = Session {
         user: login.user,
         cart: Vec::new(),
@@ -140,10 +146,12 @@ async fn login(
 /// The caller's cart; reading it gives the session another 30 minutes.
 async fn cart(
     State(store): State<Store<AnyBackend>>, headers: HeaderMap,
-) -> Result<Json<Session>, AppError> {
-    let user = user(&headers)?;
+) -> Result<Response, state_store::Error> {
+    let Some(user) = user(&headers) else {
+        return Ok(no_session());
+    };
     let session = store.get_and_touch::<Session>(user).await?;
-    session.map(Json).ok_or(AppError::NoSession)
+    Ok(session.map_or_else(no_session, |session| Json(session).into_response()))
 }
 
 #[derive(Deserialize)]
@@ -155,8 +163,10 @@ struct AddItem {
 /// both land (a `get` then `set` would lose one).
 async fn add_to_cart(
     State(store): State<Store<AnyBackend>>, headers: HeaderMap, Json(add): Json<AddItem>,
-) -> Result<Json<Session>, AppError> {
-    let user = user(&headers)?;
+) -> Result<Response, state_store::Error> {
+    let Some(user) = user(&headers) else {
+        return Ok(no_session());
+    };
     let session = store
         .update::<Session>(user, |session| {
             // `None` (no session) leaves it absent; the closure may run again on a lost race.
@@ -166,14 +176,14 @@ async fn add_to_cart(
             })
         })
         .await?;
-    session.map(Json).ok_or(AppError::NoSession)
+    Ok(session.map_or_else(no_session, |session| Json(session).into_response()))
 }
 
 /// Who the caller is. A real service takes this from a verified token or cookie; the example
 /// trusts an `x-user` header to stay short.
-fn user(headers: &HeaderMap) -> Result<String, AppError> {
+fn user(headers: &HeaderMap) -> Option<String> {
     let user = headers.get("x-user").and_then(|user| user.to_str().ok());
-    user.map(str::to_string).ok_or(AppError::NoSession)
+    user.map(str::to_string)
 }
 
 // ---- jobs ---------------------------------------------------------------------------------------
@@ -187,7 +197,7 @@ struct NewJob {
 /// the id is taken (`set_if_absent`: submitting twice never resets a job that started).
 async fn create_job(
     State(store): State<Store<AnyBackend>>, Json(new): Json<NewJob>,
-) -> Result<Response, AppError> {
+) -> Result<Response, state_store::Error> {
     let job = Job {
         id: new.id,
         status: Status::Queued,
@@ -228,43 +238,75 @@ async fn work(store: Store<AnyBackend>, id: String) {
 
 async fn job_status(
     State(store): State<Store<AnyBackend>>, Path(id): Path<String>,
-) -> Result<Json<Job>, AppError> {
+) -> Result<Response, state_store::Error> {
     let job = store.get::<Job>(&id).await?;
-    job.map(Json).ok_or(AppError::NoJob)
+    Ok(job.map_or_else(no_job, |job| Json(job).into_response()))
+}
+
+/// The job as server-sent events: an `event: job` with the job now, then one with each new
+/// status, until it is done (`event: gone` if it is removed or expires first). `follow`
+/// subscribes before it reads, so no step between the two is lost.
+async fn job_events(
+    State(store): State<Store<AnyBackend>>, Path(id): Path<String>,
+) -> Result<Response, state_store::Error> {
+    let mut follow = store.follow::<Job>(&id).await?;
+    // The first item is the job as it is: none, no stream.
+    let job = match follow.next().await {
+        Some(Ok(Some(job))) => job,
+        Some(Err(error)) => return Err(error),
+        Some(Ok(None)) | None => return Ok(no_job()),
+    };
+    let first = futures_util::stream::once(std::future::ready(Ok(Some(job))));
+    let values = first.chain(follow);
+    let events = futures_util::stream::unfold(Some(values), |values| async move {
+        let mut values = values?;
+        let (event, last) = match values.next().await? {
+            Ok(Some(job)) => {
+                let done = job.status == Status::Done;
+                (Event::default().event("job").json_data(&job), done)
+            }
+            Ok(None) => (Ok(Event::default().event("gone").data("no such job")), true),
+            // A value that does not decode, a failed read: the stream goes on with the next.
+            Err(error) => {
+                eprintln!("store error: {error}");
+                (
+                    Ok(Event::default().event("error").data("cannot read the job")),
+                    false,
+                )
+            }
+        };
+        Some((event, (!last).then_some(values)))
+    });
+    Ok(Sse::new(events)
+        .keep_alive(KeepAlive::default())
+        .into_response())
 }
 
 // ---- errors -------------------------------------------------------------------------------------
 
-enum AppError {
-    NoSession,
-    NoJob,
-    Store(state_store::Error),
+// A handler returns `state_store::Error` as it is (feature `axum` of state-store): 409 for a lost
+// race, 503 with `Retry-After` when the store is unreachable, 500 otherwise, with a body that
+// shows no key and no password. The service's own refusals are plain responses.
+
+fn no_session() -> Response {
+    refusal(StatusCode::UNAUTHORIZED, "no session: POST /login first")
 }
 
-impl From<state_store::Error> for AppError {
-    fn from(error: state_store::Error) -> Self {
-        AppError::Store(error)
-    }
+fn no_job() -> Response {
+    refusal(StatusCode::NOT_FOUND, "no such job")
 }
 
-impl IntoResponse for AppError {
-    fn into_response(self) -> Response {
-        let (status, message) = match self {
-            AppError::NoSession => (
-                StatusCode::UNAUTHORIZED,
-                "no session: POST /login first".to_string(),
-            ),
-            AppError::NoJob => (StatusCode::NOT_FOUND, "no such job".to_string()),
-            AppError::Store(error) => {
-                eprintln!("store error: {error}");
-                (
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal error".to_string(),
-                )
-            }
-        };
-        (status, Json(serde_json::json!({ "error": message }))).into_response()
+fn refusal(status: StatusCode, message: &str) -> Response {
+    (status, Json(serde_json::json!({ "error": message }))).into_response()
+}
+
+/// Logs the store error a response was made from (it rides in the response's extensions), so
+/// that the details the client does not see reach the log.
+async fn log_store_errors(response: Response) -> Response {
+    if let Some(error) = response.extensions().get::<Arc<state_store::Error>>() {
+        eprintln!("store error: {error}");
     }
+    response
 }
 
 #[tokio::main]

@@ -1,7 +1,7 @@
 //! `examples/axum_service.rs` served on a free loopback port and driven over real HTTP
 //! (reqwest): every endpoint, the rate limit's headers and its 429, and a job reaching `done`;
 //! on the memory backend and on a real redis-server.
-#![cfg(feature = "tower")]
+#![cfg(all(feature = "tower", feature = "axum"))]
 
 #[cfg(feature = "redis")]
 mod support;
@@ -16,7 +16,8 @@ use std::time::Duration;
 
 use reqwest::{RequestBuilder, StatusCode};
 use serde_json::{Value, json};
-use state_store::{AnyBackend, Store};
+use state_store::backend::PutOptions;
+use state_store::{AnyBackend, Backend, Store};
 use tokio::net::TcpListener;
 
 /// The example's burst: requests a client may make at once.
@@ -190,6 +191,43 @@ async fn jobs(app: &Running) {
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
 }
 
+/// `GET /jobs/{id}/events`: server-sent events from `follow`, the job as it is and then each
+/// new status, never going back, ending once it is done; 404 for a job that does not exist.
+async fn job_events(app: &Running) {
+    for round in 0..5 {
+        let id = format!("report-sse-{round}");
+        let (status, _) = send(app.post("/jobs", json!({ "id": id }))).await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+        // Subscribed while the worker moves the job along.
+        let mut response = app.get(&format!("/jobs/{id}/events")).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.headers()["content-type"], "text/event-stream");
+        let mut text = String::new();
+        // The stream ends after `done`; a stream that does not end fails on the client's timeout.
+        while let Some(chunk) = response.chunk().await.unwrap() {
+            text.push_str(std::str::from_utf8(&chunk).unwrap());
+        }
+        let order = ["queued", "running", "done"];
+        let mut seen = Vec::new();
+        for event in text
+            .split("\n\n")
+            .filter(|event| event.starts_with("event:"))
+        {
+            let (kind, data) = event.split_once('\n').unwrap();
+            assert_eq!(kind, "event: job", "{text}");
+            let job: Value = serde_json::from_str(data.strip_prefix("data: ").unwrap()).unwrap();
+            assert_eq!(job["id"], id.as_str());
+            let at = order.iter().position(|s| *s == job["status"]).unwrap();
+            assert!(seen.last().is_none_or(|last| *last < at), "{text}");
+            seen.push(at);
+        }
+        assert_eq!(seen.last(), Some(&2), "round {round}: {text}");
+    }
+    let (status, body) = send(app.get("/jobs/no-such-job/events")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(body, json!({ "error": "no such job" }));
+}
+
 async fn rate_limit(app: &Running) {
     // One API key spends its burst (any request counts, a 404 too); the next is refused.
     let spend = || {
@@ -235,14 +273,30 @@ async fn rate_limit(app: &Running) {
     assert!(refused.headers().contains_key("retry-after"));
 }
 
+/// A store error is state-store's own response (feature `axum`): a value that does not decode
+/// is a 500 whose body names neither the key nor the id.
+async fn store_errors(app: &Running, backend: &AnyBackend) {
+    let key = "axum-example:job:tenant-b-secret";
+    let put = backend.put(key, b"not json".to_vec(), PutOptions::new());
+    assert!(put.await.unwrap());
+    let response = app.get("/jobs/tenant-b-secret").send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(response.headers()["content-type"], "application/json");
+    let body = response.text().await.unwrap();
+    assert_eq!(body, r#"{"error":"a stored value cannot be decoded"}"#);
+}
+
 // ---- the backends -------------------------------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_backend() {
-    let app = start(service::store(AnyBackend::memory())).await;
+    let backend = AnyBackend::memory();
+    let app = start(service::store(backend.clone())).await;
     sessions(&app).await;
     jobs(&app).await;
+    job_events(&app).await;
     rate_limit(&app).await;
+    store_errors(&app, &backend).await;
     app.stop().await;
 }
 
@@ -251,10 +305,12 @@ async fn memory_backend() {
 async fn redis_backend() {
     let server = support::RedisServer::start();
     let backend = AnyBackend::connect(&server.url()).await.unwrap();
-    let app = start(service::store(backend)).await;
+    let app = start(service::store(backend.clone())).await;
     sessions(&app).await;
     jobs(&app).await;
+    job_events(&app).await;
     rate_limit(&app).await;
+    store_errors(&app, &backend).await;
     app.stop().await;
 
     // The state is in Redis, under the example's namespace, with the types' expiries.

@@ -838,3 +838,97 @@ async fn any_backend_takes_rediss_urls() {
     );
     assert!(shown.contains("UnknownIssuer"), "{shown}");
 }
+
+/// The variable of the child's URL: a name of its own, so no other test reads it.
+const CHILD_URL: &str = "STATE_STORE_TLS_TEST_URL";
+
+/// `AnyBackend::from_env` configured from the environment alone: the URL and the three
+/// `REDIS_TLS_*` files, with no TLS code. The environment is a child process's (this test
+/// binary again, running only [`from_env_child`]), so no test of this process sees it change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn from_env_takes_the_certificates_from_the_environment() {
+    let server = TlsServer::start();
+    let certs = certs();
+    let dir = tempfile::tempdir().unwrap();
+    let file = |name: &str, pem: &[u8]| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, pem).unwrap();
+        path.to_str().unwrap().to_owned()
+    };
+    let ca = file("ca.pem", &certs.ca);
+    let cert = file("client.crt", &certs.client_cert);
+    let key = file("client.key", &certs.client_key);
+    let child = |vars: &[(&str, &str)]| {
+        let mut command = Command::new(std::env::current_exe().unwrap());
+        command.args([
+            "from_env_child",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ]);
+        command.env(CHILD_URL, server.url("127.0.0.1"));
+        for name in [
+            "REDIS_TLS_CA_FILE",
+            "REDIS_TLS_CERT_FILE",
+            "REDIS_TLS_KEY_FILE",
+        ] {
+            command.env_remove(name);
+        }
+        command.envs(vars.iter().copied());
+        let output = command.output().unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert!(output.status.success(), "the child failed: {stdout}");
+        let outcome = stdout
+            .lines()
+            .find_map(|line| Some(line.split_once("outcome: ")?.1))
+            .unwrap_or_else(|| panic!("the child said nothing: {stdout}"))
+            .to_owned();
+        assert_no_secrets("the child's outcome", &outcome);
+        outcome
+    };
+
+    let all = [
+        ("REDIS_TLS_CA_FILE", ca.as_str()),
+        ("REDIS_TLS_CERT_FILE", cert.as_str()),
+        ("REDIS_TLS_KEY_FILE", key.as_str()),
+    ];
+    assert_eq!(child(&all), "stored and read over TLS");
+
+    // Without the client certificate the server refuses the handshake; without the CA the
+    // public roots do not hold the server's issuer.
+    let outcome = child(&all[..1]);
+    assert!(outcome.contains("CertificateRequired"), "{outcome}");
+    let outcome = child(&all[1..]);
+    assert!(outcome.contains("UnknownIssuer"), "{outcome}");
+
+    // A file that cannot be read: named, with its path.
+    let missing = dir.path().join("missing.pem");
+    let missing = missing.to_str().unwrap();
+    let outcome = child(&[("REDIS_TLS_CA_FILE", missing), all[1], all[2]]);
+    let expected = format!(
+        "cannot connect to the Redis of `{CHILD_URL}`: `REDIS_TLS_CA_FILE` ({missing}) cannot be read"
+    );
+    assert!(outcome.starts_with(&expected), "{outcome}");
+}
+
+/// The child of [`from_env_takes_the_certificates_from_the_environment`]: connects with
+/// `from_env` and prints what came of it. Does nothing when run as a test of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn from_env_child() {
+    if std::env::var_os(CHILD_URL).is_none() {
+        return;
+    }
+    let outcome = match within("from_env", CONNECT, AnyBackend::from_env(CHILD_URL)).await {
+        Ok(backend) => {
+            let store = Store::new(backend).namespace("tls-env").enable_set();
+            within("set", ITEM, store.set::<Job>(1, &job("from env")))
+                .await
+                .unwrap();
+            let got = within("get", ITEM, store.get::<Job>(1)).await.unwrap();
+            assert_eq!(got, Some(job("from env")));
+            "stored and read over TLS".to_owned()
+        }
+        Err(e) => e.to_string(),
+    };
+    println!("outcome: {outcome}");
+}

@@ -116,12 +116,69 @@ impl AnyBackend {
     }
 
     /// The backend named by the environment variable `var` (such as `REDIS_URL`), as
-    /// [`connect`](Self::connect) reads it; the memory backend when it is unset or empty.
+    /// [`connect`](Self::connect) reads it; the memory backend when it is unset or empty. A
+    /// `rediss://` URL connects with the certificates the environment names: see
+    /// [`from_env_with`](Self::from_env_with), which this is with the default
+    /// [`RedisOptions`](crate::RedisOptions).
     pub async fn from_env(var: &str) -> Result<AnyBackend> {
-        match std::env::var(var) {
+        #[cfg(feature = "redis")]
+        let backend = AnyBackend::from_env_with(var, crate::RedisOptions::default()).await;
+        #[cfg(not(feature = "redis"))]
+        let backend = match std::env::var(var) {
             Ok(url) if !url.is_empty() => AnyBackend::connect(&url).await,
             _ => Ok(AnyBackend::memory()),
-        }
+        };
+        backend
+    }
+
+    /// [`from_env`](Self::from_env), with `options` for a Redis URL: the backend named by the
+    /// environment variable `var`, the memory backend when it is unset or empty.
+    ///
+    /// A Redis URL (`redis://`, `rediss://`, `redis+unix://`, `unix://`) connects with
+    /// `options` (`RedisBackend::connect_with`), to which three more variables add the
+    /// certificates of a `rediss://` server, so a service configured from its environment needs
+    /// no code for TLS:
+    ///
+    /// | variable | what it names | becomes |
+    /// |---|---|---|
+    /// | `REDIS_TLS_CA_FILE` | a PEM file of the CA(s) to trust instead of the bundled public roots | `RedisOptions::tls_root_cert` |
+    /// | `REDIS_TLS_CERT_FILE` | a PEM file of the client certificate (with `REDIS_TLS_KEY_FILE`) | `RedisOptions::tls_client_cert` |
+    /// | `REDIS_TLS_KEY_FILE` | a PEM file of its unencrypted key (with `REDIS_TLS_CERT_FILE`) | `RedisOptions::tls_client_cert` |
+    ///
+    /// The names are these whatever `var` is; unset or empty is not set, and a variable that
+    /// is set replaces the certificate `options` holds. None of them is ever ignored: one that
+    /// is set is [`Error::Connect`], naming it and its path, in a build without the `tls`
+    /// feature, with a URL that is not `rediss://` (the connection would be in plain text), when
+    /// its file cannot be read or holds no PEM block of its kind, and when the certificate
+    /// comes without its key or the key without its certificate.
+    ///
+    /// `memory://`, `nats://` and the schemes of [`register`](Self::register) connect as
+    /// [`connect`](Self::connect) does: `options` and the three variables are for Redis, and
+    /// are not read.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use state_store::{AnyBackend, RedisOptions};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> state_store::Result<()> {
+    /// # // SAFETY of the example: a doctest runs alone in its process.
+    /// # unsafe { std::env::remove_var("REDIS_URL") };
+    /// // A managed Redis: a slower network than a local one. With `REDIS_URL=rediss://...` and
+    /// // `REDIS_TLS_CA_FILE=/etc/redis/ca.pem` in the environment, this connects over TLS
+    /// // to a server whose certificate comes from that private CA.
+    /// let options = RedisOptions::default()
+    ///     .connect_timeout(Duration::from_secs(5))
+    ///     .response_timeout(Duration::from_secs(5));
+    /// let backend = AnyBackend::from_env_with("REDIS_URL", options).await?;
+    /// # assert_eq!(backend.inner().name(), "MemoryBackend");
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[cfg(feature = "redis")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+    pub async fn from_env_with(var: &str, options: crate::RedisOptions) -> Result<AnyBackend> {
+        from_lookup(var, options, |name| std::env::var_os(name)).await
     }
 
     /// Turns on the announcements of expired keys of the inner engine's change feed
@@ -166,6 +223,134 @@ impl AnyBackend {
         schemes
             .get_or_insert_with(HashMap::new)
             .insert(scheme.to_owned(), Arc::new(connect));
+    }
+}
+
+/// [`AnyBackend::from_env_with`] with `env` for the process's environment.
+#[cfg(feature = "redis")]
+async fn from_lookup(
+    var: &str, options: crate::RedisOptions, env: impl Fn(&str) -> Option<std::ffi::OsString>,
+) -> Result<AnyBackend> {
+    let url = match env(var).map(std::ffi::OsString::into_string) {
+        Some(Ok(url)) if !url.is_empty() => url,
+        _ => return Ok(AnyBackend::memory()),
+    };
+    let scheme = url.split_once("://").map(|(scheme, _)| scheme);
+    match scheme {
+        Some(scheme @ redis_schemes!()) if registered(scheme).is_none() => {
+            let options = env_tls::options(var, scheme, options, &env)?;
+            let backend = crate::RedisBackend::connect_with(&url, options).await?;
+            Ok(AnyBackend::new(backend))
+        }
+        _ => AnyBackend::connect(&url).await,
+    }
+}
+
+/// The certificates of a Redis URL from `REDIS_TLS_CA_FILE`, `REDIS_TLS_CERT_FILE` and
+/// `REDIS_TLS_KEY_FILE`.
+#[cfg(feature = "redis")]
+mod env_tls {
+    use std::ffi::OsString;
+    use std::path::PathBuf;
+
+    use crate::{Error, RedisOptions, Result};
+
+    /// The CA(s) to trust, PEM.
+    pub(super) const CA_FILE: &str = "REDIS_TLS_CA_FILE";
+    /// The client certificate, PEM.
+    pub(super) const CERT_FILE: &str = "REDIS_TLS_CERT_FILE";
+    /// The client certificate's key, PEM.
+    pub(super) const KEY_FILE: &str = "REDIS_TLS_KEY_FILE";
+
+    /// A variable that is set, and the path it holds.
+    type Named = (&'static str, PathBuf);
+
+    /// `options` with the certificates the variables name, for the URL of `var`, whose scheme
+    /// is `scheme`.
+    pub(super) fn options(
+        var: &str, scheme: &str, options: RedisOptions, env: &impl Fn(&str) -> Option<OsString>,
+    ) -> Result<RedisOptions> {
+        let set = |name: &'static str| {
+            let path = env(name).filter(|value| !value.is_empty())?;
+            Some((name, PathBuf::from(path)))
+        };
+        let [ca, cert, key] = [CA_FILE, CERT_FILE, KEY_FILE].map(set);
+        let Some((name, path)) = ca.iter().chain(&cert).chain(&key).next() else {
+            return Ok(options);
+        };
+        let refused = |reason: String| Error::Connect {
+            target: format!("the Redis of `{var}`"),
+            source: reason.into(),
+        };
+        let path = path.display();
+        if cfg!(not(feature = "tls")) {
+            return Err(refused(format!(
+                "`{name}` ({path}) is set, but this build of state-store has no TLS: enable its \
+                 `tls` feature"
+            )));
+        }
+        if scheme != "rediss" {
+            return Err(refused(format!(
+                "`{name}` ({path}) is set, but `{var}` is a `{scheme}://` URL, which does not use \
+                 TLS: use `rediss://`"
+            )));
+        }
+        match (&cert, &key) {
+            (Some((name, path)), None) | (None, Some((name, path))) => {
+                let other = if *name == CERT_FILE {
+                    KEY_FILE
+                } else {
+                    CERT_FILE
+                };
+                Err(refused(format!(
+                    "`{name}` ({}) is set without `{other}`: a client certificate needs both",
+                    path.display()
+                )))
+            }
+            _ => with_files(options, ca, cert.zip(key), refused),
+        }
+    }
+
+    /// `options` with the files read in.
+    #[cfg(feature = "tls")]
+    fn with_files(
+        mut options: RedisOptions, ca: Option<Named>, client: Option<(Named, Named)>,
+        refused: impl Fn(String) -> Error,
+    ) -> Result<RedisOptions> {
+        // Read, and checked for a PEM block of its kind: the connection's own errors name the
+        // option (`tls_root_cert`), not the variable the service's operator set.
+        let read = |(name, path): Named, marker: &str, kind: &str| {
+            let shown = path.display();
+            let pem = std::fs::read(&path)
+                .map_err(|e| refused(format!("`{name}` ({shown}) cannot be read: {e}")))?;
+            if !pem.windows(marker.len()).any(|w| w == marker.as_bytes()) {
+                return Err(refused(format!(
+                    "`{name}` ({shown}) holds no PEM {kind} (`{marker}`)"
+                )));
+            }
+            Ok(pem)
+        };
+        const CERTIFICATE: &str = "-----BEGIN CERTIFICATE-----";
+        if let Some(ca) = ca {
+            options = options.tls_root_cert(read(ca, CERTIFICATE, "certificate")?);
+        }
+        if let Some((cert, key)) = client {
+            let cert = read(cert, CERTIFICATE, "certificate")?;
+            let key = read(key, "PRIVATE KEY-----", "private key")?;
+            options = options.tls_client_cert(cert, key);
+        }
+        Ok(options)
+    }
+
+    /// Without `tls` there is nothing to do with the files (and `options` refuses them first).
+    #[cfg(not(feature = "tls"))]
+    fn with_files(
+        _: RedisOptions, _: Option<Named>, _: Option<(Named, Named)>,
+        refused: impl Fn(String) -> Error,
+    ) -> Result<RedisOptions> {
+        Err(refused(
+            "this build of state-store has no TLS: enable its `tls` feature".into(),
+        ))
     }
 }
 
@@ -389,5 +574,106 @@ mod tests {
         });
         let any = AnyBackend::connect("recorded://x").await.unwrap();
         assert_eq!(any.name(), "recorder");
+    }
+
+    /// The environment `vars`, for [`from_lookup`].
+    #[cfg(feature = "redis")]
+    fn env(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<std::ffi::OsString> + use<> {
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(name, value)| (name.to_string(), value.to_string()))
+            .collect();
+        move |name| vars.get(name).map(Into::into)
+    }
+
+    /// The message of `from_lookup`'s `Error::Connect` with `vars`.
+    #[cfg(feature = "redis")]
+    async fn refusal(vars: &[(&str, &str)]) -> String {
+        let options = crate::RedisOptions::default();
+        match from_lookup("APP_REDIS", options, env(vars)).await {
+            Err(e @ Error::Connect { .. }) => e.to_string(),
+            other => panic!("expected Error::Connect, got {other:?}"),
+        }
+    }
+
+    #[cfg(feature = "redis")]
+    #[tokio::test]
+    async fn tls_variables_are_never_ignored() {
+        // Refused before any connection is tried (nothing listens on port 1).
+        let url = ("APP_REDIS", "rediss://127.0.0.1:1");
+        let plain = ("APP_REDIS", "redis://127.0.0.1:1");
+        let ca = ("REDIS_TLS_CA_FILE", "/nonexistent/ca.pem");
+        let cert = ("REDIS_TLS_CERT_FILE", "/nonexistent/client.pem");
+        let key = ("REDIS_TLS_KEY_FILE", "/nonexistent/client.key");
+        let starts = "cannot connect to the Redis of `APP_REDIS`: `REDIS_TLS_CA_FILE` \
+                      (/nonexistent/ca.pem) ";
+        let shown = refusal(&[url, ca]).await;
+        if cfg!(feature = "tls") {
+            assert!(shown.starts_with(starts), "{shown}");
+            assert!(shown.contains("cannot be read"), "{shown}");
+            let shown = refusal(&[plain, ca]).await;
+            assert!(shown.starts_with(starts), "{shown}");
+            assert!(
+                shown.contains("`redis://` URL, which does not use TLS"),
+                "{shown}"
+            );
+            for (vars, named, missing) in [
+                ([url, cert], "REDIS_TLS_CERT_FILE", "REDIS_TLS_KEY_FILE"),
+                ([url, key], "REDIS_TLS_KEY_FILE", "REDIS_TLS_CERT_FILE"),
+            ] {
+                let shown = refusal(&vars).await;
+                assert!(
+                    shown.contains(&format!("`{named}` (/nonexistent/")),
+                    "{shown}"
+                );
+                assert!(shown.contains(&format!("without `{missing}`")), "{shown}");
+            }
+        } else {
+            for vars in [[url, ca], [plain, ca]] {
+                let shown = refusal(&vars).await;
+                assert!(shown.starts_with(starts), "{shown}");
+                assert!(
+                    shown.contains("no TLS: enable its `tls` feature"),
+                    "{shown}"
+                );
+            }
+        }
+        // An empty variable is an unset one; and the variables are Redis's, not memory's.
+        let empty = ("REDIS_TLS_CA_FILE", "");
+        let result = from_lookup("APP_REDIS", crate::RedisOptions::default(), env(&[empty]));
+        assert_eq!(result.await.unwrap().name(), "MemoryBackend");
+        let memory = ("APP_REDIS", "memory://");
+        let result = from_lookup(
+            "APP_REDIS",
+            crate::RedisOptions::default(),
+            env(&[memory, ca]),
+        );
+        assert_eq!(result.await.unwrap().name(), "MemoryBackend");
+    }
+
+    #[cfg(feature = "tls")]
+    #[tokio::test]
+    async fn tls_files_must_hold_pem_of_their_kind() {
+        let dir = std::env::temp_dir().join(format!("state-store-env-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let not_pem = dir.join("not.pem");
+        std::fs::write(&not_pem, "not a certificate\n").unwrap();
+        let not_pem = not_pem.to_str().unwrap();
+        let url = ("APP_REDIS", "rediss://127.0.0.1:1");
+        let shown = refusal(&[url, ("REDIS_TLS_CA_FILE", not_pem)]).await;
+        assert!(
+            shown.contains(&format!(
+                "`REDIS_TLS_CA_FILE` ({not_pem}) holds no PEM certificate"
+            )),
+            "{shown}"
+        );
+        let client = [
+            url,
+            ("REDIS_TLS_CERT_FILE", not_pem),
+            ("REDIS_TLS_KEY_FILE", not_pem),
+        ];
+        let shown = refusal(&client).await;
+        assert!(shown.contains("`REDIS_TLS_CERT_FILE`"), "{shown}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -66,6 +66,8 @@
 //! - `uuid`: `uuid::Uuid` as an id type (`id = Uuid`), hyphenated lowercase in the key.
 //! - `tower`: `RateLimitLayer`, a tower layer that checks a [`RateLimit`] type per HTTP
 //!   request and answers 429 with `Retry-After` and the `RateLimit-*` headers.
+//! - `axum`: [`Error`] implements axum's `IntoResponse` (409, 500, or 503 with `Retry-After`;
+//!   a short JSON body that never shows a key or a password).
 //! - `conformance`: the conformance suite (`state_store::conformance`), for testing a backend of
 //!   your own.
 //!
@@ -85,6 +87,8 @@ extern crate self as state_store;
 #[cfg(any(doc, doctest))]
 pub mod _guide;
 mod any;
+#[cfg(feature = "axum")]
+mod axum;
 pub mod backend;
 mod backends;
 #[cfg(feature = "conformance")]

@@ -158,8 +158,10 @@
 //! `AnyBackend::from_env` falls back to the memory backend when the variable is unset or empty,
 //! which in production keeps state inside one process, unshared and lost on restart: where Redis is
 //! required, read the variable yourself and fail without it. `AnyBackend::connect` and `from_env`
-//! use the default `RedisOptions`; for others,
-//! `AnyBackend::new(RedisBackend::connect_with(..).await?)`.
+//! use the default `RedisOptions`; [`AnyBackend::from_env_with`](crate::AnyBackend::from_env_with)
+//! (`"REDIS_URL", options`) takes others. Both read `REDIS_TLS_CA_FILE`, `REDIS_TLS_CERT_FILE` and
+//! `REDIS_TLS_KEY_FILE` (PEM files) for a `rediss://` URL, so TLS with a private CA needs no code;
+//! a variable that cannot be used is an error naming it and its path, never ignored.
 //!
 //! # ACL users
 //!

@@ -16,6 +16,14 @@
 //! Handlers take `&Store<AnyBackend>` (or a `Store<B>` generic over the backend), cloned into the
 //! router's state: clones share one backend and, on Redis, one connection.
 //!
+//! With the feature `axum`, a handler returns `Result<_, state_store::Error>` and `?` turns a store
+//! error into a response: 409 for a lost race or lease, 503 with `Retry-After` when the store is
+//! unreachable, 500 otherwise, with a short `{"error": ...}` body that never shows a key or a
+//! password (the table is on `Error`'s `IntoResponse` impl; the error itself rides in the
+//! response's extensions, for a logging layer). The example's `GET /jobs/{id}/events` streams a
+//! job as server-sent events from [`follow`](crate::Store::follow): the job as it is, then each new
+//! status, with nothing lost between the read and the subscription.
+//!
 //! # The rate-limit layer
 //!
 //! Its rate limit is `RateLimitLayer` (feature `tower`), for any tower stack: a

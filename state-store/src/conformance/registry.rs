@@ -87,6 +87,8 @@ macro_rules! __conformance_checks {
                     [Feed => feed_is_unsupported];
                 expiries_are_changes: FeedExpiry
                     [Feed => feed_is_unsupported, ExpiryEvents => expiry_events_are_unsupported];
+                follow_gives_none_after_an_expiry: FeedExpiry
+                    [Feed => feed_is_unsupported, ExpiryEvents => expiry_events_are_unsupported];
                 expiries_stay_in_their_namespace: FeedExpiry
                     [Feed => feed_is_unsupported, ExpiryEvents => expiry_events_are_unsupported];
                 rate_limit_checks_publish_only_their_windows_expiry: FeedExpiry

@@ -208,3 +208,29 @@ pub async fn expiries_stay_in_their_namespace<B: Backend + Clone>(backend: B) {
     )
     .await;
 }
+
+/// [`Store::follow`] of a value that expires: the value, then `None` once it has expired, as
+/// after a removal. Calls [`ChangeFeed::enable_expiry_events`](crate::backend::ChangeFeed::enable_expiry_events) first.
+pub async fn follow_gives_none_after_an_expiry<B: Backend + Clone>(backend: B) {
+    feed_of(&backend).enable_expiry_events().await.unwrap();
+    let store = writable(&backend);
+    let id = "followed-to-expiry".to_string();
+    set_for(
+        &store,
+        &id,
+        &watched("short", 1),
+        Duration::from_millis(300),
+    )
+    .await;
+    let mut follow = store.follow::<Watched>(id.clone()).await.unwrap();
+    let mut next = async |what: &str| match tokio::time::timeout(FEED_WAIT, follow.next()).await {
+        Ok(Some(value)) => value.unwrap_or_else(|e| panic!("{what}: {e}")),
+        Ok(None) => panic!("{what}: the stream ended"),
+        Err(_) => panic!("{what}: nothing arrived within {FEED_WAIT:?}"),
+    };
+    // (A slow engine may have expired it already: then the stream starts at `None`.)
+    if next("the current value").await.is_some() {
+        assert_eq!(next("the expiry").await, None);
+    }
+    assert!(!store.exists::<Watched>(id).await.unwrap());
+}
