@@ -63,6 +63,8 @@
 //! - `uuid`: `uuid::Uuid` as an id type (`id = Uuid`), hyphenated lowercase in the key.
 //! - `tower`: `RateLimitLayer`, a tower layer that checks a [`RateLimit`] type per HTTP
 //!   request and answers 429 with `Retry-After` and the `RateLimit-*` headers.
+//! - `metrics`: call durations, cache hits and misses, read batch sizes, missed changes and
+//!   reconnections through the `metrics` crate's facade, for any exporter (the `metrics` module).
 //! - `conformance`: the conformance suite (`state_store::conformance`), for testing a backend of
 //!   your own.
 //!
@@ -87,6 +89,9 @@ pub mod conformance;
 mod error;
 mod id;
 mod key;
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub mod metrics;
 mod rate_limit;
 mod setters;
 mod store;
