@@ -38,17 +38,20 @@ struct Flags {
 /// A metric's labels, sorted by name.
 type Labels = BTreeMap<String, String>;
 
+/// Every value recorded, per metric name and sorted label pairs.
+type Recorded = Arc<Mutex<BTreeMap<(String, Vec<(String, String)>), Vec<f64>>>>;
+
 /// Every value recorded, per metric name and label set: a counter's increments, a histogram's
 /// samples.
 #[derive(Clone, Default)]
 struct Capture {
-    values: Arc<Mutex<BTreeMap<(String, Vec<(String, String)>), Vec<f64>>>>,
+    values: Recorded,
 }
 
 /// The handle of one metric, writing into the capture.
 struct Series {
     key: (String, Vec<(String, String)>),
-    values: Arc<Mutex<BTreeMap<(String, Vec<(String, String)>), Vec<f64>>>>,
+    values: Recorded,
 }
 
 impl Series {
@@ -327,7 +330,7 @@ mod redis_server {
         assert_eq!(found[0].0, labels(&[("db.system.name", "redis")]));
         let sizes = &found[0].1;
         assert!(sizes.iter().any(|&size| size > 1.0), "{sizes:?}");
-        assert!(sizes.iter().all(|&size| size >= 1.0 && size <= 320.0));
+        assert!(sizes.iter().all(|size| (1.0..=320.0).contains(size)));
         // A batch carries only gets that waited: fewer than all of them.
         assert!(sizes.iter().sum::<f64>() < 320.0, "{sizes:?}");
     }

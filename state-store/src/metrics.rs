@@ -30,7 +30,7 @@
 //!   or not it is then kept, so a cache that is turned off shows as all misses.
 //! - A read batch is counted when it is sent; a `get` that finds no read in flight goes out
 //!   alone at once, as a plain `GET`, and is no batch. Only the Redis backend batches reads
-//!   ([`RedisOptions::read_batch`](crate::RedisOptions::read_batch) with the `redis` feature).
+//!   (`RedisOptions::read_batch`).
 //! - A reconnection is counted once the new connection works: after the data connection broke
 //!   under a command, at the first command answered again (however many commands failed with
 //!   it); after the change feed or the cache lost their connection, once they have connected
