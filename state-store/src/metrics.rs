@@ -38,8 +38,10 @@
 //!   NATS inside `async-nats`: they are not counted.
 //!
 //! Without a recorder the facade drops every value, but a call still reads the clock twice and
-//! builds its labels, which is why the feature is off by default (the cost is measured in the
-//! benchmark's "metrics" section).
+//! finds its labels' key: 485 more instructions per call (`valgrind --tool=callgrind`,
+//! `bench --profile memory-get --ops 200000` minus a run with `--ops 0`, with and without the
+//! feature), 8 % of a memory-backend `get`, which is why the feature is off by default. The
+//! benchmark's section 6 compares `Store::get` with the bare `Backend::get` in either build.
 //!
 //! ```
 //! // After installing a recorder (an exporter's), give the names their units and help texts:
