@@ -286,6 +286,34 @@ async fn store_errors(app: &Running, backend: &AnyBackend) {
     assert_eq!(body, r#"{"error":"a stored value cannot be decoded"}"#);
 }
 
+/// `GET /metrics`: the Prometheus page, outside the rate limit; with the `metrics` feature it
+/// holds the store's call durations, labelled as OpenTelemetry's database client metric.
+async fn metrics_page(app: &Running, system: &str) {
+    let response = app
+        .http
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(response.headers().get("ratelimit-limit").is_none());
+    let page = response.text().await.unwrap();
+    #[cfg(feature = "metrics")]
+    {
+        let get = format!(
+            "db_client_operation_duration_count{{db_system_name=\"{system}\",\
+             db_operation_name=\"get\",state_prefix=\"job\",state_outcome=\"found\"}}"
+        );
+        assert!(page.contains(&get), "{get} in\n{page}");
+        assert!(
+            page.contains("# HELP db_client_operation_duration"),
+            "{page}"
+        );
+    }
+    #[cfg(not(feature = "metrics"))]
+    let _ = (page, system);
+}
+
 // ---- the backends -------------------------------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -297,6 +325,7 @@ async fn memory_backend() {
     job_events(&app).await;
     rate_limit(&app).await;
     store_errors(&app, &backend).await;
+    metrics_page(&app, "memory").await;
     app.stop().await;
 }
 
@@ -311,6 +340,7 @@ async fn redis_backend() {
     job_events(&app).await;
     rate_limit(&app).await;
     store_errors(&app, &backend).await;
+    metrics_page(&app, "redis").await;
     app.stop().await;
 
     // The state is in Redis, under the example's namespace, with the types' expiries.

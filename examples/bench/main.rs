@@ -54,7 +54,9 @@ use crate::common::{
 use crate::durable::{check_on_replica, counting_waits, durable_set, replica_of};
 use crate::evolve::previous_get;
 use crate::leases::{acquire_release, fenced_set, raw_acquire_release};
-use crate::memory::{json_decode, json_encode, memory_get, memory_set};
+use crate::memory::{
+    instrumentation, json_decode, json_encode, memory_backend_get, memory_get, memory_set,
+};
 use crate::patterns::{check, incr, raw_incr, raw_read_modify_write, update};
 use crate::stats::{Series, measure, ratio};
 use crate::typed_vs_raw::{cached_get, raw_get, raw_set, typed_get, typed_set, typed_sets};
@@ -497,7 +499,8 @@ async fn run() -> Res<()> {
     )
     .await?;
 
-    // 6. The memory backend vs serde_json alone.
+    // 6. The memory backend vs serde_json alone, and the `Store` layer vs the backend under it
+    // (what the `metrics` and `tracing` features add to a call, in a build with them).
     let mem = measure(
         &config,
         vec![
@@ -505,6 +508,7 @@ async fn run() -> Res<()> {
             json_decode(),
             memory_set(&memory),
             json_encode(),
+            memory_backend_get(&memory),
         ],
     )
     .await?;
@@ -687,6 +691,8 @@ async fn run() -> Res<()> {
     table.row(&mem[1], None, None, "");
     table.row(&mem[2], Some(&mem[3]), None, "");
     table.row(&mem[3], None, None, "");
+    table.row(&mem[0], Some(&mem[4]), None, &instrumentation());
+    table.row(&mem[4], None, None, "");
     table.section(&format!(
         "7. Change feed: set of a `notify` type (nobody watching) vs the same type without; \
          one watcher of {MANY} writing tasks"

@@ -68,6 +68,8 @@
 //!   request and answers 429 with `Retry-After` and the `RateLimit-*` headers.
 //! - `axum`: [`Error`] implements axum's `IntoResponse` (409, 500, or 503 with `Retry-After`;
 //!   a short JSON body that never shows a key or a password).
+//! - `metrics`: call durations, cache hits and misses, read batch sizes, missed changes and
+//!   reconnections through the `metrics` crate's facade, for any exporter (the `metrics` module).
 //! - `conformance`: the conformance suite (`state_store::conformance`), for testing a backend of
 //!   your own.
 //!
@@ -97,6 +99,9 @@ pub mod conformance;
 mod error;
 mod id;
 mod key;
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub mod metrics;
 mod rate_limit;
 mod setters;
 mod store;

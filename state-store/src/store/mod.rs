@@ -166,7 +166,7 @@ impl<B: Backend> Store<B> {
     }
 
     /// The engine as OpenTelemetry's `db.system.name` names it, for the spans.
-    #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
+    #[cfg_attr(not(any(feature = "tracing", feature = "metrics")), allow(dead_code))]
     fn system_name(&self) -> &'static str {
         let backend = &*self.backend;
         backend
@@ -229,11 +229,12 @@ impl<B: Backend> Store<B> {
     fn record_id<S: StateKey>(&self, span: &CallSpan, key: Result<&str, &Error>) {
         #[cfg(feature = "tracing")]
         if self.trace_ids
-            && !span.is_disabled()
+            && !span.span.is_disabled()
             && let Ok(key) = key
         {
             let start = self.namespace_prefix().map_or(0, str::len) + S::PREFIX.len() + 1;
-            span.record("state.id", key.get(start..).unwrap_or(key));
+            span.span
+                .record("state.id", key.get(start..).unwrap_or(key));
         }
         #[cfg(not(feature = "tracing"))]
         let _ = (span, key);

@@ -46,9 +46,24 @@ impl<B: Backend> Store<B> {
     pub(super) async fn get_cached<S: StateKey>(&self, key: &str) -> Result<Option<S>> {
         // `{namespace}{prefix}:`, the start of every key of `S` (see `full_key`).
         let prefix = &key[..self.namespace_prefix()?.len() + S::PREFIX.len() + 1];
-        let decode = |bytes: &[u8]| -> Result<Decoded> { Ok(Arc::new(decode::<S>(key, bytes)?)) };
+        // A value the engine had to decode was read from the server: a cache miss.
+        #[cfg(feature = "metrics")]
+        let read = std::sync::atomic::AtomicBool::new(false);
+        let decode = |bytes: &[u8]| -> Result<Decoded> {
+            #[cfg(feature = "metrics")]
+            read.store(true, std::sync::atomic::Ordering::Relaxed);
+            Ok(Arc::new(decode::<S>(key, bytes)?))
+        };
         let cached = match self.backend.extensions().cache {
-            Some(cache) => cache.get_cached(key, prefix, &decode).await?,
+            Some(cache) => {
+                let cached = cache.get_cached(key, prefix, &decode).await?;
+                #[cfg(feature = "metrics")]
+                {
+                    let hit = cached.is_some() && !read.load(std::sync::atomic::Ordering::Relaxed);
+                    crate::metrics::cache_read(self.system_name(), S::PREFIX, hit);
+                }
+                cached
+            }
             None => match self.backend.get(key, GetOptions::new()).await? {
                 Some(bytes) => Some(decode(&bytes)?),
                 None => None,

@@ -1,5 +1,7 @@
-//! Spans of [`Store`](crate::Store) calls and events of the engines, with the `tracing` feature;
-//! nothing at all without it.
+//! Spans of [`Store`](crate::Store) calls and events of the engines, with the `tracing` feature,
+//! and the duration of each call with the `metrics` feature (see `crate::metrics`): both are
+//! recorded here, where a call's operation, prefix and outcome are known. Nothing at all
+//! without either.
 //!
 //! Every `Store` call but [`Store::ids`](crate::Store::ids) (a stream, read at the caller's
 //! pace) runs in one span at the `INFO` level, target `state_store`, named after
@@ -31,14 +33,15 @@
 use crate::Result;
 use crate::rate_limit::Decision;
 
-/// The span of one call: a `tracing::Span` with the feature.
-#[cfg(feature = "tracing")]
-pub(crate) type CallSpan = tracing::Span;
-
-/// The span of one call: nothing, without the feature.
-#[cfg(not(feature = "tracing"))]
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct CallSpan;
+/// One call as the `tracing` feature's span and the `metrics` feature's duration see it: what
+/// [`traced`] records when the call ends. Nothing without either feature.
+#[derive(Debug)]
+pub(crate) struct CallSpan {
+    #[cfg(feature = "tracing")]
+    pub(crate) span: tracing::Span,
+    #[cfg(feature = "metrics")]
+    pub(crate) call: crate::metrics::Call,
+}
 
 /// `call_span!(store, S, "get")`: the span of a `get` of `S` through `store`; with a fourth
 /// argument, the `Result<&str, &Error>` key whose id to record when the store records ids.
@@ -51,65 +54,85 @@ macro_rules! call_span {
         $store.record_id::<$state>(&span, $key);
         span
     }};
-    (@span $store:expr, $prefix:expr, $op:literal) => {{
-        #[cfg(feature = "tracing")]
-        let span = ::tracing::info_span!(
-            target: "state_store",
-            $op,
-            "otel.kind" = "client",
-            "db.system.name" = $store.system_name(),
-            "db.operation.name" = $op,
-            "db.operation.batch.size" = ::tracing::field::Empty,
-            "state.namespace" = $store.namespace_name(),
-            "state.prefix" = $prefix,
-            "state.id" = ::tracing::field::Empty,
-            "state.outcome" = ::tracing::field::Empty,
-            "state.attempts" = ::tracing::field::Empty,
-            "error.type" = ::tracing::field::Empty,
-            "otel.status_code" = ::tracing::field::Empty,
-        );
-        #[cfg(not(feature = "tracing"))]
-        let span = $crate::store::trace::CallSpan;
-        span
-    }};
+    (@span $store:expr, $prefix:expr, $op:literal) => {
+        $crate::store::trace::CallSpan {
+            #[cfg(feature = "tracing")]
+            span: ::tracing::info_span!(
+                target: "state_store",
+                $op,
+                "otel.kind" = "client",
+                "db.system.name" = $store.system_name(),
+                "db.operation.name" = $op,
+                "db.operation.batch.size" = ::tracing::field::Empty,
+                "state.namespace" = $store.namespace_name(),
+                "state.prefix" = $prefix,
+                "state.id" = ::tracing::field::Empty,
+                "state.outcome" = ::tracing::field::Empty,
+                "state.attempts" = ::tracing::field::Empty,
+                "error.type" = ::tracing::field::Empty,
+                "otel.status_code" = ::tracing::field::Empty,
+            ),
+            #[cfg(feature = "metrics")]
+            call: $crate::metrics::Call::new($store.system_name(), $op, $prefix),
+        }
+    };
 }
 pub(crate) use call_span;
 
-/// `call`, run in `span`, whose outcome (and failure) the span records when it ends.
-#[cfg(feature = "tracing")]
-pub(crate) fn traced<T: Outcome, F: Future<Output = Result<T>>>(
+/// `call`, run in `span`, whose outcome (and failure) the span records when it ends, and whose
+/// duration and outcome the metrics record.
+#[cfg(any(feature = "tracing", feature = "metrics"))]
+pub(crate) async fn traced<T: Outcome, F: Future<Output = Result<T>>>(
     span: CallSpan, call: F,
-) -> impl Future<Output = Result<T>> {
-    use tracing::Instrument;
-    async move {
-        if span.is_disabled() {
-            return call.await;
-        }
-        let result = call.instrument(span.clone()).await;
-        match &result {
-            Ok(value) => {
-                span.record("state.outcome", value.outcome());
-            }
-            Err(e) => {
-                span.record("state.outcome", "error");
-                span.record("error.type", e.variant());
-                span.record("otel.status_code", "ERROR");
-            }
-        }
-        result
-    }
+) -> Result<T> {
+    #[cfg(feature = "metrics")]
+    let started = std::time::Instant::now();
+    #[cfg(feature = "tracing")]
+    let result = in_span(&span.span, call).await;
+    #[cfg(not(feature = "tracing"))]
+    let result = call.await;
+    #[cfg(feature = "metrics")]
+    span.call.finish(started, outcome(&result));
+    result
 }
 
-/// `call` as it is, without the feature.
-#[cfg(not(feature = "tracing"))]
+/// `call` as it is, without either feature.
+#[cfg(not(any(feature = "tracing", feature = "metrics")))]
 pub(crate) fn traced<T: Outcome, F: Future<Output = Result<T>>>(_span: CallSpan, call: F) -> F {
     call
+}
+
+/// `call`, run in `span`, which records its outcome (and failure) when it ends.
+#[cfg(feature = "tracing")]
+async fn in_span<T: Outcome>(
+    span: &tracing::Span, call: impl Future<Output = Result<T>>,
+) -> Result<T> {
+    use tracing::Instrument;
+    if span.is_disabled() {
+        return call.await;
+    }
+    let result = call.instrument(span.clone()).await;
+    span.record("state.outcome", outcome(&result));
+    if let Err(e) = &result {
+        span.record("error.type", e.variant());
+        span.record("otel.status_code", "ERROR");
+    }
+    result
+}
+
+/// The `state.outcome` word of a call's result.
+#[cfg(any(feature = "tracing", feature = "metrics"))]
+fn outcome<T: Outcome>(result: &Result<T>) -> &'static str {
+    match result {
+        Ok(value) => value.outcome(),
+        Err(_) => "error",
+    }
 }
 
 /// Records how many ids a bulk call was given.
 pub(crate) fn record_batch(span: &CallSpan, size: usize) {
     #[cfg(feature = "tracing")]
-    span.record("db.operation.batch.size", size);
+    span.span.record("db.operation.batch.size", size);
     #[cfg(not(feature = "tracing"))]
     let _ = (span, size);
 }
@@ -124,7 +147,7 @@ pub(crate) fn record_attempts(attempts: u32) {
 
 /// What a call's span records of a successful result, as `state.outcome`.
 pub(crate) trait Outcome {
-    #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
+    #[cfg_attr(not(any(feature = "tracing", feature = "metrics")), allow(dead_code))]
     fn outcome(&self) -> &'static str {
         "ok"
     }

@@ -252,7 +252,7 @@ impl<B: Backend> Store<B> {
         let span = call_span!(self, S, "watch");
         traced(span, async move {
             let watch = Watch::new(channel?).buffer(self.watch_buffer);
-            let changes = self.feed()?.watch(&watch).await?;
+            let changes = self.subscribe::<S>(&watch).await?;
             Ok(Changes::new(changes, &watch.channel))
         })
     }
@@ -269,7 +269,7 @@ impl<B: Backend> Store<B> {
         let span = call_span!(self, S, "watch_id");
         traced(span, async move {
             let watch = watch?;
-            let changes = self.feed()?.watch(&watch).await?;
+            let changes = self.subscribe::<S>(&watch).await?;
             Ok(Changes::new(changes, &watch.channel))
         })
     }
@@ -322,7 +322,7 @@ impl<B: Backend> Store<B> {
             let watch = Watch::new(channel)
                 .key(key.clone())
                 .buffer(self.watch_buffer);
-            let changes = self.feed()?.watch(&watch).await?;
+            let changes = self.subscribe::<S>(&watch).await?;
             let first = self.backend.get(&key, GetOptions::new()).await?;
             Ok(Follow::new(self.clone(), key, first, changes))
         })
@@ -407,6 +407,25 @@ impl<B: Backend> Store<B> {
     /// change feed, or one that never announces expiries.
     pub async fn enable_expiry_events(&self) -> Result<()> {
         crate::backend::extensions::enable_expiry_events(&*self.backend).await
+    }
+
+    /// The backend's change feed of `watch`, whose missed changes the metrics count.
+    #[cfg_attr(not(feature = "metrics"), allow(clippy::extra_unused_type_parameters))]
+    async fn subscribe<S: StateKey>(
+        &self, watch: &Watch,
+    ) -> Result<BoxStream<'static, Result<Event>>> {
+        let changes = self.feed()?.watch(watch).await?;
+        #[cfg(feature = "metrics")]
+        let changes = {
+            let (system, prefix) = (self.system_name(), S::PREFIX);
+            let counted = futures_util::StreamExt::inspect(changes, move |item| {
+                if let Err(Error::Lagged { missed }) = item {
+                    crate::metrics::watch_missed(system, prefix, *missed);
+                }
+            });
+            Box::pin(counted) as BoxStream<'static, Result<Event>>
+        };
+        Ok(changes)
     }
 
     /// The backend's change feed, or [`Error::Unsupported`] naming `watch`.

@@ -224,6 +224,8 @@ fn no_runtime(why: &str) -> RedisError {
 /// [`get_each`]), leaving `batch` empty. Returns the connection's failure, if it
 /// broke.
 async fn send(conn: &RedisConnection, batch: &mut Vec<Waiter>) -> Option<RedisError> {
+    #[cfg(feature = "metrics")]
+    crate::metrics::batch_sent("redis", batch.len());
     // Each waiter's place among the distinct keys: the waiters sorted by key, so that equal keys
     // sit side by side (cheaper than hashing every key of a batch of at most a few hundred).
     let mut order: Vec<usize> = (0..batch.len()).collect();

@@ -219,6 +219,12 @@ impl Tracker {
         let mut state = self.lock();
         match result {
             Ok(()) => {
+                // A new connection where one worked before (a prefix is wanted only once the
+                // server took it): the old one broke.
+                #[cfg(feature = "metrics")]
+                if fresh && !state.wanted.is_empty() {
+                    crate::metrics::reconnected("redis", "cache");
+                }
                 // Kept only once the server took it: a prefix it refused (overlapping another,
                 // say) would otherwise make every later connection fail.
                 if !known {

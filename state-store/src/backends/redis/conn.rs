@@ -22,6 +22,10 @@ use crate::backend::kit::not_a_counter;
 #[derive(Clone)]
 pub struct RedisConnection {
     inner: Inner,
+    /// One server's data connection: whether it broke under a command since it last answered,
+    /// so that the metrics count one reconnection however many commands failed with it.
+    #[cfg(feature = "metrics")]
+    broken: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
 /// The connection of each deployment. The Cluster's and Sentinel's are built by their modules;
@@ -71,11 +75,19 @@ impl fmt::Debug for RedisConnection {
 
 impl RedisConnection {
     pub(super) fn new(inner: Inner) -> Self {
-        RedisConnection { inner }
+        RedisConnection {
+            inner,
+            #[cfg(feature = "metrics")]
+            broken: None,
+        }
     }
 
     pub(crate) fn node(conn: ConnectionManager) -> Self {
-        Self::new(Inner::Node(conn))
+        RedisConnection {
+            #[cfg(feature = "metrics")]
+            broken: Some(Default::default()),
+            ..Self::new(Inner::Node(conn))
+        }
     }
 
     pub(crate) fn tracking(conn: redis::aio::MultiplexedConnection) -> Self {
@@ -123,18 +135,54 @@ impl RedisConnection {
 
 impl ConnectionLike for RedisConnection {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        with_link!(&mut self.inner, link => link.req_packed_command(cmd))
+        let sent = with_link!(&mut self.inner, link => link.req_packed_command(cmd));
+        #[cfg(feature = "metrics")]
+        if let Some(broken) = &self.broken {
+            return Box::pin(count_reconnection(broken, sent));
+        }
+        sent
     }
 
     fn req_packed_commands<'a>(
         &'a mut self, pipeline: &'a Pipeline, offset: usize, count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
-        with_link!(&mut self.inner, link => link.req_packed_commands(pipeline, offset, count))
+        let sent =
+            with_link!(&mut self.inner, link => link.req_packed_commands(pipeline, offset, count));
+        #[cfg(feature = "metrics")]
+        if let Some(broken) = &self.broken {
+            return Box::pin(count_reconnection(broken, sent));
+        }
+        sent
     }
 
     fn get_db(&self) -> i64 {
         with_link!(&self.inner, link => link.get_db())
     }
+}
+
+/// `sent`, a command on a data connection: a failure because the connection broke marks it
+/// `broken`; the first answer after that (the connection manager has reconnected) counts one
+/// reconnection.
+#[cfg(feature = "metrics")]
+async fn count_reconnection<T>(
+    broken: &std::sync::atomic::AtomicBool, sent: RedisFuture<'_, T>,
+) -> redis::RedisResult<T> {
+    use std::sync::atomic::Ordering::Relaxed;
+    let result = sent.await;
+    match &result {
+        Err(e) if worth_one_retry(e) || e.is_io_error() || e.is_connection_refusal() => {
+            broken.store(true, Relaxed);
+        }
+        // No answer in time: the connection may be fine, or not; the next answer tells.
+        Err(e) if e.is_timeout() => {}
+        // An answer, even an error reply: the connection works.
+        _ => {
+            if broken.load(Relaxed) && broken.swap(false, Relaxed) {
+                crate::metrics::reconnected("redis", "data");
+            }
+        }
+    }
+    result
 }
 
 /// Whether the connection broke under a command, so that the manager is reconnecting and one

@@ -276,6 +276,9 @@ impl Connection {
         let mut refused: HashMap<Arc<str>, String> = HashMap::new();
         let mut pending: Vec<Waiting> = Vec::new();
         let mut retry = RETRY_MIN;
+        // Whether the connection broke since it was last open, for the metrics' reconnections.
+        #[cfg(feature = "metrics")]
+        let mut broke = false;
         // The source's own expired-key listeners (a Cluster's nodes), while anyone watches.
         let mut listeners: Option<Listeners> = None;
         loop {
@@ -318,6 +321,10 @@ impl Connection {
                         "state_store: the change feed's connection closed; reconnecting"
                     );
                     conn = None;
+                    #[cfg(feature = "metrics")]
+                    {
+                        broke = true;
+                    }
                     lost.extend(subscribed.drain());
                     if connected_at.elapsed() < RETRY_MAX {
                         // Closed soon after it opened: wait before the next try rather than
@@ -341,6 +348,10 @@ impl Connection {
             if conn.is_none() && !desired.is_empty() {
                 match self.connect().await {
                     Ok(connected) => {
+                        #[cfg(feature = "metrics")]
+                        if std::mem::take(&mut broke) {
+                            crate::metrics::reconnected("redis", "feed");
+                        }
                         conn = Some(connected.split());
                         connected_at = tokio::time::Instant::now();
                         refused.clear();
@@ -386,6 +397,10 @@ impl Connection {
                 }
                 if let Err(Broken(e)) = result {
                     conn = None;
+                    #[cfg(feature = "metrics")]
+                    {
+                        broke = true;
+                    }
                     lost.extend(subscribed.drain());
                     error = Some(e);
                 }

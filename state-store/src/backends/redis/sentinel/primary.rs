@@ -169,6 +169,8 @@ impl Primary {
             "state_store: the sentinels name a new primary; following it"
         );
         current.generation += 1;
+        #[cfg(feature = "metrics")]
+        crate::metrics::reconnected("redis", "data");
         current.address = address;
         current.conn = conn;
     }
