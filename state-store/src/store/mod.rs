@@ -68,6 +68,12 @@ const UPDATE_ATTEMPTS: u32 = 64;
 /// # Ok(())
 /// # }
 /// ```
+///
+/// The calls that take an id, and those that need a capability of the state type (`incr`,
+/// `check`, `watch`, `acquire`), return a [`BoxFuture`](crate::backend::BoxFuture), one
+/// allocation per call: its type does not carry the call's bounds, so a wrong id or a type
+/// without the capability is one compile error at the call. (Behind an `impl Future`, rustc
+/// reports an unmet bound again at each use of the future: the call and its `.await`.)
 pub struct Store<B> {
     backend: Arc<B>,
     /// `"{namespace}:"`, or empty.
