@@ -166,6 +166,13 @@ impl<B: Backend> Store<B> {
         self
     }
 
+    /// Whether writes are on ([`enable_set`](Self::enable_set)): a rate-limit layer refuses a
+    /// store whose every check would fail.
+    #[cfg_attr(not(feature = "tower"), allow(dead_code))]
+    pub(crate) fn writes_enabled(&self) -> bool {
+        self.set_enabled
+    }
+
     /// The backend.
     pub fn backend(&self) -> &B {
         &self.backend
