@@ -184,9 +184,14 @@ async fn concurrent_requests_never_pass_more_than_the_quota<B: Backend>(store: S
     assert_eq!(calls.load(Ordering::SeqCst), 3);
 }
 
-/// `store` makes every check fail.
+/// Words the 503 of a failed check must never show: the client's id, the store's namespace (so
+/// no key), and the password of the Redis tests' URL.
+const UNSAID: [&str; 4] = ["erin", "tower", "per-minute", "s3cret"];
+
+/// `store` makes every check fail: 503 with a short line of text naming the cause (one of
+/// `causes`), or the inner service when failing open.
 async fn a_failing_store_fails_closed_by_default_or_open_when_asked<B: Backend>(
-    store: Store<B>, expected: fn(&Error) -> bool,
+    store: Store<B>, expected: fn(&Error) -> bool, causes: &[&str],
 ) {
     let (calls, inner) = counting();
     let layer = RateLimitLayer::<PerMinute, _, _>::new(store, client);
@@ -198,11 +203,31 @@ async fn a_failing_store_fails_closed_by_default_or_open_when_asked<B: Backend>(
         .unwrap();
     assert_eq!(closed.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(has_no_rate_limit_headers(closed.headers()));
+    assert_eq!(
+        closed.headers()["content-type"],
+        "text/plain; charset=utf-8"
+    );
     let error = closed
         .extensions()
         .get::<Arc<Error>>()
-        .expect("the error, for logging");
-    assert!(expected(error), "{error:?}");
+        .expect("the error, for logging")
+        .clone();
+    assert!(expected(&error), "{error:?}");
+    let body = closed.into_body();
+    let cause = body.strip_prefix("rate limit check failed: ");
+    let cause = cause.and_then(|cause| cause.strip_suffix('\n'));
+    assert!(
+        cause.is_some_and(|cause| causes.contains(&cause)),
+        "{body:?}"
+    );
+    assert!(body.len() < 1024, "{body}");
+    for word in UNSAID {
+        // The error itself names the key, which is why the body does not repeat it.
+        assert!(
+            !body.contains(word),
+            "{word:?} in {body:?} (error: {error})"
+        );
+    }
     assert_eq!(
         calls.load(Ordering::SeqCst),
         0,
@@ -249,13 +274,28 @@ async fn memory_concurrent_requests_never_pass_more_than_the_quota() {
     concurrent_requests_never_pass_more_than_the_quota(memory()).await;
 }
 
+#[test]
+#[should_panic(
+    expected = "RateLimitLayer::new: the store does not allow writes, and every \
+                           rate-limit check writes; build it with \
+                           `Store::new(backend).enable_set()`"
+)]
+fn a_store_without_writes_is_refused_when_the_layer_is_built() {
+    // `check` writes: without `enable_set` every request would be answered 503.
+    let _ = RateLimitLayer::<PerMinute, _, _>::new(Store::new(MemoryBackend::new()), client);
+}
+
 #[tokio::test]
-async fn memory_a_store_without_writes_fails_closed_or_open() {
-    // `check` writes: without `enable_set` every check fails with `Error::Disabled`.
-    let store = Store::new(MemoryBackend::new());
-    a_failing_store_fails_closed_by_default_or_open_when_asked(store, |error| {
-        matches!(error, Error::Disabled { .. })
-    })
+async fn memory_a_failing_store_fails_closed_or_open() {
+    // An invalid namespace fails every call of the store before it touches a key.
+    let store = Store::new(MemoryBackend::new())
+        .namespace("tower per-minute")
+        .enable_set();
+    a_failing_store_fails_closed_by_default_or_open_when_asked(
+        store,
+        |error| matches!(error, Error::InvalidNamespace { .. }),
+        &["the store's namespace is invalid"],
+    )
     .await;
 }
 
@@ -397,13 +437,17 @@ mod redis {
     #[tokio::test]
     async fn a_killed_server_fails_closed_by_default_or_open_when_asked() {
         let mut server = RedisServer::start();
+        // A user with a password, which the 503 must not show.
+        let () = ::redis::cmd("ACL")
+            .arg(&["SETUSER", "tower", "on", ">s3cret-pw", "~*", "&*", "+@all"])
+            .query(&mut server.raw())
+            .unwrap();
+        let url = format!("redis://tower:s3cret-pw@127.0.0.1:{}", server.port());
         let options = RedisOptions::default()
             .connect_timeout(Duration::from_millis(500))
             .response_timeout(Duration::from_millis(500))
             .reconnect_retries(0);
-        let backend = RedisBackend::connect_with(&server.url(), options)
-            .await
-            .unwrap();
+        let backend = RedisBackend::connect_with(&url, options).await.unwrap();
         let store = Store::new(backend).namespace("tower").enable_set();
         // Working first, so the failure below is the server's.
         let (_, inner) = counting();
@@ -412,9 +456,15 @@ mod redis {
         assert_eq!(before.status(), StatusCode::OK);
 
         server.kill();
-        a_failing_store_fails_closed_by_default_or_open_when_asked(store, |error| {
-            !matches!(error, Error::Disabled { .. })
-        })
+        a_failing_store_fails_closed_by_default_or_open_when_asked(
+            store,
+            |error| matches!(error, Error::Backend { .. } | Error::Connect { .. }),
+            &[
+                "the store failed (connection lost or a server error)",
+                "the store did not answer in time",
+                "the store is unreachable",
+            ],
+        )
         .await;
     }
 }

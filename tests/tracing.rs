@@ -93,6 +93,8 @@ impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for Capture {
         }
         let mut fields = Fields(BTreeMap::new());
         event.record(&mut fields);
+        let level = event.metadata().level().to_string();
+        fields.0.insert("level".into(), level);
         let name = fields.0.get("message").cloned().unwrap_or_default();
         self.events.lock().unwrap().push(Captured {
             name,
@@ -417,6 +419,59 @@ fn the_redis_feed_reports_its_reconnection() {
         assert!(
             events.iter().any(|e| e.name.contains("interrupted")),
             "{events:#?}"
+        );
+    });
+}
+
+/// A rate-limit check that fails inside `RateLimitLayer` is a `WARN` event with the error, beside
+/// the 503 the client gets.
+#[cfg(feature = "tower")]
+#[test]
+fn a_failed_check_in_the_rate_limit_layer_is_a_warning() {
+    use std::convert::Infallible;
+
+    use axum::http::{Request, Response, StatusCode, request::Parts};
+    use state_store::{Policy, Quota, RateLimit, RateLimitLayer};
+    use tower::{Layer, ServiceExt};
+
+    #[derive(Serialize, Deserialize, StateKey)]
+    #[state(prefix = "api-rate", id = String, counter)]
+    struct ApiRate(i64);
+
+    impl RateLimit for ApiRate {
+        const QUOTA: Quota = Quota::per_minute(10);
+        const POLICY: Policy = Policy::FixedWindow;
+    }
+
+    let capture = Capture::default();
+    capture.run(async {
+        // An invalid namespace fails every check before it touches a key.
+        let store = Store::new(MemoryBackend::new())
+            .namespace("not valid")
+            .enable_set();
+        let key = |_: &Parts| Some("client-1".to_string());
+        let inner = tower::service_fn(|_: Request<String>| async {
+            Ok::<_, Infallible>(Response::new(String::new()))
+        });
+        let service = RateLimitLayer::<ApiRate, _, _>::new(store, key).layer(inner);
+        let response = service.oneshot(Request::new(String::new())).await.unwrap();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+
+        let events = capture.events.lock().unwrap().clone();
+        let failed: Vec<_> = events
+            .iter()
+            .filter(|e| e.name.contains("rate-limit check failed"))
+            .collect();
+        assert_eq!(failed.len(), 1, "{events:#?}");
+        let event = failed[0];
+        assert_eq!(event.field("level"), Some("WARN"));
+        assert!(event.name.contains("answering 503"), "{event:?}");
+        assert_eq!(event.field("limit"), Some("api-rate"));
+        assert_eq!(event.field("error.type"), Some("InvalidNamespace"));
+        let error = event.field("error").unwrap();
+        assert!(
+            error.starts_with("invalid namespace `not valid`"),
+            "{error}"
         );
     });
 }

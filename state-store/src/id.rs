@@ -280,18 +280,26 @@ impl<I: StateId> IdArg<I> for I {
     }
 }
 
+// Hidden from diagnostics too: listed, it would be the only "implemented for" help, and
+// point at a generic impl instead of the id the label names.
+#[diagnostic::do_not_recommend]
 impl<I: StateId> IdArg<I> for &I {
     fn write_id(&self, out: &mut String) {
         (**self).write_key(out);
     }
 }
 
+// Not listed among the accepted ids when an id of another type is given: the label names
+// the id type, and `&str` there would read as a suggestion for every non-`String` id.
+#[diagnostic::do_not_recommend]
 impl IdArg<String> for &str {
     fn write_id(&self, out: &mut String) {
         write_str_key(self, out);
     }
 }
 
+// For `get_many(&["a", "b"])` and other iterators of `&&str`; hidden from diagnostics likewise.
+#[diagnostic::do_not_recommend]
 impl IdArg<String> for &&str {
     fn write_id(&self, out: &mut String) {
         write_str_key(self, out);

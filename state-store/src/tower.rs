@@ -9,13 +9,13 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use http::header::{HeaderName, HeaderValue, RETRY_AFTER};
+use http::header::{CONTENT_TYPE, HeaderName, HeaderValue, RETRY_AFTER};
 use http::request::Parts;
 use http::{HeaderMap, Request, Response, StatusCode};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::{Backend, Decision, Policy, RateLimit, Store};
+use crate::{Backend, Decision, Error, Policy, RateLimit, Store};
 
 /// `RateLimit-Limit` of the IETF draft "RateLimit header fields for HTTP".
 const RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
@@ -25,12 +25,12 @@ const RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("ratelimit-remai
 const RATELIMIT_RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
 
 /// What a [`RateLimitLayer`] does with a request whose check failed (the store unreachable, a
-/// timeout, a store without [`enable_set`](Store::enable_set)).
+/// timeout).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum OnError {
-    /// Answer `503 Service Unavailable`, without calling the inner service: an outage of the
-    /// store does not lift the limit.
+    /// Answer `503 Service Unavailable` with a line of plain text naming the cause, without
+    /// calling the inner service: an outage of the store does not lift the limit.
     #[default]
     FailClosed,
     /// Let the request through, without rate-limit headers: an outage of the store does not
@@ -120,7 +120,14 @@ pub enum OnError {
 /// [`OnError::FailClosed`], `503 Service Unavailable` without calling the inner service;
 /// [`OnError::FailOpen`] lets the request through, without rate-limit headers. Either way the
 /// error is put in the response's extensions as an `Arc<`[`Error`](crate::Error)`>` for a
-/// logging layer to report, since a limiter that fails open silently is a limiter that is off.
+/// logging layer to report, since a limiter that fails open silently is a limiter that is off;
+/// with the `tracing` feature each failure is also a `WARN` event (target `state_store`) with
+/// the error's message, which names the key, so the client's id.
+///
+/// The 503's body is one line of `text/plain`, such as `rate limit check failed: the store is
+/// unreachable`: the kind of failure only, never the error's message (the key, the driver's
+/// words), which is not the client's to read. That body is why the response body type must
+/// implement `From<&'static str>` (`String`, `axum::body::Body`, `Full<Bytes>` do).
 ///
 /// # Compared with `tower_governor`
 /// [`tower_governor`](https://docs.rs/tower_governor) wraps the `governor` crate, whose counts
@@ -162,9 +169,19 @@ where
     F: Fn(&Parts) -> Option<S::Id> + Send + Sync + 'static,
 {
     /// Checks `S` in `store` for the id `key` takes from each request; `None` lets the request
-    /// through unchecked. The store needs [`enable_set`](Store::enable_set), since a check
-    /// writes (without it every check fails, and [`OnError`] decides).
+    /// through unchecked.
+    ///
+    /// # Panics
+    /// When `store` does not allow writes: a check writes, so without
+    /// [`enable_set`](Store::enable_set) every request would fail its check and be answered
+    /// 503. Build the store with `Store::new(backend).enable_set()`.
+    #[track_caller]
     pub fn new(store: Store<B>, key: F) -> Self {
+        assert!(
+            store.writes_enabled(),
+            "RateLimitLayer::new: the store does not allow writes, and every rate-limit check \
+             writes; build it with `Store::new(backend).enable_set()`"
+        );
         RateLimitLayer {
             shared: Arc::new(Shared { store, key }),
             on_error: OnError::default(),
@@ -257,7 +274,7 @@ where
     Svc: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
     Svc::Future: Send + 'static,
     ReqBody: Send + 'static,
-    ResBody: Default + Send + 'static,
+    ResBody: Default + From<&'static str> + Send + 'static,
 {
     type Response = Response<ResBody>;
     type Error = Svc::Error;
@@ -296,11 +313,21 @@ where
                     Ok(response)
                 }
                 Err(error) => {
-                    let error = Arc::new(error);
+                    crate::backend::kit::warn_event!(
+                        limit = S::PREFIX,
+                        error.type = error.variant(),
+                        error = %error,
+                        "state_store: a rate-limit check failed; {}",
+                        match on_error {
+                            OnError::FailClosed => "answering 503",
+                            OnError::FailOpen => "letting the request through (OnError::FailOpen)",
+                        }
+                    );
                     let mut response = match on_error {
-                        OnError::FailClosed => status(StatusCode::SERVICE_UNAVAILABLE),
+                        OnError::FailClosed => unavailable(&error),
                         OnError::FailOpen => inner.call(request).await?,
                     };
+                    let error = Arc::new(error);
                     response.extensions_mut().insert(error);
                     Ok(response)
                 }
@@ -330,6 +357,47 @@ fn status<ResBody: Default>(status: StatusCode) -> Response<ResBody> {
     let mut response = Response::new(ResBody::default());
     *response.status_mut() = status;
     response
+}
+
+/// The 503 of a failed check: one line of plain text from a fixed set.
+fn unavailable<ResBody: From<&'static str>>(error: &Error) -> Response<ResBody> {
+    let mut response = Response::new(ResBody::from(failure(error)));
+    *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+/// What a client is told of a failed check: the kind of failure, never the error's message,
+/// which names the key (the client's id, and on a shared store its tenant's namespace) and
+/// repeats the driver's words.
+fn failure(error: &Error) -> &'static str {
+    match error {
+        Error::Connect { .. } => "rate limit check failed: the store is unreachable\n",
+        Error::Backend { .. } if error.is_timeout() => {
+            "rate limit check failed: the store did not answer in time\n"
+        }
+        Error::Backend { .. } => {
+            "rate limit check failed: the store failed (connection lost or a server error)\n"
+        }
+        Error::Conflict { .. } => "rate limit check failed: too many concurrent checks\n",
+        Error::NotACounter { .. } | Error::InvalidKey { .. } => {
+            "rate limit check failed: the stored count is not a counter\n"
+        }
+        Error::InvalidNamespace { .. } => {
+            "rate limit check failed: the store's namespace is invalid\n"
+        }
+        Error::Disabled { .. } => "rate limit check failed: the store does not allow writes\n",
+        Error::Unsupported { .. } => {
+            "rate limit check failed: the store does not support rate limits\n"
+        }
+        Error::NotDurable { .. } => {
+            "rate limit check failed: the count did not reach the copies it requires\n"
+        }
+        _ => "rate limit check failed: the store failed\n",
+    }
 }
 
 /// Whole seconds, rounded up: a client that waits this long is never early.

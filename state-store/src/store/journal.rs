@@ -3,16 +3,17 @@
 //! of [`Delivery`]s.
 
 use std::fmt;
-use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use futures_core::Stream;
+use futures_util::FutureExt as _;
 
 use super::Store;
 use super::trace::{call_span, traced};
 use super::watch::{Change, to_change};
+use crate::backend::BoxFuture;
 use crate::backend::{
     Ack, Backend, BoxStream, ConsumeOptions, Cursor, JournalRecord, Journals, Position,
 };
@@ -259,9 +260,7 @@ impl<B: Backend> Store<B> {
     /// # Ok(())
     /// # }
     /// ```
-    pub fn journal<S: Journaled>(
-        &self, from: Position,
-    ) -> impl Future<Output = Result<Journal<S>>> + Send + '_ {
+    pub fn journal<S: Journaled>(&self, from: Position) -> BoxFuture<'_, Result<Journal<S>>> {
         let span = call_span!(self, S, "journal");
         traced(span, async move {
             let channel = self.channel::<S>()?;
@@ -272,6 +271,7 @@ impl<B: Backend> Store<B> {
                 state: PhantomData,
             })
         })
+        .boxed()
     }
 
     /// The changes of `S` shared among the consumers of worker group `group`, as consumer
@@ -306,7 +306,7 @@ impl<B: Backend> Store<B> {
     /// ```
     pub fn consume<S: Journaled>(
         &self, group: &str, consumer: &str,
-    ) -> impl Future<Output = Result<Consumer<S>>> + Send + '_ {
+    ) -> BoxFuture<'_, Result<Consumer<S>>> {
         self.consume_with::<S>(group, consumer, ConsumeOptions::new())
     }
 
@@ -316,7 +316,7 @@ impl<B: Backend> Store<B> {
     /// at a time.
     pub fn consume_with<S: Journaled>(
         &self, group: &str, consumer: &str, options: ConsumeOptions,
-    ) -> impl Future<Output = Result<Consumer<S>>> + Send + '_ {
+    ) -> BoxFuture<'_, Result<Consumer<S>>> {
         let span = call_span!(self, S, "consume");
         let names = check_name("worker group", group)
             .and_then(|()| check_name("consumer", consumer))
@@ -334,6 +334,7 @@ impl<B: Backend> Store<B> {
                 state: PhantomData,
             })
         })
+        .boxed()
     }
 
     /// The engine's journals, or [`Error::Unsupported`] naming `operation`.

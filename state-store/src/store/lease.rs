@@ -7,6 +7,7 @@ use std::hash::BuildHasher;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures_util::FutureExt as _;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -14,6 +15,7 @@ use tokio::time::Instant;
 use super::codec::{decode, encode, type_ttl};
 use super::trace::{call_span, traced};
 use super::{Store, UpdateOptions, Updated};
+use crate::backend::BoxFuture;
 use crate::backend::{
     Backend, Expiry, Fence, FencedWrites, LeaseKey, Leases, PutOptions, RemoveOptions,
 };
@@ -114,7 +116,9 @@ impl Shared {
 ///
 /// Dropping a `Lease` does not release it: it expires after its ttl. It is `Send + Sync +
 /// 'static`, so it can move into a spawned task.
-pub struct Lease<S: Leased> {
+// `StateKey`, not `Leased`: `acquire`'s future names `Lease<S>`, and a bound here would report
+// an `acquire` of a type that is not a lease a second and a third time.
+pub struct Lease<S: StateKey> {
     id: S::Id,
     value: S,
     shared: Arc<Shared>,
@@ -341,9 +345,7 @@ pub struct Fenced<'s, B, S: Leased> {
 
 impl<B: Backend, S: Leased> Fenced<'_, B, S> {
     /// [`Store::set`] under the lease. Needs [`enable_set`](Store::enable_set).
-    pub fn set<T: StateKey>(
-        &self, id: impl IdArg<T::Id>, value: &T,
-    ) -> impl Future<Output = Result<()>> + Send + '_ {
+    pub fn set<T: StateKey>(&self, id: impl IdArg<T::Id>, value: &T) -> BoxFuture<'_, Result<()>> {
         let store = self.store;
         let span = call_span!(store, T, "fenced_set");
         let prepared = store.write_key::<T>("set", id).and_then(|key| {
@@ -364,13 +366,14 @@ impl<B: Backend, S: Leased> Fenced<'_, B, S> {
                 .fence(fence.fence(store.type_prefix::<T>(&key)));
             store.backend.put(&key, value, put).await.map(drop)
         })
+        .boxed()
     }
 
     /// [`Store::update`] under the lease: every attempt's write carries the fence. Needs
     /// [`enable_set`](Store::enable_set).
     pub fn update<'a, T: StateKey>(
         &'a self, id: impl IdArg<T::Id>, change: impl FnMut(Option<T>) -> Option<T> + Send + 'a,
-    ) -> impl Future<Output = Result<Option<T>>> + Send + 'a {
+    ) -> BoxFuture<'a, Result<Option<T>>> {
         let store = self.store;
         let span = call_span!(store, T, "fenced_update");
         let supported = store.check_fenced("fenced update");
@@ -380,6 +383,7 @@ impl<B: Backend, S: Leased> Fenced<'_, B, S> {
             supported?;
             Ok(updated.await?.into_value())
         }
+        .boxed()
     }
 
     /// [`Store::update_with`] under the lease: what happened ([`Updated`]), every attempt's write
@@ -387,7 +391,7 @@ impl<B: Backend, S: Leased> Fenced<'_, B, S> {
     pub fn update_with<'a, T: StateKey>(
         &'a self, id: impl IdArg<T::Id>, options: UpdateOptions,
         change: impl FnMut(Option<T>) -> Option<T> + Send + 'a,
-    ) -> impl Future<Output = Result<Updated<T>>> + Send + 'a {
+    ) -> BoxFuture<'a, Result<Updated<T>>> {
         let store = self.store;
         let span = call_span!(store, T, "fenced_update_with");
         let supported = store.check_fenced("fenced update");
@@ -398,13 +402,12 @@ impl<B: Backend, S: Leased> Fenced<'_, B, S> {
             supported?;
             updated.await
         }
+        .boxed()
     }
 
     /// [`Store::remove`] under the lease: `true` when there was a value. Needs
     /// [`enable_remove`](Store::enable_remove).
-    pub fn remove<T: StateKey>(
-        &self, id: impl IdArg<T::Id>,
-    ) -> impl Future<Output = Result<bool>> + Send + '_ {
+    pub fn remove<T: StateKey>(&self, id: impl IdArg<T::Id>) -> BoxFuture<'_, Result<bool>> {
         let store = self.store;
         let key = store
             .check_enabled(store.remove_enabled, "remove", "enable_remove")
@@ -421,6 +424,7 @@ impl<B: Backend, S: Leased> Fenced<'_, B, S> {
                 .fence(fence.fence(store.type_prefix::<T>(&key)));
             store.backend.remove(&key, remove).await
         })
+        .boxed()
     }
 }
 
@@ -473,11 +477,11 @@ impl<B: Backend> Store<B> {
     /// revision of the acquisition) but no fenced writes.
     pub fn acquire<S: Leased>(
         &self, id: impl IdArg<S::Id>, value: &S,
-    ) -> impl Future<Output = Result<Option<Lease<S>>>> + Send + '_ {
+    ) -> BoxFuture<'_, Result<Option<Lease<S>>>> {
         let span = call_span!(self, S, "acquire");
         let prepared = self.prepare_lease::<S>(id, value);
         self.record_id::<S>(&span, prepared.as_ref().map(|p| p.key.as_str()));
-        traced(span, async move { self.try_acquire::<S>(&prepared?).await })
+        traced(span, async move { self.try_acquire::<S>(&prepared?).await }).boxed()
     }
 
     /// [`acquire`](Self::acquire), trying again until `wait` has passed: after a random
@@ -486,7 +490,7 @@ impl<B: Backend> Store<B> {
     /// still held at the end of `wait`. Needs [`enable_set`](Self::enable_set).
     pub fn acquire_within<S: Leased>(
         &self, id: impl IdArg<S::Id>, value: &S, wait: Duration,
-    ) -> impl Future<Output = Result<Option<Lease<S>>>> + Send + '_ {
+    ) -> BoxFuture<'_, Result<Option<Lease<S>>>> {
         let span = call_span!(self, S, "acquire_within");
         let prepared = self.prepare_lease::<S>(id, value);
         self.record_id::<S>(&span, prepared.as_ref().map(|p| p.key.as_str()));
@@ -514,13 +518,14 @@ impl<B: Backend> Store<B> {
                 tokio::time::sleep(Duration::from_micros(pause).min(left)).await;
             }
         })
+        .boxed()
     }
 
     /// Who holds the lease `S` on `id` now: its value, token and time left; `None` when it is
     /// free. A read: needs no permission.
     pub fn holder<S: Leased>(
         &self, id: impl IdArg<S::Id>,
-    ) -> impl Future<Output = Result<Option<Holder<S>>>> + Send + '_ {
+    ) -> BoxFuture<'_, Result<Option<Holder<S>>>> {
         let key = self.full_key::<S>(id);
         let span = call_span!(self, S, "holder", key.as_deref());
         traced(span, async move {
@@ -537,6 +542,7 @@ impl<B: Backend> Store<B> {
                 expires_in: held.expires_in,
             }))
         })
+        .boxed()
     }
 
     /// Writes made under `lease`: `set`, `update` and `remove` that the engine refuses with

@@ -68,6 +68,12 @@ const UPDATE_ATTEMPTS: u32 = 64;
 /// # Ok(())
 /// # }
 /// ```
+///
+/// The calls that take an id, and those that need a capability of the state type (`incr`,
+/// `check`, `watch`, `acquire`), return a [`BoxFuture`](crate::backend::BoxFuture), one
+/// allocation per call: its type does not carry the call's bounds, so a wrong id or a type
+/// without the capability is one compile error at the call. (Behind an `impl Future`, rustc
+/// reports an unmet bound again at each use of the future: the call and its `.await`.)
 pub struct Store<B> {
     backend: Arc<B>,
     /// `"{namespace}:"`, or empty.
@@ -158,6 +164,13 @@ impl<B: Backend> Store<B> {
     pub fn trace_ids(mut self, record: bool) -> Self {
         self.trace_ids = record;
         self
+    }
+
+    /// Whether writes are on ([`enable_set`](Self::enable_set)): a rate-limit layer refuses a
+    /// store whose every check would fail.
+    #[cfg_attr(not(feature = "tower"), allow(dead_code))]
+    pub(crate) fn writes_enabled(&self) -> bool {
+        self.set_enabled
     }
 
     /// The backend.

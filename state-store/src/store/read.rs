@@ -5,12 +5,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_core::Stream;
+use futures_util::FutureExt as _;
 use futures_util::StreamExt;
 use futures_util::future::Either;
 
 use super::Store;
 use super::codec::decode;
 use super::trace::{self, call_span, traced};
+use crate::backend::BoxFuture;
 use crate::backend::provided::usage_by_listing;
 use crate::backend::usage::{Usage, UsageOptions};
 use crate::backend::{Backend, Decoded, GetOptions};
@@ -22,9 +24,7 @@ impl<B: Backend> Store<B> {
     ///
     /// A value that is not valid JSON for `S` gives [`Error::Decode`] with the key and serde's
     /// message; the stored value is left as it is.
-    pub fn get<S: StateKey>(
-        &self, id: impl IdArg<S::Id>,
-    ) -> impl Future<Output = Result<Option<S>>> + Send + '_ {
+    pub fn get<S: StateKey>(&self, id: impl IdArg<S::Id>) -> BoxFuture<'_, Result<Option<S>>> {
         // The key is built before the future so that the id is not held across an await: the
         // future is `Send` whatever the caller passes.
         let key = self.full_key::<S>(id);
@@ -39,6 +39,7 @@ impl<B: Backend> Store<B> {
                 None => Ok(None),
             }
         })
+        .boxed()
     }
 
     /// `get` of a type declared with `cache`: through the backend's client-side cache, which
@@ -89,9 +90,7 @@ impl<B: Backend> Store<B> {
     }
 
     /// Whether there is an `S` with `id`.
-    pub fn exists<S: StateKey>(
-        &self, id: impl IdArg<S::Id>,
-    ) -> impl Future<Output = Result<bool>> + Send + '_ {
+    pub fn exists<S: StateKey>(&self, id: impl IdArg<S::Id>) -> BoxFuture<'_, Result<bool>> {
         let key = self.full_key::<S>(id);
         let span = call_span!(self, S, "exists", key.as_deref());
         traced(span, async move {
@@ -99,23 +98,24 @@ impl<B: Backend> Store<B> {
             let exists = GetOptions::new().exists_only();
             Ok(self.backend.get(&key, exists).await?.is_some())
         })
+        .boxed()
     }
 
     /// Time left before the `S` with `id` expires, in whole milliseconds; `None` when there is no
     /// such value or it does not expire.
     pub fn ttl<S: StateKey>(
         &self, id: impl IdArg<S::Id>,
-    ) -> impl Future<Output = Result<Option<Duration>>> + Send + '_ {
+    ) -> BoxFuture<'_, Result<Option<Duration>>> {
         let key = self.full_key::<S>(id);
         let span = call_span!(self, S, "ttl", key.as_deref());
-        traced(span, async move { self.backend.ttl(&key?).await })
+        traced(span, async move { self.backend.ttl(&key?).await }).boxed()
     }
 
     /// The values with `ids`, in the order asked (`None` where there is none): on Redis in one
     /// round trip (`MGET`). A value that does not decode gives [`Error::Decode`] naming its key.
     pub fn get_many<S: StateKey>(
         &self, ids: impl IntoIterator<Item = impl IdArg<S::Id>>,
-    ) -> impl Future<Output = Result<Vec<Option<S>>>> + Send + '_ {
+    ) -> BoxFuture<'_, Result<Vec<Option<S>>>> {
         let keys = self.full_keys::<S>(ids);
         let span = call_span!(self, S, "get_many");
         trace::record_batch(&span, keys.as_ref().map_or(0, Vec::len));
@@ -127,6 +127,7 @@ impl<B: Backend> Store<B> {
                 .map(|(key, value)| value.map(|bytes| decode(key, &bytes)).transpose())
                 .collect()
         })
+        .boxed()
     }
 
     /// The ids of every `S` in this store's namespace, each once, in no particular order.

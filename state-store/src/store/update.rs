@@ -2,11 +2,14 @@
 
 use std::future::Future;
 
+use futures_util::FutureExt as _;
+
 use super::Store;
 use super::codec::{decode, encode, type_ttl};
 use super::lease::FenceOf;
 use super::trace::{self, CallSpan, call_span, traced};
 use crate::Result;
+use crate::backend::BoxFuture;
 use crate::backend::provided::remove_if;
 use crate::backend::{Backend, Expiry, GetOptions, RemoveOptions, UpdateOptions as BackendUpdate};
 use crate::id::IdArg;
@@ -53,10 +56,10 @@ impl<B: Backend> Store<B> {
     /// [`enable_set`](Self::enable_set).
     pub fn update<'a, S: StateKey>(
         &'a self, id: impl IdArg<S::Id>, change: impl FnMut(Option<S>) -> Option<S> + Send + 'a,
-    ) -> impl Future<Output = Result<Option<S>>> + Send + 'a {
+    ) -> BoxFuture<'a, Result<Option<S>>> {
         let span = call_span!(self, S, "update");
         let updated = self.update_inner::<S>(span, "update", id, change, false, None);
-        async move { Ok(updated.await?.into_value()) }
+        async move { Ok(updated.await?.into_value()) }.boxed()
     }
 
     /// [`update`](Self::update) with [`UpdateOptions`], saying what happened:
@@ -95,7 +98,7 @@ impl<B: Backend> Store<B> {
     pub fn update_with<'a, S: StateKey>(
         &'a self, id: impl IdArg<S::Id>, options: UpdateOptions,
         change: impl FnMut(Option<S>) -> Option<S> + Send + 'a,
-    ) -> impl Future<Output = Result<Updated<S>>> + Send + 'a {
+    ) -> BoxFuture<'a, Result<Updated<S>>> {
         let span = call_span!(self, S, "update_with");
         let operation = if options.refresh_ttl {
             "update_and_touch"
@@ -103,6 +106,7 @@ impl<B: Backend> Store<B> {
             "update"
         };
         self.update_inner::<S>(span, operation, id, change, options.refresh_ttl, None)
+            .boxed()
     }
 
     /// [`update_with`](Self::update_with) with the default [`UpdateOptions`].
@@ -112,9 +116,10 @@ impl<B: Backend> Store<B> {
     )]
     pub fn update_outcome<'a, S: StateKey>(
         &'a self, id: impl IdArg<S::Id>, change: impl FnMut(Option<S>) -> Option<S> + Send + 'a,
-    ) -> impl Future<Output = Result<Updated<S>>> + Send + 'a {
+    ) -> BoxFuture<'a, Result<Updated<S>>> {
         let span = call_span!(self, S, "update_outcome");
         self.update_inner::<S>(span, "update", id, change, false, None)
+            .boxed()
     }
 
     /// [`update_with`](Self::update_with) with [`UpdateOptions::refresh_ttl`]: sliding expiry.
@@ -124,9 +129,10 @@ impl<B: Backend> Store<B> {
     )]
     pub fn update_and_touch<'a, S: StateKey>(
         &'a self, id: impl IdArg<S::Id>, change: impl FnMut(Option<S>) -> Option<S> + Send + 'a,
-    ) -> impl Future<Output = Result<Updated<S>>> + Send + 'a {
+    ) -> BoxFuture<'a, Result<Updated<S>>> {
         let span = call_span!(self, S, "update_and_touch");
         self.update_inner::<S>(span, "update_and_touch", id, change, true, None)
+            .boxed()
     }
 
     /// Resets the expiry of the `S` with `id` to the type's `ttl`, counted from now (or clears
@@ -134,9 +140,7 @@ impl<B: Backend> Store<B> {
     /// (`PERSIST` and `EXISTS` in one round trip for a type without `ttl`).
     /// `false` when there is no such value. Announces nothing on the change feed, since the
     /// value did not change. Needs [`enable_set`](Self::enable_set).
-    pub fn touch<S: StateKey>(
-        &self, id: impl IdArg<S::Id>,
-    ) -> impl Future<Output = Result<bool>> + Send + '_ {
+    pub fn touch<S: StateKey>(&self, id: impl IdArg<S::Id>) -> BoxFuture<'_, Result<bool>> {
         let key = self.write_key::<S>("touch", id);
         let span = call_span!(self, S, "touch", key.as_deref());
         traced(span, async move {
@@ -148,6 +152,7 @@ impl<B: Backend> Store<B> {
                 .durable(S::DURABLE);
             Ok(self.backend.get(&key, touch).await?.is_some())
         })
+        .boxed()
     }
 
     /// The `S` with `id`, its expiry reset to the type's `ttl` in the same step (`GETEX ... PX`
@@ -155,7 +160,7 @@ impl<B: Backend> Store<B> {
     /// no such value. Needs [`enable_set`](Self::enable_set), since it changes the expiry.
     pub fn get_and_touch<S: StateKey>(
         &self, id: impl IdArg<S::Id>,
-    ) -> impl Future<Output = Result<Option<S>>> + Send + '_ {
+    ) -> BoxFuture<'_, Result<Option<S>>> {
         let key = self.write_key::<S>("get_and_touch", id);
         let span = call_span!(self, S, "get_and_touch", key.as_deref());
         traced(span, async move {
@@ -169,6 +174,7 @@ impl<B: Backend> Store<B> {
                 None => Ok(None),
             }
         })
+        .boxed()
     }
 
     /// Removes the `S` with `id` only if `check` accepts it, atomically: the removal lands only
@@ -196,7 +202,7 @@ impl<B: Backend> Store<B> {
     /// ```
     pub fn remove_if<'a, S: StateKey>(
         &'a self, id: impl IdArg<S::Id>, mut check: impl FnMut(&S) -> bool + Send + 'a,
-    ) -> impl Future<Output = Result<bool>> + Send + 'a {
+    ) -> BoxFuture<'a, Result<bool>> {
         let key = self
             .check_enabled(self.remove_enabled, "remove_if", "enable_remove")
             .and_then(|()| self.full_key::<S>(id));
@@ -218,6 +224,7 @@ impl<B: Backend> Store<B> {
             )
             .await
         })
+        .boxed()
     }
 
     /// `update` and `update_and_touch`: `refresh` gives a replaced value the type's `ttl`.

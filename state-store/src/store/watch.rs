@@ -7,12 +7,12 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use futures_core::Stream;
-
-use std::future::Future;
+use futures_util::FutureExt as _;
 
 use super::Store;
 use super::codec::decode;
 use super::trace::{call_span, traced};
+use crate::backend::BoxFuture;
 use crate::backend::{Backend, BoxStream, Event, GetOptions, Watch};
 use crate::id::IdArg;
 use crate::id::id_from_key;
@@ -246,7 +246,7 @@ impl<B: Backend> Store<B> {
     /// [`check`](Self::check)s publish nothing. [`Change::Expired`](crate::Change::Expired) comes
     /// from the engine: always on the memory backend, on Redis only when the server announces
     /// expired keys (see `RedisBackend::enable_expiry_events`).
-    pub fn watch<S: Notified>(&self) -> impl Future<Output = Result<Changes<S>>> + Send + '_ {
+    pub fn watch<S: Notified>(&self) -> BoxFuture<'_, Result<Changes<S>>> {
         assert_announces::<S>();
         let channel = self.channel::<S>();
         let span = call_span!(self, S, "watch");
@@ -255,12 +255,13 @@ impl<B: Backend> Store<B> {
             let changes = self.subscribe::<S>(&watch).await?;
             Ok(Changes::new(changes, &watch.channel))
         })
+        .boxed()
     }
 
     /// The changes of the `S` with `id` only, as [`watch`](Self::watch) delivers them.
     pub fn watch_id<S: Notified>(
         &self, id: impl IdArg<S::Id>,
-    ) -> impl Future<Output = Result<Changes<S>>> + Send + '_ {
+    ) -> BoxFuture<'_, Result<Changes<S>>> {
         assert_announces::<S>();
         let watch = self.channel::<S>().and_then(|channel| {
             let key = self.full_key::<S>(id)?;
@@ -272,6 +273,7 @@ impl<B: Backend> Store<B> {
             let changes = self.subscribe::<S>(&watch).await?;
             Ok(Changes::new(changes, &watch.channel))
         })
+        .boxed()
     }
 }
 
@@ -310,9 +312,7 @@ impl<B: Backend> Store<B> {
     /// value again as well, so it never yields [`Error::Lagged`] or [`Error::Interrupted`]. A
     /// value that does not decode is an [`Error::Decode`] item, and the stream goes on. A type
     /// declared with `cache` is read from the server, not the cache, which may lag the feed.
-    pub fn follow<S: Notified>(
-        &self, id: impl IdArg<S::Id>,
-    ) -> impl Future<Output = Result<Follow<S>>> + Send + '_ {
+    pub fn follow<S: Notified>(&self, id: impl IdArg<S::Id>) -> BoxFuture<'_, Result<Follow<S>>> {
         assert_announces::<S>();
         let key = self.full_key::<S>(id);
         let span = call_span!(self, S, "follow", key.as_deref());
@@ -326,6 +326,7 @@ impl<B: Backend> Store<B> {
             let first = self.backend.get(&key, GetOptions::new()).await?;
             Ok(Follow::new(self.clone(), key, first, changes))
         })
+        .boxed()
     }
 }
 

@@ -4,9 +4,12 @@ use std::borrow::Borrow;
 use std::future::Future;
 use std::time::Duration;
 
+use futures_util::FutureExt as _;
+
 use super::Store;
 use super::codec::{check_ttl, encode, type_ttl};
 use super::trace::{self, CallSpan, call_span, traced};
+use crate::backend::BoxFuture;
 use crate::backend::{
     Backend, CountOp, CountOptions, Counted, Expiry, PutMode, PutOptions, RemoveOptions, WriteMany,
     ceil_millis,
@@ -18,10 +21,9 @@ use crate::{Error, Result};
 impl<B: Backend> Store<B> {
     /// Stores `value` under `id` with the type's `ttl` (no expiry, clearing any earlier one, when
     /// the type has none). Needs [`enable_set`](Self::enable_set).
-    pub fn set<S: StateKey>(
-        &self, id: impl IdArg<S::Id>, value: &S,
-    ) -> impl Future<Output = Result<()>> + Send + '_ {
+    pub fn set<S: StateKey>(&self, id: impl IdArg<S::Id>, value: &S) -> BoxFuture<'_, Result<()>> {
         self.write(call_span!(self, S, "set"), id, value, S::TTL)
+            .boxed()
     }
 
     /// Stores `value` under `id` as [`SetOptions`] say: with `ttl` set, expiring after that
@@ -46,9 +48,10 @@ impl<B: Backend> Store<B> {
     /// ```
     pub fn set_with<S: StateKey>(
         &self, id: impl IdArg<S::Id>, value: &S, options: SetOptions,
-    ) -> impl Future<Output = Result<()>> + Send + '_ {
+    ) -> BoxFuture<'_, Result<()>> {
         let ttl = options.ttl.or(S::TTL);
         self.write(call_span!(self, S, "set_with"), id, value, ttl)
+            .boxed()
     }
 
     /// [`set_with`](Self::set_with) with [`SetOptions::ttl`].
@@ -58,8 +61,9 @@ impl<B: Backend> Store<B> {
     )]
     pub fn set_with_ttl<S: StateKey>(
         &self, id: impl IdArg<S::Id>, value: &S, ttl: Duration,
-    ) -> impl Future<Output = Result<()>> + Send + '_ {
+    ) -> BoxFuture<'_, Result<()>> {
         self.write(call_span!(self, S, "set_with_ttl"), id, value, Some(ttl))
+            .boxed()
     }
 
     pub(super) fn write<S: StateKey>(
@@ -89,9 +93,7 @@ impl<B: Backend> Store<B> {
     /// Not retried when the connection breaks under it: the server may have removed the key
     /// without the answer arriving, and a second try would then report `false`. The error says
     /// so; calling again is safe.
-    pub fn remove<S: StateKey>(
-        &self, id: impl IdArg<S::Id>,
-    ) -> impl Future<Output = Result<bool>> + Send + '_ {
+    pub fn remove<S: StateKey>(&self, id: impl IdArg<S::Id>) -> BoxFuture<'_, Result<bool>> {
         let key = self
             .check_enabled(self.remove_enabled, "remove", "enable_remove")
             .and_then(|()| self.full_key::<S>(id));
@@ -104,6 +106,7 @@ impl<B: Backend> Store<B> {
                 .history(self.history::<S>());
             self.backend.remove(&key, remove).await
         })
+        .boxed()
     }
 
     /// Stores `value` under `id` with the type's `ttl`, only if there is no value there yet:
@@ -111,7 +114,7 @@ impl<B: Backend> Store<B> {
     /// [`enable_set`](Self::enable_set).
     pub fn set_if_absent<S: StateKey>(
         &self, id: impl IdArg<S::Id>, value: &S,
-    ) -> impl Future<Output = Result<bool>> + Send + '_ {
+    ) -> BoxFuture<'_, Result<bool>> {
         let prepared = self
             .write_key::<S>("set_if_absent", id)
             .and_then(|key| Ok((encode(&key, value)?, type_ttl::<S>(&key)?, key)));
@@ -132,6 +135,7 @@ impl<B: Backend> Store<B> {
                 .history(self.history::<S>());
             self.backend.put(&key, value, put).await
         })
+        .boxed()
     }
 
     /// Stores every `(id, value)` with the type's `ttl`: all or nothing on the built-in
@@ -141,7 +145,7 @@ impl<B: Backend> Store<B> {
     /// [`enable_set`](Self::enable_set); nothing is written if any value fails to encode.
     pub fn set_many<S: StateKey>(
         &self, items: impl IntoIterator<Item = impl Item<S>>,
-    ) -> impl Future<Output = Result<()>> + Send + '_ {
+    ) -> BoxFuture<'_, Result<()>> {
         let prepared = self
             .check_enabled(self.set_enabled, "set_many", "enable_set")
             .and_then(|()| {
@@ -172,13 +176,14 @@ impl<B: Backend> Store<B> {
                 .await
                 .map(drop)
         })
+        .boxed()
     }
 
     /// Removes the values with `ids` (on Redis, one `DEL`); how many there were. Needs
     /// [`enable_remove`](Self::enable_remove).
     pub fn remove_many<S: StateKey>(
         &self, ids: impl IntoIterator<Item = impl IdArg<S::Id>>,
-    ) -> impl Future<Output = Result<u64>> + Send + '_ {
+    ) -> BoxFuture<'_, Result<u64>> {
         let keys = self
             .check_enabled(self.remove_enabled, "remove_many", "enable_remove")
             .and_then(|()| self.full_keys::<S>(ids));
@@ -198,6 +203,7 @@ impl<B: Backend> Store<B> {
                 })
                 .await
         })
+        .boxed()
     }
 
     /// Adds `by` to the counter with `id` and returns its new value, atomically (on Redis, one
@@ -207,9 +213,7 @@ impl<B: Backend> Store<B> {
     ///
     /// Needs [`enable_set`](Self::enable_set). A value under the key that is not an integer, or a
     /// result out of the `i64` range, gives [`Error::NotACounter`] and changes nothing.
-    pub fn incr<S: Counter>(
-        &self, id: impl IdArg<S::Id>, by: i64,
-    ) -> impl Future<Output = Result<i64>> + Send + '_ {
+    pub fn incr<S: Counter>(&self, id: impl IdArg<S::Id>, by: i64) -> BoxFuture<'_, Result<i64>> {
         let key = self.write_key::<S>("incr", id);
         let span = call_span!(self, S, "incr", key.as_deref());
         traced(span, async move {
@@ -228,6 +232,7 @@ impl<B: Backend> Store<B> {
                 other => Err(unexpected_count(&key, "incr", &other)),
             }
         })
+        .boxed()
     }
 
     /// Checks one call against the rate limit `S` for `id`, counting it if it is allowed.
@@ -260,9 +265,7 @@ impl<B: Backend> Store<B> {
     ///
     /// Needs [`enable_set`](Self::enable_set), since a check writes. A check announces nothing
     /// on the change feed, even for a type declared with `notify`: its count is bookkeeping.
-    pub fn check<S: RateLimit>(
-        &self, id: impl IdArg<S::Id>,
-    ) -> impl Future<Output = Result<Decision>> + Send + '_ {
+    pub fn check<S: RateLimit>(&self, id: impl IdArg<S::Id>) -> BoxFuture<'_, Result<Decision>> {
         let key = self.write_key::<S>("check", id);
         let span = call_span!(self, S, "check", key.as_deref());
         traced(span, async move {
@@ -297,6 +300,7 @@ impl<B: Backend> Store<B> {
                 other => Err(unexpected_count(&key, "check", &other)),
             }
         })
+        .boxed()
     }
 }
 
