@@ -4,8 +4,8 @@
 //! replica of its own), journals (the cost of `history` to a write, and replay), and the
 //! commands each call sends.
 //!
-//!     cargo run --release --example bench              # about 2.5 minutes
-//!     cargo run --release --example bench -- --quick   # about 15 seconds (what CI runs)
+//!     cargo run --release --example bench              # about 4 minutes
+//!     cargo run --release --example bench -- --quick   # about 25 seconds (what CI runs)
 //!
 //! Options: `--quick`, `--rounds N`, `--secs S` (length of one round). It starts its own
 //! `redis-server` on a free loopback port with its own temp dir (never the Redis on 6379, and
