@@ -1,10 +1,11 @@
 //! Throughput benchmark: the typed `Store` against the raw `redis` crate doing the same work,
 //! with `redis-benchmark` as the machine's ceiling, plus the bulk, counter, rate-limit and
 //! compare-and-set patterns, the memory backend, the change feed, leases, durable writes (on a
-//! replica of its own), and the commands each call sends.
+//! replica of its own), journals (the cost of `history` to a write, and replay), and the
+//! commands each call sends.
 //!
-//!     cargo run --release --example bench              # about 2.5 minutes
-//!     cargo run --release --example bench -- --quick   # about 15 seconds (what CI runs)
+//!     cargo run --release --example bench              # about 4 minutes
+//!     cargo run --release --example bench -- --quick   # about 25 seconds (what CI runs)
 //!
 //! Options: `--quick`, `--rounds N`, `--secs S` (length of one round). It starts its own
 //! `redis-server` on a free loopback port with its own temp dir (never the Redis on 6379, and
@@ -27,6 +28,7 @@ mod commands;
 mod common;
 mod durable;
 mod evolve;
+mod journal;
 mod leases;
 mod memory;
 #[cfg(feature = "nats")]
@@ -53,6 +55,7 @@ use crate::common::{
 };
 use crate::durable::{check_on_replica, counting_waits, durable_set, replica_of};
 use crate::evolve::previous_get;
+use crate::journal::{JOURNAL_SET_TARGET, REPLAY_TARGET, journal_section, set_journaled};
 use crate::leases::{acquire_release, fenced_set, raw_acquire_release};
 use crate::memory::{
     instrumentation, json_decode, json_encode, memory_backend_get, memory_get, memory_set,
@@ -257,12 +260,13 @@ fn machine_line(server_version: &str) -> String {
     )
 }
 
-const PROFILES: [&str; 16] = [
+const PROFILES: [&str; 17] = [
     "get-typed",
     "get-any",
     "get-raw",
     "set-typed",
     "set-raw",
+    "set-journal",
     "incr",
     "raw-incr",
     "update",
@@ -293,6 +297,7 @@ async fn profile(
         "get-raw" => raw_get(raw, tasks),
         "set-typed" => typed_set(store, tasks),
         "set-raw" => raw_set(raw, tasks),
+        "set-journal" => set_journaled(store, tasks),
         "incr" => incr(store),
         "raw-incr" => raw_incr(raw),
         "memory-get" => memory_get(memory),
@@ -595,6 +600,10 @@ async fn run() -> Res<()> {
     )
     .await?;
 
+    // 13. Journals, measured before the replica starts (a journaled write replicates its XADD),
+    // on the lone server as sections 1 to 11.
+    let journals = journal_section(&config, &store, &raw, &admin).await?;
+
     // 12. Durable writes: from here on the server has a replica (started only now, so that the
     // sections above keep measuring a lone server). A durable set against a plain one of the
     // same shape, through the same store; the server's WAITs counted over the durable rounds.
@@ -775,6 +784,8 @@ async fn run() -> Res<()> {
         table.row(&pair[1], None, None, "");
     }
 
+    journals.rows(&mut table);
+
     println!("# state-store bench");
     println!();
     println!("{machine}");
@@ -816,7 +827,9 @@ async fn run() -> Res<()> {
             "targets: all met (typed >= {TARGET:.2}x of raw, typed get >= {GET1_TARGET:.2}x at 1 \
              task and >= {BATCHED_TARGET:.2}x at {MANY}, AnyBackend >= {ANY_TARGET:.2}x of \
              RedisBackend, leases >= {LEASE_TARGET:.2}x, durable set >= {DURABLE1_TARGET:.2}x \
-             of set at 1 task and >= {DURABLE_MANY_TARGET:.2}x at {MANY})"
+             of set at 1 task and >= {DURABLE_MANY_TARGET:.2}x at {MANY}, journaled set >= \
+             {JOURNAL_SET_TARGET:.2}x of set at {MANY}, journal replay >= {} entries/s)",
+            format_rate(REPLAY_TARGET)
         );
     } else {
         println!("targets: below target:");

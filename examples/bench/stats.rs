@@ -53,7 +53,7 @@ pub(crate) type RoundFuture = Pin<Box<dyn Future<Output = Res<(f64, Count, Optio
 /// CPU time of all threads of this process so far, in nanoseconds, from
 /// `/proc/self/task/*/schedstat` (Linux). This is the client's cost of a workload, which, unlike
 /// its throughput, does not depend on what else the shared machine is running.
-fn process_cpu_ns() -> Option<u64> {
+pub(crate) fn process_cpu_ns() -> Option<u64> {
     let mut total = 0u64;
     for task in std::fs::read_dir("/proc/self/task").ok()? {
         let stat = std::fs::read_to_string(task.ok()?.path().join("schedstat")).ok()?;
@@ -141,6 +141,21 @@ impl Series {
     /// Median client CPU microseconds per unit.
     pub(crate) fn cpu(&self) -> Option<f64> {
         (!self.cpu_per_unit.is_empty()).then(|| median(&self.cpu_per_unit))
+    }
+
+    /// Adds a round of a workload that is not a `Workload` (a fixed amount of work): `units`
+    /// done in `elapsed`, with the process's CPU time since `cpu_start`.
+    pub(crate) fn push_round(&mut self, units: u64, elapsed: Duration, cpu_start: Option<u64>) {
+        self.rates
+            .push(units as f64 / elapsed.as_secs_f64().max(1e-9));
+        if let Some(cpu) = cpu_start
+            .zip(process_cpu_ns())
+            .map(|(a, b)| b.saturating_sub(a))
+            && units > 0
+        {
+            self.cpu_per_unit.push(cpu as f64 / units as f64 / 1000.0);
+        }
+        self.count.units += units;
     }
 
     /// (max - min) / median, as a rough noise figure.
