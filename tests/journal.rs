@@ -280,15 +280,26 @@ mod on_redis {
 
     /// Kills the connections of journal readers (the ones whose last command was `XREAD` or the
     /// read script); how many.
-    fn kill_readers(raw: &mut redis::Connection) -> usize {
+    /// The ids of the server's clients.
+    fn client_ids(raw: &mut redis::Connection) -> Vec<String> {
+        let list: String = redis::cmd("CLIENT").arg("LIST").query(raw).unwrap();
+        list.lines()
+            .filter_map(|line| Some(line.split(' ').next()?.strip_prefix("id=")?.to_owned()))
+            .collect()
+    }
+
+    /// Kills the journal readers' connections: those that were not there `before` the reader
+    /// started and last ran a journal read (`XREAD`, or the `MULTI` of `XRANGE`s).
+    fn kill_readers(raw: &mut redis::Connection, before: &[String]) -> usize {
         let list: String = redis::cmd("CLIENT").arg("LIST").query(raw).unwrap();
         let ids: Vec<String> = list
             .lines()
             .filter(|line| {
                 line.split(' ')
-                    .any(|field| matches!(field, "cmd=xread" | "cmd=evalsha" | "cmd=eval"))
+                    .any(|field| matches!(field, "cmd=xread" | "cmd=exec" | "cmd=xrange"))
             })
             .filter_map(|line| Some(line.split(' ').next()?.strip_prefix("id=")?.to_owned()))
+            .filter(|id| !before.contains(id))
             .collect();
         for id in &ids {
             let killed: u64 = redis::cmd("CLIENT")
@@ -325,13 +336,15 @@ mod on_redis {
             .collect();
         let (progress, mut read_so_far) = watch::channel(0usize);
         let (until, last_wanted) = watch::channel(None);
+        // The connections there before the reader: the writers' among them.
+        let before = tokio::task::block_in_place(|| client_ids(&mut server.raw()));
         let reader = tokio::spawn(reader(store.clone(), progress, last_wanted));
 
         // 1. Midway, the reader's connection is killed.
         wait_for(&mut read_so_far, Duration::from_secs(60), |n| *n >= 2_000).await;
         let (killed, at) = tokio::task::block_in_place(|| {
             let at = acked.load(Ordering::SeqCst);
-            (kill_readers(&mut server.raw()), at)
+            (kill_readers(&mut server.raw(), &before), at)
         });
         assert!(killed >= 1, "no reader connection to kill");
         assert!(at < total, "the writers were done before the kill");

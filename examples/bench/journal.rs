@@ -7,9 +7,10 @@
 //! - Where the time goes: the same `MULTI`s written by hand with the raw `redis` crate, one
 //!   command added at a time (`+XADD`, `+DEL`), and `XADD` without trimming.
 //! - Replay: `store.journal::<S>(Position::Start)` reading a journal of `replay_len` entries to
-//!   its end, each decoded as an `Entry<S>` (on Redis a script per 512 entries: `XINFO STREAM`,
-//!   `XRANGE ... COUNT 512`), against the raw crate's `XRANGE ... COUNT 512` loop decoding each
-//!   value with serde_json, and on the memory backend.
+//!   its end, each decoded as an `Entry<S>` (on Redis one `MULTI` per 512 entries: the first
+//!   and last entry kept, `XRANGE ... COUNT 512`), against the raw crate's `XRANGE ... COUNT 512`
+//!   loop decoding each value with serde_json, the same `XRANGE` run from a script (what the
+//!   reader did before), and on the memory backend.
 
 use std::collections::BTreeMap;
 use std::hint::black_box;
@@ -273,7 +274,8 @@ pub(crate) async fn raw_replay(
     Ok(series)
 }
 
-/// The same `XRANGE` from a script, as the store's reader runs it (without its `XINFO STREAM`).
+/// The same `XRANGE` from a script, as the store's reader ran it at first (without its
+/// `XINFO STREAM`): what a script costs the server per entry.
 static XRANGE_IN_LUA: LazyLock<Script> = LazyLock::new(|| {
     Script::new("return redis.call('XRANGE', KEYS[1], ARGV[1], '+', 'COUNT', 512)")
 });

@@ -11,9 +11,9 @@
 //! numbered without gaps, so that what lies before the first entry kept is exactly what the
 //! trimming took (`MAXLEN` trimming records nothing a reader could ask).
 //!
-//! **Reading.** A reader has a connection of its own: a script reads the next entries after its
-//! cursor together with the first entry kept, so it knows exactly when it fell behind the
-//! trimming; when there is nothing new it waits in `XREAD BLOCK`. There is no seam between
+//! **Reading.** A reader has a connection of its own: one `MULTI` reads the next entries after
+//! its cursor together with the first entry kept (`XRANGE`, `XREVRANGE`, `XRANGE`), so it knows
+//! exactly when it fell behind the trimming; when there is nothing new it waits in `XREAD BLOCK`. There is no seam between
 //! history and live: both are reads after the last cursor delivered.
 //!
 //! **Worker groups** are stream consumer groups: `XGROUP CREATE ... $` by the first consumer,
@@ -40,7 +40,7 @@ use tokio::task::JoinHandle;
 use super::RedisBackend;
 use super::conn::{RedisConnection, backend_error};
 use super::feed::{RETRY_MAX, RETRY_MIN, RedisFeed};
-use super::scripts::{JOURNAL_EXPIRED, JOURNAL_READ};
+use super::scripts::JOURNAL_EXPIRED;
 use crate::backend::{
     Ack, BoxFuture, BoxStream, ConsumeOptions, Cursor, Event, JournalRecord, Journals, Position,
 };
@@ -299,11 +299,13 @@ fn entry(stream: &str, value: &Value) -> Result<(Cursor, Option<Event>)> {
     };
     let (mut op, mut key, mut data) = (None, None, None);
     for pair in fields.chunks(2) {
-        let [name, value] = pair else { continue };
-        match text(name).as_deref() {
-            Some("op") => op = text(value),
-            Some("key") => key = text(value),
-            Some("value") => {
+        let [Value::BulkString(name), value] = pair else {
+            continue;
+        };
+        match name.as_slice() {
+            b"op" => op = text(value),
+            b"key" => key = text(value),
+            b"value" => {
                 if let Value::BulkString(bytes) = value {
                     data = Some(bytes.clone());
                 }
@@ -324,7 +326,7 @@ fn entry(stream: &str, value: &Value) -> Result<(Cursor, Option<Event>)> {
     Ok((cursor, Some(event)))
 }
 
-/// What one read of `journal_read.lua` says: the last entry trimmed and appended, and entries.
+/// What one read says: the last entry trimmed and the last appended, and the entries read.
 struct Read {
     deleted: Cursor,
     last: Cursor,
@@ -334,31 +336,57 @@ struct Read {
 async fn read_after(
     conn: &mut RedisConnection, stream: &str, after: Cursor, count: usize, start: bool,
 ) -> Result<Read> {
-    let mut invocation = JOURNAL_READ.key(stream);
-    invocation
-        .arg(after.to_string())
-        .arg(count)
-        .arg(if start { "start" } else { "" });
-    let reply: Value = invocation
-        .invoke_async(conn)
+    // One `MULTI`, so the three answers describe one moment: the first entry kept, the last
+    // appended, and what follows `after`. Plain commands, not a script: the server sends the
+    // entries as they are, where a script converts each to Lua and back (measured: 0.5 against
+    // 2.9 µs of server CPU per entry).
+    let mut pipe = redis::pipe();
+    pipe.atomic();
+    pipe.cmd("XRANGE")
+        .arg(stream)
+        .arg("-")
+        .arg("+")
+        .arg("COUNT")
+        .arg(1);
+    pipe.cmd("XREVRANGE")
+        .arg(stream)
+        .arg("+")
+        .arg("-")
+        .arg("COUNT")
+        .arg(1);
+    if count > 0 {
+        let from = if start {
+            "-".to_owned()
+        } else {
+            format!("({after}")
+        };
+        pipe.cmd("XRANGE")
+            .arg(stream)
+            .arg(from)
+            .arg("+")
+            .arg("COUNT")
+            .arg(count);
+    }
+    let mut replies: Vec<Value> = pipe
+        .query_async(conn)
         .await
         .map_err(|e| backend_error("journal", stream, e))?;
-    let Value::Array(mut parts) = reply else {
-        return Err(Error::Backend {
-            operation: "journal",
-            key: stream.to_owned(),
-            source: "the journal read answered something other than an array".into(),
-        });
-    };
-    let entries = match parts.pop() {
+    let entries = match (count > 0).then(|| replies.pop()).flatten() {
         Some(Value::Array(entries)) => entries,
         _ => Vec::new(),
     };
-    let cursor = |value: Option<&Value>| value.and_then(text).and_then(|t| cursor_of(&t));
-    let last = cursor(parts.get(1)).unwrap_or(Cursor::ZERO);
+    // The id of the one entry an `XRANGE ... COUNT 1` answered, if any.
+    let id_of = |reply: Option<&Value>| match reply {
+        Some(Value::Array(items)) => match items.first() {
+            Some(Value::Array(parts)) => parts.first().and_then(text).and_then(|t| cursor_of(&t)),
+            _ => None,
+        },
+        _ => None,
+    };
+    let last = id_of(replies.get(1)).unwrap_or(Cursor::ZERO);
     // Entries are numbered `0-1`, `0-2`, ... without gaps: everything before the first kept
     // was trimmed, and with none kept, everything appended.
-    let deleted = match cursor(parts.first()) {
+    let deleted = match id_of(replies.first()) {
         Some(first) if first.low() > 0 => Cursor::new(first.high(), first.low() - 1),
         Some(first) => first,
         None => last,

@@ -128,11 +128,6 @@ pub(super) static FENCED_RECORD: LazyLock<Script> = LazyLock::new(|| {
     ))
 });
 
-/// The entries of a journal after a cursor, with the last entry trimmed and the last appended:
-/// KEYS the stream; ARGV the cursor, a count, `start` or not (see `journal_read.lua`).
-pub(super) static JOURNAL_READ: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("scripts/journal_read.lua")));
-
 /// Journals a key's expiry once: KEYS the key, the stream, the key's marker; ARGV the size.
 pub(super) static JOURNAL_EXPIRED: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("scripts/journal_expired.lua")));
