@@ -4,7 +4,7 @@
 //! replica of its own), journals (the cost of `history` to a write, and replay), and the
 //! commands each call sends.
 //!
-//!     cargo run --release --example bench              # about 4 minutes
+//!     cargo run --release --example bench              # about 6½ minutes
 //!     cargo run --release --example bench -- --quick   # about 25 seconds (what CI runs)
 //!
 //! Options: `--quick`, `--rounds N`, `--secs S` (length of one round). It starts its own
