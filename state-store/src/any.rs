@@ -116,7 +116,8 @@ impl AnyBackend {
     }
 
     /// The backend named by the environment variable `var` (such as `REDIS_URL`), as
-    /// [`connect`](Self::connect) reads it; the memory backend when it is unset or empty. A
+    /// [`connect`](Self::connect) reads it; the memory backend when it is unset or empty
+    /// ([`Error::Connect`] when it is set to something that is not UTF-8). A
     /// `rediss://` URL connects with the certificates the environment names: see
     /// [`from_env_with`](Self::from_env_with), which this is with the default
     /// [`RedisOptions`](crate::RedisOptions).
@@ -126,6 +127,7 @@ impl AnyBackend {
         #[cfg(not(feature = "redis"))]
         let backend = match std::env::var(var) {
             Ok(url) if !url.is_empty() => AnyBackend::connect(&url).await,
+            Err(std::env::VarError::NotUnicode(_)) => Err(not_unicode(var)),
             _ => Ok(AnyBackend::memory()),
         };
         backend
@@ -226,6 +228,14 @@ impl AnyBackend {
     }
 }
 
+/// The error for an environment variable `var` that is set to something that is not UTF-8.
+fn not_unicode(var: &str) -> Error {
+    Error::Connect {
+        target: format!("the backend URL in `{var}`"),
+        source: format!("`{var}` is set, but not to valid UTF-8, so it names no backend").into(),
+    }
+}
+
 /// [`AnyBackend::from_env_with`] with `env` for the process's environment.
 #[cfg(feature = "redis")]
 async fn from_lookup(
@@ -233,6 +243,8 @@ async fn from_lookup(
 ) -> Result<AnyBackend> {
     let url = match env(var).map(std::ffi::OsString::into_string) {
         Some(Ok(url)) if !url.is_empty() => url,
+        // Set, but not to text: a service meant for Redis must not run on memory in silence.
+        Some(Err(_)) => return Err(not_unicode(var)),
         _ => return Ok(AnyBackend::memory()),
     };
     let scheme = url.split_once("://").map(|(scheme, _)| scheme);
@@ -594,6 +606,29 @@ mod tests {
             Err(e @ Error::Connect { .. }) => e.to_string(),
             other => panic!("expected Error::Connect, got {other:?}"),
         }
+    }
+
+    #[cfg(all(feature = "redis", unix))]
+    #[tokio::test]
+    async fn a_variable_that_is_not_utf8_is_an_error_not_memory() {
+        use std::os::unix::ffi::OsStringExt;
+        let options = crate::RedisOptions::default();
+        let env = |_: &str| Some(std::ffi::OsString::from_vec(b"redis://\xff:6379".to_vec()));
+        match from_lookup("APP_REDIS", options, env).await {
+            Err(e @ Error::Connect { .. }) => {
+                let shown = e.to_string();
+                assert!(shown.contains("`APP_REDIS`"), "{shown}");
+                assert!(shown.contains("not to valid UTF-8"), "{shown}");
+            }
+            other => panic!("expected Error::Connect, got {other:?}"),
+        }
+        // Unset and empty still mean memory.
+        let unset = from_lookup("APP_REDIS", crate::RedisOptions::default(), |_| None);
+        assert_eq!(unset.await.unwrap().name(), "MemoryBackend");
+        let empty = from_lookup("APP_REDIS", crate::RedisOptions::default(), |_| {
+            Some(std::ffi::OsString::new())
+        });
+        assert_eq!(empty.await.unwrap().name(), "MemoryBackend");
     }
 
     #[cfg(feature = "redis")]
