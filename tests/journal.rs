@@ -168,8 +168,63 @@ mod on_redis {
         store_of(RedisBackend::connect(url).await.unwrap())
     }
 
+    /// Journals and worker groups over RESP3, where `XREADGROUP` answers a map instead of an
+    /// array, work as over RESP2.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn journals_and_groups_work_over_resp3() {
+        use state_store::conformance;
+        let server = RedisServer::start();
+        let url = format!("{}?protocol=resp3", server.url());
+        let backend = RedisBackend::connect(&url).await.unwrap();
+        conformance::journals_replay_exactly_once_from_a_cursor(backend.clone()).await;
+        conformance::journals_trim_and_say_so(backend.clone()).await;
+        conformance::worker_groups_share_every_change_once(backend.clone()).await;
+        conformance::dead_consumers_changes_are_delivered_again(backend).await;
+    }
+
     /// The journal's stream on the server.
     const STREAM: &str = "journal-test:job#journal";
+
+    /// A journal emptied by another client (`XTRIM ... MAXLEN 0`) goes on numbering from its
+    /// last id: a reader from the start or from now gets the next change without a false
+    /// `Trimmed`, and a cursor from before the emptying is told it was trimmed.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_emptied_journal_is_read_without_a_false_trimmed() {
+        let server = RedisServer::start();
+        let store = store_at(&server.url()).await;
+        for n in 1..=5 {
+            store.set::<Job>(1, &Job { n }).await.unwrap();
+        }
+        let emptied: u64 = redis::cmd("XTRIM")
+            .arg(STREAM)
+            .arg("MAXLEN")
+            .arg(0)
+            .query(&mut server.raw())
+            .unwrap();
+        assert_eq!(emptied, 5);
+        let mut from_start = store.journal::<Job>(Position::Start).await.unwrap();
+        let mut from_now = store.journal::<Job>(Position::Now).await.unwrap();
+        match store
+            .journal::<Job>(Position::After("0-2".parse().unwrap()))
+            .await
+        {
+            Err(Error::Trimmed { cursor, resume }) => {
+                assert_eq!(cursor.to_string(), "0-2");
+                assert_eq!(resume.to_string(), "0-5");
+            }
+            other => panic!("expected Trimmed, got {:?}", other.map(drop)),
+        }
+        store.set::<Job>(1, &Job { n: 6 }).await.unwrap();
+        for journal in [&mut from_start, &mut from_now] {
+            let entry = tokio::time::timeout(Duration::from_secs(10), journal.next())
+                .await
+                .expect("an entry in time")
+                .expect("the journal goes on")
+                .expect("the next change, not an error");
+            assert_eq!(entry.cursor().to_string(), "0-6");
+            assert_eq!(entry.change().value(), Some(&Job { n: 6 }));
+        }
+    }
 
     const WRITERS: u64 = 8;
     const IDS_PER_WRITER: u64 = 4;
@@ -278,8 +333,6 @@ mod on_redis {
         }
     }
 
-    /// Kills the connections of journal readers (the ones whose last command was `XREAD` or the
-    /// read script); how many.
     /// The ids of the server's clients.
     fn client_ids(raw: &mut redis::Connection) -> Vec<String> {
         let list: String = redis::cmd("CLIENT").arg("LIST").query(raw).unwrap();
@@ -289,14 +342,18 @@ mod on_redis {
     }
 
     /// Kills the journal readers' connections: those that were not there `before` the reader
-    /// started and last ran a journal read (`XREAD`, or the `MULTI` of `XRANGE`s).
+    /// started and last ran a journal read (`XREAD`, or the `MULTI` of `XRANGE`s); how many.
     fn kill_readers(raw: &mut redis::Connection, before: &[String]) -> usize {
         let list: String = redis::cmd("CLIENT").arg("LIST").query(raw).unwrap();
         let ids: Vec<String> = list
             .lines()
             .filter(|line| {
-                line.split(' ')
-                    .any(|field| matches!(field, "cmd=xread" | "cmd=exec" | "cmd=xrange"))
+                line.split(' ').any(|field| {
+                    matches!(
+                        field,
+                        "cmd=xread" | "cmd=multi" | "cmd=xrange" | "cmd=xrevrange" | "cmd=exec"
+                    )
+                })
             })
             .filter_map(|line| Some(line.split(' ').next()?.strip_prefix("id=")?.to_owned()))
             .filter(|id| !before.contains(id))

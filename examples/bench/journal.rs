@@ -393,8 +393,9 @@ pub(crate) async fn journal_section(
     fill_journal(&memory, entries).await?;
     let on_memory = replay(config, &memory, "memory", entries, None).await?;
 
-    // What the section wrote, gone: the sections after it (a replica's full sync) see the data
-    // set they saw before it.
+    // The streams the section wrote, gone, so the replica of the durable section does not copy
+    // them in its full sync (the sessions written stay until their ttl, as other sections'
+    // do).
     let mut conn = raw.clone();
     let mut streams = vec![
         replay_stream(),

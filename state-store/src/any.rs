@@ -134,7 +134,8 @@ impl AnyBackend {
     }
 
     /// [`from_env`](Self::from_env), with `options` for a Redis URL: the backend named by the
-    /// environment variable `var`, the memory backend when it is unset or empty.
+    /// environment variable `var`, the memory backend when it is unset or empty
+    /// ([`Error::Connect`] when it is set to something that is not UTF-8).
     ///
     /// A Redis URL (`redis://`, `rediss://`, `redis+unix://`, `unix://`) connects with
     /// `options` (`RedisBackend::connect_with`), to which three more variables add the

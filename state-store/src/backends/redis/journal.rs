@@ -13,8 +13,9 @@
 //!
 //! **Reading.** A reader has a connection of its own: one `MULTI` reads the next entries after
 //! its cursor together with the first entry kept (`XRANGE`, `XREVRANGE`, `XRANGE`), so it knows
-//! exactly when it fell behind the trimming; when there is nothing new it waits in `XREAD BLOCK`. There is no seam between
-//! history and live: both are reads after the last cursor delivered.
+//! exactly when it fell behind the trimming; when there is nothing new it waits in
+//! `XREAD BLOCK`. There is no seam between history and live: both are reads after the last
+//! cursor delivered.
 //!
 //! **Worker groups** are stream consumer groups: `XGROUP CREATE ... $` by the first consumer,
 //! `XREADGROUP` for new entries, `XREADGROUP ... 0` for what a returning consumer was given,
@@ -383,18 +384,64 @@ async fn read_after(
         },
         _ => None,
     };
-    let last = id_of(replies.get(1)).unwrap_or(Cursor::ZERO);
     // Entries are numbered `0-1`, `0-2`, ... without gaps: everything before the first kept
-    // was trimmed, and with none kept, everything appended.
-    let deleted = match id_of(replies.first()) {
-        Some(first) if first.low() > 0 => Cursor::new(first.high(), first.low() - 1),
-        Some(first) => first,
-        None => last,
+    // was trimmed.
+    let Some(first) = id_of(replies.first()) else {
+        // No entry kept: (nearly always) no stream yet, else one emptied by another client.
+        return empty_stream(conn, stream).await;
     };
+    let last = id_of(replies.get(1)).unwrap_or(first);
     Ok(Read {
-        deleted,
+        deleted: before(first),
         last,
         entries,
+    })
+}
+
+/// The cursor just before `first`.
+fn before(first: Cursor) -> Cursor {
+    match first.low() {
+        0 => first,
+        low => Cursor::new(first.high(), low - 1),
+    }
+}
+
+/// A read of a stream found without entries: none appended yet (no stream), or emptied by
+/// another client (`XTRIM ... MAXLEN 0`, `XDEL` of every entry; the library's own trimming
+/// keeps at least one), whose numbering goes on from its last id, which only `XINFO STREAM`
+/// tells. Its answer, one moment later than the read's, may already show new entries: they
+/// are read next, after what it says was trimmed.
+async fn empty_stream(conn: &mut RedisConnection, stream: &str) -> Result<Read> {
+    let mut info = redis::cmd("XINFO");
+    info.arg("STREAM").arg(stream);
+    let fields = match info.query_async::<Value>(conn).await {
+        Ok(Value::Array(flat)) => flat
+            .chunks_exact(2)
+            .map(|pair| (pair[0].clone(), pair[1].clone()))
+            .collect(),
+        Ok(Value::Map(pairs)) => pairs,
+        Ok(_) => Vec::new(),
+        Err(e) if e.to_string().to_lowercase().contains("no such key") => Vec::new(),
+        Err(e) => return Err(backend_error("journal", stream, e)),
+    };
+    let field = |name: &str| {
+        fields
+            .iter()
+            .find(|(key, _)| text(key).as_deref() == Some(name))
+            .map(|(_, value)| value)
+    };
+    let last = field("last-generated-id")
+        .and_then(text)
+        .and_then(|t| cursor_of(&t))
+        .unwrap_or(Cursor::ZERO);
+    let first = match field("first-entry") {
+        Some(Value::Array(parts)) => parts.first().and_then(text).and_then(|t| cursor_of(&t)),
+        _ => None,
+    };
+    Ok(Read {
+        deleted: first.map_or(last, before),
+        last,
+        entries: Vec::new(),
     })
 }
 
@@ -688,17 +735,23 @@ impl Worker {
             }
             Err(e) => return Err(self.error(e)),
         };
-        // [[stream, [entry, ...]]], or nil after a block that timed out.
-        let Value::Array(streams) = reply else {
-            return Ok(Vec::new());
-        };
-        Ok(streams
-            .into_iter()
-            .find_map(|s| match s {
-                Value::Array(mut parts) if parts.len() == 2 => match parts.pop() {
-                    Some(Value::Array(entries)) => Some(entries),
+        // [[stream, [entry, ...]]] (RESP2), {stream: [entry, ...]} (RESP3), or nil after a
+        // block that timed out.
+        let per_stream: Vec<Value> = match reply {
+            Value::Array(streams) => streams
+                .into_iter()
+                .filter_map(|s| match s {
+                    Value::Array(mut parts) if parts.len() == 2 => parts.pop(),
                     _ => None,
-                },
+                })
+                .collect(),
+            Value::Map(streams) => streams.into_iter().map(|(_, entries)| entries).collect(),
+            _ => Vec::new(),
+        };
+        Ok(per_stream
+            .into_iter()
+            .find_map(|entries| match entries {
+                Value::Array(entries) => Some(entries),
                 _ => None,
             })
             .unwrap_or_default())
