@@ -20,6 +20,16 @@ struct ServerCounts {
     writes: u64,
 }
 
+/// One field of an `INFO commandstats` line's fields (`calls=3,usec=12,...`), 0 when absent.
+pub(crate) fn commandstat_field(fields: &str, wanted: &str) -> u64 {
+    fields
+        .split(',')
+        .filter_map(|f| f.split_once('='))
+        .find(|(k, _)| *k == wanted)
+        .and_then(|(_, v)| v.parse::<u64>().ok())
+        .unwrap_or(0)
+}
+
 async fn server_counts(admin: &mut MultiplexedConnection) -> Res<ServerCounts> {
     let info: String = redis::cmd("INFO")
         .arg("commandstats")
@@ -32,14 +42,7 @@ async fn server_counts(admin: &mut MultiplexedConnection) -> Res<ServerCounts> {
             let Some((name, fields)) = rest.split_once(':') else {
                 continue;
             };
-            let field = |wanted: &str| {
-                fields
-                    .split(',')
-                    .filter_map(|f| f.split_once('='))
-                    .find(|(k, _)| *k == wanted)
-                    .and_then(|(_, v)| v.parse::<u64>().ok())
-                    .unwrap_or(0)
-            };
+            let field = |wanted: &str| commandstat_field(fields, wanted);
             counts
                 .commands
                 .insert(name.to_string(), (field("calls"), field("failed_calls")));

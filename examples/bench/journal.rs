@@ -24,6 +24,7 @@ use redis::{Script, Value};
 use serde::{Deserialize, Serialize};
 use state_store::{Backend, MemoryBackend, Position, RedisBackend, StateKey, Store};
 
+use crate::commands::commandstat_field;
 use crate::common::{BATCH, MANY, Res, SESSION_TTL_MS, Session, pick, session};
 use crate::stats::{
     Count, RoundFuture, Series, Workload, measure, process_cpu_ns, ratio, workload,
@@ -613,14 +614,7 @@ pub(crate) fn costing(
                 else {
                     continue;
                 };
-                let field = |wanted: &str| {
-                    fields
-                        .split(',')
-                        .filter_map(|f| f.split_once('='))
-                        .find(|(k, _)| *k == wanted)
-                        .and_then(|(_, v)| v.parse::<u64>().ok())
-                        .unwrap_or(0)
-                };
+                let field = |wanted: &str| commandstat_field(fields, wanted);
                 let entry = totals.commands.entry(name.to_string()).or_default();
                 entry.0 += field("calls");
                 entry.1 += field("usec");
