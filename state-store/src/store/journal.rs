@@ -79,15 +79,15 @@ impl<S: Journaled> Stream for Journal<S> {
     type Item = Result<Entry<S>>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let item = match std::task::ready!(self.records.as_mut().poll_next(cx)) {
-            Some(Ok(record)) => Some(to_change(&self.prefix, record.event).map(|change| Entry {
+        let item = std::task::ready!(self.records.as_mut().poll_next(cx));
+        Poll::Ready(item.map(|item| {
+            let record = item?;
+            let change = to_change(&self.prefix, record.event)?;
+            Ok(Entry {
                 cursor: record.cursor,
                 change,
-            })),
-            Some(Err(e)) => Some(Err(e)),
-            None => None,
-        };
-        Poll::Ready(item)
+            })
+        }))
     }
 }
 
@@ -152,8 +152,9 @@ where
 
 /// The stream of [`Store::consume`](crate::Store::consume): `Send + 'static`, items
 /// `Result<Delivery<S>>`. Errors do not end it: the engine's error (such as
-/// [`Error::Backend`]) while it cannot be reached for more than a moment, [`Error::Decode`] for a value that does not decode as `S` (that entry stays
-/// pending, and comes back after `claim_after`: fix or remove the value, it is not dropped).
+/// [`Error::Backend`]) while it cannot be reached for more than a moment, [`Error::Decode`] for
+/// a value that does not decode as `S` (that entry stays pending, and comes back after
+/// `claim_after`: fix or remove the value, it is not dropped).
 #[must_use = "streams do nothing unless polled"]
 pub struct Consumer<S> {
     records: BoxStream<'static, Result<JournalRecord>>,
@@ -165,12 +166,8 @@ impl<S: Journaled> Stream for Consumer<S> {
     type Item = Result<Delivery<S>>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let item = match std::task::ready!(self.records.as_mut().poll_next(cx)) {
-            Some(Ok(record)) => Some(delivery(&self.prefix, record)),
-            Some(Err(e)) => Some(Err(e)),
-            None => None,
-        };
-        Poll::Ready(item)
+        let item = std::task::ready!(self.records.as_mut().poll_next(cx));
+        Poll::Ready(item.map(|item| delivery(&self.prefix, item?)))
     }
 }
 

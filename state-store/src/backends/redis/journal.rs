@@ -445,6 +445,16 @@ async fn empty_stream(conn: &mut RedisConnection, stream: &str) -> Result<Read> 
     })
 }
 
+/// Counts a failed step of a reader or a worker and waits before the next (100 ms, doubling up
+/// to the feed's ceiling): the error, to yield as an item, once `QUIET_FAILURES` in a row were
+/// ridden out in silence.
+async fn ride_out(failures: &mut u32, e: Error) -> Option<Error> {
+    *failures += 1;
+    let pause = RETRY_MIN * 2u32.saturating_pow((*failures).min(4));
+    tokio::time::sleep(pause.min(RETRY_MAX)).await;
+    (*failures > QUIET_FAILURES).then_some(e)
+}
+
 /// A reader of one journal, on a connection of its own.
 struct Reader {
     conn: RedisConnection,
@@ -486,10 +496,7 @@ impl Reader {
             match self.step().await {
                 Ok(()) => self.failures = 0,
                 Err(e) => {
-                    self.failures += 1;
-                    let pause = RETRY_MIN * 2u32.saturating_pow(self.failures.min(4));
-                    tokio::time::sleep(pause.min(RETRY_MAX)).await;
-                    if self.failures > QUIET_FAILURES {
+                    if let Some(e) = ride_out(&mut self.failures, e).await {
                         return Some((Err(e), self));
                     }
                 }
@@ -645,10 +652,7 @@ impl Worker {
             match self.step().await {
                 Ok(()) => self.failures = 0,
                 Err(e) => {
-                    self.failures += 1;
-                    let pause = RETRY_MIN * 2u32.saturating_pow(self.failures.min(4));
-                    tokio::time::sleep(pause.min(RETRY_MAX)).await;
-                    if self.failures > QUIET_FAILURES {
+                    if let Some(e) = ride_out(&mut self.failures, e).await {
                         return Some((Err(e), self));
                     }
                 }
