@@ -85,9 +85,17 @@ impl RedisSentinel {
         topology.wait_until("the replica to sync with the primary", started, |t| {
             let port = t.nodes[1].port();
             match info_field(port, "replication", "master_link_status") {
-                Ok(status) if status == "up" => Ok(()),
-                Ok(status) => Err(format!("replica {port}: master_link_status:{status}")),
-                Err(e) => Err(format!("replica {port}: {e}")),
+                Ok(status) if status == "up" => {}
+                Ok(status) => return Err(format!("replica {port}: master_link_status:{status}")),
+                Err(e) => return Err(format!("replica {port}: {e}")),
+            }
+            // The primary counts the replica for `WAIT` only once its first `REPLCONF ACK`
+            // has moved it to `online`, a moment after the replica reports its link up.
+            let primary = t.nodes[0].port();
+            match info_field(primary, "replication", "slave0") {
+                Ok(replica) if replica.split(',').any(|f| f == "state=online") => Ok(()),
+                Ok(replica) => Err(format!("primary {primary}: slave0:{replica}")),
+                Err(e) => Err(format!("primary {primary}: {e}")),
             }
         });
         for _ in 0..3 {
