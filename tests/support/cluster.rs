@@ -370,7 +370,8 @@ impl RedisCluster {
     /// Starts six cluster-enabled nodes, joins them with `redis-cli --cluster create ...
     /// --cluster-replicas 1`, and waits (up to 30 s) until every node reports
     /// `cluster_state:ok` with all 16384 slots, every node's `CLUSTER NODES` shows the same six
-    /// nodes and three primaries, and every replica's link to its primary is up and synced; then
+    /// nodes and three primaries, every replica's link to its primary is up and synced, and
+    /// every primary counts its replica `online` (so that a `WAIT` can count it); then
     /// until a message published on each node reaches a subscriber on every node.
     ///
     /// Panics, saying why, if `redis-server` or `redis-cli` is missing, if the join fails, or

@@ -55,9 +55,9 @@ pub struct RedisSentinel {
 
 impl RedisSentinel {
     /// Starts the primary, a replica of it and three sentinels monitoring it, then waits (up to
-    /// 30 s) until the replica's link to the primary is up and every sentinel reports the
-    /// primary at its address with one replica (known, not down, its link up) and two other
-    /// sentinels.
+    /// 30 s) until the replica's link to the primary is up, the primary counts the replica
+    /// `online`, and every sentinel reports the primary at its address with one replica (known,
+    /// not down, its link up) and two other sentinels.
     ///
     /// # Panics
     ///
