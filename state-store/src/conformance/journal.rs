@@ -121,11 +121,19 @@ pub async fn journals_have_no_seam_between_history_and_live<B: Backend + Clone>(
     let store = Store::new(backend).enable_set();
     const WRITERS: u64 = 8;
     const EACH: u64 = 150;
+    // The writers hold their last few writes until both readers are open, so that changes come
+    // both before the calls (the history), while they run (the seam) and after (live), however
+    // fast the engine is.
+    const HELD: u64 = 10;
+    let (opened, open) = tokio::sync::watch::channel(false);
     let mut writers = Vec::new();
     for id in 0..WRITERS {
-        let store = store.clone();
+        let (store, mut open) = (store.clone(), open.clone());
         writers.push(tokio::spawn(async move {
             for n in 0..EACH {
+                if n == EACH - HELD {
+                    open.wait_for(|open| *open).await.unwrap();
+                }
                 store.set::<Journaled1>(id, &one(n)).await.unwrap();
                 if n % 16 == 0 {
                     tokio::task::yield_now().await;
@@ -133,13 +141,20 @@ pub async fn journals_have_no_seam_between_history_and_live<B: Backend + Clone>(
             }
         }));
     }
-    // Both readers open while the writers run.
-    tokio::time::sleep(Duration::from_millis(5)).await;
+    // Both readers open while the writers run: once every id has its first value.
+    for id in 0..WRITERS {
+        while store.get::<Journaled1>(id).await.unwrap().is_none() {
+            tokio::task::yield_now().await;
+        }
+    }
     let mut from_start = store.journal::<Journaled1>(Position::Start).await.unwrap();
     let mut from_now = store.journal::<Journaled1>(Position::Now).await.unwrap();
+    opened.send(true).unwrap();
     for writer in writers {
         writer.await.unwrap();
     }
+    // A change after all the writers' ends the reading from now.
+    store.set::<Journaled1>(WRITERS, &one(0)).await.unwrap();
     let mut start: HashMap<u64, Vec<u64>> = HashMap::new();
     for _ in 0..WRITERS * EACH {
         let (id, n) = seen(next_entry(&mut from_start).await.unwrap().change());
@@ -151,18 +166,12 @@ pub async fn journals_have_no_seam_between_history_and_live<B: Backend + Clone>(
     }
     // From now: each id's tail, consecutive, ending at the last value.
     let mut now: HashMap<u64, Vec<u64>> = HashMap::new();
-    let mut done = HashSet::new();
-    while done.len() < WRITERS as usize {
-        // Ids whose writers finished before the call have nothing: a sentinel ends the wait.
-        let entry = match tokio::time::timeout(Duration::from_millis(500), from_now.next()).await {
-            Ok(entry) => entry.expect("the journal ended").unwrap(),
-            Err(_) => break,
-        };
-        let (id, n) = seen(entry.change());
-        now.entry(id).or_default().push(n);
-        if n == EACH - 1 {
-            done.insert(id);
+    loop {
+        let (id, n) = seen(next_entry(&mut from_now).await.unwrap().change());
+        if id == WRITERS {
+            break;
         }
+        now.entry(id).or_default().push(n);
     }
     for (id, values) in &now {
         let first = values[0];
