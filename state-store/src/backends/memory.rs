@@ -173,10 +173,15 @@ impl Inner {
                 key: Arc::from(key),
                 value: Arc::from(value.as_slice()),
             };
-            if let Some(keep) = history {
-                self.journal(channel).append(event(), keep);
+            match history {
+                // Made once: the journal and the watchers share its key and value.
+                Some(keep) => {
+                    let event = event();
+                    self.journal(channel).append(event.clone(), keep);
+                    self.hub.publish(channel, || event);
+                }
+                None => self.hub.publish(channel, event),
             }
-            self.hub.publish(channel, event);
         }
         if let (Expiry::Keep, Some(entry)) = (expiry, self.entries.get_mut(key)) {
             entry.value = value;
@@ -509,8 +514,8 @@ impl Backend for MemoryBackend {
                 _ => return Err(unsupported(self, "count")),
             };
             if let Some((value, expiry)) = write {
-                let history = notify.and(options.history);
-                inner.write(key, value.to_string().into_bytes(), expiry, notify, history);
+                let value = value.to_string().into_bytes();
+                inner.write(key, value, expiry, notify, options.history);
             }
             Ok(answer)
         })

@@ -322,7 +322,6 @@ impl Worker {
             taken.push((*number, pending.deliveries));
         }
         self.returning = false;
-        let first_kept = entries.front().map_or(u64::MAX, |(n, _)| *n);
         for (number, deliveries) in taken {
             match entry(entries, number) {
                 Some(event) => {
@@ -330,9 +329,9 @@ impl Worker {
                     self.ready
                         .push_back(record.delivered(deliveries, self.acker(log, number)));
                 }
-                // Trimmed while pending: nothing is left to deliver.
-                None if number < first_kept => gone.push(number),
-                None => {}
+                // Trimmed while pending (numbers pending are never past the last entry):
+                // nothing is left to deliver.
+                None => gone.push(number),
             }
         }
         for number in gone {
