@@ -129,50 +129,66 @@ impl Call {
 
     /// Records the call, begun at `started`, as done with `outcome`.
     pub(crate) fn finish(&self, started: std::time::Instant, outcome: &'static str) {
-        static METADATA: ::metrics::Metadata<'static> =
-            ::metrics::Metadata::new(module_path!(), ::metrics::Level::INFO, Some(module_path!()));
-        let key = self.key(outcome);
+        let key = key(
+            OPERATION_DURATION,
+            [
+                (SYSTEM, self.system),
+                (OPERATION, self.operation),
+                (PREFIX, self.prefix),
+                (OUTCOME, outcome),
+            ],
+        );
         let seconds = started.elapsed().as_secs_f64();
         ::metrics::with_recorder(|recorder| recorder.register_histogram(key, &METADATA))
             .record(seconds);
     }
-
-    /// The key of this call's duration with `outcome`: made (its labels allocated, its hash
-    /// computed) once per label set, which is most of what a call costs without a recorder.
-    /// The label sets are few (operations, types and outcome words), so the keys are kept for
-    /// good.
-    fn key(&self, outcome: &'static str) -> &'static Key {
-        static KEYS: RwLock<HashMap<LabelAddresses, &'static Key, BuildAddresses>> =
-            RwLock::new(HashMap::with_hasher(BuildAddresses));
-        // The strings are `'static`: their addresses and lengths name them (one label set may
-        // get two keys, if the same word sits at two addresses; the recorder sees one metric).
-        let name = |s: &'static str| (s.as_ptr() as usize, s.len());
-        let labels = [
-            name(self.system),
-            name(self.operation),
-            name(self.prefix),
-            name(outcome),
-        ];
-        if let Some(key) = KEYS.read().unwrap_or_else(|e| e.into_inner()).get(&labels) {
-            return key;
-        }
-        let mut keys = KEYS.write().unwrap_or_else(|e| e.into_inner());
-        keys.entry(labels).or_insert_with(|| {
-            let labels = vec![
-                Label::from_static_parts(SYSTEM, self.system),
-                Label::from_static_parts(OPERATION, self.operation),
-                Label::from_static_parts(PREFIX, self.prefix),
-                Label::from_static_parts(OUTCOME, outcome),
-            ];
-            Box::leak(Box::new(Key::from_parts(OPERATION_DURATION, labels)))
-        })
-    }
 }
 
-/// The address and length of each label value of a duration key.
-type LabelAddresses = [(usize, usize); 4];
+static METADATA: ::metrics::Metadata<'static> =
+    ::metrics::Metadata::new(module_path!(), ::metrics::Level::INFO, Some(module_path!()));
 
-/// Hashes the addresses and lengths of a duration key's label values: a multiply and a
+/// The key of metric `name` with these (at most four) labels: made (its labels allocated, its
+/// hash computed) once per label set, which is most of what recording costs without a
+/// recorder. The label sets are few (operations, types, outcome words, connections), so the
+/// keys are kept for good.
+fn key<const N: usize>(
+    name: &'static str, labels: [(&'static str, &'static str); N],
+) -> &'static Key {
+    static KEYS: RwLock<HashMap<LabelAddresses, &'static Key, BuildAddresses>> =
+        RwLock::new(HashMap::with_hasher(BuildAddresses));
+    const { assert!(N <= 4, "a metric key of at most four labels") };
+    // The strings are `'static`: their addresses and lengths name them (one label set may get
+    // two keys, if the same word sits at two addresses; the recorder sees one metric). A label's
+    // name is the same for a metric's every key, so the metric's name and the label values
+    // tell its keys apart.
+    let address = |s: &'static str| (s.as_ptr() as usize, s.len());
+    let mut addresses = [(0, 0); 5];
+    addresses[0] = address(name);
+    for (slot, (_, value)) in addresses[1..].iter_mut().zip(labels) {
+        *slot = address(value);
+    }
+    if let Some(key) = KEYS
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&addresses)
+    {
+        return key;
+    }
+    let mut keys = KEYS.write().unwrap_or_else(|e| e.into_inner());
+    keys.entry(addresses).or_insert_with(|| {
+        let labels = labels
+            .iter()
+            .map(|&(label, value)| Label::from_static_parts(label, value))
+            .collect::<Vec<_>>();
+        Box::leak(Box::new(Key::from_parts(name, labels)))
+    })
+}
+
+/// The address and length of a key's metric name and of each of its (at most four) label
+/// values.
+type LabelAddresses = [(usize, usize); 5];
+
+/// Hashes the addresses and lengths of a key's name and label values: a multiply and a
 /// rotation per word (as rustc's FxHasher), where SipHash would cost more than the key it finds.
 #[derive(Debug, Clone, Copy, Default)]
 struct BuildAddresses;
@@ -206,36 +222,29 @@ impl Hasher for AddressHasher {
 
 /// A read of a cached type of `prefix`, served by the cache (`hit`) or not.
 pub(crate) fn cache_read(system: &'static str, prefix: &'static str, hit: bool) {
-    let labels = vec![
-        Label::from_static_parts(SYSTEM, system),
-        Label::from_static_parts(PREFIX, prefix),
-    ];
     let name = if hit { CACHE_HITS } else { CACHE_MISSES };
-    ::metrics::counter!(name, labels).increment(1);
+    let key = key(name, [(SYSTEM, system), (PREFIX, prefix)]);
+    ::metrics::with_recorder(|recorder| recorder.register_counter(key, &METADATA)).increment(1);
 }
 
 /// A read batch of `size` calls, sent.
 #[cfg_attr(not(feature = "redis"), allow(dead_code))]
 pub(crate) fn batch_sent(system: &'static str, size: usize) {
-    let labels = vec![Label::from_static_parts(SYSTEM, system)];
-    ::metrics::histogram!(BATCH_SIZE, labels).record(size as f64);
+    let key = key(BATCH_SIZE, [(SYSTEM, system)]);
+    ::metrics::with_recorder(|recorder| recorder.register_histogram(key, &METADATA))
+        .record(size as f64);
 }
 
 /// A watcher of `prefix` missed `missed` changes.
 pub(crate) fn watch_missed(system: &'static str, prefix: &'static str, missed: u64) {
-    let labels = vec![
-        Label::from_static_parts(SYSTEM, system),
-        Label::from_static_parts(PREFIX, prefix),
-    ];
-    ::metrics::counter!(WATCH_MISSED, labels).increment(missed);
+    let key = key(WATCH_MISSED, [(SYSTEM, system), (PREFIX, prefix)]);
+    ::metrics::with_recorder(|recorder| recorder.register_counter(key, &METADATA))
+        .increment(missed);
 }
 
 /// Connection `connection` (`data`, `feed`, `cache`) broke and is open again.
 #[cfg_attr(not(feature = "redis"), allow(dead_code))]
 pub(crate) fn reconnected(system: &'static str, connection: &'static str) {
-    let labels = vec![
-        Label::from_static_parts(SYSTEM, system),
-        Label::from_static_parts(CONNECTION, connection),
-    ];
-    ::metrics::counter!(RECONNECTIONS, labels).increment(1);
+    let key = key(RECONNECTIONS, [(SYSTEM, system), (CONNECTION, connection)]);
+    ::metrics::with_recorder(|recorder| recorder.register_counter(key, &METADATA)).increment(1);
 }
