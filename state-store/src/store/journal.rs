@@ -179,10 +179,9 @@ fn delivery<S: Journaled>(prefix: &str, record: JournalRecord) -> Result<Deliver
         ack,
         ..
     } = record;
-    let key = event.key().to_owned();
     let ack = ack.ok_or_else(|| Error::Backend {
         operation: "consume",
-        key,
+        key: event.key().to_owned(),
         source: "the engine delivered a journal entry to a worker group without a way to \
                  acknowledge it"
             .into(),

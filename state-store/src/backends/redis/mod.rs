@@ -313,15 +313,13 @@ impl Backend for RedisBackend {
         &'a self, key: &'a str, options: RemoveOptions<'a>,
     ) -> BoxFuture<'a, Result<bool>> {
         Box::pin(async move {
-            if options.notify.is_some() && options.history.is_some() {
-                let spec = self.journaled(options.notify, options.history);
-                let options = RemoveOptions {
-                    notify: spec.as_deref(),
-                    history: None,
-                    ..options
-                };
-                return self.remove(key, options).await;
-            }
+            // A journaled removal: the same removal, whose feed argument names the journal too.
+            let spec = self.journaled(options.notify, options.history);
+            let options = RemoveOptions {
+                notify: spec.as_deref().or(options.notify),
+                history: None,
+                ..options
+            };
             let remove = async {
                 if let Some(fence) = &options.fence {
                     let op = lease::FencedOp::Remove(options.if_version.as_ref());
@@ -393,41 +391,34 @@ impl Backend for RedisBackend {
     /// Overwrites in one `MULTI` pipeline (per slot on a Cluster), removals in one `DEL` (or
     /// the notifying script per key); conditional writes one by one.
     fn write_many<'a>(&'a self, batch: WriteMany<'a>) -> BoxFuture<'a, Result<u64>> {
-        let journaled = match &batch {
-            WriteMany::Put { options, .. } => options.notify.is_some() && options.history.is_some(),
-            WriteMany::Remove { options, .. } => {
-                options.notify.is_some() && options.history.is_some()
-            }
-            #[allow(unreachable_patterns)]
-            _ => false,
-        };
-        if journaled {
-            return Box::pin(async move {
-                match batch {
-                    WriteMany::Put { items, options } => {
-                        let spec = self.journaled(options.notify, options.history);
-                        let options = PutOptions {
-                            notify: spec.as_deref(),
-                            history: None,
-                            ..options
-                        };
-                        self.write_many(WriteMany::Put { items, options }).await
-                    }
-                    WriteMany::Remove { keys, options } => {
-                        let spec = self.journaled(options.notify, options.history);
-                        let options = RemoveOptions {
-                            notify: spec.as_deref(),
-                            history: None,
-                            ..options
-                        };
-                        self.write_many(WriteMany::Remove { keys, options }).await
-                    }
-                    #[allow(unreachable_patterns)]
-                    other => self.write_many(other).await,
-                }
-            });
-        }
         match batch {
+            // A journaled batch: the same batch, whose feed argument names the journal too.
+            WriteMany::Put { items, options }
+                if options.notify.is_some() && options.history.is_some() =>
+            {
+                Box::pin(async move {
+                    let spec = self.journaled(options.notify, options.history);
+                    let options = PutOptions {
+                        notify: spec.as_deref(),
+                        history: None,
+                        ..options
+                    };
+                    self.write_many(WriteMany::Put { items, options }).await
+                })
+            }
+            WriteMany::Remove { keys, options }
+                if options.notify.is_some() && options.history.is_some() =>
+            {
+                Box::pin(async move {
+                    let spec = self.journaled(options.notify, options.history);
+                    let options = RemoveOptions {
+                        notify: spec.as_deref(),
+                        history: None,
+                        ..options
+                    };
+                    self.write_many(WriteMany::Remove { keys, options }).await
+                })
+            }
             WriteMany::Put { items, options }
                 if options.mode == PutMode::Overwrite && options.fence.is_none() =>
             {
