@@ -31,7 +31,7 @@ struct Hit {
 struct OrderCount(i64);
 
 /// A replica of `primary` started with `extra_args` (such as `["--appendonly", "yes"]`), once it
-/// has synced.
+/// has synced and the primary counts it online.
 fn replica_of(primary: &RedisServer, extra_args: &[&str]) -> RedisServer {
     // The first sync at once, not after the default 5 s wait for more replicas.
     let () = redis::cmd("CONFIG")
@@ -51,7 +51,9 @@ fn replica_of(primary: &RedisServer, extra_args: &[&str]) -> RedisServer {
             .arg("replication")
             .query(&mut raw)
             .unwrap();
-        if info.contains("master_link_status:up") {
+        if info.contains("master_link_status:up")
+            && support::replica_online(&mut primary.raw()).is_ok()
+        {
             return replica;
         }
         assert!(

@@ -303,6 +303,32 @@ pub fn ping(port: u16) -> bool {
     stream.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
 }
 
+/// Whether the primary behind `conn` has a replica and counts each of its replicas `online`;
+/// if not, what it reports. A replica says its link is `up` as soon as it has loaded the
+/// primary's snapshot, but the primary moves it from `wait_bgsave` or `send_bulk` to `online`
+/// only when the replica's first `REPLCONF ACK` arrives; until then a `WAIT` on the primary
+/// cannot count it.
+pub fn replica_online(conn: &mut redis::Connection) -> Result<(), String> {
+    let info: String = redis::cmd("INFO")
+        .arg("replication")
+        .query(conn)
+        .map_err(|e| format!("INFO replication: {e}"))?;
+    // `slave0:ip=...,port=...,state=online,offset=...,lag=0`, one line per replica.
+    let replicas: Vec<&str> = info
+        .lines()
+        .map(str::trim)
+        .filter(|line| {
+            line.strip_prefix("slave")
+                .is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit()))
+        })
+        .collect();
+    let online = |line: &&str| line.split([':', ',']).any(|field| field == "state=online");
+    if replicas.is_empty() || !replicas.iter().all(online) {
+        return Err(format!("the primary reports replicas {replicas:?}"));
+    }
+    Ok(())
+}
+
 /// Waits until the replica of the primary behind `conn` has everything the primary has now.
 /// (`WAIT` would not do: it waits for the writes of its own connection, and this one wrote
 /// nothing, so it answers at once.)

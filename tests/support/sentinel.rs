@@ -89,14 +89,9 @@ impl RedisSentinel {
                 Ok(status) => return Err(format!("replica {port}: master_link_status:{status}")),
                 Err(e) => return Err(format!("replica {port}: {e}")),
             }
-            // The primary counts the replica for `WAIT` only once its first `REPLCONF ACK`
-            // has moved it to `online`, a moment after the replica reports its link up.
             let primary = t.nodes[0].port();
-            match info_field(primary, "replication", "slave0") {
-                Ok(replica) if replica.split(',').any(|f| f == "state=online") => Ok(()),
-                Ok(replica) => Err(format!("primary {primary}: slave0:{replica}")),
-                Err(e) => Err(format!("primary {primary}: {e}")),
-            }
+            super::replica_online(&mut connect(primary)?)
+                .map_err(|e| format!("primary {primary}: {e}"))
         });
         for _ in 0..3 {
             let sentinel = SentinelProcess::start(topology.nodes[0].port());
