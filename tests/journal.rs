@@ -275,11 +275,18 @@ mod on_redis {
         resumes: u64,
     }
 
+    /// What the reader has done so far: entries read, errors met.
+    #[derive(Debug, Clone, Copy, Default)]
+    struct Progress {
+        read: usize,
+        errors: usize,
+    }
+
     /// Reads the journal from the start until it has handled `until`'s cursor, starting again
     /// after the last cursor handled whenever the stream yields an error (or the `journal`
-    /// call fails). Reports how many it read on `progress`.
+    /// call fails). Reports how many it read, and how many errors it met, on `progress`.
     async fn reader(
-        store: Store<RedisBackend>, progress: watch::Sender<usize>,
+        store: Store<RedisBackend>, progress: watch::Sender<Progress>,
         mut until: watch::Receiver<Option<Cursor>>,
     ) -> Read {
         let mut read = Read::default();
@@ -294,6 +301,7 @@ mod on_redis {
                 Err(e) => {
                     assert!(!matches!(e, Error::Trimmed { .. }), "{e}");
                     read.errors.push(format!("journal({from:?}): {e}"));
+                    progress.send_modify(|p| p.errors = read.errors.len());
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
@@ -314,18 +322,19 @@ mod on_redis {
                         };
                         read.entries.push((entry.cursor(), *id, value.n));
                         last = Some(entry.cursor());
-                        progress.send_replace(read.entries.len());
+                        progress.send_modify(|p| p.read = read.entries.len());
                     }
                     Some(Err(e)) => {
-                        // Any error: the docs of `Journal` say `Error::Interrupted` while the
-                        // server cannot be reached, but the Redis reader yields the driver's
-                        // `Error::Backend` (reported to the lead; shown in the test's output).
+                        // Any error but `Trimmed`: while the server cannot be reached, the
+                        // engine's (`Error::Backend` on Redis; shown in the test's output).
                         assert!(!matches!(e, Error::Trimmed { .. }), "{e}");
                         read.errors.push(format!("{e:?}"));
+                        progress.send_modify(|p| p.errors = read.errors.len());
                         break;
                     }
                     None => {
                         read.errors.push("the journal ended".into());
+                        progress.send_modify(|p| p.errors = read.errors.len());
                         break;
                     }
                 }
@@ -333,36 +342,24 @@ mod on_redis {
         }
     }
 
-    /// The ids of the server's clients.
-    fn client_ids(raw: &mut redis::Connection) -> Vec<String> {
-        let list: String = redis::cmd("CLIENT").arg("LIST").query(raw).unwrap();
-        list.lines()
-            .filter_map(|line| Some(line.split(' ').next()?.strip_prefix("id=")?.to_owned()))
-            .collect()
-    }
-
     /// Kills the journal readers' connections: those that were not there `before` the reader
     /// started and last ran a journal read (`XREAD`, or the `MULTI` of `XRANGE`s); how many.
-    fn kill_readers(raw: &mut redis::Connection, before: &[String]) -> usize {
-        let list: String = redis::cmd("CLIENT").arg("LIST").query(raw).unwrap();
-        let ids: Vec<String> = list
-            .lines()
-            .filter(|line| {
-                line.split(' ').any(|field| {
-                    matches!(
-                        field,
-                        "cmd=xread" | "cmd=multi" | "cmd=xrange" | "cmd=xrevrange" | "cmd=exec"
-                    )
-                })
+    fn kill_readers(raw: &mut redis::Connection, before: &BTreeSet<u64>) -> usize {
+        let reading = |line: &str| {
+            line.split(' ').any(|field| {
+                matches!(
+                    field,
+                    "cmd=xread" | "cmd=multi" | "cmd=xrange" | "cmd=xrevrange" | "cmd=exec"
+                )
             })
-            .filter_map(|line| Some(line.split(' ').next()?.strip_prefix("id=")?.to_owned()))
-            .filter(|id| !before.contains(id))
-            .collect();
+        };
+        let ids = support::client_ids(raw, reading);
+        let ids: Vec<&u64> = ids.difference(before).collect();
         for id in &ids {
             let killed: u64 = redis::cmd("CLIENT")
                 .arg("KILL")
                 .arg("ID")
-                .arg(id)
+                .arg(*id)
                 .query(raw)
                 .unwrap();
             assert_eq!(killed, 1);
@@ -391,29 +388,33 @@ mod on_redis {
         let writers: Vec<_> = (0..WRITERS)
             .map(|w| tokio::spawn(writer(store.clone(), w, acked.clone())))
             .collect();
-        let (progress, mut read_so_far) = watch::channel(0usize);
+        let (progress, mut read_so_far) = watch::channel(Progress::default());
         let (until, last_wanted) = watch::channel(None);
         // The connections there before the reader: the writers' among them.
-        let before = tokio::task::block_in_place(|| client_ids(&mut server.raw()));
+        let before =
+            tokio::task::block_in_place(|| support::client_ids(&mut server.raw(), |_| true));
         let reader = tokio::spawn(reader(store.clone(), progress, last_wanted));
 
         // 1. Midway, the reader's connection is killed.
-        wait_for(&mut read_so_far, Duration::from_secs(60), |n| *n >= 2_000).await;
+        wait_for(&mut read_so_far, Duration::from_secs(60), |p| {
+            p.read >= 2_000
+        })
+        .await;
         let (killed, at) = tokio::task::block_in_place(|| {
             let at = acked.load(Ordering::SeqCst);
             (kill_readers(&mut server.raw(), &before), at)
         });
         assert!(killed >= 1, "no reader connection to kill");
         assert!(at < total, "the writers were done before the kill");
-        let read_at_kill = *read_so_far.borrow();
+        let read_at_kill = read_so_far.borrow().read;
         eprintln!(
             "{:?}: killed {killed} reader connection(s) after {read_at_kill} entries read, {at} \
              writes acknowledged",
             started.elapsed()
         );
         // It reads on afterwards.
-        wait_for(&mut read_so_far, Duration::from_secs(30), |n| {
-            *n >= read_at_kill + 1_000
+        wait_for(&mut read_so_far, Duration::from_secs(30), |p| {
+            p.read >= read_at_kill + 1_000
         })
         .await;
 
@@ -424,16 +425,20 @@ mod on_redis {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         let at = acked.load(Ordering::SeqCst);
+        let errors_before = read_so_far.borrow().errors;
         tokio::task::block_in_place(|| server.kill());
         assert!(at < total, "the writers were done before the restart");
         eprintln!(
             "{:?}: SIGKILLed the server after {at} writes acknowledged, {} entries read",
             started.elapsed(),
-            *read_so_far.borrow()
+            read_so_far.borrow().read
         );
-        // Down for longer than the reader rides out quietly (3 failed tries, ~1.5 s): its
-        // stream yields an error, and it starts again after its last cursor.
-        tokio::time::sleep(Duration::from_secs(4)).await;
+        // Down until the reader has ridden out its quiet retries and its stream yields an
+        // error: it then starts again after its last cursor.
+        wait_for(&mut read_so_far, Duration::from_secs(30), |p| {
+            p.errors > errors_before
+        })
+        .await;
         tokio::task::block_in_place(|| server.restart());
         eprintln!("{:?}: restarted", started.elapsed());
 

@@ -863,6 +863,7 @@ async fn from_env_takes_the_certificates_from_the_environment() {
         command.args([
             "from_env_child",
             "--exact",
+            "--ignored",
             "--nocapture",
             "--test-threads=1",
         ]);
@@ -912,8 +913,10 @@ async fn from_env_takes_the_certificates_from_the_environment() {
 }
 
 /// The child of [`from_env_takes_the_certificates_from_the_environment`]: connects with
-/// `from_env` and prints what came of it. Does nothing when run as a test of its own.
+/// `from_env` and prints what came of it. Ignored, so that it runs only as that child (with
+/// `--ignored`); run by hand, it does nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "the child process of from_env_takes_the_certificates_from_the_environment"]
 async fn from_env_child() {
     if std::env::var_os(CHILD_URL).is_none() {
         return;

@@ -171,18 +171,6 @@ fn subscriber_connections(raw: &mut redis::Connection) -> Vec<u64> {
     subs
 }
 
-/// The ids of the connections whose `CLIENT LIST` line satisfies `select`.
-fn client_ids(raw: &mut redis::Connection, select: impl Fn(&str) -> bool) -> BTreeSet<u64> {
-    let list: String = redis::cmd("CLIENT").arg("LIST").query(raw).unwrap();
-    list.lines()
-        .filter(|line| select(line))
-        .map(|line| {
-            let id = line.split_whitespace().next().unwrap();
-            id.strip_prefix("id=").unwrap().parse().unwrap()
-        })
-        .collect()
-}
-
 fn config_resetstat(raw: &mut redis::Connection) {
     let () = redis::cmd("CONFIG").arg("RESETSTAT").query(raw).unwrap();
 }
@@ -1474,7 +1462,7 @@ async fn watching_a_server_that_is_down_fails_then_works_and_nothing_leaks() {
     assert_eq!(subscriber_connections(&mut raw), [2]);
 
     // The pub/sub connection, by its client id.
-    let feed_connection = client_ids(&mut raw, |line| line.contains(" sub=2 "));
+    let feed_connection = support::client_ids(&mut raw, |line| line.contains(" sub=2 "));
     assert_eq!(feed_connection.len(), 1);
     // The watcher outlives its store (on Redis it goes on delivering what other clients
     // write; the memory backend's watchers end with the backend instead). Dropping it closes
@@ -1487,7 +1475,7 @@ async fn watching_a_server_that_is_down_fails_then_works_and_nothing_leaks() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     drop(watcher);
     eventually("the pub/sub connection is closed", ITEM, || {
-        client_ids(&mut raw, |_| true).is_disjoint(&feed_connection)
+        support::client_ids(&mut raw, |_| true).is_disjoint(&feed_connection)
     })
     .await;
 }

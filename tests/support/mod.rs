@@ -303,6 +303,20 @@ pub fn ping(port: u16) -> bool {
     stream.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
 }
 
+/// The ids of the connections whose `CLIENT LIST` line satisfies `select`.
+pub fn client_ids(
+    raw: &mut redis::Connection, select: impl Fn(&str) -> bool,
+) -> std::collections::BTreeSet<u64> {
+    let list: String = redis::cmd("CLIENT").arg("LIST").query(raw).unwrap();
+    list.lines()
+        .filter(|line| select(line))
+        .map(|line| {
+            let id = line.split_whitespace().next().unwrap();
+            id.strip_prefix("id=").unwrap().parse().unwrap()
+        })
+        .collect()
+}
+
 /// Whether the primary behind `conn` has a replica and counts each of its replicas `online`;
 /// if not, what it reports. A replica says its link is `up` as soon as it has loaded the
 /// primary's snapshot, but the primary moves it from `wait_bgsave` or `send_bulk` to `online`
