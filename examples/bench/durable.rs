@@ -7,7 +7,6 @@
 //! (group commit). How many the server ran per write is counted from `INFO commandstats`.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use redis::aio::MultiplexedConnection;
@@ -15,7 +14,8 @@ use serde::{Deserialize, Serialize};
 use state_store::{RedisBackend, StateKey, Store};
 
 use crate::common::{Res, Session, session};
-use crate::stats::{RoundFuture, Workload};
+use crate::journal::{ServerCost, costing};
+use crate::stats::Workload;
 use crate::support::RedisServer;
 use crate::typed_vs_raw::typed_sets;
 
@@ -111,18 +111,15 @@ pub(crate) fn durable_set(store: &Store<RedisBackend>, tasks: usize) -> Workload
     typed_sets(store, "durable", tasks, durable_session)
 }
 
-/// What the server ran during the rounds of a workload: `WAIT`s and `SET`s.
-#[derive(Debug, Default)]
-pub(crate) struct Waits {
-    waits: AtomicU64,
-    sets: AtomicU64,
-}
+/// What the server ran during the rounds of a workload (a [`ServerCost`]), read for its
+/// `WAIT`s and `SET`s.
+#[derive(Debug)]
+pub(crate) struct Waits(Arc<ServerCost>);
 
 impl Waits {
     /// `WAIT`s per `SET`, with the counts, for the table's notes.
     pub(crate) fn note(&self) -> String {
-        let waits = self.waits.load(Ordering::Relaxed);
-        let sets = self.sets.load(Ordering::Relaxed);
+        let (waits, sets) = (self.0.calls("wait"), self.0.calls("set"));
         if sets == 0 {
             return "no SET counted".into();
         }
@@ -133,47 +130,12 @@ impl Waits {
     }
 }
 
-/// `workload`, with the server's statistics reset (`CONFIG RESETSTAT`) before each of its rounds
-/// and its `WAIT` and `SET` calls (`INFO commandstats`) added up after: the other side's rounds,
-/// which alternate with these, are not counted. Both happen outside the timed round.
+/// `workload`, with the server's statistics reset before each of its rounds and its `WAIT` and
+/// `SET` calls added up after (see [`costing`]): the other side's rounds, which alternate with
+/// these, are not counted. Both happen outside the timed round.
 pub(crate) fn counting_waits(
     workload: Workload, admin: &MultiplexedConnection,
-) -> (Workload, Arc<Waits>) {
-    let waits = Arc::new(Waits::default());
-    let (counts, admin) = (waits.clone(), admin.clone());
-    let inner = workload.run;
-    let run = Box::new(move |duration, limit| {
-        let round = inner(duration, limit);
-        let (counts, mut admin) = (counts.clone(), admin.clone());
-        Box::pin(async move {
-            let () = redis::cmd("CONFIG")
-                .arg("RESETSTAT")
-                .query_async(&mut admin)
-                .await?;
-            let done = round.await?;
-            let stats: String = redis::cmd("INFO")
-                .arg("commandstats")
-                .query_async(&mut admin)
-                .await?;
-            counts
-                .waits
-                .fetch_add(calls(&stats, "wait"), Ordering::Relaxed);
-            counts
-                .sets
-                .fetch_add(calls(&stats, "set"), Ordering::Relaxed);
-            Ok(done)
-        }) as RoundFuture
-    });
-    (Workload { run, ..workload }, waits)
-}
-
-/// How often the server ran `command` (lowercase), from `INFO commandstats`.
-fn calls(stats: &str, command: &str) -> u64 {
-    let prefix = format!("cmdstat_{command}:calls=");
-    stats
-        .lines()
-        .find_map(|line| line.strip_prefix(&prefix))
-        .and_then(|rest| rest.split(',').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0)
+) -> (Workload, Waits) {
+    let (workload, cost) = costing(workload, admin);
+    (workload, Waits(cost))
 }

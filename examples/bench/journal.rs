@@ -22,7 +22,7 @@ use futures_util::StreamExt;
 use redis::aio::{ConnectionManager, MultiplexedConnection};
 use redis::{Script, Value};
 use serde::{Deserialize, Serialize};
-use state_store::{Backend, MemoryBackend, Position, RedisBackend, StateKey, Store};
+use state_store::{Backend, Position, RedisBackend, StateKey, Store};
 
 use crate::commands::commandstat_field;
 use crate::common::{BATCH, MANY, Res, SESSION_TTL_MS, Session, pick, session};
@@ -293,11 +293,6 @@ fn stream_entry(item: Value) -> Res<(String, Vec<Value>)> {
     Err("an XRANGE entry that is not [id, [field, value, ...]]".into())
 }
 
-/// A memory store holding `ReplaySession`'s journal.
-pub(crate) fn memory_journal_store() -> Store<MemoryBackend> {
-    Store::new(MemoryBackend::new()).enable_set()
-}
-
 /// The stream of `ReplaySession`'s journal on a store without a namespace.
 pub(crate) fn replay_stream() -> String {
     format!("{}#journal", ReplaySession::PREFIX)
@@ -390,7 +385,7 @@ pub(crate) async fn journal_section(
         in_lua_us,
     )
     .await?;
-    let memory = memory_journal_store();
+    let memory = crate::watch::memory_store(None);
     fill_journal(&memory, entries).await?;
     let on_memory = replay(config, &memory, "memory", entries, None).await?;
 
@@ -542,6 +537,12 @@ struct CostTotals {
 }
 
 impl ServerCost {
+    /// How often the server ran `command` (lowercase) in the rounds.
+    pub(crate) fn calls(&self, command: &str) -> u64 {
+        let totals = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        totals.commands.get(command).map_or(0, |(calls, _)| *calls)
+    }
+
     /// `server 12.3 µs/op (xadd 3.1, set 1.2, ...)`: the server's CPU per unit, then the
     /// commands' own time per unit, largest first.
     pub(crate) fn note(&self) -> String {
