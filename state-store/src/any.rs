@@ -330,26 +330,26 @@ mod env_tls {
         mut options: RedisOptions, ca: Option<Named>, client: Option<(Named, Named)>,
         refused: impl Fn(String) -> Error,
     ) -> Result<RedisOptions> {
+        use crate::backends::redis::pem::{CERTIFICATE, PRIVATE_KEY, contains};
         // Read, and checked for a PEM block of its kind: the connection's own errors name the
         // option (`tls_root_cert`), not the variable the service's operator set.
         let read = |(name, path): Named, marker: &str, kind: &str| {
             let shown = path.display();
             let pem = std::fs::read(&path)
                 .map_err(|e| refused(format!("`{name}` ({shown}) cannot be read: {e}")))?;
-            if !pem.windows(marker.len()).any(|w| w == marker.as_bytes()) {
+            if !contains(&pem, marker) {
                 return Err(refused(format!(
                     "`{name}` ({shown}) holds no PEM {kind} (`{marker}`)"
                 )));
             }
             Ok(pem)
         };
-        const CERTIFICATE: &str = "-----BEGIN CERTIFICATE-----";
         if let Some(ca) = ca {
             options = options.tls_root_cert(read(ca, CERTIFICATE, "certificate")?);
         }
         if let Some((cert, key)) = client {
             let cert = read(cert, CERTIFICATE, "certificate")?;
-            let key = read(key, "PRIVATE KEY-----", "private key")?;
+            let key = read(key, PRIVATE_KEY, "private key")?;
             options = options.tls_client_cert(cert, key);
         }
         Ok(options)

@@ -37,6 +37,9 @@ mod journal;
 mod lease;
 mod link;
 mod options;
+/// The PEM checks of the TLS options, shared with the environment's TLS variables.
+#[cfg(feature = "tls")]
+pub(crate) use options::tls as pem;
 mod scan;
 mod scripts;
 #[cfg(feature = "sentinel")]

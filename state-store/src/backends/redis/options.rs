@@ -208,8 +208,13 @@ impl RedisOptions {
 
 /// TLS through the `redis` crate's rustls support, with the `ring` provider.
 #[cfg(feature = "tls")]
-mod tls {
+pub(crate) mod tls {
     use redis::{Client, ClientTlsConfig, TlsCertificates};
+
+    /// What a PEM certificate starts with.
+    pub(crate) const CERTIFICATE: &str = "-----BEGIN CERTIFICATE-----";
+    /// What a PEM private key's first line ends with (`RSA`, `EC` or none before it).
+    pub(crate) const PRIVATE_KEY: &str = "PRIVATE KEY-----";
 
     /// Makes `ring` the process's rustls provider unless one is installed: rustls cannot pick
     /// one itself when another crate of the program enables a second provider.
@@ -237,20 +242,20 @@ mod tls {
         // fails later as an unknown issuer; its key errors do not say which option is wrong.
         // Say what is wrong here.
         if let Some(root) = root
-            && !contains(root, b"-----BEGIN CERTIFICATE-----")
+            && !contains(root, CERTIFICATE)
         {
             return Err(
                 "`tls_root_cert` holds no PEM certificate (`-----BEGIN CERTIFICATE-----`)".into(),
             );
         }
         if let Some((cert, key)) = client_cert {
-            if !contains(cert, b"-----BEGIN CERTIFICATE-----") {
+            if !contains(cert, CERTIFICATE) {
                 return Err("the certificate of `tls_client_cert` holds no PEM certificate".into());
             }
-            if contains(key, b"-----BEGIN ENCRYPTED PRIVATE KEY-----") {
+            if contains(key, "-----BEGIN ENCRYPTED PRIVATE KEY-----") {
                 return Err("the key of `tls_client_cert` is encrypted: give it decrypted".into());
             }
-            if !contains(key, b"PRIVATE KEY-----") {
+            if !contains(key, PRIVATE_KEY) {
                 return Err("the key of `tls_client_cert` holds no PEM private key".into());
             }
         }
@@ -265,8 +270,9 @@ mod tls {
             .map_err(|e| format!("invalid `tls_root_cert` or `tls_client_cert`: {e}"))
     }
 
-    fn contains(pem: &[u8], marker: &[u8]) -> bool {
-        pem.windows(marker.len()).any(|w| w == marker)
+    /// Whether `pem` holds `marker`.
+    pub(crate) fn contains(pem: &[u8], marker: &str) -> bool {
+        pem.windows(marker.len()).any(|w| w == marker.as_bytes())
     }
 }
 
