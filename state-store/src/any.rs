@@ -125,10 +125,9 @@ impl AnyBackend {
         #[cfg(feature = "redis")]
         let backend = AnyBackend::from_env_with(var, crate::RedisOptions::default()).await;
         #[cfg(not(feature = "redis"))]
-        let backend = match std::env::var(var) {
-            Ok(url) if !url.is_empty() => AnyBackend::connect(&url).await,
-            Err(std::env::VarError::NotUnicode(_)) => Err(not_unicode(var)),
-            _ => Ok(AnyBackend::memory()),
+        let backend = match url_in(var, std::env::var_os(var))? {
+            Some(url) => AnyBackend::connect(&url).await,
+            None => Ok(AnyBackend::memory()),
         };
         backend
     }
@@ -229,11 +228,18 @@ impl AnyBackend {
     }
 }
 
-/// The error for an environment variable `var` that is set to something that is not UTF-8.
-fn not_unicode(var: &str) -> Error {
-    Error::Connect {
-        target: format!("the backend URL in `{var}`"),
-        source: format!("`{var}` is set, but not to valid UTF-8, so it names no backend").into(),
+/// The URL that the environment variable `var` holds (its `value`): `None` when it is unset
+/// or empty (the memory backend), [`Error::Connect`] when it is set to something that is not
+/// UTF-8 (a service meant for Redis must not run on memory in silence).
+fn url_in(var: &str, value: Option<std::ffi::OsString>) -> Result<Option<String>> {
+    match value.map(std::ffi::OsString::into_string) {
+        Some(Ok(url)) if !url.is_empty() => Ok(Some(url)),
+        Some(Err(_)) => Err(Error::Connect {
+            target: format!("the backend URL in `{var}`"),
+            source: format!("`{var}` is set, but not to valid UTF-8, so it names no backend")
+                .into(),
+        }),
+        _ => Ok(None),
     }
 }
 
@@ -242,11 +248,8 @@ fn not_unicode(var: &str) -> Error {
 async fn from_lookup(
     var: &str, options: crate::RedisOptions, env: impl Fn(&str) -> Option<std::ffi::OsString>,
 ) -> Result<AnyBackend> {
-    let url = match env(var).map(std::ffi::OsString::into_string) {
-        Some(Ok(url)) if !url.is_empty() => url,
-        // Set, but not to text: a service meant for Redis must not run on memory in silence.
-        Some(Err(_)) => return Err(not_unicode(var)),
-        _ => return Ok(AnyBackend::memory()),
+    let Some(url) = url_in(var, env(var))? else {
+        return Ok(AnyBackend::memory());
     };
     let scheme = url.split_once("://").map(|(scheme, _)| scheme);
     match scheme {
