@@ -270,9 +270,14 @@ fn cursor_of(id: &str) -> Option<Cursor> {
 
 /// A reply's bulk string as text.
 fn text(value: &Value) -> Option<String> {
+    str_of(value).map(str::to_owned)
+}
+
+/// A reply's bulk string as text, borrowed.
+fn str_of(value: &Value) -> Option<&str> {
     match value {
-        Value::BulkString(bytes) => String::from_utf8(bytes.clone()).ok(),
-        Value::SimpleString(text) => Some(text.clone()),
+        Value::BulkString(bytes) => std::str::from_utf8(bytes).ok(),
+        Value::SimpleString(text) => Some(text),
         _ => None,
     }
 }
@@ -289,10 +294,10 @@ fn entry(stream: &str, value: &Value) -> Result<(Cursor, Option<Event>)> {
     let Value::Array(parts) = value else {
         return Err(malformed("is not an array"));
     };
-    let (Some(id), fields) = (parts.first().and_then(text), parts.get(1)) else {
+    let (Some(id), fields) = (parts.first().and_then(str_of), parts.get(1)) else {
         return Err(malformed("has no id"));
     };
-    let cursor = cursor_of(&id).ok_or_else(|| malformed("has an id that is not a cursor"))?;
+    let cursor = cursor_of(id).ok_or_else(|| malformed("has an id that is not a cursor"))?;
     let fields = match fields {
         Some(Value::Array(fields)) => fields,
         Some(Value::Nil) | None => return Ok((cursor, None)),
@@ -304,18 +309,18 @@ fn entry(stream: &str, value: &Value) -> Result<(Cursor, Option<Event>)> {
             continue;
         };
         match name.as_slice() {
-            b"op" => op = text(value),
-            b"key" => key = text(value),
+            b"op" => op = str_of(value),
+            b"key" => key = str_of(value),
             b"value" => {
                 if let Value::BulkString(bytes) = value {
-                    data = Some(bytes.clone());
+                    data = Some(bytes.as_slice());
                 }
             }
             _ => {}
         }
     }
     let key: Arc<str> = Arc::from(key.ok_or_else(|| malformed(&format!("{cursor} has no key")))?);
-    let event = match (op.as_deref(), data) {
+    let event = match (op, data) {
         (Some("set"), Some(value)) => Event::Set {
             key,
             value: Arc::from(value),
@@ -396,7 +401,7 @@ fn only_id(reply: Option<&Value>) -> Option<Cursor> {
 /// The id of the first of `entries`, if it has one.
 fn first_id(entries: &[Value]) -> Option<Cursor> {
     match entries.first() {
-        Some(Value::Array(parts)) => parts.first().and_then(text).and_then(|t| cursor_of(&t)),
+        Some(Value::Array(parts)) => parts.first().and_then(str_of).and_then(cursor_of),
         _ => None,
     }
 }
@@ -439,7 +444,7 @@ async fn empty_stream(conn: &mut RedisConnection, stream: &str) -> Result<(Curso
         .and_then(|t| cursor_of(&t))
         .unwrap_or(Cursor::ZERO);
     let first = match field("first-entry") {
-        Some(Value::Array(parts)) => parts.first().and_then(text).and_then(|t| cursor_of(&t)),
+        Some(Value::Array(parts)) => parts.first().and_then(str_of).and_then(cursor_of),
         _ => None,
     };
     Ok((first.map_or(last, before), last))
