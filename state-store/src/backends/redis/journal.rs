@@ -12,10 +12,11 @@
 //! trimming took (`MAXLEN` trimming records nothing a reader could ask).
 //!
 //! **Reading.** A reader has a connection of its own: one `MULTI` reads the next entries after
-//! its cursor together with the first entry kept (`XRANGE`, `XREVRANGE`, `XRANGE`), so it knows
-//! exactly when it fell behind the trimming; when there is nothing new it waits in
-//! `XREAD BLOCK`. There is no seam between history and live: both are reads after the last
-//! cursor delivered.
+//! its cursor together with the first entry kept (two `XRANGE`s), so it knows exactly when it
+//! fell behind the trimming; when there is nothing new it waits in `XREAD BLOCK`, and keeps
+//! what that brings when its first entry follows the cursor (nothing was trimmed in between).
+//! There is no seam between history and live: both are reads after the last cursor
+//! delivered.
 //!
 //! **Worker groups** are stream consumer groups: `XGROUP CREATE ... $` by the first consumer,
 //! `XREADGROUP` for new entries, `XREADGROUP ... 0` for what a returning consumer was given,
